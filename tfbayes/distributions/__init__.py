@@ -1,0 +1,1 @@
+"""TFP distributions: implicit reparameterization gradients and the TRIP prior."""
