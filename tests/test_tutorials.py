@@ -1,0 +1,25 @@
+"""Runs every tutorial notebook end to end in quick mode (TFBAYES_QUICK=1).
+
+The notebooks carry their own assertions (accuracies, gradient checks), so a
+tutorial that silently stops teaching what it claims fails here.
+"""
+import os
+import pathlib
+
+import pytest
+
+nbformat = pytest.importorskip("nbformat")
+nbclient = pytest.importorskip("nbclient")
+
+TUTORIALS = sorted((pathlib.Path(__file__).resolve().parent.parent / "tutorials").glob("*.ipynb"))
+
+
+@pytest.mark.parametrize("notebook", TUTORIALS, ids=[p.stem for p in TUTORIALS])
+def test_tutorial_runs_in_quick_mode(notebook, monkeypatch):
+    monkeypatch.setenv("TFBAYES_QUICK", "1")
+    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "2")
+    nb = nbformat.read(notebook, as_version=4)
+    client = nbclient.NotebookClient(
+        nb, timeout=900, kernel_name="python3",
+        resources={"metadata": {"path": str(notebook.parent)}})
+    client.execute()
