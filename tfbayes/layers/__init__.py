@@ -1,1 +1,3 @@
 """Keras 3 layers for Bayesian sparsification."""
+from tfbayes.layers.base import BayesianLayer, KLWarmup, set_num_examples
+from tfbayes.layers import kl

@@ -1,0 +1,131 @@
+"""The ELBO bookkeeping shared by every sparsifying layer.
+
+A variational layer contributes ``KL(q || p)`` to the negative ELBO. Keras's
+``model.fit`` minimises the *mean per-example* data loss, so each layer adds
+``kl_weight * KL / N`` through ``add_loss``, where ``N`` is the training-set
+size. The total is then the per-example negative ELBO
+
+    (1/N) * [ sum_i -log p(y_i | x_i, w) + KL(q || p) ],
+
+estimated on a mini-batch. ``N`` is given once for a whole model with
+:func:`set_num_examples` (or per layer as ``num_examples=``), and
+``kl_weight`` (1 by default) is ramped from 0 by the :class:`KLWarmup` callback.
+"""
+import keras
+import tensorflow as tf
+
+
+class BayesianLayer(keras.layers.Layer):
+    """Base class of the sparsifying layers; not used directly.
+
+    Subclasses implement :meth:`kl_divergence` and call
+    ``self.add_kl_loss(training)`` once in ``call``.
+
+    Args:
+      num_examples: the training-set size N, a positive int. May be left unset
+        at construction and given later for the whole model with
+        :func:`set_num_examples`. Training without it raises ``ValueError``.
+    """
+
+    def __init__(self, num_examples=None, **kwargs):
+        super().__init__(**kwargs)
+        self.num_examples = _check_num_examples(num_examples, allow_none=True)
+        self.kl_weight = self.add_weight(
+            shape=(), initializer="ones", trainable=False, name="kl_weight",
+            dtype="float32")
+
+    def kl_divergence(self):
+        """The layer's total KL(q || p), a scalar tensor (summed over weights)."""
+        raise NotImplementedError(f"{type(self).__name__} must implement kl_divergence()")
+
+    def add_kl_loss(self, training):
+        """Adds ``kl_weight * KL / N`` to the model's losses.
+
+        Raises:
+          ValueError: in training, when N was never given.
+        """
+        if self.num_examples is None:
+            if training:
+                raise ValueError(
+                    f"Layer {self.name!r}: the training-set size N is not set. Call "
+                    "tfbayes.layers.set_num_examples(model, N) before training, or pass "
+                    "num_examples=N to the layer (if model.fit already failed with this "
+                    "error, call model.compile again after setting N).")
+            return
+        kl = self.kl_divergence()
+        self.add_loss(tf.cast(self.kl_weight, kl.dtype) * kl / float(self.num_examples))
+
+    def get_config(self):
+        config = super().get_config()
+        config["num_examples"] = self.num_examples
+        return config
+
+
+def _check_num_examples(num_examples, allow_none=False):
+    if num_examples is None and allow_none:
+        return None
+    if isinstance(num_examples, bool) or not isinstance(num_examples, int) or num_examples <= 0:
+        raise ValueError(f"num_examples: expected a positive int (the training-set size N), "
+                         f"got {num_examples!r}")
+    return num_examples
+
+
+def bayesian_layers(model):
+    """All :class:`BayesianLayer` instances in ``model`` (nested models included)."""
+    if isinstance(model, BayesianLayer):
+        return [model]
+    return [layer for layer in model._flatten_layers(include_self=False, recursive=True)
+            if isinstance(layer, BayesianLayer)]
+
+
+def set_num_examples(model, num_examples):
+    """Sets the training-set size N on every sparsifying layer of ``model``.
+
+    Call it once before ``fit`` (before the first traced training step). It
+    returns the number of layers it set, and raises ``ValueError`` when the
+    model has none, which usually means the wrong model was passed.
+    """
+    num_examples = _check_num_examples(num_examples)
+    layers = bayesian_layers(model)
+    if not layers:
+        raise ValueError(f"model: {getattr(model, 'name', model)!r} has no tfbayes "
+                         "sparsifying layers to set num_examples on")
+    for layer in layers:
+        layer.num_examples = num_examples
+    return len(layers)
+
+
+class KLWarmup(keras.callbacks.Callback):
+    """Ramps the KL weight of every sparsifying layer linearly from 0 to 1.
+
+    As in the Sparse VD reference code, the KL term is switched on gradually
+    so the network first fits the data: the weight at training step ``t`` is
+    ``min(1, t / (warmup_epochs * steps_per_epoch))``.
+
+    Args:
+      warmup_epochs: a positive number of epochs over which the weight reaches 1.
+      start: the weight at step 0, in [0, 1].
+    """
+
+    def __init__(self, warmup_epochs, start=0.0):
+        super().__init__()
+        if not warmup_epochs > 0:
+            raise ValueError(f"warmup_epochs: expected a positive number, got {warmup_epochs!r}")
+        if not 0.0 <= start <= 1.0:
+            raise ValueError(f"start: expected a number in [0, 1], got {start!r}")
+        self.warmup_epochs = warmup_epochs
+        self.start = start
+        self._epoch = 0
+
+    def _weight(self, batch):
+        steps = self.params.get("steps") or 1
+        progress = (self._epoch + batch / steps) / self.warmup_epochs
+        return min(1.0, self.start + (1.0 - self.start) * progress)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_begin(self, batch, logs=None):
+        weight = self._weight(batch)
+        for layer in bayesian_layers(self.model):
+            layer.kl_weight.assign(weight)
