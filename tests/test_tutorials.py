@@ -5,6 +5,7 @@ tutorial that silently stops teaching what it claims fails here.
 """
 import os
 import pathlib
+import sys
 
 import pytest
 
@@ -18,6 +19,8 @@ TUTORIALS = sorted((pathlib.Path(__file__).resolve().parent.parent / "tutorials"
 def test_tutorial_runs_in_quick_mode(notebook, monkeypatch):
     monkeypatch.setenv("TFBAYES_QUICK", "1")
     monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "2")
+    # The "python3" kernel runs `python` from PATH: make it this interpreter.
+    monkeypatch.setenv("PATH", os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
     nb = nbformat.read(notebook, as_version=4)
     client = nbclient.NotebookClient(
         nb, timeout=900, kernel_name="python3",
