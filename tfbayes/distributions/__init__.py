@@ -1,1 +1,2 @@
 """TFP distributions: implicit reparameterization gradients and the TRIP prior."""
+from tfbayes.distributions.implicit import implicit_reparameterization
