@@ -1,0 +1,392 @@
+"""Sparse Variational Dropout layers (Molchanov, Ashukha, Vetrov 2017, arXiv 1701.05369).
+
+Every weight ``w`` of a layer here has its own Gaussian posterior
+``q(w) = N(theta, sigma^2)`` in the additive reparameterization (paper Sec. 4.3):
+the trainable variables are ``theta`` (named like the Keras weight it replaces,
+e.g. ``kernel``) and ``log sigma^2`` (``kernel_log_sigma2``, initialised to -10
+as in the reference code). The dropout rate of a weight is
+``alpha = sigma^2 / theta^2``; a weight with a large ``log alpha`` is pure noise
+and is removed.
+
+* **Training** uses the local reparameterization trick (paper eq. 6): for a
+  layer that is linear in its weights, ``y = op(x, W)``, the pre-activation is
+  Gaussian given ``x``, with mean ``op(x, theta)`` and variance
+  ``op(x^2, sigma^2)``, so one normal sample per output is drawn instead of one
+  weight matrix per example.
+* **Inference** is deterministic: ``y = op(x, theta * [log alpha < threshold])``.
+* **KL**: each layer adds ``sum_w KL(q(w) || p(w))`` of the chosen prior,
+  ``'log_uniform'`` (paper eq. 14) or ``'ard'`` (Kharitonov et al. 2018), via
+  :class:`tfbayes.layers.BayesianLayer`.
+
+:class:`SparseVDLayer` holds this shared logic; :class:`SparseVDDense`,
+:class:`SparseVDConv1D` and :class:`SparseVDConv2D` (and the Embedding/LSTM
+layers of :mod:`tfbayes.layers`) are thin wrappers that choose ``op``.
+The sparsity protocol these layers implement for :mod:`tfbayes.sparsity`
+(``sparsity_groups`` and ``plain_equivalent``) is described there.
+"""
+import keras
+import numpy as np
+from keras import ops
+
+from tfbayes.layers import kl
+from tfbayes.layers.base import BayesianLayer
+
+_LRT_EPS = 1e-8
+"""Added to the pre-activation variance before the square root, as in the reference code."""
+
+
+def check_threshold(threshold, name="threshold"):
+    """Returns ``threshold`` as a float, or raises ``ValueError`` if it is not a finite real."""
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float, np.floating, np.integer)) \
+            or not np.isfinite(threshold):
+        raise ValueError(f"{name}: expected a finite real number, got {threshold!r}")
+    return float(threshold)
+
+
+def local_reparameterization(op, inputs, theta, log_sigma2, seed):
+    """One sample of ``op(inputs, W)`` for ``W ~ N(theta, exp(log_sigma2))`` elementwise.
+
+    ``op`` must be linear in its second argument and act on non-negative
+    ``inputs**2`` as a sum of products (matmul, convolution, gather). Then
+
+        mean = op(x, theta),  var = op(x^2, sigma^2),  out = mean + sqrt(var) * eps,
+
+    with ``eps ~ N(0, 1)`` of the output's shape (Kingma et al. 2015; Molchanov
+    et al. 2017 eq. 6). Cost: two evaluations of ``op``.
+
+    Args:
+      op: a callable ``op(x, w) -> y``.
+      inputs: the input tensor ``x``.
+      theta, log_sigma2: the posterior means and log-variances of ``W``.
+      seed: a ``keras.random.SeedGenerator`` (or int) for ``eps``.
+    """
+    mean = op(inputs, theta)
+    var = op(ops.square(inputs), ops.exp(log_sigma2))
+    noise = keras.random.normal(ops.shape(mean), dtype=mean.dtype, seed=seed)
+    return mean + ops.sqrt(var + _LRT_EPS) * noise
+
+
+class SparseVDLayer(BayesianLayer):
+    """Base class of the Sparse Variational Dropout layers; not used directly.
+
+    A subclass creates each of its variational weights in ``build`` with
+    :meth:`add_variational_weight`, and computes its output in ``call`` with
+    :meth:`apply_variational` (local reparameterization in training, pruned
+    deterministic weights at inference). The KL sums over all variational weights.
+
+    Args:
+      threshold: a weight is removed at inference when ``log alpha >= threshold``
+        (default 3, i.e. dropout rate alpha > e^3 ~ 20, as in the paper).
+      prior: ``'log_uniform'`` (Molchanov et al. eq. 14) or ``'ard'`` (the
+        empirical-Bayes Gaussian prior, KL = 0.5 log(1 + 1/alpha)).
+      log_sigma2_initializer: the initial value of every ``log sigma^2``, a float
+        (default -10).
+      seed: an int seed for the training noise, or None.
+      num_examples: the training-set size N (see :class:`BayesianLayer`).
+    """
+
+    def __init__(self, threshold=3.0, prior="log_uniform", log_sigma2_initializer=-10.0,
+                 seed=None, num_examples=None, **kwargs):
+        super().__init__(num_examples=num_examples, **kwargs)
+        self.threshold = check_threshold(threshold)
+        self._prior_kl = kl.get_prior_kl(prior)
+        self.prior = prior
+        self.log_sigma2_initializer = check_threshold(log_sigma2_initializer,
+                                                      name="log_sigma2_initializer")
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        self._variational_names = []
+
+    def add_variational_weight(self, name, shape, initializer):
+        """Creates ``theta`` (named ``name``) and ``log sigma^2`` (``name + '_log_sigma2'``).
+
+        Both are set as attributes of the layer under those names and returned.
+        """
+        theta = self.add_weight(name=name, shape=shape, initializer=initializer)
+        log_sigma2 = self.add_weight(
+            name=f"{name}_log_sigma2", shape=shape,
+            initializer=keras.initializers.Constant(self.log_sigma2_initializer))
+        setattr(self, name, theta)
+        setattr(self, f"{name}_log_sigma2", log_sigma2)
+        self._variational_names.append(name)
+        return theta, log_sigma2
+
+    def log_alpha(self, name):
+        """``log alpha`` of the variational weight ``name``, clipped to [-8, 8]."""
+        return kl.log_alpha(ops.convert_to_tensor(getattr(self, name)),
+                            ops.convert_to_tensor(getattr(self, f"{name}_log_sigma2")))
+
+    def weight_mask(self, name):
+        """1 where the weight ``name`` is kept (``log alpha < threshold``), else 0; theta's dtype."""
+        theta = getattr(self, name)
+        return ops.cast(self.log_alpha(name) < self.threshold, theta.dtype)
+
+    def pruned_weight(self, name):
+        """The deterministic inference weight ``theta * [log alpha < threshold]``."""
+        return getattr(self, name) * self.weight_mask(name)
+
+    def kl_divergence(self):
+        """``sum_w KL(q(w) || p(w))`` over every variational weight, a scalar."""
+        return sum(ops.sum(self._prior_kl(self.log_alpha(name)))
+                   for name in self._variational_names)
+
+    def apply_variational(self, op, inputs, name, training):
+        """``op(inputs, W)`` for the variational weight ``name``.
+
+        In training: one local-reparameterization sample
+        (:func:`local_reparameterization`). Otherwise: ``op(inputs, pruned_weight(name))``.
+        """
+        if training:
+            return local_reparameterization(op, inputs, getattr(self, name),
+                                            getattr(self, f"{name}_log_sigma2"),
+                                            self.seed_generator)
+        return op(inputs, self.pruned_weight(name))
+
+    def sparsity_groups(self):
+        """``{'weights': (kept, total)}`` over all variational weights (the sparsity protocol)."""
+        masks = [ops.convert_to_numpy(self.weight_mask(name)) for name in self._variational_names]
+        return {"weights": (int(sum(m.sum() for m in masks)), int(sum(m.size for m in masks)))}
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(threshold=self.threshold, prior=self.prior,
+                      log_sigma2_initializer=self.log_sigma2_initializer, seed=self.seed)
+        return config
+
+
+def _input_units(input_shape, layer, axis=-1):
+    units = input_shape[axis]
+    if units is None:
+        raise ValueError(f"Layer {layer.name!r}: the input's axis {axis} must be known to build "
+                         f"the layer, got input shape {tuple(input_shape)}")
+    return int(units)
+
+
+@keras.saving.register_keras_serializable(package="tfbayes")
+class SparseVDDense(SparseVDLayer):
+    """A drop-in for ``keras.layers.Dense`` with Sparse Variational Dropout.
+
+    ``y = activation(x @ W + b)`` with ``W ~ N(theta, sigma^2)`` per weight in
+    training (local reparameterization) and ``W = theta * [log alpha < threshold]``
+    at inference. The bias is an ordinary (point-estimate) weight.
+
+    Args:
+      units: the output size, a positive int.
+      activation, use_bias, kernel_initializer, bias_initializer: as in
+        ``keras.layers.Dense`` (the initializer sets ``theta``).
+      threshold, prior, log_sigma2_initializer, seed, num_examples: see
+        :class:`SparseVDLayer`.
+
+    Call arguments:
+      inputs: a tensor of shape ``[..., input_dim]``.
+      training: Python bool; True samples the noise and requires N to be set.
+
+    Returns:
+      ``[..., units]``. Cost: O(#inputs * input_dim * units), twice in training.
+
+    Example:
+
+    >>> layer = SparseVDDense(4, num_examples=1000)
+    >>> layer(np.ones((2, 3), "float32")).shape
+    (2, 4)
+    """
+
+    def __init__(self, units, activation=None, use_bias=True,
+                 kernel_initializer="glorot_uniform", bias_initializer="zeros", **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(units, bool) or not isinstance(units, (int, np.integer)) or units <= 0:
+            raise ValueError(f"units: expected a positive int, got {units!r}")
+        self.units = int(units)
+        self.activation = keras.activations.get(activation)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.bias_initializer = keras.initializers.get(bias_initializer)
+
+    def build(self, input_shape):
+        input_dim = _input_units(input_shape, self)
+        self.add_variational_weight("kernel", (input_dim, self.units), self.kernel_initializer)
+        self.bias = (self.add_weight(name="bias", shape=(self.units,),
+                                     initializer=self.bias_initializer)
+                     if self.use_bias else None)
+        self.input_spec = keras.layers.InputSpec(min_ndim=2, axes={-1: input_dim})
+
+    def call(self, inputs, training=False):
+        self.add_kl_loss(training)
+        outputs = self.apply_variational(ops.matmul, inputs, "kernel", training)
+        if self.use_bias:
+            outputs = outputs + self.bias
+        return self.activation(outputs)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-1]) + (self.units,)
+
+    def plain_equivalent(self):
+        """A built ``keras.layers.Dense`` with kernel ``theta * mask``: the inference function."""
+        kernel = ops.convert_to_numpy(self.pruned_weight("kernel"))
+        weights = [kernel] + ([ops.convert_to_numpy(self.bias)] if self.use_bias else [])
+        return _built_plain_layer(keras.layers.Dense(
+            self.units, activation=self.activation, use_bias=self.use_bias, dtype=self.dtype_policy,
+            name=self.name), (None, kernel.shape[0]), weights)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(units=self.units, activation=keras.activations.serialize(self.activation),
+                      use_bias=self.use_bias,
+                      kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
+                      bias_initializer=keras.initializers.serialize(self.bias_initializer))
+        return config
+
+
+def _built_plain_layer(layer, input_shape, weights):
+    """Builds ``layer`` for ``input_shape``, sets its ``weights`` and returns it."""
+    layer.build(input_shape)
+    layer.set_weights(weights)
+    return layer
+
+
+def _normalize_tuple(value, rank, name):
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        value = (int(value),) * rank
+    value = tuple(value) if isinstance(value, (tuple, list)) else None
+    if value is None or len(value) != rank or not all(
+            isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v > 0 for v in value):
+        raise ValueError(f"{name}: expected a positive int or a tuple of {rank} positive ints, "
+                         f"got {value!r}")
+    return tuple(int(v) for v in value)
+
+
+class SparseVDConv(SparseVDLayer):
+    """N-D convolution with Sparse Variational Dropout; use :class:`SparseVDConv1D`/``2D``.
+
+    ``y = activation(conv(x, W) + b)``, with ``W ~ N(theta, sigma^2)`` per weight
+    in training (local reparameterization: ``mean = conv(x, theta)``,
+    ``var = conv(x^2, sigma^2)``) and ``W = theta * [log alpha < threshold]`` at
+    inference. The arguments mean what they mean for ``keras.layers.Conv{1,2}D``
+    (grouped convolution is not supported).
+
+    Args:
+      rank: 1 or 2, the number of spatial dimensions.
+      filters: the number of output channels, a positive int.
+      kernel_size, strides, dilation_rate: a positive int or a tuple of ``rank`` ints.
+      padding: ``'valid'`` or ``'same'``.
+      data_format: ``'channels_last'`` (default) or ``'channels_first'``.
+      activation, use_bias, kernel_initializer, bias_initializer: as in Keras.
+      threshold, prior, log_sigma2_initializer, seed, num_examples: see
+        :class:`SparseVDLayer`.
+
+    Cost: O(#output positions * prod(kernel_size) * in_channels * filters), twice in training.
+    """
+
+    def __init__(self, rank, filters, kernel_size, strides=1, padding="valid",
+                 data_format="channels_last", dilation_rate=1, activation=None, use_bias=True,
+                 kernel_initializer="glorot_uniform", bias_initializer="zeros", **kwargs):
+        super().__init__(**kwargs)
+        self.rank = rank
+        if isinstance(filters, bool) or not isinstance(filters, (int, np.integer)) or filters <= 0:
+            raise ValueError(f"filters: expected a positive int, got {filters!r}")
+        self.filters = int(filters)
+        self.kernel_size = _normalize_tuple(kernel_size, rank, "kernel_size")
+        self.strides = _normalize_tuple(strides, rank, "strides")
+        self.dilation_rate = _normalize_tuple(dilation_rate, rank, "dilation_rate")
+        if padding not in ("valid", "same"):
+            raise ValueError(f"padding: expected 'valid' or 'same', got {padding!r}")
+        self.padding = padding
+        if data_format not in ("channels_last", "channels_first"):
+            raise ValueError("data_format: expected 'channels_last' or 'channels_first', "
+                             f"got {data_format!r}")
+        self.data_format = data_format
+        self.activation = keras.activations.get(activation)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.bias_initializer = keras.initializers.get(bias_initializer)
+
+    @property
+    def _channel_axis(self):
+        return -1 if self.data_format == "channels_last" else 1
+
+    def build(self, input_shape):
+        if len(input_shape) != self.rank + 2:
+            raise ValueError(f"Layer {self.name!r}: expected a {self.rank + 2}-D input "
+                             f"(batch, {self.rank} spatial dims, channels), got shape "
+                             f"{tuple(input_shape)}")
+        in_channels = _input_units(input_shape, self, self._channel_axis)
+        self.add_variational_weight("kernel", self.kernel_size + (in_channels, self.filters),
+                                    self.kernel_initializer)
+        self.bias = (self.add_weight(name="bias", shape=(self.filters,),
+                                     initializer=self.bias_initializer)
+                     if self.use_bias else None)
+        self.input_spec = keras.layers.InputSpec(ndim=self.rank + 2,
+                                                 axes={self._channel_axis: in_channels})
+
+    def _convolve(self, inputs, kernel):
+        return ops.conv(inputs, kernel, strides=self.strides, padding=self.padding,
+                        data_format=self.data_format, dilation_rate=self.dilation_rate)
+
+    def call(self, inputs, training=False):
+        self.add_kl_loss(training)
+        outputs = self.apply_variational(self._convolve, inputs, "kernel", training)
+        if self.use_bias:
+            bias_shape = ((1,) * (self.rank + 1) + (self.filters,)
+                          if self.data_format == "channels_last"
+                          else (1, self.filters) + (1,) * self.rank)
+            outputs = outputs + ops.reshape(self.bias, bias_shape)
+        return self.activation(outputs)
+
+    def compute_output_shape(self, input_shape):
+        plain = self._plain_layer()
+        return plain.compute_output_shape(input_shape)
+
+    def _plain_layer(self, name=None):
+        plain_class = {1: keras.layers.Conv1D, 2: keras.layers.Conv2D}[self.rank]
+        return plain_class(self.filters, self.kernel_size, strides=self.strides,
+                           padding=self.padding, data_format=self.data_format,
+                           dilation_rate=self.dilation_rate, activation=self.activation,
+                           use_bias=self.use_bias, dtype=self.dtype_policy, name=name)
+
+    def plain_equivalent(self):
+        """A built ``keras.layers.Conv{1,2}D`` with kernel ``theta * mask``: the inference function."""
+        kernel = ops.convert_to_numpy(self.pruned_weight("kernel"))
+        weights = [kernel] + ([ops.convert_to_numpy(self.bias)] if self.use_bias else [])
+        in_channels = kernel.shape[-2]
+        shape = ((None,) * (self.rank + 1) + (in_channels,) if self.data_format == "channels_last"
+                 else (None, in_channels) + (None,) * self.rank)
+        return _built_plain_layer(self._plain_layer(name=self.name), shape, weights)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(filters=self.filters, kernel_size=self.kernel_size, strides=self.strides,
+                      padding=self.padding, data_format=self.data_format,
+                      dilation_rate=self.dilation_rate,
+                      activation=keras.activations.serialize(self.activation),
+                      use_bias=self.use_bias,
+                      kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
+                      bias_initializer=keras.initializers.serialize(self.bias_initializer))
+        return config
+
+
+@keras.saving.register_keras_serializable(package="tfbayes")
+class SparseVDConv1D(SparseVDConv):
+    """A drop-in for ``keras.layers.Conv1D`` with Sparse Variational Dropout.
+
+    Inputs ``[batch, steps, channels]`` (channels_last). See :class:`SparseVDConv`.
+    """
+
+    def __init__(self, filters, kernel_size, **kwargs):
+        super().__init__(1, filters, kernel_size, **kwargs)
+
+
+@keras.saving.register_keras_serializable(package="tfbayes")
+class SparseVDConv2D(SparseVDConv):
+    """A drop-in for ``keras.layers.Conv2D`` with Sparse Variational Dropout.
+
+    Inputs ``[batch, height, width, channels]`` (channels_last). See :class:`SparseVDConv`.
+
+    Example:
+
+    >>> layer = SparseVDConv2D(8, 3, padding="same", activation="relu")
+    >>> layer(np.ones((1, 5, 5, 2), "float32")).shape
+    (1, 5, 5, 8)
+    """
+
+    def __init__(self, filters, kernel_size, **kwargs):
+        super().__init__(2, filters, kernel_size, **kwargs)
