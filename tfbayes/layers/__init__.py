@@ -1,5 +1,6 @@
 """Keras 3 layers for Bayesian sparsification."""
 from tfbayes.layers.base import BayesianLayer, KLWarmup, set_num_examples
 from tfbayes.layers import kl
+from tfbayes.layers.sbp import SBPDropout
 from tfbayes.layers.sparse_vd import (SparseVDConv1D, SparseVDConv2D, SparseVDDense,
                                        SparseVDLayer, local_reparameterization)
