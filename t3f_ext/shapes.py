@@ -1,0 +1,106 @@
+"""Shape queries on TT objects, static ("lazy_*": NumPy when known) and
+dynamic (int32 tensors), and batch-dim helpers, with T3F's names."""
+import numpy as np
+import tensorflow as tf
+
+from t3f_ext import utils
+from t3f_ext.tensor_train import TensorTrain
+from t3f_ext.tensor_train_base import clean_raw_shape  # noqa: F401  (T3F name)
+from t3f_ext.tensor_train_batch import TensorTrainBatch
+
+
+def tt_ranks(tt):
+  """The TT-ranks as an int32 tensor ``[d + 1]``."""
+  utils.check_tt(tt, "tt")
+  nb = utils.batch_dims(tt)
+  ranks = [tf.shape(core)[nb] for core in tt.tt_cores]
+  return tf.stack(ranks + [tf.shape(tt.tt_cores[-1])[-1]])
+
+
+def raw_shape(tt):
+  """The mode sizes as an int32 tensor ``[1 or 2, d]`` (2 for TT-matrices)."""
+  utils.check_tt(tt, "tt")
+  nb = utils.batch_dims(tt)
+  axes = range(nb + 1, nb + 1 + tt.num_tensor_axes())
+  return tf.stack([tf.stack([tf.shape(core)[axis] for core in tt.tt_cores])
+                   for axis in axes])
+
+
+def shape(tt):
+  """The dense shape (with the batch size first for a batch), int32 tensor."""
+  utils.check_tt(tt, "tt")
+  dims = tf.reduce_prod(raw_shape(tt), axis=1) if tt.is_tt_matrix() else (
+      raw_shape(tt)[0])
+  if utils.batch_dims(tt):
+    dims = tf.concat([[batch_size(tt)], dims], 0)
+  return dims
+
+
+def batch_size(tt):
+  """The batch size of a `TensorTrainBatch` as an int32 scalar tensor."""
+  _check_batch(tt)
+  return tf.shape(tt.tt_cores[0])[0]
+
+
+def lazy_tt_ranks(tt):
+  """Static TT-ranks as a NumPy array if known, else `tt_ranks(tt)`."""
+  utils.check_tt(tt, "tt")
+  static = tt.get_tt_ranks()
+  return np.array(static.as_list()) if static.is_fully_defined() else (
+      tt_ranks(tt))
+
+
+def lazy_raw_shape(tt):
+  """Static raw shape ``[1 or 2, d]`` as a NumPy array if known."""
+  utils.check_tt(tt, "tt")
+  static = tt.get_raw_shape()
+  if all(s.is_fully_defined() for s in static):
+    return np.array([s.as_list() for s in static])
+  return raw_shape(tt)
+
+
+def lazy_shape(tt):
+  """Static dense shape as a NumPy array if known, else `shape(tt)`."""
+  utils.check_tt(tt, "tt")
+  static = tt.get_shape()
+  return np.array(static.as_list()) if static.is_fully_defined() else (
+      shape(tt))
+
+
+def lazy_batch_size(tt):
+  """The static batch size (int) if known, else `batch_size(tt)`."""
+  _check_batch(tt)
+  return tt.batch_size if tt.batch_size is not None else batch_size(tt)
+
+
+def is_batch_broadcasting_possible(tt_a, tt_b):
+  """True unless both are batches of known, different sizes, neither 1."""
+  utils.check_tt(tt_a, "tt_a")
+  utils.check_tt(tt_b, "tt_b")
+  try:
+    utils.check_batch_broadcast(tt_a, tt_b, "tt_a", "tt_b")
+  except ValueError:
+    return False
+  return True
+
+
+def expand_batch_dim(tt):
+  """A `TensorTrain` as a `TensorTrainBatch` of size 1 (a batch unchanged)."""
+  utils.check_tt(tt, "tt")
+  if utils.batch_dims(tt):
+    return tt
+  return TensorTrainBatch([core[tf.newaxis] for core in tt.tt_cores])
+
+
+def squeeze_batch_dim(tt):
+  """A batch of static size 1 as a `TensorTrain`; anything else unchanged."""
+  utils.check_tt(tt, "tt")
+  if utils.batch_dims(tt) and tt.batch_size == 1:
+    return TensorTrain([core[0] for core in tt.tt_cores])
+  return tt
+
+
+def _check_batch(tt):
+  if not isinstance(tt, TensorTrainBatch):
+    raise TypeError("tt must be a TensorTrainBatch, got %s" %
+                    type(tt).__name__)
