@@ -60,8 +60,20 @@ from t3f_ext.shapes import shape
 from t3f_ext.shapes import squeeze_batch_dim
 from t3f_ext.shapes import tt_ranks
 
+from t3f_ext.batch_ops import concat_along_batch_dim
+from t3f_ext.batch_ops import gram_matrix
+from t3f_ext.batch_ops import multiply_along_batch_dim
+from t3f_ext.batch_ops import pairwise_flat_inner
+
+from t3f_ext.regularizers import cores_regularizer
+from t3f_ext.regularizers import l2_regularizer
+
+from t3f_ext import approximate
+from t3f_ext import batch_ops
 from t3f_ext import decompositions
 from t3f_ext import initializers
+from t3f_ext import kronecker
 from t3f_ext import ops
+from t3f_ext import regularizers
 from t3f_ext import shapes
 from t3f_ext import utils

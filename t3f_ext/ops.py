@@ -255,7 +255,7 @@ def multiply(tt_left, right, name="t3f_multiply"):
         raise ValueError("right must be a TT object or a scalar, got %s of "
                          "shape %s" % (type(right).__name__,
                                        np.shape(right)))
-      scale = tf.cast(right, tt_left.dtype)
+      scale = utils.scalar_as(right, tt_left.dtype)
       cores = list(tt_left.tt_cores)
       cores[0] = scale * cores[0]
       return utils.wrap(cores, utils.batch_dims(tt_left))
@@ -403,7 +403,7 @@ def frobenius_norm(tt, epsilon=1e-5, differentiable=False,
   zero finite). See `frobenius_norm_squared`. Cost: O(d n r^3)."""
   with tf.name_scope(name):
     return tf.sqrt(frobenius_norm_squared(tt, differentiable) +
-                   tf.cast(epsilon, tt.dtype))
+                   utils.scalar_as(epsilon, tt.dtype))
 
 
 def transpose(tt_matrix, conjugate=False, name="t3f_transpose"):
@@ -534,7 +534,7 @@ def renormalize_tt_cores(tt, epsilon=1e-8, name="t3f_renormalize_tt_cores"):
     for core in tt.tt_cores:
       axes = list(range(nb, core.shape.rank))
       norms.append(tf.sqrt(tf.reduce_sum(tf.square(tf.abs(core)), axes)) +
-                   tf.cast(epsilon, tt.dtype.real_dtype))
+                   utils.scalar_as(epsilon, tt.dtype.real_dtype))
     log_mean = tf.add_n([tf.math.log(n) for n in norms]) / len(norms)
     cores = []
     for core, norm in zip(tt.tt_cores, norms):

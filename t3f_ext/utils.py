@@ -247,5 +247,13 @@ def matrix_modes(shape, arg_name):
   return halves[0], halves[1]
 
 
+def scalar_as(value, dtype):
+  """A number or tensor as a tensor of ``dtype``; Python floats are converted
+  directly (``tf.cast(0.1, tf.float64)`` would round through float32)."""
+  if isinstance(value, (tf.Tensor, tf.Variable)):
+    return tf.cast(value, dtype)
+  return tf.constant(value, dtype=dtype)
+
+
 def is_int(value):
   return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
