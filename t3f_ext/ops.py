@@ -378,9 +378,12 @@ def frobenius_norm_squared(tt, differentiable=False,
   Args:
     tt: `TensorTrain` or `TensorTrainBatch`.
     differentiable: if False (T3F's default), orthogonalize the cores left to
-      right (QR) and return the squared norm of the last core: accurate, but
-      the QR gradient is undefined for rank-deficient cores. If True, use
-      ``flat_inner(tt, tt)``, whose gradient ``2 tt`` never has NaNs.
+      right (QR) and return the squared norm of the last core: accurate. The
+      QR's own gradient is undefined for rank-deficient cores (as in
+      `t3f_ext.gradients`, where t3f 1.2.0 gave NaN), so for real dtypes the
+      gradient is taken from ``flat_inner(tt, tt)`` instead: the same
+      function, differentiated without QR. If True, the value is also
+      ``flat_inner(tt, tt)``.
     name: name scope.
 
   Returns:
@@ -390,11 +393,30 @@ def frobenius_norm_squared(tt, differentiable=False,
   with tf.name_scope(name):
     if differentiable:
       return flat_inner(tt, tt)
-    from t3f_ext import decompositions
-    last = decompositions.orthogonalize_tt_cores(tt).tt_cores[-1]
+    if tt.dtype.is_complex:
+      return _orthogonalized_norm_squared(tt)
     nb = utils.batch_dims(tt)
-    return tf.reduce_sum(tf.square(tf.abs(last)),
-                         axis=list(range(nb, last.shape.rank)))
+
+    @tf.custom_gradient
+    def norm_squared(*cores):
+      def grad(upstream):
+        with tf.GradientTape() as tape:
+          tape.watch(cores)
+          same = utils.wrap(list(cores), nb)
+          value = flat_inner(same, same)
+        return tape.gradient(value, cores, output_gradients=upstream)
+      return _orthogonalized_norm_squared(utils.wrap(list(cores), nb)), grad
+
+    return norm_squared(*tt.tt_cores)
+
+
+def _orthogonalized_norm_squared(tt):
+  """``||tt||^2`` as the squared norm of the last core after a QR sweep."""
+  from t3f_ext import decompositions
+  last = decompositions.orthogonalize_tt_cores(tt).tt_cores[-1]
+  nb = utils.batch_dims(tt)
+  return tf.reduce_sum(tf.square(tf.abs(last)),
+                       axis=list(range(nb, last.shape.rank)))
 
 
 def frobenius_norm(tt, epsilon=1e-5, differentiable=False,
