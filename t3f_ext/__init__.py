@@ -68,12 +68,25 @@ from t3f_ext.batch_ops import pairwise_flat_inner
 from t3f_ext.regularizers import cores_regularizer
 from t3f_ext.regularizers import l2_regularizer
 
+from t3f_ext.riemannian import add_n_projected
+from t3f_ext.riemannian import deltas_to_tangent_space
+from t3f_ext.riemannian import pairwise_flat_inner_projected
+from t3f_ext.riemannian import project
+from t3f_ext.riemannian import project_matmul
+from t3f_ext.riemannian import project_sum
+from t3f_ext.riemannian import tangent_space_to_deltas
+
+from t3f_ext.autodiff import gradients
+from t3f_ext.autodiff import hessian_vector_product
+
 from t3f_ext import approximate
+from t3f_ext import autodiff
 from t3f_ext import batch_ops
 from t3f_ext import decompositions
 from t3f_ext import initializers
 from t3f_ext import kronecker
 from t3f_ext import ops
 from t3f_ext import regularizers
+from t3f_ext import riemannian
 from t3f_ext import shapes
 from t3f_ext import utils

@@ -1,0 +1,505 @@
+"""Riemannian geometry of the manifold of fixed-TT-rank tensors and matrices.
+
+Let ``x`` be a TT object with ``d`` cores. Orthogonalising its cores left to
+right gives left-orthonormal cores ``U_1 .. U_{d-1}``; orthogonalising that
+result right to left gives right-orthonormal cores ``V_2 .. V_d``. Every
+vector of the tangent space at ``x`` is (Lubich, Oseledets, Vandereycken,
+"Time integration of tensor trains", SINUM 2015, Thm. 3.1 / eq. 3.5)::
+
+  dX = sum_k  U_1 .. U_{k-1}  dP_k  V_{k+1} .. V_d,                       (1)
+
+with "deltas" ``dP_k`` shaped like the k-th core, which obey the gauge
+conditions ``unfold(U_k)^T unfold(dP_k) = 0`` for ``k < d`` (``unfold``: the
+left unfolding ``[r_{k-1} n_k, r_k]``). As a TT object, (1) has the cores::
+
+  [dP_1  U_1],   [[V_k, 0], [dP_k, U_k]]  (1 < k < d),   [[V_d], [dP_d]],  (2)
+
+i.e. TT-ranks ``2 r_k``: this is the representation T3F uses and the one every
+function here returns. The orthogonal projection of ``z`` onto the tangent
+space (Thm. 3.1 of the same paper) has the deltas::
+
+  dP_k = (I - unfold(U_k) unfold(U_k)^T) (U_{<k}^T z V_{>k}^T),  k < d,
+  dP_d = U_{<d}^T z,                                                       (3)
+
+which, for ``z`` given in TT format with ranks ``s_k``, costs
+``O(d n r s (r + s))`` per TT object (``n``: the largest mode size, ``n_k m_k``
+for TT-matrices; ``r``: the largest rank of ``where``), plus
+``O(d n r^3)`` for orthogonalising ``where``. Nothing of size ``prod(n_k)``
+is ever formed.
+
+A TT-matrix is handled as the TT-tensor whose k-th mode is the pair
+``(m_k, n_k)``: the tangent space and the projection do not see the
+difference, so all internal work is done on cores ``[r, m_k n_k, r']``.
+
+T3F compatibility: T3F attaches ``projection_on`` to the result of a
+projection. Our TT objects are immutable, so the structural information (2)
+is checked instead: the ranks of a tangent vector must be even (doubled).
+"""
+import tensorflow as tf
+
+from t3f_ext import decompositions
+from t3f_ext import ops
+from t3f_ext import utils
+from t3f_ext.tensor_train import TensorTrain
+from t3f_ext.tensor_train_batch import TensorTrainBatch
+
+__all__ = [
+    "project",
+    "project_sum",
+    "project_matmul",
+    "pairwise_flat_inner_projected",
+    "add_n_projected",
+    "tangent_space_to_deltas",
+    "deltas_to_tangent_space",
+]
+
+
+# Argument checks.
+
+def _check_point(where, arg_name="where"):
+  """`where` must be a single TensorTrain: a point of the manifold."""
+  if not isinstance(where, TensorTrain):
+    raise TypeError("%s must be a TensorTrain (the point whose tangent space "
+                    "is used), got %s" % (arg_name, type(where).__name__))
+
+
+def _check_compatible(what, where, what_name="what", where_name="where"):
+  """Same kind (TT-tensor or TT-matrix), raw shape and dtype."""
+  utils.check_tt(what, what_name)
+  utils.check_same_raw_shape(what, where, what_name, where_name)
+  utils.check_same_dtype(what, where, what_name, where_name)
+
+
+def _check_tangent(tt, arg_name):
+  """Returns the TT-ranks of `tt`, checking they are doubled as in (2)."""
+  utils.check_tt(tt, arg_name)
+  ranks = tt.get_tt_ranks().as_list()
+  if any(r % 2 for r in ranks[1:-1]):
+    raise ValueError(
+        "%s must be a tangent-space vector (the output of project, "
+        "project_sum, project_matmul, gradients, deltas_to_tangent_space...) "
+        "whose inner TT-ranks are doubled, hence even; got TT-ranks %s" %
+        (arg_name, ranks))
+  return ranks
+
+
+# Core-level helpers. Internally every core is [r, n, r'] (TT-matrix modes
+# merged by `utils.merged_cores`), with a leading batch axis where stated.
+
+def _frames(where):
+  """Left- and right-orthonormal merged cores of `where`.
+
+  Returns ``(left, right)``: ``left[k]``, ``k < d-1``, are the ``U`` cores
+  of (1) and ``right[k]``, ``k > 0``, the ``V`` cores; ``left[d-1]`` and
+  ``right[0]`` carry the norm, and each list represents `where`.
+
+  The QR sweeps shrink a TT-rank ``r_k`` that exceeds ``r_{k-1} n_k`` (left
+  to right) or ``n_{k+1} r_{k+1}`` (right to left). If the second sweep
+  shrinks a rank further, a third (left to right) sweep gives ``U`` cores of
+  the same ranks as the ``V`` cores, so that the tangent vectors have ranks
+  exactly ``2 r_k`` and `tangent_space_to_deltas` can split them in halves.
+
+  Cost: two QR sweeps (three for such over-ranked points), ``O(d n r^3)``.
+  """
+  left_tt = decompositions.orthogonalize_tt_cores(where, left_to_right=True)
+  right_tt = decompositions.orthogonalize_tt_cores(left_tt,
+                                                   left_to_right=False)
+  if left_tt.get_tt_ranks() != right_tt.get_tt_ranks():
+    left_tt = decompositions.orthogonalize_tt_cores(right_tt,
+                                                    left_to_right=True)
+  return utils.merged_cores(left_tt), utils.merged_cores(right_tt)
+
+
+def _projection_deltas(left, right, what, weights=None):
+  """The deltas (3) of the projections of a batch of TT objects.
+
+  Args:
+    left, right: merged cores from `_frames`.
+    what: ``d`` batched merged cores ``[B, s_{k-1}, n_k, s_k]``.
+    weights: None, or a ``[B, O]`` tensor.
+
+  Returns:
+    ``d`` deltas ``[B, a_{k-1}, n_k, c_k]`` (``a``: ranks of the ``U``,
+    ``c``: ranks of the ``V``) if `weights` is None; else ``[O, ...]``, the
+    deltas of the projections of ``sum_b weights[b, o] what[b]`` (the
+    projection is linear).
+  """
+  d = len(what)
+  dtype = what[0].dtype
+  batch = tf.shape(what[0])[0]
+  # rhs[k] = z_{>=k} contracted with V_{>=k}: [B, s_{k-1}, c_{k-1}].
+  rhs = [None] * (d + 1)
+  rhs[d] = tf.ones([batch, 1, 1], dtype)
+  for k in range(d - 1, 0, -1):
+    rhs[k] = tf.einsum("btis,bsq,piq->btp", what[k], rhs[k + 1], right[k])
+  deltas = []
+  # lhs = U_{<k}^T z_{<k}: [B, a_{k-1}, s_{k-1}].
+  lhs = tf.ones([batch, 1, 1], dtype)
+  for k in range(d):
+    y = tf.einsum("bat,btiu->baiu", lhs, what[k])
+    if k == d - 1:
+      delta = y  # rhs[d] = 1, and the last delta has no gauge condition.
+    else:
+      lhs = tf.einsum("aiv,baiu->bvu", left[k], y)
+      gauge = tf.einsum("bvu,buq->bvq", lhs, rhs[k + 1])
+      delta = (tf.einsum("baiu,buq->baiq", y, rhs[k + 1]) -
+               tf.einsum("aiv,bvq->baiq", left[k], gauge))
+    if weights is not None:
+      delta = tf.einsum("baiq,bo->oaiq", delta, weights)
+    deltas.append(delta)
+  return deltas
+
+
+def _tangent_cores(deltas, left, right, batched):
+  """The merged cores (2) of the tangent vector(s) with the given deltas.
+
+  If `batched`, the deltas have a leading batch axis and the frame cores are
+  broadcast along it.
+  """
+  d = len(deltas)
+  if d == 1:
+    return [deltas[0]]
+  lax, rax = (1, 3) if batched else (0, 2)
+
+  def frame(core):
+    if not batched:
+      return core
+    shape = tf.concat([tf.shape(deltas[0])[:1], tf.shape(core)], axis=0)
+    return tf.broadcast_to(core[None], shape)
+
+  cores = [tf.concat([deltas[0], frame(left[0])], axis=rax)]
+  for k in range(1, d - 1):
+    v, u = frame(right[k]), frame(left[k])
+    zeros = tf.zeros(tf.concat([tf.shape(v)[:-1], tf.shape(u)[-1:]], axis=0),
+                     v.dtype)
+    top = tf.concat([v, zeros], axis=rax)
+    bottom = tf.concat([deltas[k], u], axis=rax)
+    cores.append(tf.concat([top, bottom], axis=lax))
+  cores.append(tf.concat([frame(right[d - 1]), deltas[d - 1]], axis=lax))
+  return cores
+
+
+def _batch_cores(what):
+  """Merged cores with a leading batch axis (of size 1 for a TensorTrain)."""
+  cores = utils.merged_cores(what)
+  if utils.batch_dims(what):
+    return cores
+  return [core[None] for core in cores]
+
+
+def _tangent_tt(deltas, left, right, where, batched):
+  cores = _tangent_cores(deltas, left, right, batched)
+  return utils.split_modes(cores, where.get_raw_shape(), int(batched))
+
+
+# Public API.
+
+def project(what, where):
+  """Orthogonal projection onto the tangent space at `where`: ``P_x(what)``.
+
+  ``project(what, x) = P_x(what)``; for a batch,
+  ``project(batch, x)[i] = P_x(batch[i])``. Formula (3) of this module
+  (Lubich, Oseledets, Vandereycken 2015, Thm. 3.1).
+
+  Args:
+    what: TensorTrain or TensorTrainBatch with the raw shape and dtype of
+      `where` and TT-ranks ``s``.
+    where: TensorTrain (TT-tensor or TT-matrix) ``x`` with TT-ranks ``r``.
+
+  Returns:
+    TensorTrain (TensorTrainBatch for a batch) in the tangent space at
+    `where`, with inner TT-ranks ``2 r_k``: representation (2).
+
+  Cost: ``O(d n r^3)`` to orthogonalise `where`, plus
+  ``O(B d n r s (r + s))`` for a batch of ``B``.
+  """
+  _check_point(where)
+  _check_compatible(what, where)
+  left, right = _frames(where)
+  deltas = _projection_deltas(left, right, _batch_cores(what))
+  batched = bool(utils.batch_dims(what))
+  if not batched:
+    deltas = [delta[0] for delta in deltas]
+  return _tangent_tt(deltas, left, right, where, batched)
+
+
+def project_sum(what, where, weights=None):
+  """Projection of a (weighted) sum: ``P_x(sum_i weights[i] what[i])``.
+
+  * ``project_sum(tt, x) = P_x(tt)``;
+  * ``project_sum(batch, x) = P_x(sum_i batch[i])``;
+  * ``project_sum(batch, x, w)``, ``w`` of shape ``[B]`` or ``[B, 1]``:
+    ``P_x(sum_i w[i] batch[i])``;
+  * ``w`` of shape ``[B, O]``, ``O > 1``: the batch of the ``O`` vectors
+    ``P_x(sum_i w[i, o] batch[i])``.
+
+  The sum is never formed in TT format (its ranks would be ``B s``): the
+  projection is linear, so the deltas (3) are summed.
+
+  Args:
+    what: TensorTrain or TensorTrainBatch (batch size ``B``).
+    where: TensorTrain, the point of the manifold.
+    weights: None, or a list / tensor of shape ``[B]`` or ``[B, O]``.
+
+  Returns:
+    TensorTrain, or TensorTrainBatch of ``O`` vectors; TT-ranks ``2 r``.
+
+  Cost: as `project` of the batch, plus ``O(B O d n r^2)``.
+  """
+  _check_point(where)
+  _check_compatible(what, where)
+  batch_size = what.batch_size if utils.batch_dims(what) else 1
+  if weights is None:
+    weights = tf.ones([batch_size or tf.shape(what.tt_cores[0])[0], 1],
+                      dtype=where.dtype)
+  else:
+    weights = tf.convert_to_tensor(weights, dtype=where.dtype)
+    if weights.shape.rank == 1:
+      weights = weights[:, None]
+    if weights.shape.rank != 2 or not tf.TensorShape(
+        [batch_size, None]).is_compatible_with(weights.shape):
+      raise ValueError(
+          "weights must have shape [B] or [B, O] with B = %s, the batch size "
+          "of what; got shape %s" % (batch_size, weights.shape.as_list()))
+  left, right = _frames(where)
+  deltas = _projection_deltas(left, right, _batch_cores(what), weights)
+  batched = weights.shape[1] != 1
+  if not batched:
+    deltas = [delta[0] for delta in deltas]
+  return _tangent_tt(deltas, left, right, where, batched)
+
+
+def project_matmul(what, where, matrix):
+  """Projection of a matrix-by-TT product: ``P_x(matrix @ what)``.
+
+  The product is formed in TT format (`t3f_ext.matmul`, ranks ``R s``) and
+  projected by (3); no dense matrix is ever built.
+
+  Args:
+    what: TensorTrain or TensorTrainBatch TT-matrix of raw shape ``(N, K)``,
+      e.g. TT "vectors" ``(N, 1)``.
+    where: TensorTrain TT-matrix of raw shape ``(M, K)``.
+    matrix: TensorTrain TT-matrix of raw shape ``(M, N)``, TT-ranks ``R``.
+
+  Returns:
+    TensorTrain (TensorTrainBatch for a batch) with TT-ranks ``2 r``.
+
+  Cost: ``O(B d n^2 K R s)`` for the product cores, plus `project` with
+  ranks ``R s``: ``O(B d n r R s (r + R s))``.
+  """
+  _check_point(where)
+  _check_point(matrix, "matrix")
+  utils.check_tt(what, "what", matrix=True)
+  utils.check_tt(where, "where", matrix=True)
+  utils.check_tt(matrix, "matrix", matrix=True)
+  m_shape, w_shape, x_shape = (matrix.get_raw_shape(), what.get_raw_shape(),
+                               where.get_raw_shape())
+  if (m_shape[1] != w_shape[0] or m_shape[0] != x_shape[0] or
+      w_shape[1] != x_shape[1]):
+    raise ValueError(
+        "matrix @ what must have the raw shape of where; got matrix %s, what "
+        "%s and where %s" % (utils.describe_shape(matrix),
+                             utils.describe_shape(what),
+                             utils.describe_shape(where)))
+  utils.check_same_dtype(what, where, "what", "where")
+  utils.check_same_dtype(matrix, where, "matrix", "where")
+  return project(ops.matmul(matrix, what), where)
+
+
+def tangent_space_to_deltas(tt, name="t3f_tangent_space_to_deltas"):
+  """The deltas ``[dP_1, .., dP_d]`` of a tangent vector in form (2).
+
+  Args:
+    tt: TensorTrain or TensorTrainBatch from `project`, `project_sum`,
+      `project_matmul`, `gradients`, `deltas_to_tangent_space`, ...
+    name: name scope.
+
+  Returns:
+    A list of ``d`` tensors shaped like the cores of the point (with the
+    batch axis first for a batch). Cost: slicing only.
+  """
+  ranks = _check_tangent(tt, "tt")
+  with tf.name_scope(name):
+    d = tt.ndims()
+    if d == 1:
+      return [tt.tt_cores[0]]
+    lax, rax = tt.left_tt_rank_dim, tt.right_tt_rank_dim
+    deltas = []
+    for k, core in enumerate(tt.tt_cores):
+      index = [slice(None)] * core.shape.rank
+      if k > 0:
+        index[lax] = slice(ranks[k] // 2, None)
+      if k < d - 1:
+        index[rax] = slice(0, ranks[k + 1] // 2)
+      deltas.append(core[tuple(index)])
+    return deltas
+
+
+def deltas_to_tangent_space(deltas, tt, left=None, right=None,
+                            name="t3f_deltas_to_tangent_space"):
+  """The tangent vector (1)-(2) at `tt` with the given deltas.
+
+  The deltas should obey the gauge conditions (module docstring): (2) is a
+  tangent vector anyway, but `tangent_space_to_deltas` and
+  `pairwise_flat_inner_projected` only invert it under those conditions.
+  Deltas with a leading batch axis give a TensorTrainBatch.
+
+  Args:
+    deltas: ``d`` tensors shaped like the cores of `tt`, with an optional
+      leading batch axis.
+    tt: TensorTrain, the point.
+    left: optional ``orthogonalize_tt_cores(tt)``, to save its cost.
+    right: optional ``orthogonalize_tt_cores(left, left_to_right=False)``.
+    name: name scope.
+
+  Returns:
+    TensorTrain or TensorTrainBatch with TT-ranks ``2 r``.
+
+  Cost: ``O(d n r^3)`` to orthogonalise `tt` unless `left` and `right` are
+  given; then only concatenations.
+  """
+  _check_point(tt, "tt")
+  d = tt.ndims()
+  if not isinstance(deltas, (list, tuple)) or len(deltas) != d:
+    raise ValueError(
+        "deltas must be a list of %d tensors (one per TT-core of tt), got %s"
+        % (d, "a list of %d" % len(deltas) if isinstance(deltas, (list, tuple))
+           else type(deltas).__name__))
+  with tf.name_scope(name):
+    if left is None:
+      left = decompositions.orthogonalize_tt_cores(tt)
+    if right is None:
+      right = decompositions.orthogonalize_tt_cores(left, left_to_right=False)
+    left_cores = utils.merged_cores(left)
+    right_cores = utils.merged_cores(right)
+    deltas = [tf.convert_to_tensor(delta, dtype=tt.dtype) for delta in deltas]
+    batched = deltas[0].shape.rank == tt.tt_cores[0].shape.rank + 1
+    merged = []
+    for k, delta in enumerate(deltas):
+      modes = tt.tt_cores[k].shape[1:-1]
+      expected = tf.TensorShape([None] * batched + [
+          left_cores[k].shape[0]] + modes.as_list() + [
+              right_cores[k].shape[-1]])
+      if not expected.is_compatible_with(delta.shape):
+        raise ValueError("deltas[%d] must have shape %s, got %s" %
+                         (k, expected, delta.shape))
+      merged.append(utils.reshape_tail(delta, int(batched), [
+          left_cores[k].shape[0], modes.num_elements(),
+          right_cores[k].shape[-1]]))
+    return _tangent_tt(merged, left_cores, right_cores, tt, batched)
+
+
+def _batch_deltas(tt):
+  deltas = tangent_space_to_deltas(tt)
+  if utils.batch_dims(tt):
+    return deltas
+  return [delta[None] for delta in deltas]
+
+
+def pairwise_flat_inner_projected(projected_tt_vectors_1,
+                                  projected_tt_vectors_2):
+  """Gram matrix of two batches of vectors of one tangent space.
+
+  ``res[i, j] = flat_inner(projected_tt_vectors_1[i],
+  projected_tt_vectors_2[j])``. The terms of (1) are mutually orthogonal
+  (gauge conditions, orthonormal frames), so
+  ``<dX, dY> = sum_k <dP_k, dQ_k>``.
+
+  Args:
+    projected_tt_vectors_1: TensorTrainBatch (or TensorTrain) of ``B1``
+      tangent vectors at one point.
+    projected_tt_vectors_2: the same for ``B2`` vectors at the same point.
+
+  Returns:
+    ``[B1, B2]`` tensor (a TensorTrain counts as a batch of one).
+
+  Cost: ``O(B1 B2 d n r^2)``, against ``O(B1 B2 d n r^3)`` for
+  `batch_ops.pairwise_flat_inner` of the ``2 r``-rank TT objects.
+  """
+  names = ("projected_tt_vectors_1", "projected_tt_vectors_2")
+  ranks_1 = _check_tangent(projected_tt_vectors_1, names[0])
+  ranks_2 = _check_tangent(projected_tt_vectors_2, names[1])
+  _check_compatible(projected_tt_vectors_1, projected_tt_vectors_2, *names)
+  if ranks_1 != ranks_2:
+    raise ValueError("%s and %s must be tangent vectors at one point, so "
+                     "their TT-ranks must match; got %s and %s" %
+                     (names + (ranks_1, ranks_2)))
+  return tf.add_n([
+      tf.linalg.matmul(utils.reshape_tail(a, 1, [-1]),
+                       utils.reshape_tail(b, 1, [-1]), transpose_b=True)
+      for a, b in zip(_batch_deltas(projected_tt_vectors_1),
+                      _batch_deltas(projected_tt_vectors_2))])
+
+
+def add_n_projected(tt_objects, coef=None):
+  """Sum of tangent vectors at one point, keeping the TT-ranks ``2 r``.
+
+  ``add_n_projected([a, b])`` equals ``add(a, b)`` for tangent vectors at one
+  point, whose ranks would double again; here only the deltas are summed.
+
+  Args:
+    tt_objects: a list of TensorTrain, or of TensorTrainBatch of one batch
+      size ``B``: tangent vectors at one point.
+    coef: None, or weights of shape ``[N]`` (``N = len(tt_objects)``), or
+      ``[N, B]`` for batches (a weight per object and batch element).
+
+  Returns:
+    A TT object like ``tt_objects[0]``: ``sum_i coef[i] tt_objects[i]``.
+
+  Cost: ``O(N B d n r^2)``.
+  """
+  if not isinstance(tt_objects, (list, tuple)) or not tt_objects:
+    raise ValueError("tt_objects must be a non-empty list of tangent vectors, "
+                     "got %r" % (tt_objects,))
+  first = tt_objects[0]
+  ranks = _check_tangent(first, "tt_objects[0]")
+  for i, tt in enumerate(tt_objects[1:], start=1):
+    name = "tt_objects[%d]" % i
+    if _check_tangent(tt, name) != ranks:
+      raise ValueError(
+          "all tt_objects must be tangent vectors at one point, so their "
+          "TT-ranks must match; tt_objects[0] has %s and %s has %s" %
+          (ranks, name, tt.get_tt_ranks().as_list()))
+    if utils.batch_dims(tt) != utils.batch_dims(first):
+      raise TypeError("tt_objects must all be TensorTrain or all "
+                      "TensorTrainBatch; tt_objects[0] is a %s and %s a %s" %
+                      (type(first).__name__, name, type(tt).__name__))
+    _check_compatible(tt, first, name, "tt_objects[0]")
+  batched = utils.batch_dims(first)
+  n = len(tt_objects)
+  if coef is None:
+    coef = tf.ones([n], dtype=first.dtype)
+  coef = tf.convert_to_tensor(coef, dtype=first.dtype)
+  allowed = [tf.TensorShape([n])]
+  if batched:
+    allowed.append(tf.TensorShape([n, first.batch_size]))
+  if not any(shape.is_compatible_with(coef.shape) for shape in allowed):
+    raise ValueError("coef must have shape %s, got %s" % (
+        " or ".join(str(s) for s in allowed), coef.shape))
+  all_deltas = [tangent_space_to_deltas(tt) for tt in tt_objects]
+  lax, rax = first.left_tt_rank_dim, first.right_tt_rank_dim
+  d = first.ndims()
+  cores = []
+  for k in range(d):
+    stacked = tf.stack([deltas[k] for deltas in all_deltas])
+    weight = tf.reshape(coef, coef.shape.as_list() + [1] * (
+        stacked.shape.rank - coef.shape.rank))
+    delta = tf.reduce_sum(weight * stacked, axis=0)
+    if d == 1:
+      cores.append(delta)
+      continue
+    core = first.tt_cores[k]
+    blocks = []
+    if k > 0:  # The top block row [V_k, 0] is common to all tt_objects.
+      index = [slice(None)] * core.shape.rank
+      index[lax] = slice(0, ranks[k] // 2)
+      blocks.append(core[tuple(index)])
+    bottom = delta
+    if k < d - 1:  # So is the block U_k right of the delta.
+      index = [slice(None)] * core.shape.rank
+      index[lax] = slice(ranks[k] // 2, None) if k > 0 else slice(None)
+      index[rax] = slice(ranks[k + 1] // 2, None)
+      bottom = tf.concat([delta, core[tuple(index)]], axis=rax)
+    blocks.append(bottom)
+    cores.append(tf.concat(blocks, axis=lax))
+  return utils.wrap(cores, batched)
