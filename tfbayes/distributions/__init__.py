@@ -1,2 +1,3 @@
 """TFP distributions: implicit reparameterization gradients and the TRIP prior."""
 from tfbayes.distributions.implicit import implicit_reparameterization
+from tfbayes.distributions.trip import TRIP
