@@ -4,3 +4,4 @@ from tfbayes.layers import kl
 from tfbayes.layers.sbp import SBPDropout
 from tfbayes.layers.sparse_vd import (SparseVDConv1D, SparseVDConv2D, SparseVDDense,
                                        SparseVDLayer, local_reparameterization)
+from tfbayes.layers.trip_prior import TRIPPrior
