@@ -90,3 +90,4 @@ from t3f_ext import regularizers
 from t3f_ext import riemannian
 from t3f_ext import shapes
 from t3f_ext import utils
+from t3f_ext import layers  # Keras 3 TT layers; last, it needs the core above
