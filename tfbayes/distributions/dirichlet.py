@@ -1,0 +1,170 @@
+"""Dirichlet distribution sampled in log-space from Gamma draws.
+
+``x = g / sum(g)`` with independent ``g_i ~ Gamma(a_i, 1)``, so
+``log x = log g - logsumexp(log g)``: the gradients with respect to each
+concentration flow through the implicit Gamma gradients ``d log g_i / d a_i``
+(Figurnov et al. 2018, section 3.3), and ``log x`` stays finite where ``x``
+underflows.
+"""
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+from tfbayes.distributions.gamma import (LogSpaceSampleMixin, assert_positive,
+                                         convert_float_parameters, positive_parameter,
+                                         sample_log_standard_gamma, undefined_where)
+
+__all__ = ["Dirichlet", "sample_log_dirichlet"]
+
+
+def sample_log_dirichlet(shape, concentration, seed):
+    """Draws ``log x`` with ``x ~ Dirichlet(concentration)`` over the last axis.
+
+    Args:
+      shape: 1-D int shape of the output, ending in the event size ``k``;
+        ``concentration`` (``[..., k]``) broadcasts to it.
+      concentration: float tensor, positive.
+      seed: stateless seed (int or ``[2]`` int tensor).
+
+    Returns:
+      ``log g - logsumexp(log g, axis=-1)`` for ``log g`` from
+      ``sample_log_standard_gamma``; shape ``shape``. Cost: that of ``k``
+      Gamma draws per event plus ``O(k)``.
+    """
+    log_gamma = sample_log_standard_gamma(shape, concentration, seed)
+    return log_gamma - tf.reduce_logsumexp(log_gamma, axis=-1, keepdims=True)
+
+
+class Dirichlet(LogSpaceSampleMixin, tfp.distributions.AutoCompositeTensorDistribution):
+    """Dirichlet distribution with implicit reparameterization gradients.
+
+    A drop-in for ``tfp.distributions.Dirichlet``: the same parameter, shapes,
+    ``log_prob``, moments, entropy and KL; sampling is stateless, compiles under
+    XLA and is done in log-space (``log_sample``).
+
+    Density on the simplex: ``p(x | a) = prod_i x_i^(a_i - 1) / B(a)``,
+    ``B(a) = prod_i Gamma(a_i) / Gamma(sum_i a_i)``.
+
+    Args:
+      concentration: float tensor of shape ``batch_shape + [k]``, positive.
+      validate_args: check that ``concentration`` is positive
+        (``InvalidArgumentError`` naming it) and that ``log_prob`` inputs lie in
+        ``[0, 1]``.
+      allow_nan_stats: if ``False``, ``mode`` raises where it is undefined.
+      name: name scope.
+
+    Raises:
+      ValueError: if ``concentration`` is a scalar, or ``log_prob`` gets an
+        event size other than ``k``.
+      TypeError: if ``concentration`` has an integer dtype.
+
+    Cost of ``sample(n)``: ``n * batch_size * k`` Gamma draws.
+    """
+
+    def __init__(self, concentration, validate_args=False, allow_nan_stats=True,
+                 name="Dirichlet"):
+        parameters = dict(locals())
+        with tf.name_scope(name) as name:
+            dtype, params = convert_float_parameters("Dirichlet", concentration=concentration)
+            self._concentration = params["concentration"]
+            if self._concentration.shape.rank == 0:
+                raise ValueError("Dirichlet: `concentration` must have at least one axis (the "
+                                 "event axis of size k); got a scalar.")
+            super().__init__(
+                dtype=dtype, validate_args=validate_args, allow_nan_stats=allow_nan_stats,
+                reparameterization_type=tfp.distributions.FULLY_REPARAMETERIZED,
+                parameters=parameters, name=name)
+
+    @classmethod
+    def _parameter_properties(cls, dtype, num_classes=None):
+        return dict(concentration=positive_parameter(dtype, event_ndims=1))
+
+    @property
+    def concentration(self):
+        """Concentration ``a``, shape ``batch_shape + [k]``."""
+        return self._concentration
+
+    def _event_shape_tensor(self):
+        return tf.shape(self._concentration)[-1:]
+
+    def _event_shape(self):
+        return tf.TensorShape(self._concentration.shape)[-1:]
+
+    def _log_sample_n(self, n, seed=None):
+        concentration = tf.convert_to_tensor(self._concentration)
+        shape = tf.concat([[n], tf.shape(concentration)], 0)
+        return sample_log_dirichlet(shape, concentration, seed)
+
+    def _log_prob(self, x):
+        concentration = tf.convert_to_tensor(self._concentration)
+        _check_event_size(x, concentration)
+        return (tf.reduce_sum(tf.math.xlogy(concentration - 1.0, x), axis=-1)
+                - tf.math.lbeta(concentration))
+
+    def _total(self):
+        return tf.reduce_sum(self._concentration, axis=-1, keepdims=True)
+
+    def _mean(self):
+        return self._concentration / self._total()
+
+    def _variance(self):
+        total = self._total()
+        mean = self._concentration / total
+        return mean * (1.0 - mean) / (total + 1.0)
+
+    def _covariance(self):
+        total = self._total()
+        mean = self._concentration / total
+        outer = mean[..., :, None] * mean[..., None, :]
+        return (tf.linalg.diag(mean) - outer) / (total[..., None] + 1.0)
+
+    def _mode(self):
+        concentration = tf.convert_to_tensor(self._concentration)
+        k = tf.cast(tf.shape(concentration)[-1], self.dtype)
+        mode = (concentration - 1.0) / (self._total() - k)
+        undefined = tf.reduce_any(concentration <= 1.0, axis=-1, keepdims=True)
+        return undefined_where(self, undefined, mode,
+                               "Dirichlet mode is undefined where any `concentration` <= 1.")
+
+    def _entropy(self):
+        concentration = tf.convert_to_tensor(self._concentration)
+        total = tf.reduce_sum(concentration, axis=-1)
+        k = tf.cast(tf.shape(concentration)[-1], self.dtype)
+        return (tf.math.lbeta(concentration) + (total - k) * tf.math.digamma(total)
+                - tf.reduce_sum((concentration - 1.0) * tf.math.digamma(concentration), axis=-1))
+
+    def _default_event_space_bijector(self):
+        return tfp.bijectors.SoftmaxCentered(validate_args=self.validate_args)
+
+    def _parameter_control_dependencies(self, is_init):
+        return assert_positive(self.validate_args, is_init,
+                               {"concentration": self._concentration})
+
+    def _sample_control_dependencies(self, x):
+        if not self.validate_args:
+            return []
+        return [tf.debugging.assert_non_negative(x, message="Dirichlet: `x` must be >= 0."),
+                tf.debugging.assert_less_equal(x, tf.ones([], x.dtype),
+                                               message="Dirichlet: `x` must be <= 1.")]
+
+
+def _check_event_size(x, concentration):
+    """Raises ``ValueError`` if ``x`` statically has the wrong event size."""
+    k = tf.compat.dimension_value(concentration.shape[-1])
+    x_size = tf.compat.dimension_value(x.shape[-1]) if x.shape.rank else None
+    if x.shape.rank == 0 or (x_size is not None and k is not None and x_size != k):
+        raise ValueError(f"Dirichlet: `x` must have event size k={k} in its last axis; got "
+                         f"shape {x.shape}.")
+
+
+@tfp.distributions.RegisterKL(Dirichlet, Dirichlet)
+def kl_dirichlet_dirichlet(p, q, name=None):
+    """``KL(p || q)`` of two Dirichlets, batched.
+
+    ``log B(b) - log B(a) + sum_i (a_i - b_i) (psi(a_i) - psi(sum_j a_j))`` for
+    ``p = Dir(a)``, ``q = Dir(b)``.
+    """
+    with tf.name_scope(name or "kl_dirichlet_dirichlet"):
+        a, b = tf.convert_to_tensor(p.concentration), tf.convert_to_tensor(q.concentration)
+        digamma_gap = tf.math.digamma(a) - tf.math.digamma(tf.reduce_sum(a, -1, keepdims=True))
+        return (tf.math.lbeta(b) - tf.math.lbeta(a)
+                + tf.reduce_sum((a - b) * digamma_gap, axis=-1))

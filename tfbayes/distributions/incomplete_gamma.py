@@ -1,0 +1,171 @@
+"""The derivative of the regularized incomplete gamma function in its shape.
+
+``P(a, x) = gamma(a, x) / Gamma(a)`` is the CDF of ``Gamma(a, 1)``. The
+implicit reparameterization gradient of a sample ``x ~ Gamma(a, 1)`` is
+(Figurnov et al. 2018, eq. 5)
+
+    dx/da = -(dP(a, x)/da) / p(x | a),   p(x | a) = x^(a-1) e^(-x) / Gamma(a).
+
+This module computes it in log-space, as
+
+    d log x / da = -(dP(a, x)/da) / w(a, x),   w(a, x) = x^a e^(-x) / Gamma(a),
+
+from ``log x``, so that samples that underflow in floating point (``a = 1e-3``
+gives ``log x`` around ``-1000``) still get their exact, finite, non-zero
+gradient. The common factor ``w`` is divided out analytically, never
+numerically, in both regimes:
+
+* Series (``x <= max(1, a)``). ``P = w S`` with ``S = sum_n t_n``,
+  ``t_n = x^n / (a (a+1) ... (a+n))``. Differentiating in ``a`` and using
+  ``psi(a) = psi(a + 1) - 1/a`` to cancel the ``1/a^2`` terms exactly,
+
+      d log x / da = sum_{n>=1} t_n H_n - S (log x - psi(a + 1)),
+      H_n = sum_{k=1..n} 1 / (a + k),
+
+  which keeps full relative accuracy down to ``a = 1e-3`` and ``x -> 0``
+  (where it tends to ``(psi(a + 1) - log x) / a``).
+* Continued fraction (``x > max(1, a)``). ``1 - P = w C`` with Legendre's
+  fraction ``C = 1 / (b_0 + a_1 / (b_1 + a_2 / (b_2 + ...)))``,
+  ``b_n = x + 2n + 1 - a``, ``a_n = n (a - n)``; carrying ``dC/da`` through the
+  three-term recurrence of the convergents (forward-mode differentiation),
+
+      d log x / da = C (log x - psi(a)) + dC/da,
+
+  a sum of two positive terms.
+
+Both are evaluated elementwise in bounded ``tf.while_loop`` s that stop when
+every element has converged to the working precision, so they compile under
+XLA. The number of terms grows like ``sqrt(a)`` only where ``x`` is within a
+few standard deviations of ``a`` (about 270 terms at ``a = 1e3`` in float64);
+the loops are capped at ``MAX_TERMS`` terms, enough for ``a`` up to about
+``1e5``.
+"""
+import numpy as np
+import tensorflow as tf
+
+__all__ = ["gamma_log_sample_grad", "igamma_grad_a", "MAX_TERMS"]
+
+MAX_TERMS = 3000
+
+
+def gamma_log_sample_grad(concentration, log_x):
+    """Implicit gradient ``d log x / d a`` of a sample ``x ~ Gamma(a, 1)``.
+
+    Args:
+      concentration: float tensor ``a > 0``.
+      log_x: float tensor ``log x`` of the same dtype, broadcasting with
+        ``concentration``.
+
+    Returns:
+      ``-(dP(a, x)/da) / (x^a e^(-x) / Gamma(a))``, shape
+      ``broadcast(a, log_x)``. Multiply by ``x`` for ``dx/da``.
+
+    Cost: ``O(n_terms)`` elementwise flops per element, where ``n_terms`` is at
+    most ``MAX_TERMS`` and about ``sqrt(2 a log(1/eps))`` in the worst case.
+    """
+    with tf.name_scope("gamma_log_sample_grad"):
+        log_x = tf.convert_to_tensor(log_x)
+        a = tf.convert_to_tensor(concentration, dtype=log_x.dtype)
+        a, log_x = _broadcast(a, log_x)
+        x = tf.exp(log_x)
+        use_fraction = (x > 1.0) & (x > a)
+        # Inputs of the branch not taken are replaced by values that converge at once.
+        series_x = tf.where(use_fraction, tf.zeros_like(x), x)
+        fraction_x = tf.where(use_fraction, x, 2.0 * a + 10.0)
+        series = _series_log_grad(a, series_x, log_x)
+        fraction = _fraction_log_grad(a, fraction_x, tf.math.log(fraction_x))
+        return tf.where(use_fraction, fraction, series)
+
+
+def igamma_grad_a(a, x):
+    """``dP(a, x)/da`` of the regularized lower incomplete gamma function.
+
+    Args:
+      a: float tensor, ``a > 0``.
+      x: float tensor, ``x > 0``, broadcasting with ``a``.
+
+    Returns:
+      ``dP/da = -w(a, x) * gamma_log_sample_grad(a, log x)``, shape
+      ``broadcast(a, x)``. Cost as ``gamma_log_sample_grad``.
+    """
+    with tf.name_scope("igamma_grad_a"):
+        x = tf.convert_to_tensor(x)
+        a = tf.convert_to_tensor(a, dtype=x.dtype)
+        log_x = tf.math.log(x)
+        log_w = a * log_x - x - tf.math.lgamma(a)
+        return -tf.exp(log_w) * gamma_log_sample_grad(a, log_x)
+
+
+def _broadcast(a, b):
+    shape = tf.broadcast_dynamic_shape(tf.shape(a), tf.shape(b))
+    return tf.broadcast_to(a, shape), tf.broadcast_to(b, shape)
+
+
+def _eps(dtype):
+    """Half the machine epsilon: the relative size of a term that no longer matters."""
+    return 0.5 * float(np.finfo(dtype.as_numpy_dtype).eps)
+
+
+def _series_log_grad(a, x, log_x):
+    """Series regime: ``sum_{n>=1} t_n H_n - S (log x - psi(a + 1))``."""
+    eps = _eps(a.dtype)
+    term = 1.0 / a
+    zeros = tf.zeros_like(a)
+
+    def cond(n, term, harmonic, total, weighted, done):
+        return (n < MAX_TERMS) & ~tf.reduce_all(done)
+
+    def body(n, term, harmonic, total, weighted, done):
+        k = a + tf.cast(n, a.dtype)
+        term = term * x / k
+        harmonic = harmonic + 1.0 / k
+        # Converged elements are frozen, so results do not depend on the batch.
+        total = tf.where(done, total, total + term)
+        weighted = tf.where(done, weighted, weighted + term * harmonic)
+        done = done | ((term <= eps * total) & (term * harmonic <= eps * weighted))
+        return n + 1, term, harmonic, total, weighted, done
+
+    _, _, _, total, weighted, _ = tf.while_loop(
+        cond, body, (tf.constant(1), term, zeros, term, zeros, tf.zeros_like(a, tf.bool)))
+    return weighted - total * (log_x - tf.math.digamma(a + 1.0))
+
+
+def _fraction_log_grad(a, x, log_x):
+    """Continued-fraction regime: ``C (log x - psi(a)) + dC/da``."""
+    eps = _eps(a.dtype)
+    ones, zeros = tf.ones_like(a), tf.zeros_like(a)
+    # Convergents P_n / Q_n of b_0 + a_1/(b_1 + ...), and their a-derivatives dP, dQ;
+    # the fraction is C_n = Q_n / P_n. Index 1 is step n, index 0 is step n - 1.
+    b0 = x + 1.0 - a
+    state = (ones, b0, zeros, ones, zeros, -ones, zeros, zeros)
+
+    def fraction(p, q, dp, dq):
+        value = q / p
+        return value, dq / p - value * dp / p
+
+    def cond(n, state, value, derivative, done):
+        return (n < MAX_TERMS) & ~tf.reduce_all(done)
+
+    def body(n, state, value, derivative, done):
+        p0, p1, q0, q1, dp0, dp1, dq0, dq1 = state
+        nf = tf.cast(n, a.dtype)
+        b_n = x + 2.0 * nf + 1.0 - a
+        a_n = nf * (a - nf)
+        p2 = b_n * p1 + a_n * p0
+        q2 = b_n * q1 + a_n * q0
+        dp2 = b_n * dp1 - p1 + a_n * dp0 + nf * p0
+        dq2 = b_n * dq1 - q1 + a_n * dq0 + nf * q0
+        scale = 1.0 / tf.abs(p2)  # Rescale to keep the convergents finite.
+        state = tuple(v * scale for v in (p1, p2, q1, q2, dp1, dp2, dq1, dq2))
+        new_value, new_derivative = fraction(p2, q2, dp2, dq2)
+        converged = ((tf.abs(new_value - value) <= eps * tf.abs(new_value))
+                     & (tf.abs(new_derivative - derivative) <= eps * tf.abs(new_derivative)))
+        # Converged elements are frozen, so results do not depend on the batch.
+        value = tf.where(done, value, new_value)
+        derivative = tf.where(done, derivative, new_derivative)
+        return n + 1, state, value, derivative, done | converged
+
+    value, derivative = fraction(b0, ones, -ones, zeros)
+    _, _, value, derivative, _ = tf.while_loop(
+        cond, body, (tf.constant(1), state, value, derivative, tf.zeros_like(a, tf.bool)))
+    return value * (log_x - tf.math.digamma(a)) + derivative
