@@ -114,34 +114,39 @@ for _cls in (keras.layers.Dense, keras.layers.Conv1D, keras.layers.Conv2D):
 # --- the chain of layers ---
 
 def _layer_chain(model):
-    """The layers of a Sequential or single-chain functional model, input to output."""
+    """``[(layer, input_shape)]`` of a Sequential or single-chain functional model, in order.
+
+    Walks the graph back from the output; every layer on the way must have one
+    input, and every layer of the model must be on the way.
+    """
     if not isinstance(model, keras.Model):
         raise TypeError(f"model: expected a keras.Model, got {type(model).__name__}")
     if not isinstance(model, (keras.Sequential, Functional)):
         raise ValueError(f"model: {model.name!r} is a subclassed model; compress() needs a "
                          "Sequential or single-chain functional model (its graph is unknown)")
-    if len(model.inputs) != 1 or len(model.outputs) != 1:
-        raise ValueError(f"model: {model.name!r} has {len(model.inputs)} inputs and "
-                         f"{len(model.outputs)} outputs; compress() needs a single chain")
-    layers = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
-    for previous, layer in zip([None] + layers[:-1], layers):
-        inbound = [node for node in layer._inbound_nodes if node.operation is layer]
+    if not model.built or len(model.inputs) != 1 or len(model.outputs) != 1:
+        raise ValueError(f"model: {model.name!r} must be built with one input and one output "
+                         "for compress()")
+    chain = []
+    history = model.outputs[0]._keras_history
+    while not isinstance(history.operation, keras.layers.InputLayer):
+        layer = history.operation
         if isinstance(layer, keras.Model):
             raise ValueError(f"Layer {layer.name!r}: nested models are not supported by "
                              "compress(); flatten the model into one chain")
-        if len(inbound) != 1 or len(inbound[0].input_tensors) != 1:
-            raise ValueError(f"Layer {layer.name!r}: compress() needs each layer used once "
-                             "with one input (a single chain)")
-        source = inbound[0].input_tensors[0]._keras_history.operation
-        expected = previous if previous is not None else None
-        if expected is not None and source is not expected:
-            raise ValueError(f"Layer {layer.name!r}: its input does not come from the previous "
-                             f"layer {previous.name!r}; compress() needs a single chain")
-    return layers
-
-
-def _input_shape(layer):
-    return tuple(layer.input.shape)
+        node = layer._inbound_nodes[history.node_index]
+        if len(node.input_tensors) != 1:
+            raise ValueError(f"Layer {layer.name!r}: compress() needs layers with one input "
+                             f"(a single chain), this one has {len(node.input_tensors)}")
+        chain.append((layer, tuple(node.input_tensors[0].shape)))
+        history = node.input_tensors[0]._keras_history
+    chain.reverse()
+    layers = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
+    if len(layers) != len(chain):
+        off_chain = [layer.name for layer in layers if all(layer is not c for c, _ in chain)]
+        raise ValueError(f"model: {model.name!r} is not a single chain; compress() cannot "
+                         f"place layers {off_chain}")
+    return chain
 
 
 def _plain(layer):
@@ -185,15 +190,14 @@ def compress(model):
     Raises:
       ValueError: naming the layer that cannot be compressed and why.
     """
-    layers = _layer_chain(model)
-    stages = [(layer,) + _stage(layer) for layer in layers]
+    chain = _layer_chain(model)
+    stages = [(layer, shape) + _stage(layer) for layer, shape in chain]
     output_channels = int(model.outputs[0].shape[-1])
     # Backward: which channels of each layer's input can affect the model's output.
     needed = np.ones(output_channels, bool)
     needed_outputs = []
-    for layer, kind, payload in reversed(stages):
+    for layer, shape, kind, payload in reversed(stages):
         needed_outputs.append(needed)
-        shape = _input_shape(layer)
         if kind == "weights":
             needed = _rule(payload).needed_inputs(payload, needed)
         elif kind == "scale":
@@ -203,10 +207,11 @@ def compress(model):
             needed = needed.reshape(spatial, shape[-1]).any(axis=0)
     needed_outputs.reverse()
     # Forward: build the smaller layers, carrying the produced channels and a pending scale.
-    produced = np.ones(_input_shape(layers[0])[-1], bool)
+    input_shape = chain[0][1]
+    produced = np.ones(input_shape[-1], bool)
     scale = np.ones(int(produced.sum()))
     new_layers = []
-    for (layer, kind, payload), needed_out in zip(stages, needed_outputs):
+    for (layer, shape, kind, payload), needed_out in zip(stages, needed_outputs):
         if kind == "weights":
             new_layers.append(_rule(payload).shrink(payload, produced, scale, needed_out))
             produced, scale = needed_out, np.ones(int(needed_out.sum()))
@@ -219,13 +224,13 @@ def compress(model):
                              f"moved through activation {layer.activation.__name__!r}; put "
                              "SBPDropout after the activation, or before a relu")
         if kind == "flatten":
-            spatial = int(np.prod(_input_shape(layer)[1:-1], dtype=np.int64))
+            spatial = int(np.prod(shape[1:-1], dtype=np.int64))
             produced, scale = np.tile(produced, spatial), np.tile(scale, spatial)
         new_layers.append(type(layer).from_config(layer.get_config()))
     if not np.all(scale == 1) or not np.all(produced):
-        raise ValueError(f"Layer {layers[-1].name!r}: compress() needs a weight layer after the "
+        raise ValueError(f"Layer {chain[-1][0].name!r}: compress() needs a weight layer after the "
                          "last SBPDropout, to fold its scale into")
-    inputs = keras.Input(shape=_input_shape(layers[0])[1:], dtype=model.inputs[0].dtype)
+    inputs = keras.Input(shape=input_shape[1:], dtype=model.inputs[0].dtype)
     return keras.Sequential([inputs] + new_layers, name=f"{model.name}_compressed")
 
 
@@ -293,11 +298,11 @@ def _ratio(total, kept):
 def _flops_by_name(model):
     """``{layer name: (dense, nonzero)}`` for the weight layers of a chain model."""
     result = {}
-    for layer in _layer_chain(model):
+    for layer, shape in _layer_chain(model):
         plain = _plain(layer) if not hasattr(layer, "channel_scale") else None
         rule = _rule(plain) if plain is not None else None
         if rule is not None:
-            result[layer.name] = rule.flops(plain, _input_shape(layer))
+            result[layer.name] = rule.flops(plain, shape)
     return result
 
 
