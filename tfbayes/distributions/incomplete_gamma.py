@@ -26,8 +26,8 @@ numerically, in both regimes:
   (where it tends to ``(psi(a + 1) - log x) / a``).
 * Continued fraction (``x > max(1, a)``). ``1 - P = w C`` with Legendre's
   fraction ``C = 1 / (b_0 + a_1 / (b_1 + a_2 / (b_2 + ...)))``,
-  ``b_n = x + 2n + 1 - a``, ``a_n = n (a - n)``; carrying ``dC/da`` through the
-  three-term recurrence of the convergents (forward-mode differentiation),
+  ``b_n = x + 2n + 1 - a``, ``a_n = n (a - n)``, summed by Steed's algorithm
+  with ``dC/da`` carried alongside (forward-mode differentiation),
 
       d log x / da = C (log x - psi(a)) + dC/da,
 
@@ -131,41 +131,49 @@ def _series_log_grad(a, x, log_x):
 
 
 def _fraction_log_grad(a, x, log_x):
-    """Continued-fraction regime: ``C (log x - psi(a)) + dC/da``."""
+    """Continued-fraction regime: ``C (log x - psi(a)) + dC/da``, ``C = 1 / g``.
+
+    ``g = b_0 + a_1 / (b_1 + a_2 / (b_2 + ...))`` is summed as a series of
+    increments by Steed's algorithm, ``D_n = 1 / (b_n + a_n D_{n-1})``,
+    ``dh_n = (b_n D_n - 1) dh_{n-1}``, with the a-derivative of every quantity
+    carried alongside (``db_n/da = -1``, ``da_n/da = n``). Unlike the ratio of
+    convergents ``Q_n / P_n``, whose derivative cancels catastrophically as
+    ``n`` grows, this sums terms that shrink steadily, in both value and
+    derivative.
+    """
     eps = _eps(a.dtype)
-    ones, zeros = tf.ones_like(a), tf.zeros_like(a)
-    # Convergents P_n / Q_n of b_0 + a_1/(b_1 + ...), and their a-derivatives dP, dQ;
-    # the fraction is C_n = Q_n / P_n. Index 1 is step n, index 0 is step n - 1.
-    b0 = x + 1.0 - a
-    state = (ones, b0, zeros, ones, zeros, -ones, zeros, zeros)
+    one = tf.ones_like(a)
+    # n = 1: D_1 = 1 / b_1, dh_1 = a_1 D_1, with b_1 = x + 3 - a, a_1 = a - 1.
+    d1 = 1.0 / (x + 3.0 - a)
+    d_d1 = tf.square(d1)
+    step = (a - 1.0) * d1
+    d_step = d1 + (a - 1.0) * d_d1
+    total = x + 1.0 - a + step
+    d_total = d_step - 1.0
 
-    def fraction(p, q, dp, dq):
-        value = q / p
-        return value, dq / p - value * dp / p
-
-    def cond(n, state, value, derivative, done):
+    def cond(n, d, dd, step, d_step, total, d_total, done):
         return (n < MAX_TERMS) & ~tf.reduce_all(done)
 
-    def body(n, state, value, derivative, done):
-        p0, p1, q0, q1, dp0, dp1, dq0, dq1 = state
+    def body(n, d, dd, step, d_step, total, d_total, done):
         nf = tf.cast(n, a.dtype)
         b_n = x + 2.0 * nf + 1.0 - a
         a_n = nf * (a - nf)
-        p2 = b_n * p1 + a_n * p0
-        q2 = b_n * q1 + a_n * q0
-        dp2 = b_n * dp1 - p1 + a_n * dp0 + nf * p0
-        dq2 = b_n * dq1 - q1 + a_n * dq0 + nf * q0
-        scale = 1.0 / tf.abs(p2)  # Rescale to keep the convergents finite.
-        state = tuple(v * scale for v in (p1, p2, q1, q2, dp1, dp2, dq1, dq2))
-        new_value, new_derivative = fraction(p2, q2, dp2, dq2)
-        converged = ((tf.abs(new_value - value) <= eps * tf.abs(new_value))
-                     & (tf.abs(new_derivative - derivative) <= eps * tf.abs(new_derivative)))
+        new_d = 1.0 / (b_n + a_n * d)
+        new_dd = -tf.square(new_d) * (-one + nf * d + a_n * dd)
+        factor = b_n * new_d - 1.0
+        d_factor = b_n * new_dd - new_d
+        d_step = d_factor * step + factor * d_step
+        step = factor * step
         # Converged elements are frozen, so results do not depend on the batch.
-        value = tf.where(done, value, new_value)
-        derivative = tf.where(done, derivative, new_derivative)
-        return n + 1, state, value, derivative, done | converged
+        total = tf.where(done, total, total + step)
+        d_total = tf.where(done, d_total, d_total + d_step)
+        done = done | ((tf.abs(step) <= eps * tf.abs(total))
+                       & (tf.abs(d_step) <= eps * tf.abs(d_total)))
+        return n + 1, new_d, new_dd, step, d_step, total, d_total, done
 
-    value, derivative = fraction(b0, ones, -ones, zeros)
-    _, _, value, derivative, _ = tf.while_loop(
-        cond, body, (tf.constant(1), state, value, derivative, tf.zeros_like(a, tf.bool)))
-    return value * (log_x - tf.math.digamma(a)) + derivative
+    _, _, _, _, _, total, d_total, _ = tf.while_loop(
+        cond, body, (tf.constant(2), d1, d_d1, step, d_step, total, d_total,
+                     tf.zeros_like(a, tf.bool)))
+    fraction = 1.0 / total
+    d_fraction = -d_total * tf.square(fraction)
+    return fraction * (log_x - tf.math.digamma(a)) + d_fraction
