@@ -67,6 +67,13 @@ def _dims_last(x):
     return tf.transpose(x, list(range(1, rank)) + [0])
 
 
+def _shifted_weights(log_weights):
+    """``exp(w - c)`` and ``c = max(w)`` over the last axis (``c = 0`` where ``w`` is all -inf)."""
+    shift = tf.stop_gradient(tf.reduce_max(log_weights, axis=-1))
+    shift = tf.where(tf.math.is_finite(shift), shift, tf.zeros_like(shift))
+    return tf.exp(log_weights - shift[..., tf.newaxis]), shift
+
+
 def _log_ring_sum(log_weights, cores):
     """``log Tr(prod_k sum_i Q_k[i] exp(w[k, i]))`` by a sequential, rescaled contraction.
 
@@ -92,9 +99,7 @@ def _log_ring_sum(log_weights, cores):
     def step(carry, elems):
         product, log_total = carry
         step_log_weights, core = elems
-        shift = tf.stop_gradient(tf.reduce_max(step_log_weights, axis=-1))
-        shift = tf.where(tf.math.is_finite(shift), shift, tf.zeros_like(shift))
-        weights = tf.exp(step_log_weights - shift[..., tf.newaxis])
+        weights, shift = _shifted_weights(step_log_weights)
         factor, factor_log_scale = _normalize_matrices(
             tf.einsum("...i,...iab->...ab", weights, core))
         product, product_log_scale = _normalize_matrices(tf.matmul(product, factor))
@@ -108,9 +113,7 @@ def _log_ring_sum(log_weights, cores):
 
 def _weighted_core_sums(log_weights, cores):
     """``M_k = sum_i Q_k[i] exp(w[k, i] - max_i w[k, i])``, ``[..., m, r, r]``; O(m d r^2)."""
-    shift = tf.stop_gradient(tf.reduce_max(log_weights, axis=-1, keepdims=True))
-    shift = tf.where(tf.math.is_finite(shift), shift, tf.zeros_like(shift))
-    return tf.einsum("...kd,...kdij->...kij", tf.exp(log_weights - shift), cores)
+    return tf.einsum("...kd,...kdij->...kij", _shifted_weights(log_weights)[0], cores)
 
 
 def _exclusive_products(matrices, reverse):
