@@ -92,9 +92,12 @@ def _normal(shape, seed, index, mean, stddev, dtype):
     return tf.random.normal(shape, mean, stddev, dtype=dtype)
   seed = tf.convert_to_tensor([seed, 0] if np.ndim(seed) == 0 else seed,
                               dtype=tf.int64)
-  core_seed = tf.random.experimental.stateless_fold_in(seed, index)
+  # Philox explicitly: "auto_select" picks another algorithm under XLA, and
+  # the same seed must give the same cores everywhere.
+  core_seed = tf.random.experimental.stateless_fold_in(seed, index,
+                                                       alg="philox")
   return tf.random.stateless_normal(shape, core_seed, mean, stddev,
-                                    dtype=dtype)
+                                    dtype=dtype, alg="philox")
 
 
 def _check_batch_size(batch_size):

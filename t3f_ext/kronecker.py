@@ -9,7 +9,10 @@ product ``A = G_1 (x) G_2 (x) ... (x) G_d`` of ``N = prod_k n_k`` rows, so
 * ``cholesky(A) = cholesky(G_1) (x) ... (x) cholesky(G_d)``.
 
 Each costs O(sum_k n_k^3) instead of O(N^3). All functions accept a
-`TensorTrain` or a `TensorTrainBatch`.
+`TensorTrain` or a `TensorTrainBatch`. `inv` and `cholesky` compile with XLA;
+`determinant` and `slog_determinant` run eagerly and in `tf.function` but not
+under ``jit_compile`` (TF 2.21 has no XLA kernel for the determinant / LU
+ops).
 """
 import tensorflow as tf
 

@@ -237,6 +237,11 @@ def matrix_modes(shape, arg_name):
       shape[0] is None and shape[1] is None):
     raise ValueError("%s must be a pair ((m_1..m_d), (n_1..n_d)), got %r" %
                      (arg_name, shape))
+  shape = [half.as_list() if isinstance(half, tf.TensorShape) else half
+           for half in shape]
+  if any(half is not None and np.ndim(half) != 1 for half in shape):
+    raise ValueError("%s must be a pair of lists ((m_1..m_d), (n_1..n_d)), "
+                     "got %r" % (arg_name, shape))
   halves = [None if half is None else tensor_modes(half, arg_name)
             for half in shape]
   d = len(halves[0] if halves[0] is not None else halves[1])
