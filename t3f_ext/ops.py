@@ -60,28 +60,28 @@ def _check_dense_shape(tt, tt_name, dense, dense_name, axis, size):
                                  dense.shape))
 
 
-def _tt_dense_matmul(tt, dense):
-  """``tt @ dense`` for a TT-matrix ``[M, N]`` and a dense ``[..., N, K]``.
+def _tt_dense_matmul_transposed(tt, dense):
+  """``(tt @ dense)^T`` for a TT-matrix ``[M, N]`` and a dense ``[..., N, K]``.
 
-  Contracts the cores left to right with the modes of ``dense`` reshaped to
-  ``[n_1, ..., n_d, K]``; the state after core k is
-  ``[..., m_1..m_k, r_k, n_{k+1}..n_d K]``.
-  Cost: O(d r^2 n max(m, n) prod_{j != k} max(m_j, n_j) K).
+  Contracts one core at a time. The state before core k is
+  ``[..., n_k, (n_{k+1}..n_d, K, m_1..m_{k-1}), r_{k-1}]``; the einsum with
+  core k consumes ``(n_k, r_{k-1})`` and appends ``(m_k, r_k)``, so each step
+  is one matmul plus one transpose of the state (as T3F's algorithm). The
+  last state is ``[..., K, M]``, the transposed product.
+  Cost: O(d r^2 max(m, n)^{d+1} K) for mode sizes m, n.
   """
   nb = utils.batch_dims(tt)
-  lead = max(dense.shape.rank - 2, nb)
+  lead_in = dense.shape.rank - 2
+  lead = max(lead_in, nb)
   m_modes = tt.get_raw_shape()[0].as_list()
   n_modes = tt.get_raw_shape()[1].as_list()
-  state = utils.reshape_tail(dense, dense.shape.rank - 2,
-                             [1, 1, n_modes[0], -1])
-  rows = 1
+  state = utils.reshape_tail(dense, lead_in, [n_modes[0], -1, 1])
   for k, core in enumerate(tt.tt_cores):
-    state = tf.einsum("...pani,...amnb->...pmbi", state, core)
-    rows *= m_modes[k]
+    state = tf.einsum("...jRa,...aijb->...Rib", state, core)
     if k + 1 < tt.ndims():
       state = utils.reshape_tail(state, lead,
-                                 [rows, core.shape[-1], n_modes[k + 1], -1])
-  return utils.reshape_tail(state, lead, [rows, -1])
+                                 [n_modes[k + 1], -1, core.shape[-1]])
+  return utils.reshape_tail(state, lead, [-1, int(np.prod(m_modes))])
 
 
 def _tt_tt_matmul(a, b):
@@ -106,7 +106,7 @@ def matmul(a, b, name="t3f_matmul"):
   * TT ``[M, N]`` @ dense ``[..., N, K]`` -> dense ``[..., M, K]``.
     Cost O(d r^2 max(m, n)^{d+1} K).
   * dense ``[..., K, M]`` @ TT ``[M, N]`` -> dense ``[..., K, N]``, computed
-    as ``(b^T a^T)^T`` with the same cost.
+    as ``(b^T a^T)^T`` with the same cost (plus a transpose of ``a``).
 
   A `TensorTrainBatch` with a dense operand broadcasts its batch dim against
   the dense operand's leading dims.
@@ -143,13 +143,13 @@ def matmul(a, b, name="t3f_matmul"):
       utils.check_tt(a, "a", matrix=True)
       dense = tf.convert_to_tensor(b, dtype=a.dtype, name="b")
       _check_dense_shape(a, "a", dense, "b", -2, a.get_shape()[1])
-      return _tt_dense_matmul(a, dense)
+      return tf.linalg.matrix_transpose(_tt_dense_matmul_transposed(a, dense))
     utils.check_tt(b, "b", matrix=True)
     dense = tf.convert_to_tensor(a, dtype=b.dtype, name="a")
     _check_dense_shape(b, "b", dense, "a", -1, b.get_shape()[0])
-    product = _tt_dense_matmul(transpose(b),
-                               tf.linalg.matrix_transpose(dense))
-    return tf.linalg.matrix_transpose(product)
+    # a @ b = ((b^T) @ a^T)^T, which is what the helper returns directly.
+    return _tt_dense_matmul_transposed(transpose(b),
+                                       tf.linalg.matrix_transpose(dense))
 
 
 def _broadcast_batch(cores, num_batch_dims, target):

@@ -159,8 +159,8 @@ def validate_cores(tt_cores, shape, tt_ranks, convert_to_tensors, batch_dims,
     tt_cores: a sequence of core tensors (see the module docstring).
     shape: None or a T3F raw shape (see `clean_raw_shape`).
     tt_ranks: None or a list of ``d + 1`` ints.
-    convert_to_tensors: if False, every core must already be a `tf.Tensor` or
-      `tf.Variable`.
+    convert_to_tensors: if False, every core must already be a tensor or a
+      variable (`tf.Variable` or Keras 3 variable).
     batch_dims: 0 for `TensorTrain`, 1 for `TensorTrainBatch`.
     batch_size: None or the expected batch size.
 
@@ -182,10 +182,9 @@ def validate_cores(tt_cores, shape, tt_ranks, convert_to_tensors, batch_dims,
     raise ValueError("tt_cores must contain at least one core, got none")
   cores = []
   for k, core in enumerate(tt_cores):
-    if not convert_to_tensors and not isinstance(
-        core, (tf.Tensor, tf.Variable)):
+    if not convert_to_tensors and not tf.is_tensor(core):
       raise TypeError("with convert_to_tensors=False, tt_cores[%d] must be a "
-                      "tf.Tensor or tf.Variable, got %s" %
+                      "tensor or variable, got %s" %
                       (k, type(core).__name__))
     cores.append(tf.convert_to_tensor(core))
   dtype = cores[0].dtype
