@@ -100,9 +100,8 @@ class _TangentParametrization:
 
   def projection_deltas(self, vector):
     """The deltas of ``P_x(vector)`` in this parametrization's frames."""
-    cores = [core[None] for core in utils.merged_cores(vector)]
-    deltas = riemannian._projection_deltas(self.left, self.right, cores)  # pylint: disable=protected-access
-    return [delta[0] for delta in deltas]
+    return riemannian._projection_deltas(self.left, self.right,  # pylint: disable=protected-access
+                                         utils.merged_cores(vector))
 
   def check_invariance(self, func, value_at_tangent):
     """An assertion that ``f(T(dP)) == f(x)`` (skipped by XLA)."""

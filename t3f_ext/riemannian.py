@@ -111,39 +111,42 @@ def _frames(where):
 
 
 def _projection_deltas(left, right, what, weights=None):
-  """The deltas (3) of the projections of a batch of TT objects.
+  """The deltas (3) of the projections of (a batch of) TT objects.
 
   Args:
     left, right: merged cores from `_frames`.
-    what: ``d`` batched merged cores ``[B, s_{k-1}, n_k, s_k]``.
-    weights: None, or a ``[B, O]`` tensor.
+    what: ``d`` merged cores ``[..., s_{k-1}, n_k, s_k]``, with optional
+      leading batch dims (none for one TT object, which then costs plain
+      matrix products).
+    weights: None, or a ``[B, O]`` tensor (then `what` has one batch dim B).
 
   Returns:
-    ``d`` deltas ``[B, a_{k-1}, n_k, c_k]`` (``a``: ranks of the ``U``,
+    ``d`` deltas ``[..., a_{k-1}, n_k, c_k]`` (``a``: ranks of the ``U``,
     ``c``: ranks of the ``V``) if `weights` is None; else ``[O, ...]``, the
     deltas of the projections of ``sum_b weights[b, o] what[b]`` (the
     projection is linear).
   """
   d = len(what)
-  dtype = what[0].dtype
-  batch = tf.shape(what[0])[0]
-  # rhs[k] = z_{>=k} contracted with V_{>=k}: [B, s_{k-1}, c_{k-1}].
-  rhs = [None] * (d + 1)
-  rhs[d] = tf.ones([batch, 1, 1], dtype)
-  for k in range(d - 1, 0, -1):
-    rhs[k] = tf.einsum("btis,bsq,piq->btp", what[k], rhs[k + 1], right[k])
+  # rhs[k] = z_{>=k} contracted with V_{>=k}: [..., s_{k-1}, c_{k-1}]. The
+  # boundary ranks are 1, so the recursions start from the end cores.
+  rhs = [None] * d
+  if d > 1:
+    rhs[d - 1] = tf.einsum("...tis,pis->...tp", what[d - 1], right[d - 1])
+  for k in range(d - 2, 0, -1):
+    rhs[k] = tf.einsum("...tis,...sq,piq->...tp", what[k], rhs[k + 1],
+                       right[k])
   deltas = []
-  # lhs = U_{<k}^T z_{<k}: [B, a_{k-1}, s_{k-1}].
-  lhs = tf.ones([batch, 1, 1], dtype)
   for k in range(d):
-    y = tf.einsum("bat,btiu->baiu", lhs, what[k])
+    # y = U_{<k}^T z_{<=k}: [..., a_{k-1}, n_k, s_k].
+    y = what[0] if k == 0 else tf.einsum("...at,...tiu->...aiu", lhs,
+                                         what[k])
     if k == d - 1:
-      delta = y  # rhs[d] = 1, and the last delta has no gauge condition.
+      delta = y  # the last delta has no gauge condition.
     else:
-      lhs = tf.einsum("aiv,baiu->bvu", left[k], y)
-      gauge = tf.einsum("bvu,buq->bvq", lhs, rhs[k + 1])
-      delta = (tf.einsum("baiu,buq->baiq", y, rhs[k + 1]) -
-               tf.einsum("aiv,bvq->baiq", left[k], gauge))
+      lhs = tf.einsum("aiv,...aiu->...vu", left[k], y)
+      gauge = tf.einsum("...vu,...uq->...vq", lhs, rhs[k + 1])
+      delta = (tf.einsum("...aiu,...uq->...aiq", y, rhs[k + 1]) -
+               tf.einsum("aiv,...vq->...aiq", left[k], gauge))
     if weights is not None:
       delta = tf.einsum("baiq,bo->oaiq", delta, weights)
     deltas.append(delta)
@@ -216,11 +219,8 @@ def project(what, where):
   _check_point(where)
   _check_compatible(what, where)
   left, right = _frames(where)
-  deltas = _projection_deltas(left, right, _batch_cores(what))
-  batched = bool(utils.batch_dims(what))
-  if not batched:
-    deltas = [delta[0] for delta in deltas]
-  return _tangent_tt(deltas, left, right, where, batched)
+  deltas = _projection_deltas(left, right, utils.merged_cores(what))
+  return _tangent_tt(deltas, left, right, where, bool(utils.batch_dims(what)))
 
 
 def project_sum(what, where, weights=None):
