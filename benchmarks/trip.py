@@ -184,8 +184,12 @@ class VAE:
             tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=logits), -1)
         return log_lik + self.log_prior(z) - log_q
 
-    def encoder_means(self, x):
-        return self.encoder(x)[:, :self.latent_dim].numpy()
+    def posterior_samples(self, x, seed):
+        """One ``z ~ q(z | x)`` per image: draws from the aggregate posterior."""
+        stats = self.encoder(x)
+        log_std = tf.clip_by_value(stats[:, self.latent_dim:], -8.0, 4.0)
+        eps = tf.random.stateless_normal(tf.shape(log_std), seed=seed)
+        return (stats[:, :self.latent_dim] + tf.exp(log_std) * eps).numpy()
 
 
 def fit_prior(prior, codes, epochs=20, batch=500, learning_rate=0.03):
@@ -233,7 +237,7 @@ def run_vae(epochs, warmup_epochs, latent_dim, num_components, rank, iwae_sample
         latent_dim=latent_dim, epochs=epochs, batch=batch, optimizer="Adam(1e-3)",
         trip_num_components=num_components, trip_rank=rank,
         schedule=(f"both models train {warmup_epochs} epochs with N(0, I); then the TRIP "
-                  "model's prior is initialised by k-means of the encoder means of 10k training "
+                  "model's prior is initialised by k-means of codes z ~ q(z|x) of 10k training "
                   "images, fitted to them alone (20 epochs, Adam 0.03), then trained jointly; "
                   "both models restart Adam at that point"),
         iwae_samples=iwae_samples, test_images=int(len(x_test)),
@@ -248,7 +252,7 @@ def run_vae(epochs, warmup_epochs, latent_dim, num_components, rank, iwae_sample
             if epoch == warmup_epochs:
                 if name == "trip":
                     vae.prior = TRIPPrior(num_components=num_components, rank=rank)
-                    fit_prior(vae.prior, vae.encoder_means(x_train[:10000]))
+                    fit_prior(vae.prior, vae.posterior_samples(x_train[:10000], [seed, -1]))
                 train_step = make_train_step(vae)
             order = rng.permutation(len(x_train))
             losses = []

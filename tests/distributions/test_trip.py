@@ -87,6 +87,10 @@ def test_batched_parameters_broadcast_with_values():
     for b in range(2):
         expected = BruteForce(locs[b], scales[b], cores[b]).log_prob(x[:, b])
         np.testing.assert_allclose(got[:, b], expected, rtol=1e-9)
+    # Batch slicing and crossing a tf.function boundary as a CompositeTensor.
+    np.testing.assert_allclose(trip[1].log_prob(x[:, 1]).numpy(), got[:, 1], rtol=1e-12)
+    traced = tf.function(lambda dist, x: dist.log_prob(x))(trip, x).numpy()
+    np.testing.assert_allclose(traced, got, rtol=1e-12)
 
 
 def test_density_integrates_to_one_in_1d_and_2d():

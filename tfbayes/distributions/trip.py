@@ -396,7 +396,7 @@ class TRIP(distribution.AutoCompositeTensorDistribution):
 
         Each summed-out dimension contributes ``S_k = sum_i Q_k[i]``, which is
         multiplied into the preceding kept core (cyclically), so the result is a
-        TRIP over ``len(dims)`` dimensions with the same rank. O(m r^3).
+        TRIP over ``len(dims)`` dimensions with the same rank. O(m d r^3).
 
         Args:
           dims: non-empty sequence of distinct Python ints in ``[0, m)``; the
@@ -415,7 +415,7 @@ class TRIP(distribution.AutoCompositeTensorDistribution):
         preceding unobserved core (cyclically); the unobserved dimensions keep
         their Gaussians. Conditions that are missing (``observed_mask`` False) are
         thereby marginalised, as in the paper: the result is the exact
-        conditional given only the observed coordinates. O(B m (d r^2 + r^3)).
+        conditional given only the observed coordinates. O(B m d r^3).
 
         Args:
           observed_values: ``[..., m]``; entries where the mask is False are ignored.
