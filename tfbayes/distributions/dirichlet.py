@@ -13,7 +13,7 @@ from tfbayes.distributions.gamma import (LogSpaceSampleMixin, assert_positive,
                                          convert_float_parameters, positive_parameter,
                                          sample_log_standard_gamma, undefined_where)
 
-__all__ = ["Dirichlet", "sample_log_dirichlet"]
+__all__ = ["Dirichlet", "sample_log_dirichlet", "log_normalize"]
 
 
 def sample_log_dirichlet(shape, concentration, seed):
@@ -30,8 +30,33 @@ def sample_log_dirichlet(shape, concentration, seed):
       ``sample_log_standard_gamma``; shape ``shape``. Cost: that of ``k``
       Gamma draws per event plus ``O(k)``.
     """
-    log_gamma = sample_log_standard_gamma(shape, concentration, seed)
-    return log_gamma - tf.reduce_logsumexp(log_gamma, axis=-1, keepdims=True)
+    return log_normalize(sample_log_standard_gamma(shape, concentration, seed))
+
+
+@tf.custom_gradient
+def log_normalize(log_g):
+    """``log x = log g - logsumexp(log g)`` over the last axis, with a stable VJP.
+
+    The Jacobian is ``d log x_i / d log g_j = delta_ij - x_j``. Autodiff of
+    ``logsumexp`` forms ``1 - x_j`` on the diagonal, which loses all relative
+    accuracy as ``x_j -> 1`` (e.g. ``Beta(1e3, 1e-3)``); here the diagonal uses
+    ``1 - x_j = sum_{i != j} x_i``, a leave-one-out ``logsumexp`` built from
+    exclusive cumulative ``logsumexp`` s in both directions, so every
+    gradient keeps full relative accuracy. VJP:
+    ``g_j = u_j sum_{i != j} x_i - x_j sum_{i != j} u_i``. Cost ``O(k)``.
+    """
+    total = tf.reduce_logsumexp(log_g, axis=-1, keepdims=True)
+    log_x = log_g - total
+
+    def grad(upstream):
+        x = tf.exp(log_x)
+        before = tf.math.cumulative_logsumexp(log_x, axis=-1, exclusive=True)
+        after = tf.math.cumulative_logsumexp(log_x, axis=-1, exclusive=True, reverse=True)
+        others = tf.exp(tf.math.reduce_logsumexp(tf.stack([before, after], -1), axis=-1))
+        upstream_others = tf.reduce_sum(upstream, axis=-1, keepdims=True) - upstream
+        return upstream * others - x * upstream_others
+
+    return log_x, grad
 
 
 class Dirichlet(LogSpaceSampleMixin, tfp.distributions.AutoCompositeTensorDistribution):
