@@ -27,6 +27,11 @@ A layer takes part by implementing some of these methods:
     ``x * s`` along the last (channels) axis: ``s`` as a NumPy vector, 0 where
     a channel is removed. :func:`compress` drops the layer, removes the zero
     channels and folds ``s`` into the next weight layer.
+``output_scale() -> np.ndarray``
+    Alongside ``plain_equivalent``, for a layer whose inference output is
+    ``plain_equivalent()(x) * s`` along the channels axis (e.g. the hidden
+    unit groups of :class:`~tfbayes.layers.SparseVDLSTM`): :func:`compress`
+    removes the channels where ``s`` is 0 and folds ``s`` into the next weight layer.
 
 A plain layer class is shrunk by a :class:`PlainLayerRule` (registered with
 :func:`register_plain_layer`): ``needed_inputs(layer, needed_outputs)`` gives
@@ -35,7 +40,11 @@ the input channels that can affect the needed output channels,
 layer reading only ``kept_inputs`` (each multiplied by ``input_scale``) and
 producing only ``kept_outputs``, and ``flops(layer, input_shape)`` counts its
 multiply-adds per example as ``(dense, nonzero)``. Rules for ``Dense``,
-``Conv1D`` and ``Conv2D`` are built in.
+``Conv1D`` and ``Conv2D`` are built in. Optionally, ``shrink`` may return a
+list of layers to run in sequence (e.g. a vocabulary remap before a smaller
+``Embedding``), and ``produced_outputs(layer, needed_outputs)`` gives the
+output channels the shrunk layer really produces when that is a superset of
+the needed ones (an ``LSTM`` keeps the units its needed units read).
 
 FLOPs here are multiply-accumulates of the weight layers per example (biases,
 activations and pooling are not counted); "after" counts only nonzero weights
@@ -47,7 +56,8 @@ import keras
 import numpy as np
 from keras.src.models.functional import Functional
 
-PlainLayerRule = collections.namedtuple("PlainLayerRule", ["needed_inputs", "shrink", "flops"])
+PlainLayerRule = collections.namedtuple(
+    "PlainLayerRule", ["needed_inputs", "shrink", "flops", "produced_outputs"], defaults=(None,))
 """How :func:`compress` shrinks a plain Keras layer class; see the module docstring."""
 
 _RULES = {}
@@ -176,6 +186,11 @@ def _stage(layer):
                      f"and {', '.join(c.__name__ for c in _PASS_THROUGH)}")
 
 
+def _output_scale(layer, channels):
+    """The factor on a weight layer's plain output (the protocol's ``output_scale``), or ones."""
+    return layer.output_scale() if hasattr(layer, "output_scale") else np.ones(channels)
+
+
 def compress(model):
     """A plain deterministic Keras model computing ``model``'s inference predictions.
 
@@ -197,6 +212,8 @@ def compress(model):
     needed = np.ones(output_channels, bool)
     needed_outputs = []
     for layer, shape, kind, payload in reversed(stages):
+        if kind == "weights":
+            needed = needed & (_output_scale(layer, needed.size) != 0)
         needed_outputs.append(needed)
         if kind == "weights":
             needed = _rule(payload).needed_inputs(payload, needed)
@@ -208,13 +225,17 @@ def compress(model):
     needed_outputs.reverse()
     # Forward: build the smaller layers, carrying the produced channels and a pending scale.
     input_shape = chain[0][1]
-    produced = np.ones(input_shape[-1], bool)
+    produced = np.ones(input_shape[-1] or 0, bool)  # an Embedding reads ids, not channels
     scale = np.ones(int(produced.sum()))
     new_layers = []
     for (layer, shape, kind, payload), needed_out in zip(stages, needed_outputs):
         if kind == "weights":
-            new_layers.append(_rule(payload).shrink(payload, produced, scale, needed_out))
-            produced, scale = needed_out, np.ones(int(needed_out.sum()))
+            rule = _rule(payload)
+            new = rule.shrink(payload, produced, scale, needed_out)
+            new_layers.extend(new if isinstance(new, list) else [new])
+            produced = (needed_out if rule.produced_outputs is None
+                        else rule.produced_outputs(payload, needed_out))
+            scale = _output_scale(layer, produced.size)[produced]
             continue
         if kind == "scale":
             scale = scale * payload[produced]
