@@ -145,11 +145,13 @@ def _layer_chain(model):
             raise ValueError(f"Layer {layer.name!r}: nested models are not supported by "
                              "compress(); flatten the model into one chain")
         node = layer._inbound_nodes[history.node_index]
-        if len(node.input_tensors) != 1:
+        masks = keras.tree.flatten(node.arguments.kwargs.get("mask"))  # Keras's implicit masks
+        inputs = [t for t in node.input_tensors if all(t is not m for m in masks)]
+        if len(inputs) != 1:
             raise ValueError(f"Layer {layer.name!r}: compress() needs layers with one input "
-                             f"(a single chain), this one has {len(node.input_tensors)}")
-        chain.append((layer, tuple(node.input_tensors[0].shape)))
-        history = node.input_tensors[0]._keras_history
+                             f"(a single chain), this one has {len(inputs)}")
+        chain.append((layer, tuple(inputs[0].shape)))
+        history = inputs[0]._keras_history
     chain.reverse()
     layers = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
     if len(layers) != len(chain):
