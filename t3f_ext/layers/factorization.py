@@ -60,8 +60,8 @@ def default_num_cores(*dims, max_factor=DEFAULT_MAX_FACTOR):
     """Smallest ``d >= 2`` such that every dim splits into ``d`` factors ``<= max_factor``.
 
     A prime factor larger than ``max_factor`` raises the bound to that prime.
-    This reproduces the shapes of Novikov et al. (1024 -> 4x4x8x8,
-    4096 -> 8x8x8x8, 25088 -> 7x7x8x8x8).
+    Mode sizes of 2..8 are those Novikov et al. use; here 1024 -> 4x4x8x8,
+    4096 -> 8x8x8x8 and 25088 -> 7x7x8x8x8.
     """
     def fits(dim, d):
         bound = max([max_factor] + _prime_factors(dim))
