@@ -198,28 +198,28 @@ def add(tt_a, tt_b, name="t3f_add"):
   utils.check_batch_broadcast(tt_a, tt_b, "tt_a", "tt_b")
   with tf.name_scope(name):
     nb = max(utils.batch_dims(tt_a), utils.batch_dims(tt_b))
-    cores_a = utils.merged_cores(tt_a)
-    cores_b = utils.merged_cores(tt_b)
+    cores_a, cores_b = list(tt_a.tt_cores), list(tt_b.tt_cores)
     if nb:
       target = _batch_target(tt_a, tt_b)
       cores_a = _broadcast_batch(cores_a, utils.batch_dims(tt_a), target)
       cores_b = _broadcast_batch(cores_b, utils.batch_dims(tt_b), target)
     d = tt_a.ndims()
+    modes = [[0, 0]] * tt_a.num_tensor_axes()
     cores = []
     for k, (ca, cb) in enumerate(zip(cores_a, cores_b)):
-      left_a, right_a = ca.shape[-3], ca.shape[-1]
-      left_b, right_b = cb.shape[-3], cb.shape[-1]
+      left_a, right_a = ca.shape[nb], ca.shape[-1]
+      left_b, right_b = cb.shape[nb], cb.shape[-1]
       # The first core is only concatenated on the right rank, the last only
       # on the left rank, the middle ones are block-diagonal.
       pad_left = k > 0
       pad_right = k < d - 1
       lead = [[0, 0]] * nb
-      ca = tf.pad(ca, lead + [[0, left_b if pad_left else 0], [0, 0],
-                              [0, right_b if pad_right else 0]])
-      cb = tf.pad(cb, lead + [[left_a if pad_left else 0, 0], [0, 0],
-                              [right_a if pad_right else 0, 0]])
+      ca = tf.pad(ca, lead + [[0, left_b if pad_left else 0]] + modes +
+                  [[0, right_b if pad_right else 0]])
+      cb = tf.pad(cb, lead + [[left_a if pad_left else 0, 0]] + modes +
+                  [[right_a if pad_right else 0, 0]])
       cores.append(ca + cb)
-    return utils.split_modes(cores, tt_a.get_raw_shape(), nb)
+    return utils.wrap(cores, nb)
 
 
 def _is_scalar(value):

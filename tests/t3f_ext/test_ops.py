@@ -305,3 +305,30 @@ def test_bad_arguments_errors():
   with pytest.raises(ValueError, match="c must be a TT-vector"):
     t3f.bilinear_form(m, t3f.random_matrix(((2, 3, 2), None)),
                       t3f.random_matrix(((2, 3, 2), None)))
+
+
+def test_ops_with_unknown_batch_size(dtype):
+  rng = np.random.default_rng(14)
+  batch, dense_batch = make(rng, MATRIX_MODES, [1, 2, 3, 1], dtype, batch=3)
+  single, dense_single = make(rng, MATRIX_MODES, [1, 2, 2, 1], dtype)
+  x = rng.standard_normal((12, 2)).astype(dtype)
+  spec = t3f.TensorTrainBatch.Spec(
+      tt_cores=tuple(tf.TensorSpec([None] + c.shape[1:], dtype)
+                     for c in batch.tt_cores),
+      _raw_shape=batch.get_raw_shape(), _tt_ranks=batch.get_tt_ranks(),
+      _batch_size=None)
+
+  @tf.function(input_signature=[spec, tf.type_spec_from_value(single)])
+  def fn(batch, single):
+    assert batch.batch_size is None
+    return (t3f.full(batch + single), t3f.full(single - batch),
+            t3f.full(batch * single), t3f.flat_inner(batch, single),
+            t3f.matmul(batch, x), t3f.full(t3f.round(batch, max_tt_rank=2)))
+  outs = fn(batch, single)
+  rounded = t3f.full(t3f.round(batch, max_tt_rank=2)).numpy()
+  refs = (dense_batch + dense_single, dense_single - dense_batch,
+          dense_batch * dense_single,
+          np.sum(dense_batch * dense_single, axis=(1, 2)), dense_batch @ x,
+          rounded)
+  for out, ref in zip(outs, refs):
+    np.testing.assert_allclose(out.numpy(), ref, **tol(dtype))
