@@ -158,7 +158,7 @@ def test_seeds_are_stateless_and_reproducible():
     jit = tf.function(lambda: dist.sample(6, seed=42), jit_compile=True)
     np.testing.assert_array_equal(jit(), jit())
     assert dist.sample([2, 3], seed=1).shape == [2, 3, 2]
-    with pytest.raises(ValueError, match="`seed` must be an int or a \\[2\\] int tensor"):
+    with pytest.raises(ValueError, match="`seed` must be an int, a scalar int tensor or a \\[2\\] int tensor"):
         dist.sample(2, seed=tf.constant([1, 2, 3]))
 
 

@@ -63,21 +63,26 @@ def _attach_log_gamma_gradient(concentration, log_x):
 
 
 def sanitize_seed(seed):
-    """A ``[2]`` int32 stateless seed from an int, a ``[2]`` tensor, or ``None``.
+    """A ``[2]`` int32 stateless seed from an int, an int tensor, or ``None``.
 
-    ``None`` draws a fresh seed (stateful, like TFP); an int ``s`` maps to
-    ``[0, s]`` hashed by one Philox fold-in. A seed gives the same draws
-    eagerly and in ``tf.function``; XLA lowers the stateless kernels inside a
+    ``None`` draws a fresh seed (stateful, like TFP). An int ``s``, or a
+    scalar int tensor, maps to ``[0, s]`` hashed by one Philox fold-in; a
+    ``[2]`` int tensor is used as is. A seed gives the same draws eagerly and
+    in ``tf.function``; XLA lowers the stateless kernels inside a
     ``while_loop`` differently, so under ``jit_compile`` the draws are
     deterministic and equally distributed but not the same numbers.
     """
     if seed is None:
         return tfp.random.sanitize_seed(None)
     if isinstance(seed, int):
-        return derive_seed(tf.constant([0, seed % 2**31], tf.int32), 0x7FB0)
+        seed = seed % 2**31
     seed = tf.convert_to_tensor(seed)
-    if not seed.dtype.is_integer or (seed.shape.rank is not None and seed.shape != [2]):
-        raise ValueError(f"`seed` must be an int or a [2] int tensor, got {seed!r}.")
+    if not seed.dtype.is_integer or seed.shape.rank not in (0, 1) or (
+            seed.shape.rank == 1 and seed.shape != [2]):
+        raise ValueError("`seed` must be an int, a scalar int tensor or a [2] int tensor; got "
+                         f"{seed!r}.")
+    if seed.shape.rank == 0:
+        return derive_seed(tf.stack([0, tf.cast(seed, tf.int32)]), 0x7FB0)
     return tf.cast(seed, tf.int32)
 
 
