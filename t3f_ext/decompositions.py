@@ -108,16 +108,11 @@ def to_tt_matrix(mat, shape, max_tt_rank=10, epsilon=None,
       raise ValueError("shape %r describes a %d x %d matrix but mat has "
                        "shape %s" % (shape, np.prod(rows), np.prod(cols),
                                      mat.shape))
-    d = len(rows)
-    ranks = utils.max_ranks(max_tt_rank, d, "max_tt_rank")
+    ranks = utils.max_ranks(max_tt_rank, len(rows), "max_tt_rank")
     epsilon = utils.check_epsilon(epsilon)
-    tens = tf.reshape(mat, rows + cols)
-    tens = tf.transpose(tens, [j for k in range(d) for j in (k, d + k)])
-    tens = tf.reshape(tens, [m * n for m, n in zip(rows, cols)])
-    cores = _tt_svd(tens, ranks, epsilon)
-    cores = [tf.reshape(core, [core.shape[0], m, n, core.shape[-1]])
-             for core, m, n in zip(cores, rows, cols)]
-    return TensorTrain(cores)
+    tens = utils.matrix_to_merged_modes(mat, rows, cols, num_lead=0)
+    raw_shape = (tf.TensorShape(rows), tf.TensorShape(cols))
+    return utils.split_modes(_tt_svd(tens, ranks, epsilon), raw_shape, 0)
 
 
 def _orthogonalized_merged(tt, left_to_right):

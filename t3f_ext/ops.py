@@ -37,14 +37,7 @@ def full(tt, name="t3f_full"):
     raw = [s.as_list() for s in tt.get_raw_shape()]
     if not tt.is_tt_matrix():
       return utils.reshape_tail(res, nb, raw[0])
-    d = tt.ndims()
-    # [..., m_1, n_1, ..., m_d, n_d] -> [..., m_1..m_d, n_1..n_d] -> [M, N].
-    interleaved = [dim for pair in zip(raw[0], raw[1]) for dim in pair]
-    res = utils.reshape_tail(res, nb, interleaved)
-    perm = (list(range(nb)) + [nb + 2 * k for k in range(d)] +
-            [nb + 2 * k + 1 for k in range(d)])
-    res = tf.transpose(res, perm)
-    return utils.reshape_tail(res, nb, [np.prod(raw[0]), np.prod(raw[1])])
+    return utils.merged_modes_to_matrix(res, raw[0], raw[1], nb)
 
 
 def _check_dense_shape(tt, tt_name, dense, dense_name, axis, size):
@@ -281,21 +274,6 @@ def _tt_tt_flat_inner(a, b):
   return state[..., 0, 0]
 
 
-def _interleaved_dense(tt, dense, lead):
-  """A dense matrix ``[..., M, N]`` permuted into the merged modes
-  ``[..., m_1 n_1, ..., m_d n_d]`` that `merged_cores` uses (a tensor is
-  returned as is)."""
-  if not tt.is_tt_matrix():
-    return dense
-  m_modes, n_modes = [s.as_list() for s in tt.get_raw_shape()]
-  d = tt.ndims()
-  dense = utils.reshape_tail(dense, lead, m_modes + n_modes)
-  perm = list(range(lead)) + [lead + j for k in range(d) for j in (k, d + k)]
-  dense = tf.transpose(dense, perm)
-  return utils.reshape_tail(dense, lead,
-                            [m * n for m, n in zip(m_modes, n_modes)])
-
-
 def _tt_dense_flat_inner(tt, dense):
   """``sum(full(tt) * dense)`` contracting dense with one core at a time.
 
@@ -307,7 +285,9 @@ def _tt_dense_flat_inner(tt, dense):
     raise ValueError("shapes do not match for flat_inner: the TT object has "
                      "shape %s (%s) and the dense tensor has shape %s" %
                      (expected, utils.describe_shape(tt), dense.shape))
-  dense = _interleaved_dense(tt, dense, lead)
+  if tt.is_tt_matrix():
+    rows, cols = [s.as_list() for s in tt.get_raw_shape()]
+    dense = utils.matrix_to_merged_modes(dense, rows, cols, lead)
   cores = utils.merged_cores(tt)
   out_lead = max(lead, utils.batch_dims(tt))
   state = utils.reshape_tail(dense, lead, [1, cores[0].shape[-2], -1])

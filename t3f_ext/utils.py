@@ -103,6 +103,36 @@ def split_modes(cores, raw_shape, num_batch_dims):
   return wrap(cores, num_batch_dims)
 
 
+def matrix_to_merged_modes(dense, rows, cols, num_lead):
+  """A dense ``[..., M, N]`` matrix as the tensor ``[..., m_1 n_1, ...,
+  m_d n_d]`` whose TT-tensor cores are the `merged_cores` of a TT-matrix.
+
+  Args:
+    dense: ``[..., prod(rows), prod(cols)]``.
+    rows, cols: lists of the d row and column mode sizes.
+    num_lead: the number of leading (batch) dims of ``dense``.
+  """
+  d = len(rows)
+  dense = reshape_tail(dense, num_lead, list(rows) + list(cols))
+  perm = list(range(num_lead)) + [num_lead + j for k in range(d)
+                                  for j in (k, d + k)]
+  dense = tf.transpose(dense, perm)
+  return reshape_tail(dense, num_lead, [m * n for m, n in zip(rows, cols)])
+
+
+def merged_modes_to_matrix(tensor, rows, cols, num_lead):
+  """Inverse of `matrix_to_merged_modes`: ``[..., m_1 n_1, ...]`` (or any
+  shape holding those entries in that order) to ``[..., M, N]``."""
+  d = len(rows)
+  tensor = reshape_tail(tensor, num_lead,
+                        [dim for pair in zip(rows, cols) for dim in pair])
+  perm = (list(range(num_lead)) + [num_lead + 2 * k for k in range(d)] +
+          [num_lead + 2 * k + 1 for k in range(d)])
+  tensor = tf.transpose(tensor, perm)
+  return reshape_tail(tensor, num_lead,
+                      [int(np.prod(rows)), int(np.prod(cols))])
+
+
 def reshape_tail(x, num_lead, tail):
   """Reshapes x, keeping its first ``num_lead`` dims (static or dynamic)."""
   lead = x.shape[:num_lead]
