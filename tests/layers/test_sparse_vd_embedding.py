@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfbayes.layers import (SparseVDDense, SparseVDEmbedding, SparseVDLSTM, set_num_examples)
+from tfbayes import sparsity
+from tfbayes.layers import SparseVDDense, SparseVDEmbedding, SparseVDLSTM, set_num_examples
 
 THRESHOLD = 3.0
 
@@ -178,3 +179,25 @@ def test_bad_arguments(kwargs, message):
 def test_missing_num_examples_in_training():
     with pytest.raises(ValueError, match="num_examples"):
         SparseVDEmbedding(5, 2)(np.zeros((1, 3), "int32"), training=True)
+
+
+def test_compress_keeps_only_kept_words(dtype):
+    """compress(): a vocabulary remap plus a table of the kept words, with equal predictions."""
+    rng = np.random.default_rng(7)
+    model = keras.Sequential([
+        keras.Input((6,), dtype="int32"),
+        SparseVDEmbedding(25, 4, vocabulary_pruning=True, dtype=dtype, name="words"),
+        keras.layers.GlobalAveragePooling1D(dtype=dtype), SparseVDDense(3, dtype=dtype)])
+    embedding = model.get_layer("words")
+    embedding.vocabulary_group_log_sigma2.assign(rng.uniform(-10, 6, size=25).astype(dtype))
+    embedding.embeddings_log_sigma2.assign(rng.uniform(-10, 3, size=(25, 4)).astype(dtype))
+    compressed = sparsity.compress(model)
+    ids = rng.integers(0, 25, size=(20, 6))
+    tol = 1e-6 if dtype == np.float32 else 1e-13
+    np.testing.assert_allclose(compressed.predict(ids, verbose=0), model.predict(ids, verbose=0),
+                               atol=tol, rtol=tol)
+    remap, table = compressed.layers[:2]
+    kept = np.flatnonzero(embedding.word_mask())
+    assert 0 < kept.size < 25
+    np.testing.assert_array_equal(remap.get_vocabulary()[1:], kept)
+    assert table.input_dim == kept.size + 1

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfbayes.layers import SparseVDDense, SparseVDLSTM, set_num_examples
+from tfbayes import sparsity
+from tfbayes.layers import SparseVDDense, SparseVDEmbedding, SparseVDLSTM, set_num_examples
 
 THRESHOLD = 3.0
 
@@ -253,3 +254,74 @@ def test_bad_inputs():
         SparseVDLSTM(3)(np.zeros((2, 3), "float32"))
     with pytest.raises(ValueError, match="num_examples"):
         SparseVDLSTM(3)(np.zeros((2, 3, 4), "float32"), training=True)
+
+
+def _random_posteriors(model, rng):
+    """Random means and log sigma^2, so that weights, words, inputs, units and gates get pruned."""
+    for variable in model.trainable_weights:
+        name = variable.path.split("/")[-1]
+        if name.endswith("log_sigma2"):
+            value = rng.uniform(-10.0, 5.0, size=variable.shape)
+        elif name.endswith("group"):
+            value = rng.uniform(0.5, 1.5, size=variable.shape)
+        else:
+            value = rng.normal(scale=0.5, size=variable.shape)
+        variable.assign(value.astype(variable.dtype))
+
+
+@pytest.mark.parametrize("mask_zero", [False, True])
+def test_compress_equals_inference_and_is_smaller(dtype, mask_zero):
+    """Embedding -> LSTM -> Dense: compress() predicts what the model predicts, with fewer
+    words, embedding columns, LSTM inputs and units; constant gates keep only their bias."""
+    rng = np.random.default_rng(5)
+    model = keras.Sequential([
+        keras.Input((7,), dtype="int32"),
+        SparseVDEmbedding(40, 8, vocabulary_pruning=True, mask_zero=mask_zero, dtype=dtype),
+        SparseVDLSTM(6, dtype=dtype, name="lstm"), SparseVDDense(2, dtype=dtype)])
+    _random_posteriors(model, rng)
+    lstm = model.get_layer("lstm")
+    lstm.inputs_group_log_sigma2.assign(np.where(np.arange(8) < 2, 6.0, -10.0).astype(dtype))
+    lstm.hidden_group_log_sigma2.assign(np.where(np.arange(6) == 5, 6.0, -10.0).astype(dtype))
+    ids = rng.integers(0, 40, size=(16, 7))
+    ids[:3, :2] = 0
+    compressed = sparsity.compress(model)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(compressed.predict(ids, verbose=0), model.predict(ids, verbose=0),
+                               atol=tol, rtol=tol)
+    remap, embedding, plain_lstm, dense = compressed.layers
+    assert isinstance(remap, keras.layers.IntegerLookup)
+    words_kept = model.layers[0].sparsity_groups()["words"][0]
+    assert words_kept < 40 and embedding.input_dim == words_kept + 1 + mask_zero
+    structure = lstm.kept_structure()
+    assert embedding.output_dim == plain_lstm.cell.kernel.shape[0] == structure["inputs"].sum() <= 6
+    assert plain_lstm.units <= 5 and dense.kernel.shape == (plain_lstm.units, 2)
+    # A gate that is constant in the model has zero kernel columns in the compressed LSTM.
+    kept_units = np.flatnonzero(structure["units"])[:plain_lstm.units]
+    constant = ~structure["gates"].reshape(4, -1)[:, kept_units]
+    columns = np.concatenate([np.asarray(plain_lstm.cell.kernel), np.asarray(
+        plain_lstm.cell.recurrent_kernel)]).reshape(-1, 4, plain_lstm.units)
+    assert constant.any()
+    assert not np.any(columns[:, constant])
+
+
+def test_sparsity_report_counts_words_units_and_gates():
+    rng = np.random.default_rng(6)
+    model = keras.Sequential([keras.Input((5,), dtype="int32"),
+                              SparseVDEmbedding(30, 4, vocabulary_pruning=True),
+                              SparseVDLSTM(3, name="lstm"), keras.layers.Dense(1)])
+    _random_posteriors(model, rng)
+    report = sparsity.sparsity_report(model)
+    structure = model.get_layer("lstm").kept_structure()
+    row = report.layers[1]
+    assert row["weights_kept"] == structure["kernel"].sum() + structure["recurrent_kernel"].sum()
+    assert row["groups"] == {"inputs": [int(structure["inputs"].sum()), 4],
+                             "units": [int(structure["units"].sum()), 3],
+                             "gates": [int(structure["gates"].sum()), 12]}
+    assert report.total["groups"]["words"] == [int(model.layers[0].word_mask().sum()), 30]
+
+
+def test_plain_equivalent_rejects_return_state():
+    layer = SparseVDLSTM(2, return_state=True, name="stateful_output")
+    layer.build((None, 4, 3))
+    with pytest.raises(ValueError, match="stateful_output.*return_state"):
+        layer.plain_equivalent()

@@ -21,6 +21,7 @@ from keras import ops
 
 from tfbayes.layers.shared_noise import per_sequence_group, shared_weight
 from tfbayes.layers.sparse_vd import SparseVDLayer
+from tfbayes.sparsity import PlainLayerRule, register_plain_layer
 
 
 def _check_positive_int(value, name):
@@ -78,20 +79,27 @@ class SparseVDEmbedding(SparseVDLayer):
         if self.vocabulary_pruning:
             self.add_variational_weight("vocabulary_group", (self.input_dim,), "ones")
 
+    def _inference_table(self):
+        """``[input_dim, output_dim]``: the pruned means, rows scaled by the kept word means."""
+        table = self.pruned_weight("embeddings")
+        if self.vocabulary_pruning:
+            table = table * ops.expand_dims(self.pruned_weight("vocabulary_group"), -1)
+        return table
+
     def call(self, inputs, training=False):
         self.add_kl_loss(training)
         if not str(inputs.dtype).startswith(("int", "uint")):
             inputs = ops.cast(inputs, "int32")
+        if not training:
+            return ops.take(self._inference_table(), inputs, axis=0)
         outputs = ops.take(shared_weight(self, "embeddings", training), inputs, axis=0)
         if not self.vocabulary_pruning:
             return outputs
+        # One draw of the word variables per sequence: row b of `words` scales sequence b.
         batch_size = ops.shape(inputs)[0]
         words = per_sequence_group(self, "vocabulary_group", batch_size, training)
-        if training:  # one draw per sequence: gather row b of words for the ids of sequence b
-            flat_ids = ops.reshape(inputs, (batch_size, -1))
-            scales = ops.reshape(ops.take_along_axis(words, flat_ids, axis=1), ops.shape(inputs))
-        else:
-            scales = ops.take(words[0], inputs, axis=0)
+        flat_ids = ops.reshape(inputs, (batch_size, -1))
+        scales = ops.reshape(ops.take_along_axis(words, flat_ids, axis=1), ops.shape(inputs))
         return outputs * ops.expand_dims(scales, -1)
 
     def compute_mask(self, inputs, mask=None):
@@ -120,6 +128,18 @@ class SparseVDEmbedding(SparseVDLayer):
         return {"weights": (int(weights.sum()), int(weights.size)),
                 "words": (int(words.sum()), int(words.size))}
 
+    def plain_equivalent(self):
+        """A built ``keras.layers.Embedding`` holding the inference table (the sparsity protocol).
+
+        :func:`tfbayes.sparsity.compress` then keeps only the rows of kept words
+        and the columns the next layer reads; see :func:`_embedding_shrink`.
+        """
+        plain = keras.layers.Embedding(self.input_dim, self.output_dim, mask_zero=self.mask_zero,
+                                       dtype=self.dtype_policy, name=self.name)
+        plain.build()
+        plain.set_weights([ops.convert_to_numpy(self._inference_table())])
+        return plain
+
     def get_config(self):
         config = super().get_config()
         config.update(
@@ -127,3 +147,49 @@ class SparseVDEmbedding(SparseVDLayer):
             embeddings_initializer=keras.initializers.serialize(self.embeddings_initializer),
             mask_zero=self.mask_zero, vocabulary_pruning=self.vocabulary_pruning)
         return config
+
+
+# --- how tfbayes.sparsity.compress shrinks a plain keras.layers.Embedding ---
+
+def _embedding_needed_inputs(embedding, needed_outputs):
+    """An Embedding reads ids, not channels: nothing upstream of it is needed channel-wise."""
+    return np.ones(0, bool)
+
+
+def _embedding_shrink(embedding, kept_inputs, input_scale, kept_columns):
+    """``[IntegerLookup, Embedding]``: a vocabulary remap and a table of the kept words only.
+
+    The remap sends every kept word to its row of the smaller table and every
+    other id to an all-zero row (``IntegerLookup``'s out-of-vocabulary index),
+    so the pair computes the same vectors on the kept columns. With
+    ``mask_zero`` the padding id 0 stays 0 (the lookup's mask token) and keeps
+    its masking. The kept words are ``lookup.get_vocabulary()``; to run the
+    table alone, remap ids in the input pipeline with that lookup.
+    """
+    table = keras.ops.convert_to_numpy(embedding.embeddings)[:, kept_columns]
+    words = np.flatnonzero(np.any(table != 0, axis=1))
+    if embedding.mask_zero:
+        words = words[words != 0]
+    if words.size == 0:
+        raise ValueError(f"Layer {embedding.name!r}: every word is pruned; compress() cannot "
+                         "build an empty vocabulary")
+    lookup = keras.layers.IntegerLookup(
+        vocabulary=words.astype("int64"), num_oov_indices=1,
+        mask_token=0 if embedding.mask_zero else None, name=f"{embedding.name}_vocabulary_remap")
+    padding = [table[:1]] if embedding.mask_zero else []
+    rows = np.concatenate(padding + [np.zeros_like(table[:1]), table[words]])
+    config = embedding.get_config()
+    config.update(input_dim=len(rows), output_dim=int(kept_columns.sum()))
+    new = keras.layers.Embedding.from_config(config)
+    new.build()
+    new.set_weights([rows])
+    return [lookup, new]
+
+
+def _embedding_flops(embedding, input_shape):
+    """A lookup has no multiply-adds."""
+    return 0, 0
+
+
+register_plain_layer(keras.layers.Embedding, PlainLayerRule(
+    _embedding_needed_inputs, _embedding_shrink, _embedding_flops))

@@ -30,6 +30,7 @@ import tensorflow as tf
 
 from tfbayes.layers.shared_noise import per_sequence_group, shared_weight
 from tfbayes.layers.sparse_vd import SparseVDLayer
+from tfbayes.sparsity import PlainLayerRule, register_plain_layer
 
 GATES = ("input", "forget", "cell", "output")
 """The four gate pre-activations, in Keras's order along the ``4 * units`` axis."""
@@ -304,3 +305,53 @@ class SparseVDLSTM(SparseVDLayer):
             go_backwards=self.go_backwards,
             groups=list(self.groups))
         return config
+
+
+# --- how tfbayes.sparsity.compress shrinks a plain keras.layers.LSTM ---
+
+def _units_read_by(lstm, needed_units):
+    """Bool ``[units]``: the needed units and every unit whose state they read through W_h."""
+    reads = keras.ops.convert_to_numpy(lstm.cell.recurrent_kernel) != 0
+    units = np.asarray(needed_units, bool)
+    while True:
+        grown = units | reads[:, np.tile(units, 4)].any(axis=1)
+        if np.array_equal(grown, units):
+            return units
+        units = grown
+
+
+def _lstm_needed_inputs(lstm, needed_units):
+    kernel = keras.ops.convert_to_numpy(lstm.cell.kernel)
+    return np.any(kernel[:, np.tile(_units_read_by(lstm, needed_units), 4)] != 0, axis=1)
+
+
+def _lstm_shrink(lstm, kept_inputs, input_scale, needed_units):
+    """A smaller ``keras.layers.LSTM``: the kept inputs (scaled) and the units that matter."""
+    units = _units_read_by(lstm, needed_units)
+    if not units.any():
+        raise ValueError(f"Layer {lstm.name!r}: no unit of this LSTM affects the model's output; "
+                         "compress() cannot build an LSTM with 0 units")
+    columns = np.tile(units, 4)
+    kernel = keras.ops.convert_to_numpy(lstm.cell.kernel)
+    weights = [(kernel[kept_inputs][:, columns] * input_scale[:, None]).astype(kernel.dtype),
+               keras.ops.convert_to_numpy(lstm.cell.recurrent_kernel)[units][:, columns]]
+    if lstm.use_bias:
+        weights.append(keras.ops.convert_to_numpy(lstm.cell.bias)[columns])
+    config = lstm.get_config()
+    config["units"] = int(units.sum())
+    new = keras.layers.LSTM.from_config(config)
+    new.build((None, None, int(kept_inputs.sum())))
+    new.set_weights(weights)
+    return new
+
+
+def _lstm_flops(lstm, input_shape):
+    """Multiply-adds per example, ``time * (|W_x| + |W_h|)`` (per timestep if time is unknown)."""
+    kernels = [keras.ops.convert_to_numpy(w) for w in (lstm.cell.kernel, lstm.cell.recurrent_kernel)]
+    steps = input_shape[1] or 1
+    return (steps * sum(k.size for k in kernels),
+            steps * sum(int(np.count_nonzero(k)) for k in kernels))
+
+
+register_plain_layer(keras.layers.LSTM, PlainLayerRule(
+    _lstm_needed_inputs, _lstm_shrink, _lstm_flops, produced_outputs=_units_read_by))
