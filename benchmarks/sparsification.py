@@ -172,13 +172,25 @@ def inference_seconds(model, x, repeats=15):
     return float(np.median(times))
 
 
-def pretrained_dense(arch, data, epochs, cache={}):
-    """The dense baseline (trained once per architecture and process)."""
-    if arch not in cache:
-        model = ARCHITECTURES[arch]("dense")
-        seconds = compile_and_fit(model, data, epochs, 1e-3)
-        cache[arch] = (model, seconds)
-    return cache[arch]
+CACHE = pathlib.Path(os.environ.get("TFBAYES_BENCH_CACHE",
+                                   pathlib.Path(tempfile.gettempdir()) / "tfbayes_sparsification"))
+
+
+def pretrained_dense(arch, data, epochs):
+    """The dense baseline, trained once per architecture and epochs; cached under ``CACHE``.
+
+    Returns the model and its training time in seconds (the cached run's time).
+    """
+    path = CACHE / f"{arch}_dense_{epochs}ep_{len(data[0][0])}.weights.h5"
+    model = ARCHITECTURES[arch]("dense")
+    if path.exists():
+        model.load_weights(path)
+        return model, json.loads(path.with_suffix(".json").read_text())["seconds"]
+    seconds = compile_and_fit(model, data, epochs, 1e-3)
+    CACHE.mkdir(parents=True, exist_ok=True)
+    model.save_weights(path)
+    path.with_suffix(".json").write_text(json.dumps({"seconds": seconds}))
+    return model, seconds
 
 
 def sparsify(arch, kind, data, dense_epochs, epochs, learning_rate):

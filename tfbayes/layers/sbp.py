@@ -40,6 +40,12 @@ from tfbayes.layers.sparse_vd import check_threshold
 LOG_SIGMA_CLIP = (-20.0, 5.0)
 """``log sigma`` is clipped to this range in every computation, for numerical safety."""
 
+# ``mu`` is kept inside [a, b] (clipped in every function, and constrained in the layer):
+# then alpha <= 0 <= beta, Z >= ~0.05, and no term of the KL or the moments cancels
+# catastrophically (outside [a, b], with a small sigma, -log Z and the pdf/Z terms are each
+# ~beta^2/2 and cancel, which float32 cannot resolve). The family is unchanged in effect:
+# mu beyond a bound only sharpens the mass at that bound, as a smaller sigma does.
+
 
 def log_ndtr(x):
     """``log Phi(x)`` of the standard normal CDF, accurate in both tails."""
@@ -72,6 +78,7 @@ def log_diff_ndtr(lo, hi):
 
 
 def _standardized_bounds(mu, log_sigma, a, b):
+    mu = tf.clip_by_value(mu, a, b)
     log_sigma = tf.clip_by_value(log_sigma, *LOG_SIGMA_CLIP)
     sigma = tf.exp(log_sigma)
     return (a - mu) / sigma, (b - mu) / sigma, sigma, log_sigma
@@ -102,16 +109,20 @@ def truncated_log_normal_mean_snr(mu, log_sigma, a, b):
     """``E[theta]`` and ``SNR = E[theta] / sqrt(Var[theta])`` of the truncated log-normal.
 
     Elementwise; cost O(#units). ``SNR`` is formed as
-    ``1 / sqrt(expm1(log E[theta^2] - 2 log E[theta]))``.
+    ``1 / sqrt(expm1(log E[theta^2] - 2 log E[theta]))``, computed in float64 whatever
+    the input dtype: for a narrow posterior, ``Var/E^2 ~ sigma^2`` is far below float32's
+    resolution of the log-moments. Results are cast back to ``mu``'s dtype.
     """
+    dtype = mu.dtype
+    mu, log_sigma = tf.cast(mu, tf.float64), tf.cast(log_sigma, tf.float64)
     alpha, beta, sigma, _ = _standardized_bounds(mu, log_sigma, a, b)
+    mu = tf.clip_by_value(mu, a, b)
     log_z = log_diff_ndtr(alpha, beta)
     log_mean = _log_moment(1.0, mu, sigma, alpha, beta, log_z)
     log_second = _log_moment(2.0, mu, sigma, alpha, beta, log_z)
     # Var/E^2 = E[theta^2]/E[theta]^2 - 1 >= 0; the floor keeps rounding from making it negative.
-    tiny = np.finfo(mu.dtype.as_numpy_dtype).tiny
-    relative_var = tf.maximum(tf.math.expm1(log_second - 2.0 * log_mean), tiny)
-    return tf.exp(log_mean), tf.math.rsqrt(relative_var)
+    relative_var = tf.maximum(tf.math.expm1(log_second - 2.0 * log_mean), 1e-300)
+    return tf.cast(tf.exp(log_mean), dtype), tf.cast(tf.math.rsqrt(relative_var), dtype)
 
 
 def sample_truncated_log_normal(mu, log_sigma, a, b, uniform):
@@ -119,18 +130,53 @@ def sample_truncated_log_normal(mu, log_sigma, a, b, uniform):
 
     ``phi = mu + sigma * Phi^{-1}(Phi(alpha) + u Z)`` with ``u = uniform`` in
     (0, 1) (broadcast against ``mu``), computed in the lower tail after
-    reflection. If ``Phi(beta)`` underflows (``beta`` below about -13 in
-    float32), all the mass sits within about ``sigma / |beta|`` of the bound
-    and the sample is that bound. Differentiable in ``mu`` and ``log_sigma``.
+    reflection (:func:`ndtri_of_log` keeps deep lower tails finite).
+    Differentiable in ``mu`` and ``log_sigma``, with finite gradients everywhere.
     """
     alpha, beta, sigma, _ = _standardized_bounds(mu, log_sigma, a, b)
     lo, hi, flip = _reflect_to_lower_tail(alpha, beta)
     log_z = log_diff_ndtr(lo, hi)
     log_p = _logaddexp(log_ndtr(lo), tf.math.log(uniform) + log_z)
-    x = tf.math.ndtri(tf.exp(log_p))
-    x = tf.clip_by_value(tf.where(tf.math.is_finite(x), x, hi), lo, hi)
+    x = tf.clip_by_value(ndtri_of_log(log_p), lo, hi)
     x = tf.where(flip, -x, x)
-    return tf.exp(tf.clip_by_value(mu + sigma * x, a, b))
+    return tf.exp(tf.clip_by_value(tf.clip_by_value(mu, a, b) + sigma * x, a, b))
+
+
+_DIRECT_NDTRI_MIN_LOG_P = -80.0
+"""Below this ``log p`` (float32 underflows near -87), :func:`ndtri_of_log` uses the tail expansion."""
+
+
+def ndtri_of_log(log_p):
+    """``Phi^{-1}(exp(log_p))`` for ``log_p <= 0``, finite with finite gradients.
+
+    For ``log p > -80`` it is ``ndtri(p)``, with ``p`` capped just below 1.
+    Deeper in the lower tail it solves ``log p = -x^2/2 - log|x| - log(2 pi)/2``
+    (Mills' ratio, relative error O(1/x^2) < 0.1% there) by two fixed-point steps.
+    """
+    direct = log_p > _DIRECT_NDTRI_MIN_LOG_P
+    eps = np.finfo(log_p.dtype.as_numpy_dtype).eps
+    p = tf.minimum(tf.exp(tf.where(direct, log_p, tf.zeros_like(log_p))), 1.0 - eps)
+    x_direct = tf.math.ndtri(tf.where(direct, p, 0.5 * tf.ones_like(p)))
+    t = -2.0 * tf.where(direct, _DIRECT_NDTRI_MIN_LOG_P * tf.ones_like(log_p), log_p)
+    x_tail = -tf.sqrt(t)
+    for _ in range(2):
+        x_tail = -tf.sqrt(t - 2.0 * tf.math.log(-x_tail) - math.log(2.0 * math.pi))
+    return tf.where(direct, x_direct, x_tail)
+
+
+@keras.saving.register_keras_serializable(package="tfbayes")
+class ClipValue(keras.constraints.Constraint):
+    """Clips a weight elementwise to ``[min_value, max_value]`` after each update."""
+
+    def __init__(self, min_value, max_value):
+        self.min_value = float(min_value)
+        self.max_value = float(max_value)
+
+    def __call__(self, w):
+        return keras.ops.clip(w, self.min_value, self.max_value)
+
+    def get_config(self):
+        return {"min_value": self.min_value, "max_value": self.max_value}
 
 
 def _normalize_axes(axis):
@@ -205,7 +251,8 @@ class SBPDropout(BayesianLayer):
         self._broadcast_shape = tuple(int(input_shape[ax]) if ax in self._axes else 1
                                       for ax in range(rank))
         self.mu = self.add_weight(name="mu", shape=shape,
-                                  initializer=keras.initializers.Constant(self.mu_initializer))
+                                  initializer=keras.initializers.Constant(self.mu_initializer),
+                                  constraint=ClipValue(self.log_theta_min, self.log_theta_max))
         self.log_sigma = self.add_weight(
             name="log_sigma", shape=shape,
             initializer=keras.initializers.Constant(self.log_sigma_initializer))
