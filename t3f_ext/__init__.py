@@ -11,6 +11,7 @@ from t3f_ext.tensor_train_batch import TensorTrainBatch
 
 from t3f_ext.ops import add
 from t3f_ext.ops import bilinear_form
+from t3f_ext.ops import bilinear_form_two_mat
 from t3f_ext.ops import cast
 from t3f_ext.ops import flat_inner
 from t3f_ext.ops import frobenius_norm

@@ -316,9 +316,9 @@ def _tt_sparse_flat_inner(tt, sparse):
     # The merged mode k has index i_k * n_k + j_k.
     indices = tf.transpose(rows * np.array(n_modes)[:, None] + cols)
     tensor_tt = utils.wrap(utils.merged_cores(tt), utils.batch_dims(tt))
-    entries = gather_nd(tensor_tt, indices)
+    entries = _entries_of_each_element(tensor_tt, indices)
   else:
-    entries = gather_nd(tt, sparse.indices)
+    entries = _entries_of_each_element(tt, sparse.indices)
   return tf.reduce_sum(entries * values, axis=-1)
 
 
@@ -469,45 +469,114 @@ def quadratic_form(A, b, c, name="t3f_quadratic_form"):  # pylint: disable=inval
   return bilinear_form(A, b, c, name=name)
 
 
+def bilinear_form_two_mat(x, A, B, y, name="t3f_bilinear_xaby"):  # pylint: disable=invalid-name
+  """``x^T A B y`` for TT-matrices A ``[N, M]``, B ``[M, K]`` and TT-vectors
+  x ``[N, 1]``, y ``[K, 1]`` (x and y may be batches: result ``[B]``).
+
+  Contracts the four trains core by core without forming ``A B``.
+  Cost: O(d r_x r_A r_B r_y (r_x n + r_A n m + r_B m k + r_y k)).
+
+  Raises:
+    ValueError: if the shapes do not fit (naming them).
+  """
+  utils.check_tt(A, "A", matrix=True)
+  utils.check_tt(B, "B", matrix=True)
+  utils.check_tt(x, "x", matrix=True)
+  utils.check_tt(y, "y", matrix=True)
+  fits = (x.ndims() == A.ndims() == B.ndims() == y.ndims() and
+          x.get_raw_shape()[0].is_compatible_with(A.get_raw_shape()[0]) and
+          A.get_raw_shape()[1].is_compatible_with(B.get_raw_shape()[0]) and
+          B.get_raw_shape()[1].is_compatible_with(y.get_raw_shape()[0]) and
+          all(n in (1, None) for vec in (x, y)
+              for n in vec.get_raw_shape()[1].as_list()))
+  if not fits:
+    raise ValueError("shapes do not match for bilinear_form_two_mat: x has "
+                     "%s, A has %s, B has %s, y has %s; need x [N, 1], "
+                     "A [N, M], B [M, K], y [K, 1]" % tuple(
+                         utils.describe_shape(t) for t in (x, A, B, y)))
+  for other, other_name in ((A, "A"), (B, "B"), (y, "y")):
+    utils.check_same_dtype(x, other, "x", other_name)
+  utils.check_batch_broadcast(x, y, "x", "y")
+  with tf.name_scope(name):
+    state = tf.ones([1, 1, 1, 1], A.dtype)  # [..., r_x, r_A, r_B, r_y]
+    for cx, ca, cb, cy in zip(x.tt_cores, A.tt_cores, B.tt_cores,
+                              y.tt_cores):
+      tmp = tf.einsum("...wxyz,...wnv->...xyznv", state, cx[..., 0, :])
+      tmp = tf.einsum("...xyznv,...xnmu->...yzvmu", tmp, ca)
+      tmp = tf.einsum("...yzvmu,...ymkt->...zvukt", tmp, cb)
+      state = tf.einsum("...zvukt,...zks->...vuts", tmp, cy[..., 0, :])
+    return state[..., 0, 0, 0, 0]
+
+
+def _product_of_slices(slices):
+  """``prod_k S_k[p]`` for core slices ``S_k: [..., P, r_{k-1}, r_k]``;
+  returns ``[..., P]``. Cost: O(P d r^2)."""
+  res = slices[0][..., 0, :]  # [..., P, r_1]
+  for piece in slices[1:]:
+    res = tf.einsum("...pa,...pab->...pb", res, piece)
+  return res[..., 0]
+
+
+def _mode_first(core, num_batch_dims):
+  """A TT-tensor core ``[..., r, n, r']`` as ``[..., n, r, r']``."""
+  nb = num_batch_dims
+  return tf.transpose(core, list(range(nb)) + [nb + 1, nb, nb + 2])
+
+
+def _entries_of_each_element(tt, flat_indices):
+  """``tt[..., i]`` for the rows i of ``flat_indices`` ``[P, d]`` and every
+  batch element: ``[..., P]``."""
+  nb = utils.batch_dims(tt)
+  return _product_of_slices([
+      tf.gather(_mode_first(core, nb), flat_indices[:, k], axis=nb)
+      for k, core in enumerate(tt.tt_cores)])
+
+
+def _check_indices(indices, width, what):
+  indices = tf.convert_to_tensor(indices)
+  if not indices.dtype.is_integer:
+    raise TypeError("indices must be integers, got dtype %s" %
+                    indices.dtype.name)
+  if indices.shape.rank is None or indices.shape.rank < 1 or (
+      indices.shape[-1] != width):
+    raise ValueError("indices must have shape [..., %d] for %s, got shape %s"
+                     % (width, what, indices.shape))
+  return indices
+
+
 def gather_nd(tt, indices, name="t3f_gather_nd"):
-  """Entries of a TT-tensor at integer multi-indices.
+  """Entries of a TT-tensor (or of a batch) at integer multi-indices, as
+  ``tf.gather_nd(full(tt), indices)`` without forming ``full(tt)``.
 
   Args:
-    tt: TT-tensor or batch of TT-tensors with d modes.
-    indices: integer tensor-like ``[..., d]``.
+    tt: TT-tensor with d modes, or a batch of them.
+    indices: integer tensor-like ``[..., d]``; for a `TensorTrainBatch`
+      ``[..., d + 1]`` whose first column is the batch index (as in T3F).
     name: name scope.
 
   Returns:
-    ``indices.shape[:-1]`` values, with a leading ``[B]`` for a batch.
-    Cost: O(P d r^2) for P indices.
+    ``indices.shape[:-1]`` values. Cost: O(P d r^2) for P indices.
 
   Raises:
-    TypeError: for non-integer indices. ValueError: for a TT-matrix or if
-      ``indices.shape[-1] != d``.
+    TypeError: for non-integer indices. ValueError: for a TT-matrix or a
+      wrong last dim of ``indices``.
   """
   utils.check_tt(tt, "tt", matrix=False)
   with tf.name_scope(name):
-    indices = tf.convert_to_tensor(indices)
-    if not indices.dtype.is_integer:
-      raise TypeError("indices must be integers, got dtype %s" %
-                      indices.dtype.name)
     d = tt.ndims()
-    if indices.shape.rank is None or indices.shape.rank < 1 or (
-        indices.shape[-1] != d):
-      raise ValueError("indices must have shape [..., %d] for a %d-mode "
-                       "TT-tensor, got shape %s" % (d, d, indices.shape))
-    out_shape = tf.shape(indices)[:-1]
-    flat = tf.reshape(indices, [-1, d])
-    res = None  # [..., P, r_k]
-    for k, core in enumerate(tt.tt_cores):
-      slices = tf.gather(core, flat[:, k], axis=-2)  # [..., r, P, r']
-      if res is None:
-        res = slices[..., 0, :, :]
-      else:
-        res = tf.einsum("...pa,...apb->...pb", res, slices)
-    res = res[..., 0]
     nb = utils.batch_dims(tt)
-    return tf.reshape(res, tf.concat([tf.shape(res)[:nb], out_shape], 0))
+    what = ("a batch of %d-mode TT-tensors (batch index first)" % d if nb
+            else "a %d-mode TT-tensor" % d)
+    indices = _check_indices(indices, d + nb, what)
+    flat = tf.reshape(indices, [-1, d + nb])
+    if nb:
+      entries = _product_of_slices([
+          tf.gather_nd(_mode_first(core, 1),
+                       tf.stack([flat[:, 0], flat[:, k + 1]], axis=1))
+          for k, core in enumerate(tt.tt_cores)])
+    else:
+      entries = _entries_of_each_element(tt, flat)
+    return tf.reshape(entries, tf.shape(indices)[:-1])
 
 
 def cast(tt, dtype, name="t3f_cast"):
@@ -526,17 +595,19 @@ def renormalize_tt_cores(tt, epsilon=1e-8, name="t3f_renormalize_tt_cores"):
 
   Each core ``G_k`` becomes ``G_k * (prod_j ||G_j||)^{1/d} / ||G_k||``
   (per batch element), which leaves the represented tensor unchanged and
-  avoids over/underflow in long trains. ``epsilon`` is added to the norms.
+  avoids over/underflow in long trains. As in T3F, a norm is computed as
+  ``sqrt(max(||G_k||^2, epsilon))``.
   Cost: O(d n r^2).
   """
   utils.check_tt(tt, "tt")
   with tf.name_scope(name):
     nb = utils.batch_dims(tt)
+    epsilon = utils.scalar_as(epsilon, tt.dtype.real_dtype)
     norms = []
     for core in tt.tt_cores:
       axes = list(range(nb, core.shape.rank))
-      norms.append(tf.sqrt(tf.reduce_sum(tf.square(tf.abs(core)), axes)) +
-                   utils.scalar_as(epsilon, tt.dtype.real_dtype))
+      norms.append(tf.sqrt(tf.maximum(
+          tf.reduce_sum(tf.square(tf.abs(core)), axes), epsilon)))
     log_mean = tf.add_n([tf.math.log(n) for n in norms]) / len(norms)
     cores = []
     for core, norm in zip(tt.tt_cores, norms):

@@ -214,16 +214,31 @@ def test_gather_nd(dtype, mode):
   a, dense_a = make(rng, TENSOR_MODES, [1, 2, 3, 1], dtype)
   batch, dense_batch = make(rng, TENSOR_MODES, [1, 2, 2, 1], dtype, 2)
   idx = np.array([[[0, 1, 1], [2, 3, 0]], [[1, 0, 1], [2, 2, 1]]])
-  out, batch_out = run(mode, lambda a, b, i: (t3f.gather_nd(a, i),
-                                              t3f.gather_nd(b, i)),
-                       a, batch, tf.constant(idx))
+  # For a batch, T3F's convention: the first column is the batch index.
+  batch_idx = np.array([[1, 0, 1, 1], [0, 2, 3, 0], [1, 2, 2, 1]])
+  out, batch_out = run(mode, lambda a, b, i, j: (t3f.gather_nd(a, i),
+                                                 t3f.gather_nd(b, j)),
+                       a, batch, tf.constant(idx), tf.constant(batch_idx))
+  assert out.shape == (2, 2) and batch_out.shape == (3,)
   np.testing.assert_allclose(out.numpy(), dense_a[tuple(np.moveaxis(idx, -1,
                                                                     0))],
                              **tol(dtype))
-  assert batch_out.shape == (2, 2, 2)
-  np.testing.assert_allclose(
-      batch_out.numpy(), dense_batch[(slice(None),) + tuple(
-          np.moveaxis(idx, -1, 0))], **tol(dtype))
+  np.testing.assert_allclose(batch_out.numpy(), dense_batch[tuple(batch_idx.T)],
+                             **tol(dtype))
+
+
+@DTYPE_MODES
+def test_bilinear_form_two_mat(dtype, mode):
+  rng = np.random.default_rng(15)
+  x, dense_x = make(rng, [(2, 1), (3, 1)], [1, 2, 1], dtype, batch=3)
+  a, dense_a = make(rng, [(2, 3), (3, 2)], [1, 3, 1], dtype)
+  b, dense_b = make(rng, [(3, 2), (2, 2)], [1, 2, 1], dtype)
+  y, dense_y = make(rng, [(2, 1), (2, 1)], [1, 2, 1], dtype)
+  out = run(mode, t3f.bilinear_form_two_mat, x, a, b, y)
+  ref = np.einsum("bni,nm,mk,kj->b", dense_x, dense_a, dense_b, dense_y)
+  np.testing.assert_allclose(out.numpy(), ref, **tol(dtype))
+  with pytest.raises(ValueError, match="need x \\[N, 1\\], A \\[N, M\\]"):
+    t3f.bilinear_form_two_mat(x, b, a, y)
 
 
 def test_cast_and_renormalize(dtype):
@@ -294,6 +309,8 @@ def test_bad_arguments_errors():
     t3f.add(t, t3f.cast(t, tf.float64))
   with pytest.raises(ValueError, match=r"indices must have shape \[..., 3\]"):
     t3f.gather_nd(t, [[0, 1]])
+  with pytest.raises(ValueError, match=r"shape \[..., 4\] for a batch"):
+    t3f.gather_nd(b3, [[0, 1, 0]])
   with pytest.raises(TypeError, match="indices must be integers"):
     t3f.gather_nd(t, [[0., 1., 0.]])
   with pytest.raises(ValueError, match="tt must be a TT-tensor"):
