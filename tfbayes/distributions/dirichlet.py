@@ -2,9 +2,9 @@
 
 ``x = g / sum(g)`` with independent ``g_i ~ Gamma(a_i, 1)``, so
 ``log x = log g - logsumexp(log g)``: the gradients with respect to each
-concentration flow through the implicit Gamma gradients ``d log g_i / d a_i``
-(Figurnov et al. 2018, section 3.3), and ``log x`` stays finite where ``x``
-underflows.
+concentration are the implicit Gamma gradients ``d log g_i / d a_i`` pushed
+through the normalization (Figurnov et al. 2018, section 3.3), and ``log x``
+stays finite where ``x`` underflows.
 """
 import tensorflow as tf
 import tensorflow_probability as tfp
@@ -12,8 +12,9 @@ import tensorflow_probability as tfp
 from tfbayes.distributions.gamma import (LogSpaceSampleMixin, assert_positive,
                                          convert_float_parameters, positive_parameter,
                                          sample_log_standard_gamma, undefined_where)
+from tfbayes.distributions.incomplete_gamma import gamma_log_sample_grad
 
-__all__ = ["Dirichlet", "sample_log_dirichlet", "log_normalize"]
+__all__ = ["Dirichlet", "sample_log_dirichlet"]
 
 
 def sample_log_dirichlet(shape, concentration, seed):
@@ -27,34 +28,40 @@ def sample_log_dirichlet(shape, concentration, seed):
 
     Returns:
       ``log g - logsumexp(log g, axis=-1)`` for ``log g`` from
-      ``sample_log_standard_gamma``; shape ``shape``. Cost: that of ``k``
-      Gamma draws per event plus ``O(k)``.
+      ``sample_log_standard_gamma``; shape ``shape``. Its gradient with respect
+      to ``concentration`` is ``d log x_i / d a_j = (delta_ij - x_j) g_j``,
+      ``g_j = d log g_j / d a_j`` the implicit Gamma gradient.
+
+    Cost: that of ``k`` Gamma draws and their gradients per event, plus ``O(k)``.
     """
-    return log_normalize(sample_log_standard_gamma(shape, concentration, seed))
+    concentration = tf.broadcast_to(tf.convert_to_tensor(concentration), shape)
+    log_gamma = sample_log_standard_gamma(shape, tf.stop_gradient(concentration), seed)
+    return _normalize_with_implicit_gradient(concentration, tf.stop_gradient(log_gamma))
 
 
 @tf.custom_gradient
-def log_normalize(log_g):
-    """``log x = log g - logsumexp(log g)`` over the last axis, with a stable VJP.
+def _normalize_with_implicit_gradient(concentration, log_gamma):
+    """``log x = log g - logsumexp(log g)`` with the Jacobian in ``a`` formed stably.
 
-    The Jacobian is ``d log x_i / d log g_j = delta_ij - x_j``. Autodiff of
-    ``logsumexp`` forms ``1 - x_j`` on the diagonal, which loses all relative
-    accuracy as ``x_j -> 1`` (e.g. ``Beta(1e3, 1e-3)``); here the diagonal uses
-    ``1 - x_j = sum_{i != j} x_i``, a leave-one-out ``logsumexp`` built from
-    exclusive cumulative ``logsumexp`` s in both directions, so every
-    gradient keeps full relative accuracy. VJP:
-    ``g_j = u_j sum_{i != j} x_i - x_j sum_{i != j} u_i``. Cost ``O(k)``.
+    For an upstream ``u`` the VJP is
+    ``u_j g_j sum_{i != j} x_i - x_j g_j sum_{i != j} u_i``. Two things keep
+    every entry at full relative accuracy, however extreme the draw:
+    ``1 - x_j`` is never formed (it is ``sum_{i != j} x_i``, a leave-one-out
+    ``logsumexp`` built from exclusive cumulative ``logsumexp`` s in both
+    directions), and ``x_j g_j`` is formed as ``exp(log x_j + log g_j)``, so it
+    is non-zero whenever it is representable even where ``x_j`` alone
+    underflows.
     """
-    total = tf.reduce_logsumexp(log_g, axis=-1, keepdims=True)
-    log_x = log_g - total
+    log_x = log_gamma - tf.reduce_logsumexp(log_gamma, axis=-1, keepdims=True)
 
     def grad(upstream):
-        x = tf.exp(log_x)
+        gamma_grad = gamma_log_sample_grad(concentration, log_gamma)
         before = tf.math.cumulative_logsumexp(log_x, axis=-1, exclusive=True)
         after = tf.math.cumulative_logsumexp(log_x, axis=-1, exclusive=True, reverse=True)
-        others = tf.exp(tf.math.reduce_logsumexp(tf.stack([before, after], -1), axis=-1))
+        others = tf.exp(tf.reduce_logsumexp(tf.stack([before, after], -1), axis=-1))
+        x_times_grad = tf.sign(gamma_grad) * tf.exp(log_x + tf.math.log(tf.abs(gamma_grad)))
         upstream_others = tf.reduce_sum(upstream, axis=-1, keepdims=True) - upstream
-        return upstream * others - x * upstream_others
+        return upstream * others * gamma_grad - x_times_grad * upstream_others, None
 
     return log_x, grad
 
