@@ -100,8 +100,9 @@ class _TangentParametrization:
 
   def projection_deltas(self, vector):
     """The deltas of ``P_x(vector)`` in this parametrization's frames."""
-    return riemannian._projection_deltas(self.left, self.right,  # pylint: disable=protected-access
-                                         utils.merged_cores(vector))
+    return riemannian._projection_deltas(  # pylint: disable=protected-access
+        self.left, self.right,
+        riemannian._Cores(utils.merged_cores(vector)))  # pylint: disable=protected-access
 
   def check_invariance(self, func, value_at_tangent):
     """An assertion that ``f(T(dP)) == f(x)`` (skipped by XLA)."""

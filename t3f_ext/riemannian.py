@@ -38,7 +38,6 @@ is checked instead: the ranks of a tangent vector must be even (doubled).
 import tensorflow as tf
 
 from t3f_ext import decompositions
-from t3f_ext import ops
 from t3f_ext import utils
 from t3f_ext.tensor_train import TensorTrain
 from t3f_ext.tensor_train_batch import TensorTrainBatch
@@ -110,14 +109,71 @@ def _frames(where):
   return utils.merged_cores(left_tt), utils.merged_cores(right_tt)
 
 
+class _Cores:
+  """The TT object ``z`` to project, given by its merged cores
+  ``[..., s_{k-1}, n_k, s_k]`` (optional leading batch dims)."""
+
+  def __init__(self, cores):
+    self.cores = cores
+
+  def core(self, k):
+    return self.cores[k]
+
+  def left(self, k, lhs):
+    """``lhs [..., a, s_{k-1}]`` times core k: ``[..., a, n_k, s_k]``."""
+    return tf.einsum("...at,...tiu->...aiu", lhs, self.cores[k])
+
+  def right(self, k, rhs):
+    """Core k times ``rhs [..., s_k, q]``: ``[..., s_{k-1}, n_k, q]``."""
+    return tf.einsum("...tis,...sq->...tiq", self.cores[k], rhs)
+
+
+class _MatmulCores:
+  """The product ``z = matrix @ what`` of TT-matrices, never formed.
+
+  Its k-th core would be ``[R_{k-1} s_{k-1}, m_k l_k, R_k s_k]`` (``R``:
+  ranks of `matrix`, ``s``: ranks of `what`, ``l``: column modes of `what`),
+  costing ``O(R^2 s^2 m n l)``; `left` and `right` contract the two factors
+  with the running state one at a time instead (as T3F's project_matmul):
+  ``O(r R s n l (s + m R))`` per core.
+  """
+
+  def __init__(self, matrix, what):
+    self.matrix = list(matrix.tt_cores)  # [R, m, n, R']
+    self.what = list(what.tt_cores)  # [..., s, n, l, s']
+    self.num_batch_dims = utils.batch_dims(what)
+
+  def _merge(self, x, *tail):
+    return utils.reshape_tail(x, self.num_batch_dims, tail)
+
+  def core(self, k):
+    a, z = self.matrix[k], self.what[k]
+    product = tf.einsum("mijn,...tjlu->...mtilnu", a, z)
+    return self._merge(product, a.shape[0] * z.shape[-4],
+                       a.shape[1] * z.shape[-2], a.shape[-1] * z.shape[-1])
+
+  def left(self, k, lhs):
+    a, z = self.matrix[k], self.what[k]
+    lhs = self._merge(lhs, lhs.shape[-2], a.shape[0], z.shape[-4])
+    y = tf.einsum("...amt,mijn,...tjlu->...ailnu", lhs, a, z)
+    return self._merge(y, lhs.shape[-3], a.shape[1] * z.shape[-2],
+                       a.shape[-1] * z.shape[-1])
+
+  def right(self, k, rhs):
+    a, z = self.matrix[k], self.what[k]
+    rhs = self._merge(rhs, a.shape[-1], z.shape[-1], rhs.shape[-1])
+    y = tf.einsum("mijn,...tjlu,...nuq->...mtilq", a, z, rhs)
+    return self._merge(y, a.shape[0] * z.shape[-4], a.shape[1] * z.shape[-2],
+                       rhs.shape[-1])
+
+
 def _projection_deltas(left, right, what, weights=None):
   """The deltas (3) of the projections of (a batch of) TT objects.
 
   Args:
     left, right: merged cores from `_frames`.
-    what: ``d`` merged cores ``[..., s_{k-1}, n_k, s_k]``, with optional
-      leading batch dims (none for one TT object, which then costs plain
-      matrix products).
+    what: a `_Cores` or `_MatmulCores`, with optional leading batch dims
+      (none for one TT object, which then costs plain matrix products).
     weights: None, or a ``[B, O]`` tensor (then `what` has one batch dim B).
 
   Returns:
@@ -126,20 +182,21 @@ def _projection_deltas(left, right, what, weights=None):
     deltas of the projections of ``sum_b weights[b, o] what[b]`` (the
     projection is linear).
   """
-  d = len(what)
+  d = len(left)
   # rhs[k] = z_{>=k} contracted with V_{>=k}: [..., s_{k-1}, c_{k-1}]. The
   # boundary ranks are 1, so the recursions start from the end cores.
   rhs = [None] * d
   if d > 1:
-    rhs[d - 1] = tf.einsum("...tis,pis->...tp", what[d - 1], right[d - 1])
+    rhs[d - 1] = tf.einsum("...tiq,piq->...tp", what.core(d - 1),
+                           right[d - 1])
   for k in range(d - 2, 0, -1):
-    rhs[k] = tf.einsum("...tis,...sq,piq->...tp", what[k], rhs[k + 1],
+    rhs[k] = tf.einsum("...tiq,piq->...tp", what.right(k, rhs[k + 1]),
                        right[k])
   deltas = []
+  lhs = None  # U_{<k}^T z_{<k}: [..., a_{k-1}, s_{k-1}].
   for k in range(d):
     # y = U_{<k}^T z_{<=k}: [..., a_{k-1}, n_k, s_k].
-    y = what[0] if k == 0 else tf.einsum("...at,...tiu->...aiu", lhs,
-                                         what[k])
+    y = what.core(0) if k == 0 else what.left(k, lhs)
     if k == d - 1:
       delta = y  # the last delta has no gauge condition.
     else:
@@ -219,7 +276,7 @@ def project(what, where):
   _check_point(where)
   _check_compatible(what, where)
   left, right = _frames(where)
-  deltas = _projection_deltas(left, right, utils.merged_cores(what))
+  deltas = _projection_deltas(left, right, _Cores(utils.merged_cores(what)))
   return _tangent_tt(deltas, left, right, where, bool(utils.batch_dims(what)))
 
 
@@ -262,7 +319,8 @@ def project_sum(what, where, weights=None):
           "weights must have shape [B] or [B, O] with B = %s, the batch size "
           "of what; got shape %s" % (batch_size, weights.shape.as_list()))
   left, right = _frames(where)
-  deltas = _projection_deltas(left, right, _batch_cores(what), weights)
+  deltas = _projection_deltas(left, right, _Cores(_batch_cores(what)),
+                              weights)
   batched = weights.shape[1] != 1
   if not batched:
     deltas = [delta[0] for delta in deltas]
@@ -272,8 +330,9 @@ def project_sum(what, where, weights=None):
 def project_matmul(what, where, matrix):
   """Projection of a matrix-by-TT product: ``P_x(matrix @ what)``.
 
-  The product is formed in TT format (`t3f_ext.matmul`, ranks ``R s``) and
-  projected by (3); no dense matrix is ever built.
+  Formula (3) with ``z = matrix @ what``, whose TT-cores (ranks ``R s``) are
+  never formed: each recursion step contracts a core of `matrix` and a core
+  of `what` with the running state, one at a time.
 
   Args:
     what: TensorTrain or TensorTrainBatch TT-matrix of raw shape ``(N, K)``,
@@ -284,8 +343,9 @@ def project_matmul(what, where, matrix):
   Returns:
     TensorTrain (TensorTrainBatch for a batch) with TT-ranks ``2 r``.
 
-  Cost: ``O(B d n^2 K R s)`` for the product cores, plus `project` with
-  ranks ``R s``: ``O(B d n r R s (r + R s))``.
+  Cost: ``O(d n r^3)`` to orthogonalise `where`, plus
+  ``O(B d r R s n l (r + s + m R))`` for a batch of ``B``, with ``m, n, l``
+  the row modes of `matrix`, of `what` and the column modes of `what`.
   """
   _check_point(where)
   _check_point(matrix, "matrix")
@@ -303,7 +363,9 @@ def project_matmul(what, where, matrix):
                              utils.describe_shape(where)))
   utils.check_same_dtype(what, where, "what", "where")
   utils.check_same_dtype(matrix, where, "matrix", "where")
-  return project(ops.matmul(matrix, what), where)
+  left, right = _frames(where)
+  deltas = _projection_deltas(left, right, _MatmulCores(matrix, what))
+  return _tangent_tt(deltas, left, right, where, bool(utils.batch_dims(what)))
 
 
 def tangent_space_to_deltas(tt, name="t3f_tangent_space_to_deltas"):

@@ -105,9 +105,11 @@ def test_project_sum_with_weights(kind, dtype):
     _assert_close(got.ravel(), proj @ (w2[:, o] @ zs), dtype)
 
 
-def test_project_matmul_matches_dense(dtype):
+@pytest.mark.parametrize("columns", [(1, 1, 1), (2, 1, 2)],
+                         ids=["matvec", "matmat"])
+def test_project_matmul_matches_dense(dtype, columns):
   rng = np.random.default_rng(4)
-  vec_shape = ((2, 3, 2), (1, 1, 1))
+  vec_shape = ((2, 3, 2), columns)
   where = random_tt(rng, vec_shape, (1, 2, 2, 1), dtype)
   proj = tangent_projector(where)
   matrix = random_tt(rng, ((2, 3, 2), (2, 3, 2)), (1, 2, 3, 1), dtype)
@@ -176,7 +178,12 @@ def test_compiled_matches_eager(kind, jit_compile):
     summed = t3f.project_sum(what, where, [1.0, -1.0])
     gram = t3f.pairwise_flat_inner_projected(projected, projected)
     total = t3f.add_n_projected([summed, summed], coef=[2.0, 1.0])
-    return projected, total, gram
+    if not where.is_tt_matrix():
+      return projected, total, gram
+    rows = where.get_raw_shape()[0].as_list()
+    matrix = t3f.TensorTrain([tf.ones([r0, m, m, r1], where.dtype) for r0, m, r1
+                              in zip([1, 2, 2], rows, [2, 2, 1])])
+    return projected, total, gram, t3f.project_matmul(what, where, matrix)
 
   compiled = tf.function(all_ops, jit_compile=jit_compile)
   for got, expected in zip(compiled(what, where), all_ops(what, where)):
