@@ -155,6 +155,9 @@ def test_seeds_are_stateless_and_reproducible():
     np.testing.assert_array_equal(dist.sample(6, seed=tf.constant([3, 4])),
                                   tf.function(lambda: dist.sample(6, seed=tf.constant([3, 4])))())
     assert not np.array_equal(first, dist.sample(6, seed=43))
+    np.testing.assert_array_equal(first, dist.sample(6, seed=tf.constant(42)))
+    # A composite tensor: the distribution itself crosses the tf.function boundary.
+    np.testing.assert_array_equal(first, tf.function(lambda d: d.sample(6, seed=42))(dist))
     jit = tf.function(lambda: dist.sample(6, seed=42), jit_compile=True)
     np.testing.assert_array_equal(jit(), jit())
     assert dist.sample([2, 3], seed=1).shape == [2, 3, 2]
