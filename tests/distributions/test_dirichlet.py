@@ -66,7 +66,10 @@ def test_per_sample_gradients_match_mpmath(dtype, mode):
     representable = np.abs(ref) > 1e3 * np.finfo(dtype).tiny
     assert np.all(np.isfinite(jacobian))
     assert np.all(jacobian[representable] != 0)
-    np.testing.assert_allclose(jacobian[representable], ref[representable], rtol=RTOL[dtype])
+    rel = np.abs(jacobian - ref)[representable] / np.abs(ref[representable])
+    print(f"Dirichlet d log x_i/d a_j, {np.dtype(dtype).name}, {mode}: max relative error "
+          f"{rel.max():.2e} over {rel.size} entries")
+    assert rel.max() <= RTOL[dtype]
 
 
 def test_monte_carlo_gradients_match_closed_form():

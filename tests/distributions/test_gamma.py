@@ -36,7 +36,10 @@ def test_per_sample_gradients_match_mpmath(dtype, mode):
     log_x = (log_z + dtype(np.log(2.5))).astype(dtype)
     ref = mp_gamma_log_grads(a.numpy().ravel(), log_x.ravel()).reshape(log_z.shape)
     assert np.all(np.isfinite(dlog_z)) and np.all(dlog_z != 0)
-    np.testing.assert_allclose(dlog_z, ref, rtol=RTOL[dtype])
+    rel = np.abs(dlog_z - ref) / np.abs(ref)
+    print(f"Gamma sample d log z/da, {np.dtype(dtype).name}, {mode}: max relative error "
+          f"{rel.max():.2e} over {rel.size} draws")
+    assert rel.max() <= RTOL[dtype]
 
 
 def test_sample_is_exp_log_sample_with_its_gradient(dtype):
