@@ -1,0 +1,227 @@
+"""The von Mises CDF and its derivative in the concentration, accurate in every regime.
+
+For ``x`` in ``[-pi, pi]`` and the zero-location von Mises density
+``p(x) = exp(kappa (cos x - 1)) / (2 pi I0e(kappa))`` this module computes
+
+    F(x; kappa) = int_{-pi}^{x} p(t) dt,   dF/dkappa,   and   dz/dkappa = -(dF/dkappa) / p,
+
+the last one being the implicit reparameterization gradient of a sample ``z``
+(Figurnov, Mohamed, Mnih 2018, arXiv 1805.08498, eq. 5). Two expansions are used,
+each only where it is accurate to double precision, so that there is no accuracy
+dip at the switch (TFP switches at kappa = 10.5 from a series to an 8-digit normal
+approximation, and its float64 gradient loses 5 digits there):
+
+* ``kappa < 40``: the Fourier series of the CDF (as in Hill 1977, ACM TOMS 3, Algorithm 518),
+  ``F = 1/2 + x / (2 pi) + (1/pi) sum_n rho_n sin(n x) / n``, with
+  ``rho_n = I_n(kappa) / I_0(kappa)`` formed from the continued-fraction ratios
+  ``r_n = I_n / I_{n-1} = kappa / (2 n + kappa r_{n+1})`` by backward recurrence,
+  differentiated term by term in ``kappa``, with ``N = 32``, ``48`` or ``72`` terms
+  when the largest ``kappa`` of the batch is ``<= 2``, ``<= 12`` or ``< 40``
+  (``rho_n`` and its derivative are below ``1e-19`` from ``n = 21``, ``39``, ``64``).
+* ``kappa >= 40``: the substitution ``s = 2 sqrt(kappa) sin(t / 2)`` turns the
+  integral into a Gaussian one,
+  ``F = int_{-inf}^{u} phi(s) (1 - eps s^2)^{-1/2} ds / S``, with
+  ``u = 2 sqrt(kappa) sin(x / 2)``, ``eps = 1 / (4 kappa)`` and ``S`` its total
+  mass. Expanding ``(1 - eps s^2)^{-1/2} = sum_k b_k eps^k s^{2k}``
+  (``b_k = binom(2k, k) / 4^k``) leaves Gaussian moment integrals
+  ``A_k(u) = int s^{2k} phi(s) ds``, taken from ``-inf`` (tails, ``|u| >= 1``) or
+  from ``0`` (centre, ``|u| < 1``) so that no term cancels. Scaled by ``1/phi(u)``
+  they obey ``A_k = (2k - 1) A_{k-1} - u^{2k-1}``, started from the Mills ratio
+  ``Phi(u) / phi(u)`` (tails) or ``(Phi(u) - 1/2) / phi(u)`` (centre), so nothing
+  underflows. With ``A = sum_k b_k eps^k A_k``, ``S = sum_k b_k eps^k (2k-1)!!``
+  and ``S_1 = sum_k k b_k eps^k (2k-1)!!``:
+  ``F = F_0 + phi(u) A / S`` (``F_0`` = 0 or 1/2) and
+  ``dF/dkappa = phi(u) [u / (2 cos(x/2)) - sum_k k b_k eps^k A_k + A S_1 / S] / (kappa S)``,
+  every term of one sign. The expansion is asymptotic; 32 terms reach double
+  precision for ``kappa >= 40`` wherever ``|x| <= 2 pi / 3``. Beyond that
+  (probability ``< exp(-60)``) ``x`` is clipped to ``2 pi / 3``: ``F`` stays exact
+  to ``1e-26`` absolutely, ``dF/dkappa`` finite but approximate.
+
+All arithmetic is carried out in float64, also for float32 inputs (float32 would
+lose up to 4 digits to cancellation in the Fourier tails); results are cast back.
+Cost: ``O(N + K)`` = about 100 fused elementwise steps per element, and only the
+branch(es) some element needs are evaluated.
+"""
+import numpy as np
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+__all__ = ["von_mises_cdf", "von_mises_prob"]
+
+SERIES_MAX_CONCENTRATION = 40.0
+# (largest kappa, number of Fourier terms): rho_n and d rho_n / dkappa fall below
+# 1e-19 at n = 21, 39 and 64 for kappa = 2, 12 and 40; the rest is the margin the
+# backward recurrence needs to converge.
+_FOURIER_TIERS = ((2.0, 32), (12.0, 48), (SERIES_MAX_CONCENTRATION, 72))
+_ASYMPTOTIC_TERMS = 32
+_ROTATIONS_PER_RESTART = 8
+_CENTRAL_HALF_WIDTH = 1.0
+_ASYMPTOTIC_MAX_ABS_X = 2.0 * np.pi / 3.0
+
+
+def _wrap(x):
+    """Splits ``x`` into ``(x - 2 pi m, m)`` with the first part in ``[-pi, pi]``."""
+    periods = tf.round(x / (2.0 * np.pi))
+    return x - (2.0 * np.pi) * periods, periods
+
+
+@tf.autograph.experimental.do_not_convert
+def _fourier(x, kappa, num_blocks):
+    """``(F, dF/dkappa)`` by ``8 num_blocks`` Fourier terms; float64, ``x`` in ``[-pi, pi]``.
+
+    A ``tf.while_loop`` over blocks of 8 terms, ``n`` descending: each block starts
+    ``sin(n x)`` exactly and rotates it by ``x`` within the block (rotation drifts by
+    about one ulp per step).
+    """
+    sin_x, cos_x = tf.sin(x), tf.cos(x)
+
+    def body(top, ratio, dratio, v, dv):
+        n = tf.cast(top, x.dtype)
+        sin_n, cos_n = tf.sin(n * x), tf.cos(n * x)
+        for _ in range(_ROTATIONS_PER_RESTART):
+            inverse = 1.0 / (2.0 * n + kappa * ratio)
+            dratio = (2.0 * n - kappa * kappa * dratio) * inverse * inverse
+            ratio = kappa * inverse
+            summand = sin_n / n + v
+            v, dv = ratio * summand, dratio * summand + ratio * dv
+            sin_n, cos_n = sin_n * cos_x - cos_n * sin_x, cos_n * cos_x + sin_n * sin_x
+            n = n - 1.0
+        return top - _ROTATIONS_PER_RESTART, ratio, dratio, v, dv
+
+    zeros = tf.zeros_like(x)
+    _, _, _, v, dv = tf.while_loop(
+        lambda top, *_: top > 0, body,
+        (num_blocks * _ROTATIONS_PER_RESTART, zeros, zeros, zeros, zeros),
+        maximum_iterations=_FOURIER_TIERS[-1][1] // _ROTATIONS_PER_RESTART)
+    cdf = 0.5 + x / (2.0 * np.pi) + v / np.pi
+    return cdf, dv / np.pi
+
+
+@tf.autograph.experimental.do_not_convert
+def _asymptotic(x, kappa):
+    """``(F, dF/dkappa)`` by the Gaussian expansion; float64, ``kappa >= 40``."""
+    x = tf.clip_by_value(x, -_ASYMPTOTIC_MAX_ABS_X, _ASYMPTOTIC_MAX_ABS_X)
+    sqrt_kappa = tf.sqrt(kappa)
+    u = 2.0 * sqrt_kappa * tf.sin(0.5 * x)
+    central = tf.abs(u) < _CENTRAL_HALF_WIDTH
+    # Work in the left half for the tails (F(x) = 1 - F(-x), dz/dkappa is odd).
+    flip = (u > 0.0) & ~central
+    u = tf.where(flip, -u, u)
+    phi = tf.exp(-0.5 * u * u) / np.sqrt(2.0 * np.pi)
+    safe_u = tf.where(central, -tf.ones_like(u), u)
+    mills = np.sqrt(np.pi / 2.0) * tfp.math.erfcx(-safe_u / np.sqrt(2.0))
+    moment = tf.where(central, 0.5 * tf.math.erf(u / np.sqrt(2.0)) / phi, mills)  # A_0
+    eps = 0.25 / kappa
+
+    def body(k, beta, weight, moment, u_power, mass, mass_k, partial, partial_k):
+        beta = beta * eps * ((2.0 * k - 1.0) / (2.0 * k))                  # b_k eps^k
+        weight = weight * eps * ((2.0 * k - 1.0) ** 2 / (2.0 * k))        # b_k eps^k (2k-1)!!
+        moment = (2.0 * k - 1.0) * moment - u_power                        # A_k / phi(u)
+        return (k + 1.0, beta, weight, moment, u_power * u * u, mass + weight,
+                mass_k + k * weight, partial + beta * moment, partial_k + k * beta * moment)
+
+    ones, zeros = tf.ones_like(u), tf.zeros_like(u)
+    *_, mass, mass_k, partial, partial_k = tf.while_loop(
+        lambda k, *_: k <= _ASYMPTOTIC_TERMS, body,
+        (tf.constant(1.0, u.dtype), ones, ones, moment, u, ones, zeros, moment, zeros),
+        maximum_iterations=_ASYMPTOTIC_TERMS)
+    bracket = u / (2.0 * tf.cos(0.5 * x)) - partial_k + partial * mass_k / mass
+    offset = tf.where(central, 0.5 * ones, zeros)
+    cdf = offset + phi * partial / mass
+    dcdf = phi * bracket / (kappa * mass)
+    return tf.where(flip, 1.0 - cdf, cdf), tf.where(flip, -dcdf, dcdf)
+
+
+@tf.autograph.experimental.do_not_convert
+def _log_prob64(x, kappa):
+    return -2.0 * kappa * tf.square(tf.sin(0.5 * x)) - tf.math.log(
+        2.0 * np.pi * tf.math.bessel_i0e(kappa))
+
+
+@tf.autograph.experimental.do_not_convert
+def _branches(x, kappa):
+    """``(F, dF/dkappa)`` in float64 for wrapped ``x``; same shapes."""
+    use_series = kappa < SERIES_MAX_CONCENTRATION
+    zeros = tf.zeros_like(x)
+
+    def series():
+        series_kappa = tf.where(use_series, kappa, tf.zeros_like(kappa))
+        tier = tf.reduce_sum(tf.cast(
+            tf.reduce_max(series_kappa) > [bound for bound, _ in _FOURIER_TIERS[:-1]], tf.int32))
+        blocks = tf.gather([terms // _ROTATIONS_PER_RESTART for _, terms in _FOURIER_TIERS], tier)
+        return _fourier(x, series_kappa, blocks)
+
+    def asymptotic():
+        return _asymptotic(x, tf.where(use_series, SERIES_MAX_CONCENTRATION * tf.ones_like(kappa),
+                                       kappa))
+
+    def nothing():
+        return zeros, zeros
+
+    series_values = tf.cond(tf.reduce_any(use_series), series, nothing)
+    asymptotic_values = tf.cond(tf.reduce_all(use_series), nothing, asymptotic)
+    return tuple(tf.where(use_series, s, a) for s, a in zip(series_values, asymptotic_values))
+
+
+@tf.autograph.experimental.do_not_convert
+def _prepare(x, concentration):
+    x = tf.convert_to_tensor(x)
+    concentration = tf.convert_to_tensor(concentration, dtype=x.dtype)
+    shape = tf.broadcast_dynamic_shape(tf.shape(x), tf.shape(concentration))
+    x64 = tf.cast(tf.broadcast_to(x, shape), tf.float64)
+    kappa64 = tf.cast(tf.broadcast_to(concentration, shape), tf.float64)
+    # kappa = 0 is the uniform law; the smallest normal float keeps 2n/kappa finite.
+    kappa64 = tf.maximum(kappa64, np.finfo(np.float64).tiny)
+    return x64, kappa64
+
+
+@tf.autograph.experimental.do_not_convert
+def von_mises_prob(x, concentration):
+    """Density of ``VonMises(0, concentration)`` at ``x``, broadcast; float32 or float64.
+
+    ``p(x) = exp(-2 kappa sin^2(x/2)) / (2 pi I0e(kappa))`` (``cos x - 1`` written
+    without cancellation). Cost ``O(1)`` per element.
+    """
+    x = tf.convert_to_tensor(x)
+    x64, kappa64 = _prepare(x, concentration)
+    return tf.cast(tf.exp(_log_prob64(x64, kappa64)), x.dtype)
+
+
+@tf.custom_gradient
+def _cdf_with_gradient(x, concentration):
+    x64, kappa64 = _prepare(x, concentration)
+    wrapped, periods = _wrap(x64)
+    cdf, dcdf = _branches(wrapped, kappa64)
+    cdf = tf.cast(cdf + periods, x.dtype)
+
+    def grad(upstream):
+        prob = tf.cast(tf.exp(_log_prob64(wrapped, kappa64)), x.dtype)
+        return upstream * prob, upstream * tf.cast(dcdf, x.dtype)
+
+    return cdf, grad
+
+
+@tf.autograph.experimental.do_not_convert
+def von_mises_cdf(x, concentration):
+    """CDF of ``VonMises(0, concentration)``, with exact derivatives in both arguments.
+
+    ``F(x) = int_{-pi}^{x} p(t) dt`` continued to the real line by
+    ``F(x + 2 pi) = F(x) + 1`` (as in TFP). ``dF/dx = p(x)``; ``dF/dkappa`` by the
+    regime-wise expansions described in the module docstring (float64 relative
+    error about 1e-15 for ``kappa`` in ``[1e-2, 1e3]``).
+
+    Args:
+      x: float32 or float64 tensor.
+      concentration: tensor of the same dtype broadcastable with ``x``,
+        ``kappa >= 0``.
+
+    Returns:
+      ``F`` with the broadcast shape of ``x`` and ``concentration``.
+
+    Cost: about 100 elementwise steps per element (see the module docstring).
+    """
+    x = tf.convert_to_tensor(x)
+    concentration = tf.convert_to_tensor(concentration, dtype=x.dtype)
+    shape = tf.broadcast_dynamic_shape(tf.shape(x), tf.shape(concentration))
+    return _cdf_with_gradient(tf.broadcast_to(x, shape), tf.broadcast_to(concentration, shape))
+
