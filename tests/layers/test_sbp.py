@@ -123,6 +123,7 @@ def test_layer_scales_units_by_their_mean_and_masks_by_snr(dtype, mode):
 
 
 def test_planted_irrelevant_inputs_get_low_snr_and_relevant_ones_are_kept():
+    keras.utils.set_random_seed(0)
     rng = np.random.default_rng(0)
     n = 500
     x = rng.normal(size=(n, 10)).astype("float32")

@@ -88,6 +88,7 @@ def test_inference_is_a_convolution_with_pruned_theta(dtype, cls, strides, paddi
 def test_lenet_like_model_learns_digits_and_round_trips_through_keras_file(tmp_path):
     from sklearn.datasets import load_digits
 
+    keras.utils.set_random_seed(0)
     digits = load_digits()
     x = (digits.images[..., None] / 16.0).astype("float32")
     y = digits.target

@@ -92,6 +92,7 @@ def _planted_regression(n=2000, relevant=3, irrelevant=7, seed=0):
 
 
 def test_planted_irrelevant_inputs_are_pruned_with_model_fit_under_xla():
+    keras.utils.set_random_seed(0)
     x, y = _planted_regression()
     model = keras.Sequential([keras.Input((10,)), SparseVDDense(1, seed=0)])
     set_num_examples(model, len(x))
@@ -104,6 +105,7 @@ def test_planted_irrelevant_inputs_are_pruned_with_model_fit_under_xla():
 
 
 def test_gradient_tape_loop_in_a_subclassed_model_prunes_planted_inputs():
+    keras.utils.set_random_seed(1)
     x, y = _planted_regression(seed=1)
 
     class Regressor(keras.Model):

@@ -1,0 +1,146 @@
+"""tfbayes.sparsity: compress() equals the model's inference predictions and is smaller; reports count right."""
+import keras
+import numpy as np
+import pytest
+
+from tfbayes import sparsity
+from tfbayes.layers import SBPDropout, SparseVDConv2D, SparseVDDense, SparseVDLayer
+
+
+def _randomize_posteriors(model, seed=0):
+    """Random posteriors so that many weights and units are pruned, some kept."""
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if isinstance(layer, SparseVDLayer):
+            layer.kernel_log_sigma2.assign(rng.uniform(-12, 5, layer.kernel.shape))
+            layer.bias.assign(rng.normal(size=layer.bias.shape))
+        elif isinstance(layer, SBPDropout):
+            layer.mu.assign(rng.uniform(-4, 0, layer.mu.shape))
+            layer.log_sigma.assign(rng.uniform(-4, 1.5, layer.mu.shape))
+
+
+def _lenet(functional=False):
+    layers = [SparseVDConv2D(6, 3, activation="relu", padding="same"), SBPDropout(),
+              keras.layers.MaxPooling2D(), keras.layers.Conv2D(8, 3, activation="relu"),
+              SBPDropout(), keras.layers.Flatten(), SBPDropout(), SparseVDDense(20),
+              keras.layers.ReLU(), SBPDropout(), keras.layers.Dropout(0.3), keras.layers.Dense(4)]
+    if not functional:
+        model = keras.Sequential([keras.Input((10, 10, 2))] + layers)
+    else:
+        inputs = keras.Input((10, 10, 2))
+        outputs = inputs
+        for layer in layers:
+            outputs = layer(outputs)
+        model = keras.Model(inputs, outputs)
+    _randomize_posteriors(model)
+    return model
+
+
+def _kept_units(layer):
+    mean, snr = (t.numpy() for t in layer.mean_and_snr())
+    return snr > layer.snr_threshold
+
+
+@pytest.mark.parametrize("functional", [False, True], ids=["sequential", "functional"])
+def test_compressed_model_predicts_the_same_and_is_physically_smaller(functional, tmp_path):
+    model = _lenet(functional)
+    x = np.random.default_rng(1).normal(size=(16, 10, 10, 2)).astype("float32")
+    compressed = sparsity.compress(model)
+    np.testing.assert_allclose(compressed(x).numpy(), model(x).numpy(), rtol=1e-5, atol=1e-5)
+    assert not any(isinstance(layer, (SparseVDLayer, SBPDropout)) for layer in compressed.layers)
+    conv1, conv2, dense1, dense2 = [l for l in compressed.layers if hasattr(l, "kernel")]
+    sbp1, sbp2, sbp_flat, sbp3 = [l for l in model.layers if isinstance(l, SBPDropout)]
+    # Units removed by SBP are gone from the layer producing them and the layer reading them.
+    assert conv1.filters <= _kept_units(sbp1).sum() < 6
+    assert conv2.kernel.shape[2] == conv1.filters and conv2.filters <= _kept_units(sbp2).sum() < 8
+    # After Flatten, a kept channel brings all its 3x3 positions; those SBP removed are zero rows.
+    assert dense1.kernel.shape[0] == 9 * conv2.filters
+    assert np.any(dense1.kernel.numpy() != 0, axis=1).sum() <= _kept_units(sbp_flat).sum()
+    assert dense1.units <= _kept_units(sbp3).sum() < 20
+    assert dense2.kernel.shape == (dense1.units, 4)
+    assert compressed.count_params() < keras.Sequential(
+        [keras.Input((10, 10, 2)), keras.layers.Conv2D(6, 3, padding="same"),
+         keras.layers.MaxPooling2D(), keras.layers.Conv2D(8, 3), keras.layers.Flatten(),
+         keras.layers.Dense(20), keras.layers.Dense(4)]).count_params()
+    compressed.save(tmp_path / "compressed.keras")
+    reloaded = keras.models.load_model(tmp_path / "compressed.keras")
+    np.testing.assert_allclose(reloaded(x).numpy(), compressed(x).numpy())
+
+
+def test_report_counts_weights_groups_and_flops():
+    model = keras.Sequential([keras.Input((6, 6, 1)), SparseVDConv2D(3, 3), SBPDropout(),
+                              keras.layers.Flatten(), SparseVDDense(5), keras.layers.Dense(2)])
+    _randomize_posteriors(model, seed=3)
+    conv, sbp, _, dense, head = model.layers
+    masks = []
+    for layer in (conv, dense):
+        theta = layer.kernel.numpy().astype(np.float64)
+        log_alpha = np.clip(layer.kernel_log_sigma2.numpy() - np.log(theta ** 2 + 1e-8), -8, 8)
+        masks.append(log_alpha < 3.0)
+    report = sparsity.sparsity_report(model)
+    rows = {row["name"]: row for row in report.layers}
+    assert rows[conv.name]["weights_kept"] == masks[0].sum()
+    assert rows[conv.name]["weights_total"] == 27
+    assert rows[dense.name]["weights_kept"] == masks[1].sum()
+    assert rows[head.name]["weights_kept"] == rows[head.name]["weights_total"] == 10
+    assert rows[sbp.name]["groups"] == {"units": [int(_kept_units(sbp).sum()), 3]}
+    kept, total = masks[0].sum() + masks[1].sum() + 10, 27 + 48 * 5 + 10
+    assert report.total["weights_kept"] == kept and report.total["weights_total"] == total
+    assert report.total["compression"] == pytest.approx(total / kept)
+    # Dense multiply-adds: conv 4x4 positions x 27 weights, dense 48 x 5, head 10.
+    assert rows[conv.name]["flops_before"] == 16 * 27
+    assert report.total["flops_before"] == 16 * 27 + 240 + 10
+    # After: nonzero weights of the compressed layers, times positions.
+    compressed = sparsity.compress(model)
+    kernels = [l.kernel.numpy() for l in compressed.layers if hasattr(l, "kernel")]
+    assert report.total["flops_after"] == (16 * np.count_nonzero(kernels[0])
+                                           + np.count_nonzero(kernels[1])
+                                           + np.count_nonzero(kernels[2]))
+    text = str(report)
+    assert conv.name in text and "total" in text and "units" in text
+    assert report.to_dict()["total"] == report.total
+
+
+def test_report_of_a_subclassed_model_has_counts_but_no_flops():
+    class Net(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.hidden = SparseVDDense(4)
+            self.out = keras.layers.Dense(1)
+
+        def call(self, x, training=False):
+            return self.out(self.hidden(x, training=training))
+
+    model = Net()
+    model(np.ones((1, 3), "float32"))
+    report = sparsity.sparsity_report(model)
+    assert report.total["weights_total"] == 12 + 4
+    assert report.total["flops_before"] is None and report.layers[0]["flops_after"] is None
+    with pytest.raises(ValueError, match="subclassed model; compress\\(\\) needs a Sequential"):
+        sparsity.compress(model)
+
+
+def test_models_compress_cannot_handle_are_named_in_the_error():
+    inputs = keras.Input((4,))
+    left, right = SparseVDDense(3)(inputs), keras.layers.Dense(3)(inputs)
+    branched = keras.Model(inputs, keras.layers.Add()([left, right]))
+    with pytest.raises(ValueError, match="compress\\(\\) needs layers with one input"):
+        sparsity.compress(branched)
+    unsupported = keras.Sequential([keras.Input((4,)), SparseVDDense(3),
+                                    keras.layers.BatchNormalization(), keras.layers.Dense(1)])
+    with pytest.raises(ValueError, match="Layer 'batch_normalization.*BatchNormalization.*does "
+                                         "not know how to compress"):
+        sparsity.compress(unsupported)
+    through_tanh = keras.Sequential([keras.Input((4,)), SparseVDDense(3), SBPDropout(),
+                                     keras.layers.Activation("tanh"), keras.layers.Dense(1)])
+    _randomize_posteriors(through_tanh)
+    with pytest.raises(ValueError, match="cannot be moved through activation 'tanh'"):
+        sparsity.compress(through_tanh)
+    last = keras.Sequential([keras.Input((4,)), SparseVDDense(3), SBPDropout()])
+    _randomize_posteriors(last)
+    with pytest.raises(ValueError, match="needs a weight layer after the last SBPDropout"):
+        sparsity.compress(last)
+    with pytest.raises(TypeError, match="model: expected a keras.Model, got SparseVDDense"):
+        sparsity.sparsity_report(SparseVDDense(2))
+    with pytest.raises(TypeError, match="rule: expected a PlainLayerRule"):
+        sparsity.register_plain_layer(keras.layers.Dense, None)
