@@ -330,8 +330,10 @@ def lenet_5_tfmot(data, quick):
     return _tfmot_at_sparse_vd_level("lenet_5", quick)
 
 
+from sparsification_lstm import lstm_sentiment  # noqa: E402  (the LSTM experiment, its own module)
+
 EXPERIMENTS = {f.__name__: f for f in (lenet_300_100_sparse_vd, lenet_5_sparse_vd, lenet_5_sbp,
-                                       lenet_300_100_tfmot, lenet_5_tfmot)}
+                                       lenet_300_100_tfmot, lenet_5_tfmot, lstm_sentiment)}
 
 
 def save_result(name, result):
