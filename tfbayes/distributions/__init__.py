@@ -6,3 +6,4 @@ from tfbayes.distributions.beta import Beta
 from tfbayes.distributions.dirichlet import Dirichlet
 from tfbayes.distributions.von_mises_numerics import von_mises_cdf
 from tfbayes.distributions.von_mises import VonMises
+from tfbayes.distributions.implicit_cdf import ImplicitReparameterized
