@@ -78,9 +78,10 @@ def _log_ring_sum(log_weights, cores):
     """``log Tr(prod_k sum_i Q_k[i] exp(w[k, i]))`` by a sequential, rescaled contraction.
 
     Step ``k`` forms ``M_k = sum_i Q_k[i] exp(w[k, i] - c_k)`` with
-    ``c_k = max_i w[k, i]``, multiplies it into the running ``r x r`` product and
-    divides that product by its largest entry; the ``c_k`` and the scales are
-    summed in log space, so the result is finite for hundreds of dimensions. The
+    ``c_k = max_i w[k, i]`` (so ``M_k <= d max(Q_k)`` entrywise), multiplies it
+    into the running ``r x r`` product and divides that product by its largest
+    entry; the ``c_k`` and the scales are summed in log space, so the result is
+    finite for hundreds of dimensions (cores need only be representable). The
     loop is a ``tf.foldl``: XLA compiles it once, whatever ``m`` is.
 
     Args:
@@ -96,14 +97,16 @@ def _log_ring_sum(log_weights, cores):
     batch_shape = tf.broadcast_dynamic_shape(tf.shape(log_weights)[:-2], tf.shape(cores)[:-4])
     identity = tf.eye(rank, batch_shape=batch_shape, dtype=cores.dtype)
 
+    # Unbatched cores make M_k one [batch, d] x [d, r^2] GEMM, and its gradient too.
+    equation = "...i,iab->...ab" if cores.shape.rank == 4 else "...i,...iab->...ab"
+
     def step(carry, elems):
         product, log_total = carry
         step_log_weights, core = elems
         weights, shift = _shifted_weights(step_log_weights)
-        factor, factor_log_scale = _normalize_matrices(
-            tf.einsum("...i,...iab->...ab", weights, core))
-        product, product_log_scale = _normalize_matrices(tf.matmul(product, factor))
-        return product, log_total + shift + factor_log_scale + product_log_scale
+        product, log_scale = _normalize_matrices(
+            tf.matmul(product, tf.einsum(equation, weights, core)))
+        return product, log_total + shift + log_scale
 
     product, log_total = tf.foldl(
         step, (_dims_first(log_weights, 2), _dims_first(cores, 4)),
