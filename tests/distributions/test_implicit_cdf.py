@@ -31,27 +31,25 @@ def _truncated_cauchy_mean(loc, scale, low, high):
         2 * (mpmath.atan(beta) - mpmath.atan(alpha)))
 
 
-def _params(dtype):
-    return [tf.Variable(v, dtype=dtype) for v in (0.3, 1.5, -1.0, 4.0)]
-
-
 @pytest.mark.parametrize("mode", MODES)
 def test_truncated_cauchy_gradients_match_quantile_derivatives(dtype, mode):
     assert tfd.TruncatedCauchy(0.0, 1.0, -1.0, 1.0).reparameterization_type == \
         tfd.NOT_REPARAMETERIZED
-    params = _params(dtype)
+    values = [0.3, 1.5, -1.0, 4.0]
+    # Six batch copies of the parameters: one backward pass gives per-sample gradients.
+    params = [tf.Variable(tf.fill([6], tf.constant(v, dtype))) for v in values]
     dist = ImplicitReparameterized(tfd.TruncatedCauchy(*params))
     assert dist.reparameterization_type == tfd.FULLY_REPARAMETERIZED
 
     def draw():
-        with tf.GradientTape(persistent=True) as tape:
-            z = dist.sample(6, seed=3)
-            parts = tf.unstack(z)
-        return z, [tape.gradient(part, params) for part in parts]
+        with tf.GradientTape() as tape:
+            z = dist.sample(seed=(3, 3))
+        return z, tape.gradient(z, params)
 
     z, grads = _run(draw, mode)
+    grads = np.stack([g.numpy() for g in grads], axis=1)  # [sample, parameter]
     with mpmath.workdps(30):
-        values = [mpmath.mpf(float(p.numpy())) for p in params]
+        values = [mpmath.mpf(float(dtype(v))) for v in values]
         for zi, grad in zip(z.numpy(), grads):
             u = mpmath.findroot(lambda t: _truncated_cauchy_quantile(t, *values) - float(zi), 0.5)
             for i, g in enumerate(grad):
@@ -60,7 +58,7 @@ def test_truncated_cauchy_gradients_match_quantile_derivatives(dtype, mode):
                         u, *[theta if j == i else v for j, v in enumerate(values)])
                 exact = float(mpmath.diff(quantile_of, values[i]))
                 rtol = 2e-4 if dtype == np.float32 else 1e-9
-                np.testing.assert_allclose(g.numpy(), exact, rtol=rtol, atol=rtol * 1e-2)
+                np.testing.assert_allclose(g, exact, rtol=rtol, atol=rtol * 1e-2)
 
 
 def test_truncated_cauchy_monte_carlo_gradient_of_mean():
@@ -85,21 +83,22 @@ def _mixture(logits, loc, scale):
 
 @pytest.mark.parametrize("mode", MODES)
 def test_normal_mixture_gradients_match_mpmath_implicit_function(dtype, mode):
-    logits = tf.Variable([0.2, -0.5, 1.0], dtype=dtype)
-    loc = tf.Variable([-2.0, 0.5, 3.0], dtype=dtype)
-    scale = tf.Variable([0.7, 1.3, 0.4], dtype=dtype)
+    # Five batch copies of the parameters: one backward pass gives per-sample gradients.
+    logits = tf.Variable(tf.tile(tf.constant([[0.2, -0.5, 1.0]], dtype), [5, 1]))
+    loc = tf.Variable(tf.tile(tf.constant([[-2.0, 0.5, 3.0]], dtype), [5, 1]))
+    scale = tf.Variable(tf.tile(tf.constant([[0.7, 1.3, 0.4]], dtype), [5, 1]))
     dist = ImplicitReparameterized(_mixture(logits, loc, scale))
     variables = [logits, loc, scale]
 
     def draw():
-        with tf.GradientTape(persistent=True) as tape:
-            z = dist.sample(5, seed=4)
-            parts = tf.unstack(z)
-        return z, [tape.gradient(part, variables) for part in parts]
+        with tf.GradientTape() as tape:
+            z = dist.sample(seed=(4, 4))
+        return z, tape.gradient(z, variables)
 
     z, grads = _run(draw, mode)
+    grads = np.stack([g.numpy() for g in grads], axis=1)  # [sample, group, component]
     with mpmath.workdps(30):
-        theta = [[mpmath.mpf(float(x)) for x in v.numpy()] for v in variables]
+        theta = [[mpmath.mpf(float(x)) for x in v.numpy()[0]] for v in variables]
 
         def cdf(x, lg, mu, sd):
             weights = [mpmath.exp(l) for l in lg]
@@ -117,7 +116,7 @@ def test_normal_mixture_gradients_match_mpmath_implicit_function(dtype, mode):
                         return cdf(x, *perturbed)
                     exact = float(-mpmath.diff(cdf_k, theta[group][k]) / density)
                     tol = 1e-4 if dtype == np.float32 else 1e-10
-                    np.testing.assert_allclose(g.numpy()[k], exact, rtol=tol, atol=tol)
+                    np.testing.assert_allclose(g[k], exact, rtol=tol, atol=tol)
 
 
 def test_normal_mixture_monte_carlo_gradient_of_mean():
