@@ -57,6 +57,18 @@ def test_log_sample_grad_accuracy_table(dtype, mode):
     assert rel.max() <= RTOL[dtype], (rel.max(), grid[np.argmax(rel)])
 
 
+def test_large_concentrations_use_the_uniform_asymptotic_expansion(dtype):
+    # From a = 1e4 on, Temme's expansion replaces the O(sqrt(a))-term loops near x ~ a.
+    grid = np.array([(a, np.log(sc.gammaincinv(a, p)))
+                     for a in (1e4, 3e4, 1e6) for p in (1e-6, 0.01, 0.5, 0.99, 1 - 1e-6)],
+                    dtype)
+    ours = gamma_log_sample_grad(grid[:, 0], grid[:, 1]).numpy()
+    rel = np.abs(ours - mp_gamma_log_grads(grid[:, 0], grid[:, 1])) / np.abs(ours)
+    print(f"Gamma d log x/da, a in [1e4, 1e6], {np.dtype(dtype).name}: max relative error "
+          f"{rel.max():.2e}")
+    assert rel.max() <= RTOL[dtype]
+
+
 def test_tiny_samples_keep_their_gradient_in_float32():
     # a = 1e-3: log x ~ -1e3, so x = 0 in float32 but d log x / da ~ 1e6 is exact.
     a = np.full(4, 1e-3, np.float32)
