@@ -15,15 +15,22 @@ run separately are merged into the file):
   its own venv (``/tmp/venv-t3f``, created here if missing, with
   ``TF_USE_LEGACY_KERAS=1`` and the ``np.int = int`` shim T3F needs on NumPy 2)
   times T3F's layer and our contraction (``dense_tt_matmul`` over
-  ``tf.Variable`` cores, the same cores and factorization) side by side.
+  ``tf.Variable`` cores, the same cores and factorization) side by side, and
+  T3F with both factorizations sorted ascending (what a T3F user typically
+  writes; same factors and ranks, so nearly the same parameter count), which
+  shows what the FLOP-ordered factorization buys.
 * ``cnn``: a small CNN (conv 32 - pool - conv 64 - pool - dense 128 - 10)
-  whose second convolution is a ``TTConv2D`` at several ranks.
+  whose second convolution is a ``TTConv2D`` at several ranks (trained
+  without XLA, whose CPU convolutions are slow).
 
-Run (2 shared CPU cores: expect ~30 minutes for everything)::
+Run (2 shared CPU cores under load from other jobs; the committed results
+came from these three commands, ~25, ~10 and ~15 minutes)::
 
-    nice -n 10 python benchmarks/tt_layers.py                 # all parts
-    python benchmarks/tt_layers.py --parts speed --repeats 5  # one part
-    python benchmarks/tt_layers.py --quick                    # smoke run
+    nice -n 10 python benchmarks/tt_layers.py --parts speed,mlp
+    nice -n 10 python benchmarks/tt_layers.py --parts cnn --cnn-epochs 2 \
+        --cnn-train-size 20000 --cnn-ranks 4,16
+    nice -n 10 python benchmarks/tt_layers.py --parts speed --repeats 15
+    python benchmarks/tt_layers.py --quick        # smoke run, nothing saved
 
 Timings are medians of ``--repeats`` runs after a warm-up.
 """
@@ -178,22 +185,24 @@ def speed_part(args):
 
 
 # ----------------------------------------------------------------- data
-def fashion_mnist(args, images=False):
+def fashion_mnist(args, images=False, train_size=None):
     from tfbayes.datasets import load_fashion_mnist
     (x_train, y_train), (x_test, y_test) = load_fashion_mnist()
     x_train = x_train.astype("float32") / 255.0
     x_test = x_test.astype("float32") / 255.0
     if args.quick:
         x_train, y_train, x_test, y_test = x_train[:2000], y_train[:2000], x_test[:1000], y_test[:1000]
+    elif train_size:
+        x_train, y_train = x_train[:train_size], y_train[:train_size]
     shape = (-1, 28, 28, 1) if images else (-1, 784)
     return x_train.reshape(shape), y_train, x_test.reshape(shape), y_test
 
 
-def fit_and_score(model, data, epochs, lr=1e-3):
+def fit_and_score(model, data, epochs, lr=1e-3, jit_compile=True):
     import keras
     x_train, y_train, x_test, y_test = data
     model.compile(optimizer=keras.optimizers.Adam(lr), loss="sparse_categorical_crossentropy",
-                  metrics=["accuracy"], jit_compile=True)
+                  metrics=["accuracy"], jit_compile=jit_compile)
     start = time.perf_counter()
     if epochs:
         model.fit(x_train, y_train, epochs=epochs, batch_size=128, verbose=0)
@@ -260,14 +269,16 @@ def cnn_part(args):
     import keras
     from t3f_ext.layers import TTConv2D
 
-    data = fashion_mnist(args, images=True)
+    data = fashion_mnist(args, images=True, train_size=args.cnn_train_size)
     epochs = 1 if args.quick else args.cnn_epochs
-    ranks = [4] if args.quick else [2, 4, 8, 16]
+    ranks = [4] if args.quick else [int(r) for r in args.cnn_ranks.split(",")]
     keras.utils.set_random_seed(0)
     dense = cnn_model(keras.layers.Conv2D(64, 3, padding="same", activation="relu"))
-    acc, seconds = fit_and_score(dense, data, epochs)
+    # XLA's CPU convolutions are slow; both CNNs train without it.
+    acc, seconds = fit_and_score(dense, data, epochs, jit_compile=False)
     conv_params = 3 * 3 * 32 * 64
-    results = {"epochs": epochs, "dense": {"accuracy": acc, "conv2_params": conv_params,
+    results = {"epochs": epochs, "train_size": len(data[0]),
+               "dense": {"accuracy": acc, "conv2_params": conv_params,
                                            "model_params": dense.count_params(),
                                            "train_seconds": seconds}, "tt": []}
     print(json.dumps(results["dense"]), flush=True)
@@ -275,7 +286,7 @@ def cnn_part(args):
         keras.utils.set_random_seed(0)
         conv2 = TTConv2D(64, 3, tt_rank=rank, padding="same", activation="relu")
         model = cnn_model(conv2)
-        acc, seconds = fit_and_score(model, data, epochs)
+        acc, seconds = fit_and_score(model, data, epochs, jit_compile=False)
         tt_params = conv2.count_params() - 64
         row = {"tt_rank": rank, "channel_row_dims": list(conv2.row_dims[1:]),
                "channel_col_dims": list(conv2.col_dims[1:]), "conv2_tt_params": tt_params,
@@ -320,6 +331,9 @@ def main():
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--finetune-epochs", type=int, default=2)
     parser.add_argument("--cnn-epochs", type=int, default=3)
+    parser.add_argument("--cnn-train-size", type=int, default=None,
+                        help="train the CNNs on the first N images (default: all 60,000)")
+    parser.add_argument("--cnn-ranks", default="2,4,8,16")
     parser.add_argument("--quick", action="store_true", help="tiny smoke run; results not saved")
     parser.add_argument("--out", default=str(RESULTS))
     parser.add_argument("--t3f-worker", help=argparse.SUPPRESS)
