@@ -4,7 +4,7 @@ Let ``x`` be a TT object with ``d`` cores. Orthogonalising its cores left to
 right gives left-orthonormal cores ``U_1 .. U_{d-1}``; orthogonalising that
 result right to left gives right-orthonormal cores ``V_2 .. V_d``. Every
 vector of the tangent space at ``x`` is (Lubich, Oseledets, Vandereycken,
-"Time integration of tensor trains", SINUM 2015, Thm. 3.1 / eq. 3.5)::
+"Time integration of tensor trains", SIAM J. Numer. Anal. 2015, Sec. 3)::
 
   dX = sum_k  U_1 .. U_{k-1}  dP_k  V_{k+1} .. V_d,                       (1)
 
@@ -133,8 +133,8 @@ class _MatmulCores:
 
   Its k-th core would be ``[R_{k-1} s_{k-1}, m_k l_k, R_k s_k]`` (``R``:
   ranks of `matrix`, ``s``: ranks of `what`, ``l``: column modes of `what`),
-  costing ``O(R^2 s^2 m n l)``; `left` and `right` contract the two factors
-  with the running state one at a time instead (as T3F's project_matmul):
+  costing ``O(R^2 s^2 m n l)``; `left` and `right` contract the running
+  state with the core of `what` first, then with the core of `matrix`:
   ``O(r R s n l (s + m R))`` per core.
   """
 
@@ -155,14 +155,16 @@ class _MatmulCores:
   def left(self, k, lhs):
     a, z = self.matrix[k], self.what[k]
     lhs = self._merge(lhs, lhs.shape[-2], a.shape[0], z.shape[-4])
-    y = tf.einsum("...amt,mijn,...tjlu->...ailnu", lhs, a, z)
+    y = tf.einsum("...amt,...tjlu->...amjlu", lhs, z)
+    y = tf.einsum("...amjlu,mijn->...ailnu", y, a)
     return self._merge(y, lhs.shape[-3], a.shape[1] * z.shape[-2],
                        a.shape[-1] * z.shape[-1])
 
   def right(self, k, rhs):
     a, z = self.matrix[k], self.what[k]
     rhs = self._merge(rhs, a.shape[-1], z.shape[-1], rhs.shape[-1])
-    y = tf.einsum("mijn,...tjlu,...nuq->...mtilq", a, z, rhs)
+    y = tf.einsum("...tjlu,...nuq->...tjlnq", z, rhs)
+    y = tf.einsum("mijn,...tjlnq->...mtilq", a, y)
     return self._merge(y, a.shape[0] * z.shape[-4], a.shape[1] * z.shape[-2],
                        rhs.shape[-1])
 
