@@ -305,11 +305,11 @@ def lenet_300_100_sparse_vd(data, quick):
 
 
 def lenet_5_sparse_vd(data, quick):
-    return sparsify("lenet_5", "sparse_vd", data, _epochs(quick, 5), _epochs(quick, 10), 3e-3)
+    return sparsify("lenet_5", "sparse_vd", data, _epochs(quick, 5), _epochs(quick, 18), 3e-3)
 
 
 def lenet_5_sbp(data, quick):
-    return sparsify("lenet_5", "sbp", data, _epochs(quick, 5), _epochs(quick, 8), 3e-3)
+    return sparsify("lenet_5", "sbp", data, _epochs(quick, 5), _epochs(quick, 20), 1e-2)
 
 
 def _tfmot_at_sparse_vd_level(arch, quick):
