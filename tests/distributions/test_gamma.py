@@ -164,7 +164,8 @@ def test_seeds_are_stateless_and_reproducible():
     jit = tf.function(lambda: dist.sample(6, seed=42), jit_compile=True)
     np.testing.assert_array_equal(jit(), jit())
     assert dist.sample([2, 3], seed=1).shape == [2, 3, 2]
-    with pytest.raises(ValueError, match="`seed` must be an int, a scalar int tensor or a \\[2\\] int tensor"):
+    with pytest.raises(ValueError, match="`seed` must be an int, a scalar int tensor or a "
+                                         "\\[2\\] int tensor"):
         dist.sample(2, seed=tf.constant([1, 2, 3]))
 
 
@@ -194,7 +195,8 @@ def test_validate_args_errors():
     with pytest.raises(TypeError, match="`concentration` must be a floating-point tensor .* "
                                         "got dtype int32"):
         Gamma(tf.constant([1, 2]), rate=1.0)
-    with pytest.raises(TypeError, match="`rate` must be a floating-point tensor .* got dtype int64"):
+    with pytest.raises(TypeError,
+                       match="`rate` must be a floating-point tensor .* got dtype int64"):
         Gamma(1.0, rate=np.array([1, 2]))
     with pytest.raises(TypeError, match="share one float dtype"):
         Gamma(tf.constant(1.0, tf.float32), rate=tf.constant(1.0, tf.float64))

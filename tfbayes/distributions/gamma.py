@@ -120,7 +120,8 @@ def _marsaglia_tsang_log_sample(concentration, seed):
     _, log_v, _ = tf.while_loop(
         cond, body, (tf.constant(0), tf.zeros_like(alpha), tf.zeros(shape, tf.bool)))
     log_x = tf.math.log(d) + log_v
-    log_u = tf.math.log1p(-tf.random.stateless_uniform(shape, boost_seed, dtype=dtype, alg="philox"))
+    u = tf.random.stateless_uniform(shape, boost_seed, dtype=dtype, alg="philox")
+    log_u = tf.math.log1p(-u)  # log of a uniform in (0, 1]
     return tf.where(boost, log_x + log_u / concentration, log_x)
 
 
