@@ -245,14 +245,13 @@ def _built_plain_layer(layer, input_shape, weights):
 
 
 def _normalize_tuple(value, rank, name):
-    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-        value = (int(value),) * rank
-    value = tuple(value) if isinstance(value, (tuple, list)) else None
-    if value is None or len(value) != rank or not all(
-            isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v > 0 for v in value):
+    """``value`` (an int or a tuple of ``rank`` ints, all positive) as a tuple of ``rank`` ints."""
+    values = (value,) * rank if isinstance(value, (int, np.integer)) else value
+    if not isinstance(values, (tuple, list)) or len(values) != rank or not all(
+            isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v > 0 for v in values):
         raise ValueError(f"{name}: expected a positive int or a tuple of {rank} positive ints, "
                          f"got {value!r}")
-    return tuple(int(v) for v in value)
+    return tuple(int(v) for v in values)
 
 
 class SparseVDConv(SparseVDLayer):
