@@ -14,12 +14,11 @@ from tfbayes.distributions import VonMises, implicit_reparameterization, von_mis
 from tfbayes.distributions.von_mises_numerics import von_mises_prob
 
 MODES = ["eager", "function", "jit"]
-# kappa from 1e-2 to 1e3: both Fourier tier switches (2, 12), TFP's switch (10.5),
-# and our switch to the Gaussian expansion (40), each approached from both sides.
-KAPPAS = [0.01, 0.1, 1.0, 2.0, 2.01, 5.0, 10.49, 10.5, 10.51, 12.01, 25.0, 39.99, 40.0, 150.0,
-          1000.0]
+# kappa from 1e-2 to 1e3: past both Fourier tier switches (2, 12), around TFP's
+# switch (10.5) and around our switch to the Gaussian expansion (40).
+KAPPAS = [0.01, 1.0, 2.01, 5.0, 10.49, 10.5, 10.51, 12.01, 25.0, 39.99, 40.0, 1000.0]
 # Standardized offsets t = x sqrt(kappa); |t| <= 4.75 covers all but 2e-6 of the mass.
-OFFSETS = [-4.75, -3.0, -1.5, -0.999, -0.2, 0.01, 1.001, 2.5, 4.75]
+OFFSETS = [-4.75, -3.0, -0.999, -0.2, 0.01, 1.001, 4.75]
 
 
 def _run(fn, mode):
