@@ -30,7 +30,6 @@ sys.path.insert(0, str(REPO))
 MAX_LENGTH = 40
 EMBEDDING_DIM = 32
 UNITS = 32
-GATE_NAMES = ("input", "forget", "cell", "output")
 
 
 def tokenize(text):
@@ -117,9 +116,11 @@ def accuracy(model, test):
 
 def gates_kept(lstm):
     """Per gate type, the units (of those kept) whose gate still depends on the input."""
+    from tfbayes.layers.sparse_vd_lstm import GATES
+
     structure = lstm.kept_structure()
     per_gate = structure["gates"].reshape(4, -1)[:, structure["units"]]
-    return {name: int(kept.sum()) for name, kept in zip(GATE_NAMES, per_gate)}
+    return {name: int(kept.sum()) for name, kept in zip(GATES, per_gate)}
 
 
 def lstm_sentiment(data=None, quick=False):

@@ -8,7 +8,7 @@ same Sparse-VD posterior ``N(mean, sigma^2)`` and the same prior:
   (Lobacheva, Chirkova, Vetrov 2017, arXiv 1708.00077);
 * a group variable ``z_x`` per input neuron and ``z_h`` per hidden neuron, and
   a group variable ``z_gate`` per gate pre-activation, i.e. per (gate, unit)
-  (Lobacheva, Chirkova, Vetrov 2018, arXiv 1812.05692, eq. (5)-(7)):
+  (Lobacheva, Chirkova, Vetrov 2018, arXiv 1812.05692):
 
       pre_t = z_gate * ((x_t * z_x) W_x + h_{t-1} W_h) + b,
       i, f, o = recurrent_activation(pre_t[i, f, o]),  g = activation(pre_t[c]),
@@ -90,8 +90,6 @@ def lstm_recurrence(inputs, kernel, recurrent_kernel, bias, input_scale, hidden_
     zeros = tf.zeros(tf.stack([tf.shape(elems[0])[1], units]), dtype=elems[0].dtype)
     h_seq, c_seq = tf.scan(step, elems, initializer=(zeros, zeros))
     return tf.transpose(h_seq, [1, 0, 2]), h_seq[-1], c_seq[-1]
-
-
 
 
 @keras.saving.register_keras_serializable(package="tfbayes")
@@ -347,7 +345,8 @@ def _lstm_shrink(lstm, kept_inputs, input_scale, needed_units):
 
 def _lstm_flops(lstm, input_shape):
     """Multiply-adds per example, ``time * (|W_x| + |W_h|)`` (per timestep if time is unknown)."""
-    kernels = [keras.ops.convert_to_numpy(w) for w in (lstm.cell.kernel, lstm.cell.recurrent_kernel)]
+    kernels = [keras.ops.convert_to_numpy(w)
+               for w in (lstm.cell.kernel, lstm.cell.recurrent_kernel)]
     steps = input_shape[1] or 1
     return (steps * sum(k.size for k in kernels),
             steps * sum(int(np.count_nonzero(k)) for k in kernels))
