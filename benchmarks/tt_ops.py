@@ -249,7 +249,8 @@ def worker(sizes, repeats, ops, out_path):
                for name in libs}
         if size == "small" and case in dense:
           fns["dense"] = tf.function(dense[case], jit_compile=(mode == "xla"))
-        row = {"size": size, "op": case, "mode": mode}
+        row = {"size": size, "op": case, "mode": mode, "repeats": repeats,
+               "measured": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
         median, first_call_s, calls, errors = time_side_by_side(
             fns, inputs, repeats)
         for name in median:
@@ -307,8 +308,8 @@ def main():
       "machine": "%s, %d CPU cores (shared), Python %s" % (
           platform.processor() or platform.machine(), os.cpu_count(),
           platform.python_version()),
-      "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-      "repeats": args.repeats,
+      "date of the last (partial) run": time.strftime("%Y-%m-%d %H:%M UTC",
+                                                     time.gmtime()),
       "dtype": "float64",
       "timing": "median per-call wall time after a warm-up call; ours, T3F "
                 "and dense interleaved in one process",
