@@ -9,8 +9,9 @@ exponential per element; the angle itself is formed once, after the loop.
 
 The gradient with respect to ``concentration`` is the implicit one,
 ``dz/dkappa = -(dF/dkappa) / p(z)`` (Figurnov et al. 2018, eq. 5), attached by
-``implicit_reparameterization`` with the CDF of ``von_mises_cdf``, accurate to
-about 1e-15 (float64) for ``kappa`` in ``[1e-2, 1e3]``; ``dz/dloc = 1``.
+``implicit_reparameterization`` with the CDF of ``von_mises_cdf``: float64
+relative error <= 2e-12 for ``kappa`` in ``[1e-2, 1e3]`` (see
+``von_mises_numerics``); ``dz/dloc = 1``.
 """
 import numpy as np
 import tensorflow as tf
@@ -126,8 +127,8 @@ class VonMises(tfp.distributions.AutoCompositeTensorDistribution):
 
     A drop-in for ``tfp.distributions.VonMises``: same parameters, shapes,
     ``log_prob``/``cdf``/moments and KL. Its sampler is stateless and compiles
-    under XLA, and its gradient with respect to ``concentration`` is accurate to
-    float64 precision in every regime (TFP's loses 5 digits near
+    under XLA, and its gradient with respect to ``concentration`` has a float64
+    relative error <= 2e-12 in every regime (TFP's reaches 8e-4 near
     ``concentration = 10.5``, where its CDF switches approximation).
 
     Density on ``[-pi, pi]``: ``p(x | mu, kappa) = exp(kappa cos(x - mu)) /

@@ -7,9 +7,9 @@ For ``x`` in ``[-pi, pi]`` and the zero-location von Mises density
 
 the last one being the implicit reparameterization gradient of a sample ``z``
 (Figurnov, Mohamed, Mnih 2018, arXiv 1805.08498, eq. 5). Two expansions are used,
-each only where it is accurate to double precision, so that there is no accuracy
-dip at the switch (TFP switches at kappa = 10.5 from a series to an 8-digit normal
-approximation, and its float64 gradient loses 5 digits there):
+each only where its relative error is about 1e-12 or below, so that there is no
+accuracy dip at the switch (TFP switches at kappa = 10.5 from a series to an
+8-digit normal approximation; its gradient's relative error reaches 8e-4 there):
 
 * ``kappa < 40``: the Fourier series of the CDF (as in Hill 1977, ACM TOMS 3, Algorithm 518),
   ``F = 1/2 + x / (2 pi) + (1/pi) sum_n rho_n sin(n x) / n``, with
@@ -37,8 +37,11 @@ approximation, and its float64 gradient loses 5 digits there):
   (probability ``< exp(-60)``) ``x`` is clipped to ``2 pi / 3``: ``F`` stays exact
   to ``1e-26`` absolutely, ``dF/dkappa`` finite but approximate.
 
-All arithmetic is carried out in float64, also for float32 inputs (float32 would
-lose up to 4 digits to cancellation in the Fourier tails); results are cast back.
+All arithmetic is carried out in float64, also for float32 inputs (in float32 the
+Fourier tails reach a relative error of 4e-4 by cancellation); results are cast back.
+Measured against mpmath, the float64 ``dz/dkappa`` has a relative error <= 2e-12
+for ``|x| sqrt(kappa) <= 4.75`` and ``kappa`` in ``[1e-2, 1e3]`` (about 2e-11 at
+``|x| sqrt(kappa) = 5.6`` just below ``kappa = 40``, where the series tails cancel).
 Cost: ``O(N + K)`` = about 100 fused elementwise steps per element, and only the
 branch(es) some element needs are evaluated.
 """
@@ -208,7 +211,7 @@ def von_mises_cdf(x, concentration):
     ``F(x) = int_{-pi}^{x} p(t) dt`` continued to the real line by
     ``F(x + 2 pi) = F(x) + 1`` (as in TFP). ``dF/dx = p(x)``; ``dF/dkappa`` by the
     regime-wise expansions described in the module docstring (float64 relative
-    error about 1e-15 for ``kappa`` in ``[1e-2, 1e3]``).
+    error <= 2e-12 for ``kappa`` in ``[1e-2, 1e3]``, ``|x| sqrt(kappa) <= 4.75``).
 
     Args:
       x: float32 or float64 tensor.
