@@ -18,7 +18,7 @@ def _run(fn, mode):
 
 
 def _truncated_cauchy_quantile(u, loc, scale, low, high):
-    """Independent closed form: ``loc + scale tan(a + u (b - a))``, ``a, b = atan`` of the bounds."""
+    """Closed form ``loc + scale tan(a + u (b - a))``, ``a, b`` = atan of the scaled bounds."""
     a = mpmath.atan((low - loc) / scale)
     b = mpmath.atan((high - loc) / scale)
     return loc + scale * mpmath.tan(a + u * (b - a))
@@ -72,7 +72,8 @@ def test_truncated_cauchy_monte_carlo_gradient_of_mean():
     with mpmath.workdps(30):
         for i, samples in enumerate(per_sample):
             exact = float(mpmath.diff(
-                lambda t: _truncated_cauchy_mean(*[t if j == i else v for j, v in enumerate(values)]),
+                lambda t: _truncated_cauchy_mean(
+                    *[t if j == i else v for j, v in enumerate(values)]),
                 values[i]))
             assert abs(samples.mean() - exact) <= 4 * samples.std() / np.sqrt(n)
 

@@ -49,7 +49,8 @@ def _mpmath_reference(x, kappa):
 
         width = 1 / mpmath.sqrt(kappa)
         if x <= 0:
-            points = [-mpmath.pi] + [x - j * width for j in (8, 4, 2, 1) if x - j * width > -mpmath.pi]
+            points = [-mpmath.pi] + [x - j * width for j in (8, 4, 2, 1)
+                                     if x - j * width > -mpmath.pi]
             points = sorted(points) + [x]
             cdf = mpmath.quad(density, points) / normalizer
             dcdf = mpmath.quad(density_dkappa, points) / normalizer

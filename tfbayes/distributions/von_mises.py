@@ -29,8 +29,9 @@ MAX_REJECTION_ROUNDS = 100
 
 @tf.autograph.experimental.do_not_convert
 def _wrapped_cauchy_parameters(kappa):
-    """Best-Fisher's ``rho`` for ``kappa``, as ``(r - 1, kappa (r - 1))``, ``r = (1 + rho^2) / (2 rho)``.
+    """Best-Fisher's proposal for ``kappa``, as ``(r - 1, kappa (r - 1))``.
 
+    ``r = (1 + rho^2) / (2 rho)`` with
     ``rho = (tau - sqrt(2 tau)) / (2 kappa)``, ``tau = 1 + sqrt(1 + 4 kappa^2)``,
     and ``r - 1 = (1 - rho)^2 / (2 rho)``, rearranged without cancellation: for
     ``kappa <= 1`` through ``kappa / (2 rho) = (q + 1)(sqrt(tau) + sqrt(2)) / (4 sqrt(tau))``
