@@ -308,7 +308,7 @@ def main():
     machine = dict(platform=platform.platform(), processor=platform.processor(),
                    cpu_count=os.cpu_count(), tensorflow=tf.__version__,
                    note="2 CPU cores shared with other jobs; timings are noisy",
-                   load_average_1m_at_start=os.getloadavg()[0])
+                   load_average_1m_at_start=os.getloadavg()[0], niceness=os.nice(0))
     for part in args.parts:
         if part == "speed":
             result = run_speed(args.repeats)
