@@ -6,6 +6,7 @@ concentration are the implicit Gamma gradients ``d log g_i / d a_i`` pushed
 through the normalization (Figurnov et al. 2018, section 3.3), and ``log x``
 stays finite where ``x`` underflows.
 """
+import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
@@ -46,24 +47,38 @@ def _normalize_with_implicit_gradient(concentration, log_gamma):
     For an upstream ``u`` the VJP is
     ``u_j g_j sum_{i != j} x_i - x_j g_j sum_{i != j} u_i``. Two things keep
     every entry at full relative accuracy, however extreme the draw:
-    ``1 - x_j`` is never formed (it is ``sum_{i != j} x_i``, a leave-one-out
-    ``logsumexp`` built from exclusive cumulative ``logsumexp`` s in both
-    directions), and ``x_j g_j`` is formed as ``exp(log x_j + log g_j)``, so it
-    is non-zero whenever it is representable even where ``x_j`` alone
-    underflows.
+    ``sum_{i != j} x_i`` comes from ``_leave_one_out_sum`` (never from a
+    cancelling ``1 - x_j``), and ``x_j g_j`` is formed as
+    ``exp(log x_j + log g_j)``, so it is non-zero whenever it is representable
+    even where ``x_j`` alone underflows.
     """
     log_x = log_gamma - tf.reduce_logsumexp(log_gamma, axis=-1, keepdims=True)
 
     def grad(upstream):
         gamma_grad = gamma_log_sample_grad(concentration, log_gamma)
-        before = tf.math.cumulative_logsumexp(log_x, axis=-1, exclusive=True)
-        after = tf.math.cumulative_logsumexp(log_x, axis=-1, exclusive=True, reverse=True)
-        others = tf.exp(tf.reduce_logsumexp(tf.stack([before, after], -1), axis=-1))
+        others = _leave_one_out_sum(log_x)
         x_times_grad = tf.sign(gamma_grad) * tf.exp(log_x + tf.math.log(tf.abs(gamma_grad)))
         upstream_others = tf.reduce_sum(upstream, axis=-1, keepdims=True) - upstream
         return upstream * others * gamma_grad - x_times_grad * upstream_others, None
 
     return log_x, grad
+
+
+def _leave_one_out_sum(log_x):
+    """``sum_{i != j} x_i`` for every ``j``, at full relative accuracy, from ``log x``.
+
+    ``log x`` lies on the simplex (``sum_i x_i = 1``). Where ``x_j <= 1/2`` the
+    sum is ``1 - x_j = -expm1(log x_j)``, which does not cancel. At most one
+    entry exceeds ``1/2``; it is the largest, and its sum is that of all the
+    other entries, a ``logsumexp`` with the maximum masked out. Cost: ``O(k)``
+    per event, two reductions over the last axis (XLA lowers the cumulative
+    ``logsumexp`` s this replaces to slow windowed reductions).
+    """
+    is_max = tf.equal(log_x, tf.reduce_max(log_x, axis=-1, keepdims=True))
+    rest = tf.exp(tf.reduce_logsumexp(
+        tf.where(is_max, tf.constant(-float("inf"), log_x.dtype), log_x),
+        axis=-1, keepdims=True))
+    return tf.where(log_x > -np.log(2.0), rest, -tf.math.expm1(log_x))
 
 
 class Dirichlet(LogSpaceSampleMixin, tfp.distributions.AutoCompositeTensorDistribution):
