@@ -100,8 +100,11 @@ def gamma_log_sample_grad(concentration, log_x):
         a = tf.convert_to_tensor(concentration, dtype=log_x.dtype)
         a, log_x = _broadcast(a, log_x)
         x = tf.exp(log_x)
-        eta = _temme_eta(a, log_x)
-        use_temme = (a >= TEMME_MIN_CONCENTRATION) & (tf.abs(eta) < _TEMME_MAX_ETA)
+        # The Temme regime is computed only if some element has a large enough ``a``.
+        use_temme, temme = tf.cond(
+            tf.reduce_any(a >= TEMME_MIN_CONCENTRATION),
+            lambda: _temme_where_applicable(a, log_x),
+            lambda: (tf.zeros_like(a, tf.bool), tf.zeros_like(a)))
         use_fraction = (x > 1.0) & (x > a) & ~use_temme
         use_series = ~use_fraction & ~use_temme
         # Inputs of the branches not taken are replaced by values that converge at once.
@@ -109,7 +112,6 @@ def gamma_log_sample_grad(concentration, log_x):
         fraction_x = tf.where(use_fraction, x, 2.0 * a + 10.0)
         series = _series_log_grad(a, series_x, log_x)
         fraction = _fraction_log_grad(a, fraction_x, tf.math.log(fraction_x))
-        temme = _temme_log_grad(a, tf.where(use_temme, eta, tf.zeros_like(eta)))
         return tf.where(use_temme, temme, tf.where(use_fraction, fraction, series))
 
 
@@ -213,6 +215,13 @@ def _fraction_log_grad(a, x, log_x):
     fraction = 1.0 / total
     d_fraction = -d_total * tf.square(fraction)
     return fraction * (log_x - tf.math.digamma(a)) + d_fraction
+
+
+def _temme_where_applicable(a, log_x):
+    """``(mask, value)``: Temme's value where ``a >= TEMME_MIN_CONCENTRATION``, ``|eta| < 0.5``."""
+    eta = _temme_eta(a, log_x)
+    use_temme = (a >= TEMME_MIN_CONCENTRATION) & (tf.abs(eta) < _TEMME_MAX_ETA)
+    return use_temme, _temme_log_grad(a, tf.where(use_temme, eta, tf.zeros_like(eta)))
 
 
 def _temme_eta(a, log_x):
