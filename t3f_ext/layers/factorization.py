@@ -118,6 +118,28 @@ def validate_factorization(factors, dim, arg_name, allow_padding=False):
     return factors
 
 
+def resolve_output_size(size, output_factorization, size_name):
+    """The layer's output size and output factorization, from either or both.
+
+    ``size`` (``units`` / ``filters``) may be None when ``output_factorization``
+    is given; then it is the factorization's product. Returns
+    ``(size, output_factorization)`` as ``(int, tuple or None)``.
+
+    Raises:
+      ValueError: if ``size`` is not a positive int, or the factorization's
+        product differs from it (the message gives the numbers).
+    """
+    if output_factorization is not None:
+        product = math.prod(output_factorization) if size is None else size
+        output_factorization = validate_factorization(output_factorization, product,
+                                                      "output_factorization")
+        size = math.prod(output_factorization) if size is None else size
+    if size is None or not hasattr(size, "__index__") or isinstance(size, bool) or size < 1:
+        raise ValueError(f"`{size_name}` must be a positive int (or give `output_factorization`), "
+                         f"got {size!r}.")
+    return int(size), output_factorization
+
+
 def check_tt_rank(tt_rank):
     """Validates the type and sign of ``tt_rank``; returns an int or a list of ints.
 

@@ -84,15 +84,8 @@ class TTConv2D(keras.layers.Layer):
                  kernel_initializer="glorot", bias_initializer="zeros", kernel_regularizer=None,
                  bias_regularizer=None, activity_regularizer=None, **kwargs):
         super().__init__(activity_regularizer=activity_regularizer, **kwargs)
-        if output_factorization is not None:
-            output_factorization = factorization.validate_factorization(
-                output_factorization, math.prod(output_factorization) if filters is None else filters,
-                "output_factorization")
-            filters = math.prod(output_factorization) if filters is None else filters
-        if filters is None or not hasattr(filters, "__index__") or isinstance(filters, bool) or filters < 1:
-            raise ValueError(
-                f"`filters` must be a positive int (or give `output_factorization`), got {filters!r}.")
-        self.filters = int(filters)
+        self.filters, output_factorization = factorization.resolve_output_size(
+            filters, output_factorization, "filters")
         self.kernel_size = _pair(kernel_size, "kernel_size")
         self.tt_rank = factorization.check_tt_rank(tt_rank)
         self.input_factorization = (None if input_factorization is None

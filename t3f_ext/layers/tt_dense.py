@@ -66,15 +66,8 @@ class TTDense(keras.layers.Layer):
                  bias_initializer="zeros", kernel_regularizer=None, bias_regularizer=None,
                  activity_regularizer=None, **kwargs):
         super().__init__(activity_regularizer=activity_regularizer, **kwargs)
-        if output_factorization is not None:
-            output_factorization = factorization.validate_factorization(
-                output_factorization, math.prod(output_factorization) if units is None else units,
-                "output_factorization")
-            units = math.prod(output_factorization) if units is None else units
-        if units is None or not hasattr(units, "__index__") or isinstance(units, bool) or units < 1:
-            raise ValueError(
-                f"`units` must be a positive int (or give `output_factorization`), got {units!r}.")
-        self.units = int(units)
+        self.units, output_factorization = factorization.resolve_output_size(
+            units, output_factorization, "units")
         self.tt_rank = factorization.check_tt_rank(tt_rank)
         self.input_factorization = (None if input_factorization is None
                                     else tuple(int(f) for f in input_factorization))
