@@ -49,25 +49,31 @@ def core_stddev(initializer, fan_in, fan_out, ranks):
     return _core_stddev(target_std, ranks)
 
 
-def add_tt_cores(layer, core_shapes, stddev, regularizer, name="core"):
-    """Adds one trainable weight per core shape, each ``N(0, stddev^2)``; returns the list."""
+def add_tt_matrix_cores(layer, row_dims, col_dims, ranks, stddev, regularizer):
+    """Adds the cores ``[r_{k-1}, m_k, n_k, r_k]`` as trainable ``N(0, stddev^2)`` weights.
+
+    The weights are named ``core_0 .. core_{d-1}``; returns them as a list.
+    """
     return [
         layer.add_weight(
-            name=f"{name}_{k}",
-            shape=tuple(shape),
+            name=f"core_{k}",
+            shape=(ranks[k], row_dims[k], col_dims[k], ranks[k + 1]),
             initializer=keras.initializers.RandomNormal(stddev=stddev),
             regularizer=regularizer,
             trainable=True,
         )
-        for k, shape in enumerate(core_shapes)
+        for k in range(len(row_dims))
     ]
+
+
+def add_optional_bias(layer, size):
+    """Adds ``layer``'s ``[size]`` bias weight when ``layer.use_bias``; returns it or None."""
+    if not layer.use_bias:
+        return None
+    return layer.add_weight(name="bias", shape=(size,), initializer=layer.bias_initializer,
+                            regularizer=layer.bias_regularizer)
 
 
 def cores_as_tensor_train(cores):
     """The current values of Keras core weights as a `t3f_ext.TensorTrain`."""
     return TensorTrain([core.value for core in cores])
-
-
-def tt_matrix_core_shapes(row_dims, col_dims, ranks):
-    """``[r_{k-1}, m_k, n_k, r_k]`` for every core."""
-    return [(ranks[k], row_dims[k], col_dims[k], ranks[k + 1]) for k in range(len(row_dims))]

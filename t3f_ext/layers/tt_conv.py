@@ -132,14 +132,9 @@ class TTConv2D(keras.layers.Layer):
         self.conv_first = self._conv_first_is_cheaper(input_shape)
         stddev = tt_cores.core_stddev(self.kernel_initializer, kh * kw * in_channels,
                                       kh * kw * self.filters, self.tt_ranks)
-        self.cores = tt_cores.add_tt_cores(
-            self, tt_cores.tt_matrix_core_shapes(self.row_dims, self.col_dims, self.tt_ranks),
-            stddev, self.kernel_regularizer)
-        self.bias = None
-        if self.use_bias:
-            self.bias = self.add_weight(name="bias", shape=(self.filters,),
-                                        initializer=self.bias_initializer,
-                                        regularizer=self.bias_regularizer)
+        self.cores = tt_cores.add_tt_matrix_cores(
+            self, self.row_dims, self.col_dims, self.tt_ranks, stddev, self.kernel_regularizer)
+        self.bias = tt_cores.add_optional_bias(self, self.filters)
         self.input_spec = keras.layers.InputSpec(ndim=4, axes={self._channel_axis(): in_channels})
 
     def _spatial_sizes(self, input_shape):

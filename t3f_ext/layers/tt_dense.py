@@ -90,14 +90,9 @@ class TTDense(keras.layers.Layer):
             in_dim, self.units, self.tt_rank, self.num_cores,
             self.input_factorization, self.output_factorization)
         stddev = tt_cores.core_stddev(self.kernel_initializer, in_dim, self.units, self.tt_ranks)
-        self.cores = tt_cores.add_tt_cores(
-            self, tt_cores.tt_matrix_core_shapes(self.row_dims, self.col_dims, self.tt_ranks),
-            stddev, self.kernel_regularizer)
-        self.bias = None
-        if self.use_bias:
-            self.bias = self.add_weight(name="bias", shape=(self.units,),
-                                        initializer=self.bias_initializer,
-                                        regularizer=self.bias_regularizer)
+        self.cores = tt_cores.add_tt_matrix_cores(
+            self, self.row_dims, self.col_dims, self.tt_ranks, stddev, self.kernel_regularizer)
+        self.bias = tt_cores.add_optional_bias(self, self.units)
         self.input_spec = keras.layers.InputSpec(min_ndim=2, axes={-1: in_dim})
 
     @property

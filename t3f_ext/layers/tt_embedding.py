@@ -93,9 +93,8 @@ class TTEmbedding(keras.layers.Layer):
     def build(self, input_shape=None):
         stddev = tt_cores.core_stddev(self.embeddings_initializer, self.input_dim,
                                       self.output_dim, self.tt_ranks)
-        self.cores = tt_cores.add_tt_cores(
-            self, tt_cores.tt_matrix_core_shapes(self.row_dims, self.col_dims, self.tt_ranks),
-            stddev, self.embeddings_regularizer)
+        self.cores = tt_cores.add_tt_matrix_cores(
+            self, self.row_dims, self.col_dims, self.tt_ranks, stddev, self.embeddings_regularizer)
 
     @property
     def embeddings(self):
