@@ -31,10 +31,9 @@ def test_per_sample_gradients_match_mpmath(dtype, mode):
         with tf.GradientTape(persistent=True) as tape:
             tape.watch([c1, c0])
             log_x = Beta(c1, c0).log_sample(seed=21)
-        # x = g1 / (g1 + g0): the same Gamma draws, to evaluate the reference at.
-        stacked = tf.stack([c1, c0], -1)
-        log_gamma = sample_log_standard_gamma(tf.concat([[1], tf.shape(stacked)], 0),
-                                              stacked, 21)[0]
+        # x = g1 / (g1 + g0): the same Gamma draws ([2, 1, batch]), to evaluate the reference at.
+        stacked = tf.stack([c1, c0])[:, None]
+        log_gamma = tf.transpose(sample_log_standard_gamma(tf.shape(stacked), stacked, 21)[:, 0])
         return log_x, log_gamma, tape.gradient(log_x, c1), tape.gradient(log_x, c0)
 
     log_x, log_gamma, d_c1, d_c0 = (t.numpy() for t in _run(draw, mode, c1, c0))

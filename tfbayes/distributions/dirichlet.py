@@ -15,7 +15,7 @@ from tfbayes.distributions.gamma import (LogSpaceSampleMixin, assert_positive,
                                          sample_log_standard_gamma, undefined_where)
 from tfbayes.distributions.incomplete_gamma import gamma_log_sample_grad
 
-__all__ = ["Dirichlet", "sample_log_dirichlet"]
+__all__ = ["Dirichlet", "sample_log_dirichlet", "times_exp"]
 
 
 def sample_log_dirichlet(shape, concentration, seed):
@@ -57,11 +57,21 @@ def _normalize_with_implicit_gradient(concentration, log_gamma):
     def grad(upstream):
         gamma_grad = gamma_log_sample_grad(concentration, log_gamma)
         others = _leave_one_out_sum(log_x)
-        x_times_grad = tf.sign(gamma_grad) * tf.exp(log_x + tf.math.log(tf.abs(gamma_grad)))
+        x_times_grad = times_exp(gamma_grad, log_x)
         upstream_others = tf.reduce_sum(upstream, axis=-1, keepdims=True) - upstream
         return upstream * others * gamma_grad - x_times_grad * upstream_others, None
 
     return log_x, grad
+
+
+def times_exp(value, log_factor):
+    """``value * exp(log_factor)``, non-zero wherever the product is representable.
+
+    Formed as ``sign(value) exp(log_factor + log|value|)``, so a factor that
+    underflows on its own (``exp(log_factor) = 0``) still scales a large
+    ``value`` to a finite, non-zero result. Shapes broadcast; ``O(1)`` per element.
+    """
+    return tf.sign(value) * tf.exp(log_factor + tf.math.log(tf.abs(value)))
 
 
 def _leave_one_out_sum(log_x):
