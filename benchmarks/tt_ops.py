@@ -24,9 +24,10 @@ Sizes:
 Every op is timed as a ``tf.function`` ("graph") and a
 ``tf.function(jit_compile=True)`` ("xla"), ours and T3F's (and dense) in the
 same process, interleaved: after a warm-up call (tracing/compilation, its time
-is recorded), ``--repeats`` rounds each call every implementation ``k`` times
-(``k`` picked so one sample takes >= 20 ms); the median per-call time is
-reported. The ratio is T3F's time over ours (> 1: we are faster).
+is recorded), ``--repeats`` rounds (rounded up to a multiple of the number of
+implementations, whose order rotates every round) each call every
+implementation ``k`` times (``k`` picked so one sample takes >= 20 ms); the
+median per-call time is reported. The ratio is T3F's time over ours (> 1: we are faster).
 
 T3F 1.2.0 needs its own environment: this script creates
 ``/tmp/venv-t3f`` (``python -m venv --system-site-packages``, then
@@ -211,8 +212,13 @@ def time_side_by_side(fns, args, repeats, min_sample_s=0.02):
   calls = {name: max(1, int(min_sample_s / max(t, 1e-6)))
            for name, t in single_s.items()}
   samples = {name: [] for name in calls}
-  for _ in range(repeats):
-    for name in calls:
+  # The order rotates every round, over a whole number of rotations: the
+  # implementation timed right after the dense one measured ~12% slower
+  # whichever it was, so no implementation may always take that place.
+  names = list(calls)
+  rounds = -(-repeats // len(names)) * len(names)
+  for round_ in range(rounds):
+    for name in names[round_ % len(names):] + names[:round_ % len(names)]:
       start = time.perf_counter()
       for _ in range(calls[name]):
         materialize(fns[name](args))
@@ -298,6 +304,7 @@ def main():
     worker(args.sizes, args.repeats, args.ops, args.worker_out)
     return
   python = ensure_t3f_venv()
+  load_before = os.getloadavg()
   tmp_out = pathlib.Path("/tmp/tt_ops_worker.json")
   subprocess.run([str(python), __file__, "--sizes", *args.sizes,
                   "--repeats", str(args.repeats), "--worker-out",
@@ -311,6 +318,8 @@ def main():
       "date of the last (partial) run": time.strftime("%Y-%m-%d %H:%M UTC",
                                                      time.gmtime()),
       "dtype": "float64",
+      "load": "1-minute load average %.1f before and %.1f after the run, on %d "
+              "cores" % (load_before[0], os.getloadavg()[0], os.cpu_count()),
       "timing": "median per-call wall time after a warm-up call; ours, T3F "
                 "and dense interleaved in one process",
   })
