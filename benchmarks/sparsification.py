@@ -5,7 +5,12 @@ LeNet-300-100 and LeNet-5-Caffe on Fashion-MNIST (Debian's
 (``SparseVDDense``/``SparseVDConv2D``), Structured Bayesian Pruning
 (``SBPDropout``), and TF Model Optimization's magnitude pruning at the same
 sparsity as Sparse VD. As in the papers, the sparse models start from the
-pretrained dense weights. For every model: test accuracy, compression
+pretrained dense weights. The last 10% of the (shuffled) training images are
+held out for validation, and models are selected on it, never on the test
+set: the dense baseline keeps its best-validation epoch, a sparse model its
+best-validation epoch among those that reach the experiment's target
+(compression for Sparse VD, FLOPs reduction for SBP; ``RECIPES``). For
+every model: test accuracy, compression
 (weights total / kept), FLOPs (multiply-adds per example of the weight layers,
 dense vs nonzero) and the measured CPU inference time of
 ``tfbayes.sparsity.compress``'s model vs the dense baseline (median of
@@ -20,7 +25,9 @@ with ``TF_USE_LEGACY_KERAS=1`` from a venv that this script expects at
 
 (``benchmarks/run_sparsification.sh`` does both, then runs this script.)
 
-Run: ``python benchmarks/sparsification.py [--experiments NAME ...] [--quick]``.
+Run: ``python benchmarks/sparsification.py [--experiments NAME ...] [--quick]
+[--epochs E --learning-rate LR ...]`` (the recipe flags override ``RECIPES`` for
+the experiments run).
 Results are merged into ``benchmarks/results/sparsification.json``, one key
 per experiment (other experiments in the file, e.g. the LSTM one, are kept).
 """
@@ -42,15 +49,24 @@ TFMOT_PYTHON = os.environ.get("TFMOT_PYTHON", "/tmp/venv-tfmot/bin/python")
 
 
 def load_data(quick=False):
-    """Fashion-MNIST as float32 images in [0, 1], ``[N, 28, 28, 1]``, and int labels."""
+    """Fashion-MNIST as float32 images in [0, 1], ``[N, 28, 28, 1]``, and int labels.
+
+    Returns ``(train, validation, test)`` pairs ``(x, y)``: the 60,000 training
+    images in a fixed shuffled order (seed 0), the last 10% of them held out
+    for validation, and the 10,000 test images.
+    """
     from tfbayes.datasets import load_fashion_mnist
 
     (x_train, y_train), (x_test, y_test) = load_fashion_mnist()
-    x_train = (x_train[..., None] / 255.0).astype("float32")
-    x_test = (x_test[..., None] / 255.0).astype("float32")
+    order = np.random.default_rng(0).permutation(len(x_train))
+    x_train = (x_train[order, ..., None] / 255.0).astype("float32")
+    y_train = y_train[order].astype("int64")
+    x_test, y_test = (x_test[..., None] / 255.0).astype("float32"), y_test.astype("int64")
     if quick:
         x_train, y_train, x_test, y_test = x_train[:3000], y_train[:3000], x_test[:1000], y_test[:1000]
-    return (x_train, y_train.astype("int64")), (x_test, y_test.astype("int64"))
+    n_fit = int(0.9 * len(x_train))
+    return ((x_train[:n_fit], y_train[:n_fit]), (x_train[n_fit:], y_train[n_fit:]),
+            (x_test, y_test))
 
 
 # --- architectures: one builder per net, parameterised by the layer kind ---
@@ -113,33 +129,59 @@ def copy_dense_weights(dense_model, sparse_model):
         dst.bias.assign(src.bias)
 
 
-def compression_curve():
-    """A callback recording the total compression (weights total / kept) after every epoch."""
+def best_epoch_tracker(min_compression=0.0, min_flops_reduction=0.0, track_sparsity=True):
+    """A callback that selects the epoch to keep, on validation data only.
+
+    After every epoch it records the model's total compression (weights total /
+    kept) and FLOPs reduction (``sparsity_report``; skipped with
+    ``track_sparsity=False``, for dense baselines), and keeps the weights of
+    the epoch with the best ``val_accuracy`` among those compressed at least
+    ``min_compression``-fold whose FLOPs fell at least ``min_flops_reduction``-
+    fold. It restores them when training ends; ``epoch`` is then the kept
+    epoch (1-based), or ``None`` if no epoch qualified (the last one stays).
+    """
     import keras
     from tfbayes import sparsity
 
-    class CompressionCurve(keras.callbacks.Callback):
+    class BestEpochTracker(keras.callbacks.Callback):
         def __init__(self):
             super().__init__()
-            self.values = []
+            self.compression, self.flops_reduction, self.val_accuracy = [], [], []
+            self.epoch, self.weights, self.best_val_accuracy = None, None, -1.0
 
         def on_epoch_end(self, epoch, logs=None):
-            total = sparsity.sparsity_report(self.model).total
-            self.values.append(round(total["compression"], 2))
-            print(f"epoch {epoch + 1}: compression {total['compression']:.1f}x, "
-                  f"groups {total['groups']}", flush=True)
+            compression = flops_reduction = np.inf
+            if track_sparsity:
+                total = sparsity.sparsity_report(self.model).total
+                compression = total["compression"]
+                flops_reduction = total["flops_before"] / total["dense_flops_after"]
+                self.compression.append(round(compression, 2))
+                self.flops_reduction.append(round(flops_reduction, 2))
+                print(f"epoch {epoch + 1}: compression {compression:.1f}x, FLOPs reduction "
+                      f"{flops_reduction:.2f}x, groups {total['groups']}", flush=True)
+            self.val_accuracy.append(float(logs["val_accuracy"]))
+            if (compression >= min_compression and flops_reduction >= min_flops_reduction
+                    and self.val_accuracy[-1] > self.best_val_accuracy):
+                self.epoch, self.best_val_accuracy = epoch + 1, self.val_accuracy[-1]
+                self.weights = self.model.get_weights()
 
-    return CompressionCurve()
+        def on_train_end(self, logs=None):
+            if self.weights is not None:
+                self.model.set_weights(self.weights)
+
+    return BestEpochTracker()
 
 
 def compile_and_fit(model, data, epochs, learning_rate, batch_size=128, callbacks=()):
     """Adam with the step decaying linearly to 5% of ``learning_rate``, so theta can settle.
 
-    XLA is off: on this CPU, XLA-compiled convolution training steps measured ~8x slower.
+    ``data`` is ``(train, validation, test)``; the validation pair is passed to
+    ``fit``. XLA is off: on this CPU, XLA-compiled convolution training steps
+    measured ~8x slower.
     """
     import keras
 
-    (x_train, y_train), _ = data
+    (x_train, y_train), validation, _ = data
     steps = epochs * int(np.ceil(len(x_train) / batch_size))
     schedule = keras.optimizers.schedules.PolynomialDecay(learning_rate, steps,
                                                           0.05 * learning_rate)
@@ -148,12 +190,13 @@ def compile_and_fit(model, data, epochs, learning_rate, batch_size=128, callback
                   metrics=["accuracy"], jit_compile=False)
     start = time.perf_counter()
     model.fit(x_train, y_train, batch_size=batch_size, epochs=epochs, verbose=2,
-              callbacks=list(callbacks))
+              validation_data=validation, callbacks=list(callbacks))
     return time.perf_counter() - start
 
 
 def accuracy(model, data):
-    _, (x_test, y_test) = data
+    """Test accuracy; ``data`` is ``(train, validation, test)``."""
+    x_test, y_test = data[2]
     logits = model.predict(x_test, batch_size=1000, verbose=0)
     return float(np.mean(np.argmax(logits, -1) == y_test))
 
@@ -183,35 +226,46 @@ CACHE = pathlib.Path(os.environ.get("TFBAYES_BENCH_CACHE",
 
 
 def pretrained_dense(arch, data, epochs):
-    """The dense baseline, trained once per architecture and epochs; cached under ``CACHE``.
+    """The dense baseline at its best-validation epoch, trained once per architecture,
+    epochs and split; cached under ``CACHE``.
 
-    Returns the model and its training time in seconds (the cached run's time).
+    Returns the model, its training time in seconds and the kept epoch (those
+    of the cached run).
     """
-    path = CACHE / f"{arch}_dense_{epochs}ep_{len(data[0][0])}.weights.h5"
+    path = CACHE / f"{arch}_dense_{epochs}ep_{len(data[0][0])}_val.weights.h5"
     model = ARCHITECTURES[arch]("dense")
     if path.exists():
         model.load_weights(path)
-        return model, json.loads(path.with_suffix(".json").read_text())["seconds"]
-    seconds = compile_and_fit(model, data, epochs, 1e-3)
+        info = json.loads(path.with_suffix(".json").read_text())
+        return model, info["seconds"], info["epoch"]
+    tracker = best_epoch_tracker(track_sparsity=False)
+    seconds = compile_and_fit(model, data, epochs, 1e-3, callbacks=[tracker])
     CACHE.mkdir(parents=True, exist_ok=True)
     model.save_weights(path)
-    path.with_suffix(".json").write_text(json.dumps({"seconds": seconds}))
-    return model, seconds
+    path.with_suffix(".json").write_text(json.dumps({"seconds": seconds, "epoch": tracker.epoch}))
+    return model, seconds, tracker.epoch
 
 
-def sparsify(arch, kind, data, dense_epochs, epochs, learning_rate):
-    """Trains the dense baseline, then the ``kind`` model from its weights; returns a result dict."""
+def sparsify(arch, kind, data, recipe):
+    """Trains the dense baseline, then the ``kind`` model from its weights; returns a result dict.
+
+    ``recipe``: ``dense_epochs``, ``epochs``, ``learning_rate``, ``warmup_epochs``
+    (KL weight ramped 0 -> 1), and the selection targets ``min_compression`` and
+    ``min_flops_reduction`` (see ``best_epoch_tracker``).
+    """
     from tfbayes import sparsity
     from tfbayes.layers import KLWarmup
 
-    dense, dense_seconds = pretrained_dense(arch, data, dense_epochs)
-    (x_train, _), (x_test, _) = data
+    dense, dense_seconds, dense_epoch = pretrained_dense(arch, data, recipe["dense_epochs"])
+    (x_train, _), _, (x_test, _) = data
     model = ARCHITECTURES[arch](kind, num_examples=len(x_train))
     model.build((None, 28, 28, 1))
     copy_dense_weights(dense, model)
-    curve = compression_curve()
-    seconds = compile_and_fit(model, data, epochs, learning_rate,
-                              callbacks=[KLWarmup(max(1, epochs // 4)), curve])
+    tracker = best_epoch_tracker(recipe["min_compression"], recipe["min_flops_reduction"])
+    seconds = compile_and_fit(model, data, recipe["epochs"], recipe["learning_rate"],
+                              callbacks=[KLWarmup(recipe["warmup_epochs"]), tracker])
+    if tracker.epoch is None:
+        print("no epoch reached the recipe's targets; reporting the last one", flush=True)
     compressed = sparsity.compress(model)
     report = sparsity.sparsity_report(model)
     batch = x_test[:1000]
@@ -234,8 +288,12 @@ def sparsify(arch, kind, data, dense_epochs, epochs, learning_rate):
         "cpu_speedup": dense_time / compressed_time,
         "layers": [{k: row[k] for k in ("name", "weights_kept", "weights_total", "groups",
                                         "flops_before", "flops_after")} for row in report.layers],
-        "compression_per_epoch": curve.values,
-        "dense_epochs": dense_epochs, "epochs": epochs, "learning_rate": learning_rate,
+        "compression_per_epoch": tracker.compression,
+        "flops_reduction_per_epoch": tracker.flops_reduction,
+        "val_accuracy_per_epoch": tracker.val_accuracy,
+        "selected_epoch": tracker.epoch, "dense_selected_epoch": dense_epoch,
+        "recipe": recipe, "train_size": len(x_train), "validation_size": len(data[1][0]),
+        "test_size": len(x_test),
         "train_seconds_dense": dense_seconds, "train_seconds": seconds,
     }
     result["accuracy_loss_pt"] = 100 * (result["dense_accuracy"] - result["accuracy"])
@@ -260,8 +318,7 @@ def _tfmot_worker(args):
     import tensorflow_model_optimization as tfmot
     import tf_keras
 
-    data = load_data(args["quick"])
-    (x_train, y_train), (x_test, y_test) = data
+    (x_train, y_train), _, (x_test, y_test) = load_data(args["quick"])
     layers = tf_keras.layers
     if args["arch"] == "lenet_300_100":
         body = [layers.Flatten(), layers.Dense(300, activation="relu"),
@@ -296,20 +353,34 @@ def _tfmot_worker(args):
 
 # --- experiments: each returns a JSON-able dict ---
 
-def _epochs(quick, full):
-    return 1 if quick else full
+RECIPES = {
+    "lenet_300_100_sparse_vd": dict(dense_epochs=8, epochs=30, learning_rate=3e-3,
+                                    warmup_epochs=7, min_compression=30.0,
+                                    min_flops_reduction=0.0),
+    "lenet_5_sparse_vd": dict(dense_epochs=5, epochs=10, learning_rate=3e-3, warmup_epochs=2,
+                              min_compression=100.0, min_flops_reduction=0.0),
+    "lenet_5_sbp": dict(dense_epochs=5, epochs=20, learning_rate=1e-2, warmup_epochs=5,
+                        min_compression=0.0, min_flops_reduction=5.0),
+}
+"""Per experiment: the training recipe and the targets an epoch must reach to be selected."""
+
+QUICK_RECIPE = dict(dense_epochs=1, epochs=1, warmup_epochs=1, min_compression=0.0,
+                    min_flops_reduction=0.0)
 
 
-def lenet_300_100_sparse_vd(data, quick):
-    return sparsify("lenet_300_100", "sparse_vd", data, _epochs(quick, 8), _epochs(quick, 30), 3e-3)
+def _sparsify_experiment(name, arch, kind):
+    def experiment(data, quick, overrides=None):
+        recipe = dict(RECIPES[name], **(overrides or {}), **(QUICK_RECIPE if quick else {}))
+        return sparsify(arch, kind, data, recipe)
+
+    experiment.__name__ = name
+    return experiment
 
 
-def lenet_5_sparse_vd(data, quick):
-    return sparsify("lenet_5", "sparse_vd", data, _epochs(quick, 5), _epochs(quick, 10), 3e-3)
-
-
-def lenet_5_sbp(data, quick):
-    return sparsify("lenet_5", "sbp", data, _epochs(quick, 5), _epochs(quick, 20), 1e-2)
+lenet_300_100_sparse_vd = _sparsify_experiment("lenet_300_100_sparse_vd", "lenet_300_100",
+                                               "sparse_vd")
+lenet_5_sparse_vd = _sparsify_experiment("lenet_5_sparse_vd", "lenet_5", "sparse_vd")
+lenet_5_sbp = _sparsify_experiment("lenet_5_sbp", "lenet_5", "sbp")
 
 
 def _tfmot_at_sparse_vd_level(arch, quick):
@@ -318,15 +389,15 @@ def _tfmot_at_sparse_vd_level(arch, quick):
     if key not in previous:
         return {"skipped": f"run the {key} experiment first (its sparsity is the target)"}
     level = 1.0 - previous[key]["weights_kept"] / previous[key]["weights_total"]
-    return tfmot_magnitude_pruning(arch, round(level, 4), quick, _epochs(quick, 10),
-                                   _epochs(quick, 10))
+    epochs = 1 if quick else 10
+    return tfmot_magnitude_pruning(arch, round(level, 4), quick, epochs, epochs)
 
 
-def lenet_300_100_tfmot(data, quick):
+def lenet_300_100_tfmot(data, quick, overrides=None):
     return _tfmot_at_sparse_vd_level("lenet_300_100", quick)
 
 
-def lenet_5_tfmot(data, quick):
+def lenet_5_tfmot(data, quick, overrides=None):
     return _tfmot_at_sparse_vd_level("lenet_5", quick)
 
 
@@ -354,14 +425,21 @@ def main():
                         choices=list(EXPERIMENTS))
     parser.add_argument("--quick", action="store_true", help="a smoke run on a data subset")
     parser.add_argument("--tfmot-worker", help=argparse.SUPPRESS)
+    for key, kind in (("dense_epochs", int), ("epochs", int), ("learning_rate", float),
+                      ("warmup_epochs", int), ("min_compression", float),
+                      ("min_flops_reduction", float)):
+        parser.add_argument("--" + key.replace("_", "-"), type=kind,
+                            help="overrides this entry of the experiments' recipes")
     args = parser.parse_args()
+    overrides = {k: v for k, v in vars(args).items()
+                 if v is not None and k not in ("experiments", "quick", "tfmot_worker")}
     if args.tfmot_worker:
         _tfmot_worker(json.loads(args.tfmot_worker))
         return
     data = load_data(args.quick)
     for name in args.experiments:
         print(f"=== {name}", flush=True)
-        result = EXPERIMENTS[name](data, args.quick)
+        result = EXPERIMENTS[name](data, args.quick, overrides)
         result["machine"] = "2 shared CPU cores"
         print(json.dumps(result, indent=1), flush=True)
         if not args.quick:

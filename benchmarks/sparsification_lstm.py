@@ -99,31 +99,6 @@ def copy_weights(dense, sparse):
     output.bias.assign(dense.get_layer("output").bias)
 
 
-def best_epoch(min_compression=0.0):
-    """A callback keeping the weights of the epoch with the best ``val_accuracy`` among those
-    compressed at least ``min_compression``-fold, and restoring them when training ends."""
-    import keras
-    from tfbayes import sparsity
-
-    class BestEpoch(keras.callbacks.Callback):
-        def __init__(self):
-            super().__init__()
-            self.epoch, self.val_accuracy, self.weights = None, -1.0, None
-
-        def on_epoch_end(self, epoch, logs=None):
-            compression = (sparsity.sparsity_report(self.model).total["compression"]
-                           if min_compression > 0 else np.inf)
-            if compression >= min_compression and logs["val_accuracy"] > self.val_accuracy:
-                self.epoch, self.val_accuracy = epoch + 1, float(logs["val_accuracy"])
-                self.weights = self.model.get_weights()
-
-        def on_train_end(self, logs=None):
-            if self.weights is not None:
-                self.model.set_weights(self.weights)
-
-    return BestEpoch()
-
-
 def fit(model, train, epochs, learning_rate, callbacks=(), validation_data=None):
     """Adam with the step decaying linearly to 5% of ``learning_rate``; no XLA (its compile of
     the recurrent training step costs minutes on 2 shared cores)."""
@@ -158,7 +133,7 @@ def lstm_sentiment(data=None, quick=False, recipe=None):
     """The experiment; ``data`` (the LeNet data of the caller) is unused; ``recipe`` overrides
     entries of ``RECIPE``."""
     import keras
-    from sparsification import compression_curve
+    from sparsification import best_epoch_tracker
     from tfbayes import sparsity
     from tfbayes.layers import KLWarmup
 
@@ -172,7 +147,7 @@ def lstm_sentiment(data=None, quick=False, recipe=None):
     n_fit = int(0.9 * len(train[0]))  # the training split is already shuffled
     train, validation = (train[0][:n_fit], train[1][:n_fit]), (train[0][n_fit:], train[1][n_fit:])
     dense = build("dense", len(vocabulary))
-    dense_best = best_epoch()
+    dense_best = best_epoch_tracker(track_sparsity=False)
     dense_seconds, dense_val_per_epoch = fit(
         dense, train, recipe["dense_epochs"], recipe["dense_learning_rate"],
         callbacks=[dense_best], validation_data=validation)
@@ -180,10 +155,10 @@ def lstm_sentiment(data=None, quick=False, recipe=None):
                   log_sigma2_init=recipe["log_sigma2_init"])
     model.build((None, MAX_LENGTH))
     copy_weights(dense, model)
-    curve, sparse_best = compression_curve(), best_epoch(recipe["min_compression"])
+    sparse_best = best_epoch_tracker(recipe["min_compression"])
     seconds, val_accuracy_per_epoch = fit(
         model, train, recipe["epochs"], recipe["learning_rate"], validation_data=validation,
-        callbacks=[KLWarmup(recipe["warmup_epochs"]), curve, sparse_best])
+        callbacks=[KLWarmup(recipe["warmup_epochs"]), sparse_best])
     if sparse_best.epoch is None:
         print(f"no epoch reached {recipe['min_compression']}x; reporting the last one")
     report = sparsity.sparsity_report(model)
@@ -205,7 +180,7 @@ def lstm_sentiment(data=None, quick=False, recipe=None):
         "units_kept": int(lstm.kept_structure()["units"].sum()),
         "compressed_layers": {layer.name: [list(w.shape) for w in layer.get_weights()]
                               for layer in compressed.layers},
-        "compression_per_epoch": curve.values,
+        "compression_per_epoch": sparse_best.compression,
         "val_accuracy_per_epoch": val_accuracy_per_epoch,
         "selected_epoch": sparse_best.epoch,
         "dense_val_accuracy_per_epoch": dense_val_per_epoch,
