@@ -56,13 +56,38 @@ precision, so they compile under XLA. Away from ``x ~ a`` they need few terms;
 near it, about 270 terms at ``a = 1e3`` in float64, and beyond
 ``TEMME_MIN_CONCENTRATION`` the expansion takes over. The loops are capped at
 ``MAX_TERMS`` terms.
+
+Why the loops run in chunks, compiled by XLA. A loop over the whole array
+runs until its slowest element has converged (15-40 terms for moderate ``a``),
+and each term is a handful of flops per element, so the cost is memory
+traffic, not arithmetic: as separate TF ops every term reads and writes about
+15 full arrays, and even under XLA every iteration reads and writes the 5-7
+arrays of loop state (XLA's CPU backend emits one kernel per state array). Hence
+
+* the kernel runs as a nested ``tf.function(jit_compile=True)``, so eager and
+  plain ``tf.function`` callers get XLA's fused loops too (inside an outer
+  ``jit_compile`` function it is simply inlined);
+* the flattened input is cut into chunks of ``CHUNK_SIZE`` elements, and each
+  chunk runs its own loops to convergence, so the loop state stays in the
+  CPU cache and each chunk stops at its own slowest element. Converged
+  elements are frozen term by term, so every value is the same whatever the
+  chunk or batch it sits in.
+
+Measured for 1e6 float32 draws at ``a = 2.5`` on a 2-core CPU: 130 ms as TF
+ops, 60 ms as one XLA loop over the array, 34 ms in 16384-element chunks.
+Evaluating several terms per iteration (unrolled) was slower under XLA (it
+recomputes the unrolled chain once per state array). XLA compiles the kernel
+once per dtype and element count, 0.5-1 s; eager code whose batch size changes
+at every call pays this once per size.
 """
 import numpy as np
 import tensorflow as tf
 
-__all__ = ["gamma_log_sample_grad", "igamma_grad_a", "MAX_TERMS", "TEMME_MIN_CONCENTRATION"]
+__all__ = ["gamma_log_sample_grad", "igamma_grad_a", "MAX_TERMS", "TEMME_MIN_CONCENTRATION",
+           "CHUNK_SIZE"]
 
 MAX_TERMS = 3000
+CHUNK_SIZE = 16384
 TEMME_MIN_CONCENTRATION = 1e4
 # Temme's C_0(eta) and C_1(eta) on [-0.5, 0.5], coefficients of eta^0, eta^1, ...
 _TEMME_C0 = (-0.3333333333333333, 0.08333333333333333, -0.014814814814814815,
@@ -93,26 +118,49 @@ def gamma_log_sample_grad(concentration, log_x):
       ``broadcast(a, log_x)``. Multiply by ``x`` for ``dx/da``.
 
     Cost: ``O(n_terms)`` elementwise flops per element, where ``n_terms`` is at
-    most ``MAX_TERMS`` and about ``sqrt(2 a log(1/eps))`` in the worst case.
+    most ``MAX_TERMS`` and about ``sqrt(2 a log(1/eps))`` in the worst case;
+    one XLA compilation per new dtype and number of elements (see the module
+    docstring).
     """
     with tf.name_scope("gamma_log_sample_grad"):
         log_x = tf.convert_to_tensor(log_x)
         a = tf.convert_to_tensor(concentration, dtype=log_x.dtype)
         a, log_x = _broadcast(a, log_x)
-        x = tf.exp(log_x)
-        # The Temme regime is computed only if some element has a large enough ``a``.
-        use_temme, temme = tf.cond(
-            tf.reduce_any(a >= TEMME_MIN_CONCENTRATION),
-            lambda: _temme_where_applicable(a, log_x),
-            lambda: (tf.zeros_like(a, tf.bool), tf.zeros_like(a)))
-        use_fraction = (x > 1.0) & (x > a) & ~use_temme
-        use_series = ~use_fraction & ~use_temme
-        # Inputs of the branches not taken are replaced by values that converge at once.
-        series_x = tf.where(use_series, x, tf.zeros_like(x))
-        fraction_x = tf.where(use_fraction, x, 2.0 * a + 10.0)
-        series = _series_log_grad(a, series_x, log_x)
-        fraction = _fraction_log_grad(a, fraction_x, tf.math.log(fraction_x))
-        return tf.where(use_temme, temme, tf.where(use_fraction, fraction, series))
+        grad = _gamma_log_sample_grad_kernel(tf.reshape(a, [-1]), tf.reshape(log_x, [-1]))
+        return tf.reshape(grad, tf.shape(a))
+
+
+@tf.function(jit_compile=True, reduce_retracing=True, autograph=False)
+def _gamma_log_sample_grad_kernel(a, log_x):
+    """``gamma_log_sample_grad`` of 1-D ``a`` and ``log_x``, compiled by XLA."""
+    # The Temme regime is computed only if some element has a large enough ``a``.
+    use_temme, temme = tf.cond(
+        tf.reduce_any(a >= TEMME_MIN_CONCENTRATION),
+        lambda: _temme_where_applicable(a, log_x),
+        lambda: (tf.zeros_like(a, tf.bool), tf.zeros_like(a)))
+    # Chunks of CHUNK_SIZE elements (one chunk if fewer, also if none); the padding
+    # converges at once.
+    size = tf.shape(a)[0]
+    chunk = tf.minimum(CHUNK_SIZE, tf.maximum(size, 1))
+    padding = [[0, tf.maximum(-(-size // chunk), 1) * chunk - size]]
+    chunks = [tf.reshape(tf.pad(t, padding, constant_values=value), [-1, chunk])
+              for t, value in ((a, 1.0), (log_x, 0.0), (use_temme, True))]
+    by_loops = tf.map_fn(lambda args: _series_or_fraction(*args), tuple(chunks),
+                         fn_output_signature=a.dtype, parallel_iterations=1)
+    return tf.where(use_temme, temme, tf.reshape(by_loops, [-1])[:size])
+
+
+def _series_or_fraction(a, log_x, use_temme):
+    """The series or the fraction regime, elementwise (any value where ``use_temme``)."""
+    x = tf.exp(log_x)
+    use_fraction = (x > 1.0) & (x > a) & ~use_temme
+    use_series = ~use_fraction & ~use_temme
+    # Inputs of the branches not taken are replaced by values that converge at once.
+    series_x = tf.where(use_series, x, tf.zeros_like(x))
+    fraction_x = tf.where(use_fraction, x, 2.0 * a + 10.0)
+    series = _series_log_grad(a, series_x, log_x)
+    fraction = _fraction_log_grad(a, fraction_x, tf.math.log(fraction_x))
+    return tf.where(use_fraction, fraction, series)
 
 
 def igamma_grad_a(a, x):
