@@ -16,8 +16,11 @@ accuracy dip at the switch (TFP switches at kappa = 10.5 from a series to an
   ``rho_n = I_n(kappa) / I_0(kappa)`` formed from the continued-fraction ratios
   ``r_n = I_n / I_{n-1} = kappa / (2 n + kappa r_{n+1})`` by backward recurrence,
   differentiated term by term in ``kappa``, with ``N = 32``, ``48`` or ``72`` terms
-  when the largest ``kappa`` of the batch is ``<= 2``, ``<= 12`` or ``< 40``
+  when the largest ``kappa`` of the chunk (see below) is ``<= 2``, ``<= 12`` or ``< 40``
   (``rho_n`` and its derivative are below ``1e-19`` from ``n = 21``, ``39``, ``64``).
+  For float32 inputs ``N = 16``, ``32`` or ``48`` (measured on a dense grid of
+  ``kappa`` and ``|x| sqrt(kappa) <= 4.75``: 12, 28 and 44 terms give ``dz/dkappa``
+  to a relative ``3e-7``).
 * ``kappa >= 40``: the substitution ``s = 2 sqrt(kappa) sin(t / 2)`` turns the
   integral into a Gaussian one,
   ``F = int_{-inf}^{u} phi(s) (1 - eps s^2)^{-1/2} ds / S``, with
@@ -44,7 +47,24 @@ for ``|x| sqrt(kappa) <= 4.75`` and ``kappa`` in ``[1e-2, 1e3]`` (about 2e-11 at
 ``|x| sqrt(kappa) = 5.6`` just below ``kappa = 40``, where the series tails cancel).
 Cost: ``O(N + K)`` = about 100 fused elementwise steps per element, and only the
 branch(es) some element needs are evaluated.
+
+Speed. As in ``incomplete_gamma``, the expansions run as a nested
+``tf.function(jit_compile=True)`` over chunks of ``CHUNK_SIZE`` elements, so
+eager and ``tf.function`` callers get XLA's fused kernels too and each chunk
+picks its own number of terms. The expansions have a fixed number of terms, so
+they are written as straight-line code (Python loops), which XLA fuses into one
+kernel; a ``tf.while_loop`` would store every loop variable at every term and
+recompute the chain they share once per variable. ``sin`` and ``cos`` are the
+most expensive operations in XLA's float64 code (as much as 4 terms each), so
+``sin(n x)`` is rotated from term to term and, in float64 only, started exactly
+every 8 terms (rotation drifts by about one ulp per step; for float32 results
+the drift is far below the target and no restarts are made). XLA compiles the
+kernel once per dtype and element count, 2-4 s on a 2-core CPU. Measured for
+1e6 float32 samples at ``kappa = 5``: CDF and derivative 560 ms as TF ops
+(1100 ms under XLA) with the while loops, 90 ms now.
 """
+import functools
+
 import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
@@ -52,14 +72,20 @@ import tensorflow_probability as tfp
 __all__ = ["von_mises_cdf", "von_mises_prob"]
 
 SERIES_MAX_CONCENTRATION = 40.0
-# (largest kappa, number of Fourier terms): rho_n and d rho_n / dkappa fall below
-# 1e-19 at n = 21, 39 and 64 for kappa = 2, 12 and 40; the rest is the margin the
-# backward recurrence needs to converge.
-_FOURIER_TIERS = ((2.0, 32), (12.0, 48), (SERIES_MAX_CONCENTRATION, 72))
+# Per result dtype, (largest kappa, number of Fourier terms): in float64 rho_n and
+# d rho_n / dkappa fall below 1e-19 at n = 21, 39 and 64 for kappa = 2, 12 and 40;
+# the rest is the margin the backward recurrence needs to converge. In float32,
+# see the module docstring.
+_FOURIER_TIERS = {
+    tf.float64: ((2.0, 32), (12.0, 48), (SERIES_MAX_CONCENTRATION, 72)),
+    tf.float32: ((2.0, 16), (12.0, 32), (SERIES_MAX_CONCENTRATION, 48)),
+}
+# Per result dtype, the number of terms after which sin(n x) is started exactly again.
+_ROTATIONS_PER_RESTART = {tf.float64: 8, tf.float32: None}
 _ASYMPTOTIC_TERMS = 32
-_ROTATIONS_PER_RESTART = 8
 _CENTRAL_HALF_WIDTH = 1.0
 _ASYMPTOTIC_MAX_ABS_X = 2.0 * np.pi / 3.0
+CHUNK_SIZE = 16384
 
 
 def _wrap(x):
@@ -69,33 +95,25 @@ def _wrap(x):
 
 
 @tf.autograph.experimental.do_not_convert
-def _fourier(x, kappa, num_blocks):
-    """``(F, dF/dkappa)`` by ``8 num_blocks`` Fourier terms; float64, ``x`` in ``[-pi, pi]``.
+def _fourier(x, kappa, num_terms, restart_every):
+    """``(F, dF/dkappa)`` by ``num_terms`` Fourier terms; float64, ``x`` in ``[-pi, pi]``.
 
-    A ``tf.while_loop`` over blocks of 8 terms, ``n`` descending: each block starts
-    ``sin(n x)`` exactly and rotates it by ``x`` within the block (rotation drifts by
-    about one ulp per step).
+    Straight-line code, ``n`` descending; ``sin(n x)`` is started exactly at the
+    first term and every ``restart_every`` terms (never again if ``None``) and
+    rotated by ``x`` in between.
     """
     sin_x, cos_x = tf.sin(x), tf.cos(x)
-
-    def body(top, ratio, dratio, v, dv):
-        n = tf.cast(top, x.dtype)
-        sin_n, cos_n = tf.sin(n * x), tf.cos(n * x)
-        for _ in range(_ROTATIONS_PER_RESTART):
-            inverse = 1.0 / (2.0 * n + kappa * ratio)
-            dratio = (2.0 * n - kappa * kappa * dratio) * inverse * inverse
-            ratio = kappa * inverse
-            summand = sin_n / n + v
-            v, dv = ratio * summand, dratio * summand + ratio * dv
+    ratio = dratio = v = dv = tf.zeros_like(x)
+    for step, n in enumerate(range(num_terms, 0, -1)):
+        if step % (restart_every or num_terms) == 0:
+            sin_n, cos_n = tf.sin(n * x), tf.cos(n * x)
+        else:
             sin_n, cos_n = sin_n * cos_x - cos_n * sin_x, cos_n * cos_x + sin_n * sin_x
-            n = n - 1.0
-        return top - _ROTATIONS_PER_RESTART, ratio, dratio, v, dv
-
-    zeros = tf.zeros_like(x)
-    _, _, _, v, dv = tf.while_loop(
-        lambda top, *_: top > 0, body,
-        (num_blocks * _ROTATIONS_PER_RESTART, zeros, zeros, zeros, zeros),
-        maximum_iterations=_FOURIER_TIERS[-1][1] // _ROTATIONS_PER_RESTART)
+        inverse = 1.0 / (2.0 * n + kappa * ratio)
+        dratio = (2.0 * n - kappa * kappa * dratio) * inverse * inverse
+        ratio = kappa * inverse
+        summand = sin_n / n + v
+        v, dv = ratio * summand, dratio * summand + ratio * dv
     cdf = 0.5 + x / (2.0 * np.pi) + v / np.pi
     return cdf, dv / np.pi
 
@@ -116,18 +134,16 @@ def _asymptotic(x, kappa):
     moment = tf.where(central, 0.5 * tf.math.erf(u / np.sqrt(2.0)) / phi, mills)  # A_0
     eps = 0.25 / kappa
 
-    def body(k, beta, weight, moment, u_power, mass, mass_k, partial, partial_k):
+    ones, zeros = tf.ones_like(u), tf.zeros_like(u)
+    beta, weight, u_power, mass, mass_k, partial, partial_k = ones, ones, u, ones, zeros, \
+        moment, zeros
+    for k in range(1, _ASYMPTOTIC_TERMS + 1):  # straight-line code, as in _fourier
         beta = beta * eps * ((2.0 * k - 1.0) / (2.0 * k))                  # b_k eps^k
         weight = weight * eps * ((2.0 * k - 1.0) ** 2 / (2.0 * k))        # b_k eps^k (2k-1)!!
         moment = (2.0 * k - 1.0) * moment - u_power                        # A_k / phi(u)
-        return (k + 1.0, beta, weight, moment, u_power * u * u, mass + weight,
-                mass_k + k * weight, partial + beta * moment, partial_k + k * beta * moment)
-
-    ones, zeros = tf.ones_like(u), tf.zeros_like(u)
-    *_, mass, mass_k, partial, partial_k = tf.while_loop(
-        lambda k, *_: k <= _ASYMPTOTIC_TERMS, body,
-        (tf.constant(1.0, u.dtype), ones, ones, moment, u, ones, zeros, moment, zeros),
-        maximum_iterations=_ASYMPTOTIC_TERMS)
+        u_power = u_power * u * u
+        mass, mass_k = mass + weight, mass_k + k * weight
+        partial, partial_k = partial + beta * moment, partial_k + k * beta * moment
     bracket = u / (2.0 * tf.cos(0.5 * x)) - partial_k + partial * mass_k / mass
     offset = tf.where(central, 0.5 * ones, zeros)
     cdf = offset + phi * partial / mass
@@ -142,17 +158,19 @@ def _log_prob64(x, kappa):
 
 
 @tf.autograph.experimental.do_not_convert
-def _branches(x, kappa):
-    """``(F, dF/dkappa)`` in float64 for wrapped ``x``; same shapes."""
+def _branches(x, kappa, result_dtype):
+    """``(F, dF/dkappa)`` in float64 for wrapped ``x``, accurate for ``result_dtype``."""
     use_series = kappa < SERIES_MAX_CONCENTRATION
     zeros = tf.zeros_like(x)
 
     def series():
         series_kappa = tf.where(use_series, kappa, tf.zeros_like(kappa))
+        tiers = _FOURIER_TIERS[result_dtype]
         tier = tf.reduce_sum(tf.cast(
-            tf.reduce_max(series_kappa) > [bound for bound, _ in _FOURIER_TIERS[:-1]], tf.int32))
-        blocks = tf.gather([terms // _ROTATIONS_PER_RESTART for _, terms in _FOURIER_TIERS], tier)
-        return _fourier(x, series_kappa, blocks)
+            tf.reduce_max(series_kappa) > [bound for bound, _ in tiers[:-1]], tf.int32))
+        return tf.switch_case(tier, [
+            functools.partial(_fourier, x, series_kappa, terms,
+                              _ROTATIONS_PER_RESTART[result_dtype]) for _, terms in tiers])
 
     def asymptotic():
         return _asymptotic(x, tf.where(use_series, SERIES_MAX_CONCENTRATION * tf.ones_like(kappa),
@@ -164,6 +182,24 @@ def _branches(x, kappa):
     series_values = tf.cond(tf.reduce_any(use_series), series, nothing)
     asymptotic_values = tf.cond(tf.reduce_all(use_series), nothing, asymptotic)
     return tuple(tf.where(use_series, s, a) for s, a in zip(series_values, asymptotic_values))
+
+
+@tf.function(jit_compile=True, reduce_retracing=True, autograph=False)
+def _branches_kernel(x, kappa, result_dtype):
+    """``_branches`` of 1-D float64 ``x``, ``kappa`` in chunks of ``CHUNK_SIZE``, by XLA.
+
+    See ``incomplete_gamma`` for why: the loops' state stays in cache, each chunk
+    picks its own number of Fourier terms, and eager or ``tf.function`` callers get
+    XLA's fused loops too. The padding (``x = 0``, ``kappa = 1``) is cheap.
+    """
+    size = tf.shape(x)[0]
+    chunk = tf.minimum(CHUNK_SIZE, tf.maximum(size, 1))
+    padding = [[0, tf.maximum(-(-size // chunk), 1) * chunk - size]]
+    chunks = tuple(tf.reshape(tf.pad(t, padding, constant_values=value), [-1, chunk])
+                   for t, value in ((x, 0.0), (kappa, 1.0)))
+    cdf, dcdf = tf.map_fn(lambda args: _branches(*args, result_dtype), chunks,
+                          fn_output_signature=(x.dtype, x.dtype), parallel_iterations=1)
+    return tf.reshape(cdf, [-1])[:size], tf.reshape(dcdf, [-1])[:size]
 
 
 @tf.autograph.experimental.do_not_convert
@@ -194,7 +230,10 @@ def von_mises_prob(x, concentration):
 def _cdf_with_gradient(x, concentration):
     x64, kappa64 = _prepare(x, concentration)
     wrapped, periods = _wrap(x64)
-    cdf, dcdf = _branches(wrapped, kappa64)
+    # stop_gradient: the derivatives are this function's own; no tape records the kernel.
+    cdf, dcdf = (tf.reshape(t, tf.shape(x64)) for t in _branches_kernel(
+        tf.stop_gradient(tf.reshape(wrapped, [-1])), tf.stop_gradient(tf.reshape(kappa64, [-1])),
+        x.dtype))
     cdf = tf.cast(cdf + periods, x.dtype)
 
     def grad(upstream):
