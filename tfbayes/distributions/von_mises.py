@@ -2,10 +2,12 @@
 
 Samples of ``VonMises(0, kappa)`` are drawn by Best and Fisher's rejection
 sampler (Applied Statistics 28, 1979; Devroye 1986, IX.3.2) from a wrapped
-Cauchy proposal, in a bounded ``tf.while_loop`` with stateless (Philox)
-uniforms, so ``sample`` compiles under XLA and gives the same draws eagerly, in
-``tf.function`` and under ``jit_compile``. Each round costs one cosine and one
-exponential per element; the angle itself is formed once, after the loop.
+Cauchy proposal with stateless (Philox) uniforms, the retries on compacted
+buffers of the rejected elements (``rejection``), so ``sample`` compiles under
+XLA and a seed gives the same draws at every call (eagerly, in ``tf.function``
+and under ``jit_compile`` the draws may differ where an acceptance test is
+decided by the last bit of a cosine). Each proposal costs one cosine and one
+exponential; the angle itself is formed once, after the rejection loop.
 
 The gradient with respect to ``concentration`` is the implicit one,
 ``dz/dkappa = -(dF/dkappa) / p(z)`` (Figurnov et al. 2018, eq. 5), attached by
@@ -20,11 +22,14 @@ import tensorflow_probability as tfp
 from tfbayes.distributions.gamma import assert_positive, convert_float_parameters, \
     positive_parameter
 from tfbayes.distributions.implicit import implicit_reparameterization
+from tfbayes.distributions.rejection import rejection_sample
 from tfbayes.distributions.von_mises_numerics import von_mises_cdf, von_mises_prob
 
 __all__ = ["VonMises", "sample_standard_von_mises"]
 
 MAX_REJECTION_ROUNDS = 100
+# Retries on 6 compacted buffers of 1/2 the size each (at least 66% accept).
+RETRY_LEVELS, RETRY_SHRINK = 6, 2
 
 
 @tf.autograph.experimental.do_not_convert
@@ -64,34 +69,32 @@ def _best_fisher(kappa, seed):
     Per round, for the elements not yet accepted: ``u ~ U(-1, 1)``,
     ``w = cos(pi u)`` (``f = (1 + r w) / (r + w)`` is the cosine of the wrapped
     Cauchy proposal) and ``c = kappa (r - f) = kappa (r - 1)(r + 1) / (r + w)``;
-    accept when ``v <= c exp(1 - c)``. After the loop the angle is
-    ``sign(u) acos(f) = sign(u) 2 asin(sin(pi |u| / 2) sqrt((r - 1) / (r + w)))``,
+    accept when ``v <= c exp(1 - c)``. The retries run on compacted buffers
+    (``rejection.rejection_sample``): as rounds over the whole array, the 30%
+    rejected at ``kappa = 5`` took 12 rounds for 1e6 draws. After the loop the
+    angle is ``sign(u) acos(f) = sign(u) 2 asin(sin(pi |u| / 2) sqrt((r - 1) / (r + w)))``,
     which keeps relative precision for small angles (large ``kappa``).
     """
     kappa = tf.stop_gradient(kappa)
-    r_minus_1, kappa_r_minus_1 = _wrapped_cauchy_parameters(kappa)
     shape = tf.shape(kappa)
-
-    def cond(round_, accepted, u):
-        return (round_ < MAX_REJECTION_ROUNDS) & ~tf.reduce_all(accepted)
-
-    def body(round_, accepted, u):
-        proposal_u, v = tf.unstack(tf.random.stateless_uniform(
-            tf.concat([[2], shape], 0), tf.random.experimental.stateless_fold_in(seed, round_),
-            dtype=kappa.dtype, alg="philox"))
-        proposal_u = 2.0 * proposal_u - 1.0
-        r_plus_w = r_minus_1 + (1.0 + tf.cos(np.pi * proposal_u))
-        c = kappa_r_minus_1 * (r_minus_1 + 2.0) / r_plus_w
-        accept = v <= c * tf.exp(1.0 - c)
-        u = tf.where(accepted, u, proposal_u)
-        return round_ + 1, accepted | accept, u
-
-    _, _, u = tf.while_loop(
-        cond, body, (tf.constant(0), tf.zeros(shape, tf.bool), tf.zeros(shape, kappa.dtype)),
-        maximum_iterations=MAX_REJECTION_ROUNDS)
+    r_minus_1, kappa_r_minus_1 = _wrapped_cauchy_parameters(tf.reshape(kappa, [-1]))
+    u = rejection_sample(_best_fisher_proposal, (r_minus_1, kappa_r_minus_1), seed,
+                         levels=RETRY_LEVELS, shrink=RETRY_SHRINK,
+                         max_rounds=MAX_REJECTION_ROUNDS)
     r_plus_w = r_minus_1 + (1.0 + tf.cos(np.pi * u))
     half_sine = tf.sin(0.5 * np.pi * tf.abs(u)) * tf.sqrt(r_minus_1 / r_plus_w)
-    return tf.sign(u) * 2.0 * tf.asin(tf.minimum(half_sine, 1.0))
+    return tf.reshape(tf.sign(u) * 2.0 * tf.asin(tf.minimum(half_sine, 1.0)), shape)
+
+
+def _best_fisher_proposal(params, seed):
+    """One proposal ``u`` per element of ``(r - 1, kappa (r - 1))``: ``(u, accepted)``."""
+    r_minus_1, kappa_r_minus_1 = params
+    proposal_u, v = tf.unstack(tf.random.stateless_uniform(
+        tf.concat([[2], tf.shape(r_minus_1)], 0), seed, dtype=r_minus_1.dtype, alg="philox"))
+    proposal_u = 2.0 * proposal_u - 1.0
+    r_plus_w = r_minus_1 + (1.0 + tf.cos(np.pi * proposal_u))
+    c = kappa_r_minus_1 * (r_minus_1 + 2.0) / r_plus_w
+    return proposal_u, v <= c * tf.exp(1.0 - c)
 
 
 @tf.autograph.experimental.do_not_convert
@@ -108,10 +111,11 @@ def sample_standard_von_mises(shape, concentration, seed):
       Float tensor of ``shape`` with values in ``[-pi, pi]``; its gradient with
       respect to ``concentration`` is ``dz/dkappa = -(dF/dkappa) / p(z)``.
 
-    Cost: ``O(prod(shape))`` per rejection round; a proposal is accepted with
-    probability at least 0.66, and rounds run until all are accepted (at most
-    ``MAX_REJECTION_ROUNDS``). The backward pass costs one ``von_mises_cdf``
-    evaluation (about 100 elementwise steps per sample).
+    Cost: about ``2 prod(shape)`` proposals, each accepted with probability
+    at least 0.66 (one round over all elements, then the retries on
+    compacted buffers of half the size at each level, at most
+    ``MAX_REJECTION_ROUNDS`` rounds per retry loop). The backward pass costs
+    one ``von_mises_cdf`` evaluation (about 100 elementwise steps per sample).
     """
     with tf.name_scope("sample_standard_von_mises"):
         concentration = tf.convert_to_tensor(concentration)
@@ -152,7 +156,7 @@ class VonMises(tfp.distributions.AutoCompositeTensorDistribution):
       tape.gradient(loss, kappa)                # ~ d/dkappa I1/I0 = 0.038
       ```
 
-    Cost: ``sample(n)`` is ``O(n * batch_size)`` per rejection round (see
+    Cost: ``sample(n)`` is about ``2 n * batch_size`` rejection proposals (see
     ``sample_standard_von_mises``); ``log_prob`` is ``O(1)`` and ``cdf`` about
     100 elementwise steps per element.
     """
