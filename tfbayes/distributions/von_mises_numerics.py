@@ -18,9 +18,10 @@ accuracy dip at the switch (TFP switches at kappa = 10.5 from a series to an
   differentiated term by term in ``kappa``, with ``N = 32``, ``48`` or ``72`` terms
   when the largest ``kappa`` of the chunk (see below) is ``<= 2``, ``<= 12`` or ``< 40``
   (``rho_n`` and its derivative are below ``1e-19`` from ``n = 21``, ``39``, ``64``).
-  For float32 inputs ``N = 16``, ``32`` or ``48`` (measured on a dense grid of
-  ``kappa`` and ``|x| sqrt(kappa) <= 4.75``: 12, 28 and 44 terms give ``dz/dkappa``
-  to a relative ``3e-7``).
+  For float32 results ``N = 16``, ``20``, ``28`` or ``48`` when the largest ``kappa``
+  is ``<= 2``, ``<= 5``, ``<= 12`` or ``< 40`` (measured on a dense grid of
+  ``kappa`` and ``|x| sqrt(kappa) <= 4.75``: 12, 16, 24 and 44 terms give
+  ``dz/dkappa`` to a relative ``1e-6``, against the target ``1e-5``).
 * ``kappa >= 40``: the substitution ``s = 2 sqrt(kappa) sin(t / 2)`` turns the
   integral into a Gaussian one,
   ``F = int_{-inf}^{u} phi(s) (1 - eps s^2)^{-1/2} ds / S``, with
@@ -58,10 +59,12 @@ recompute the chain they share once per variable. ``sin`` and ``cos`` are the
 most expensive operations in XLA's float64 code (as much as 4 terms each), so
 ``sin(n x)`` is rotated from term to term and, in float64 only, started exactly
 every 8 terms (rotation drifts by about one ulp per step; for float32 results
-the drift is far below the target and no restarts are made). XLA compiles the
-kernel once per dtype and element count, 2-4 s on a 2-core CPU. Measured for
-1e6 float32 samples at ``kappa = 5``: CDF and derivative 560 ms as TF ops
-(1100 ms under XLA) with the while loops, 90 ms now.
+the drift is far below the target and only ``sin x``, ``cos x`` are evaluated).
+XLA compiles the kernel once per dtype and element count, 2-6 s on a 2-core
+CPU. Measured for 1e6 float32 samples at ``kappa = 5`` on 2 busy cores (load
+about 4): CDF and derivative 560 ms as TF ops (1100 ms under XLA) with while
+loops; then, interleaved, 166 ms straight-line with 32 terms and 120 ms with the
+float32 tiers and one ``sin``/``cos`` pair.
 """
 import functools
 
@@ -78,7 +81,7 @@ SERIES_MAX_CONCENTRATION = 40.0
 # see the module docstring.
 _FOURIER_TIERS = {
     tf.float64: ((2.0, 32), (12.0, 48), (SERIES_MAX_CONCENTRATION, 72)),
-    tf.float32: ((2.0, 16), (12.0, 32), (SERIES_MAX_CONCENTRATION, 48)),
+    tf.float32: ((2.0, 16), (5.0, 20), (12.0, 28), (SERIES_MAX_CONCENTRATION, 48)),
 }
 # Per result dtype, the number of terms after which sin(n x) is started exactly again.
 _ROTATIONS_PER_RESTART = {tf.float64: 8, tf.float32: None}
@@ -98,24 +101,44 @@ def _wrap(x):
 def _fourier(x, kappa, num_terms, restart_every):
     """``(F, dF/dkappa)`` by ``num_terms`` Fourier terms; float64, ``x`` in ``[-pi, pi]``.
 
-    Straight-line code, ``n`` descending; ``sin(n x)`` is started exactly at the
-    first term and every ``restart_every`` terms (never again if ``None``) and
-    rotated by ``x`` in between.
+    Straight-line code: the ratios by backward recurrence (``n`` descending),
+    ``sin(n x)`` by rotation (see ``_sines``).
     """
-    sin_x, cos_x = tf.sin(x), tf.cos(x)
+    sines = _sines(x, num_terms, restart_every)
     ratio = dratio = v = dv = tf.zeros_like(x)
-    for step, n in enumerate(range(num_terms, 0, -1)):
-        if step % (restart_every or num_terms) == 0:
-            sin_n, cos_n = tf.sin(n * x), tf.cos(n * x)
-        else:
-            sin_n, cos_n = sin_n * cos_x - cos_n * sin_x, cos_n * cos_x + sin_n * sin_x
+    for n in range(num_terms, 0, -1):
         inverse = 1.0 / (2.0 * n + kappa * ratio)
         dratio = (2.0 * n - kappa * kappa * dratio) * inverse * inverse
         ratio = kappa * inverse
-        summand = sin_n / n + v
+        summand = sines[n] / n + v
         v, dv = ratio * summand, dratio * summand + ratio * dv
     cdf = 0.5 + x / (2.0 * np.pi) + v / np.pi
     return cdf, dv / np.pi
+
+
+def _sines(x, num_terms, restart_every):
+    """``{n: sin(n x)}`` for ``n = 1 .. num_terms`` by rotation, one ulp of drift per step.
+
+    With ``restart_every=None`` rotated up from the exact ``sin x``, ``cos x``
+    (``num_terms`` ulps of drift, one ``sin``/``cos`` pair); otherwise rotated
+    down from exact values at ``n = num_terms`` and every ``restart_every``
+    terms below (at most ``restart_every`` ulps, a pair per restart).
+    """
+    sin_x, cos_x = tf.sin(x), tf.cos(x)
+    sines = {}
+    if restart_every is None:
+        sin_n, cos_n = sin_x, cos_x
+        for n in range(1, num_terms + 1):
+            sines[n] = sin_n
+            sin_n, cos_n = sin_n * cos_x + cos_n * sin_x, cos_n * cos_x - sin_n * sin_x
+        return sines
+    for step, n in enumerate(range(num_terms, 0, -1)):
+        if step % restart_every == 0:
+            sin_n, cos_n = tf.sin(n * x), tf.cos(n * x)
+        else:
+            sin_n, cos_n = sin_n * cos_x - cos_n * sin_x, cos_n * cos_x + sin_n * sin_x
+        sines[n] = sin_n
+    return sines
 
 
 @tf.autograph.experimental.do_not_convert
