@@ -34,8 +34,6 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 MAX_LENGTH = 40
-EMBEDDING_DIM = 32
-UNITS = 32
 
 
 def tokenize(text):
@@ -68,19 +66,19 @@ def load_sentences(min_count=2, seed=0):
     return (ids[train], labels[train]), (ids[test], labels[test]), vocabulary
 
 
-def build(kind, vocabulary_size, num_examples=None, log_sigma2_init=None):
+def build(kind, vocabulary_size, embedding_dim, units, num_examples=None, log_sigma2_init=None):
     import keras
     from tfbayes import layers as tl
 
     if kind == "dense":
-        body = [keras.layers.Embedding(vocabulary_size, EMBEDDING_DIM, name="embedding"),
-                keras.layers.LSTM(UNITS, name="lstm"),
+        body = [keras.layers.Embedding(vocabulary_size, embedding_dim, name="embedding"),
+                keras.layers.LSTM(units, name="lstm"),
                 keras.layers.Dense(1, activation="sigmoid", name="output")]
     else:
         sparse = dict(num_examples=num_examples, log_sigma2_initializer=log_sigma2_init)
-        body = [tl.SparseVDEmbedding(vocabulary_size, EMBEDDING_DIM, vocabulary_pruning=True,
+        body = [tl.SparseVDEmbedding(vocabulary_size, embedding_dim, vocabulary_pruning=True,
                                      name="embedding", **sparse),
-                tl.SparseVDLSTM(UNITS, name="lstm", **sparse),
+                tl.SparseVDLSTM(units, name="lstm", **sparse),
                 tl.SparseVDDense(1, activation="sigmoid", name="output", **sparse)]
     return keras.Sequential([keras.Input((MAX_LENGTH,), dtype="int32")] + body,
                             name=f"sentiment_lstm_{kind}")
@@ -146,12 +144,13 @@ def lstm_sentiment(data=None, quick=False, recipe=None):
         train, test = (train[0][:1000], train[1][:1000]), (test[0][:500], test[1][:500])
     n_fit = int(0.9 * len(train[0]))  # the training split is already shuffled
     train, validation = (train[0][:n_fit], train[1][:n_fit]), (train[0][n_fit:], train[1][n_fit:])
-    dense = build("dense", len(vocabulary))
+    sizes = dict(embedding_dim=recipe["embedding_dim"], units=recipe["units"])
+    dense = build("dense", len(vocabulary), **sizes)
     dense_best = best_epoch_tracker(track_sparsity=False)
     dense_seconds, dense_val_per_epoch = fit(
         dense, train, recipe["dense_epochs"], recipe["dense_learning_rate"],
         callbacks=[dense_best], validation_data=validation)
-    model = build("sparse", len(vocabulary), num_examples=len(train[0]),
+    model = build("sparse", len(vocabulary), **sizes, num_examples=len(train[0]),
                   log_sigma2_init=recipe["log_sigma2_init"])
     model.build((None, MAX_LENGTH))
     copy_weights(dense, model)
@@ -189,7 +188,7 @@ def lstm_sentiment(data=None, quick=False, recipe=None):
                    for row in report.layers],
         "vocabulary_size": len(vocabulary), "train_size": len(train[0]),
         "validation_size": len(validation[0]), "test_size": len(test[0]), "recipe": recipe,
-        "embedding_dim": EMBEDDING_DIM, "units": UNITS, "max_length": MAX_LENGTH,
+        "max_length": MAX_LENGTH,
         "train_seconds_dense": dense_seconds,
         "train_seconds": seconds,
     }
@@ -198,6 +197,7 @@ def lstm_sentiment(data=None, quick=False, recipe=None):
 
 
 RECIPE = dict(
+    embedding_dim=32, units=32,  # the sizes of both models
     dense_epochs=6, dense_learning_rate=3e-3,  # the dense baseline, best epoch on validation
     epochs=10, learning_rate=5e-3,  # the sparse model, Adam decaying linearly to 5%
     warmup_epochs=3,  # KL weight ramped 0 -> 1 over these epochs
