@@ -11,7 +11,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tfbayes.distributions import VonMises, implicit_reparameterization, von_mises_cdf
-from tfbayes.distributions.von_mises_numerics import von_mises_prob
+from tfbayes.distributions.von_mises_numerics import von_mises_prob, von_mises_sample_grad
 
 MODES = ["eager", "function", "jit"]
 # kappa from 1e-2 to 1e3: past both Fourier tier switches (2, 12), around TFP's
@@ -94,6 +94,15 @@ def test_implicit_gradient_and_cdf_match_mpmath(dtype, mode):
     # Issue 2 targets for dz/dkappa: 1e-10 (float64) and 1e-5 (float32).
     assert _max_relative_error(dz, dz_ref) <= (1e-5 if dtype == np.float32 else 1e-10)
     np.testing.assert_allclose(cdf, cdf_ref, rtol=0, atol=(1e-6 if dtype == np.float32 else 1e-14))
+
+
+def test_sample_grad_with_one_kappa_per_call_matches_mpmath(dtype):
+    # One kappa per call: float32 results take the shared-kappa (Clenshaw) series.
+    x, kappa, _, dz_ref = _grid(dtype)
+    for value in np.unique(kappa):
+        row = kappa == value
+        dz = von_mises_sample_grad(tf.constant(x[row], dtype), tf.constant(value, dtype))
+        assert _max_relative_error(dz, dz_ref[row]) <= (1e-5 if dtype == np.float32 else 1e-10)
 
 
 def test_tfp_gradient_dips_near_its_switch_and_ours_does_not():

@@ -67,7 +67,7 @@ arrays of loop state (XLA's CPU backend emits one kernel per state array). Hence
 * the kernel runs as a nested ``tf.function(jit_compile=True)``, so eager and
   plain ``tf.function`` callers get XLA's fused loops too (inside an outer
   ``jit_compile`` function it is simply inlined);
-* the flattened input is cut into chunks of ``CHUNK_SIZE`` elements, and each
+* the flattened input is cut into chunks (``chunks.map_chunks``), and each
   chunk runs its own loops to convergence, so the loop state stays in the
   CPU cache and each chunk stops at its own slowest element. Converged
   elements are frozen term by term, so every value is the same whatever the
@@ -83,11 +83,11 @@ at every call pays this once per size.
 import numpy as np
 import tensorflow as tf
 
-__all__ = ["gamma_log_sample_grad", "igamma_grad_a", "MAX_TERMS", "TEMME_MIN_CONCENTRATION",
-           "CHUNK_SIZE"]
+from tfbayes.distributions.chunks import map_chunks
+
+__all__ = ["gamma_log_sample_grad", "igamma_grad_a", "MAX_TERMS", "TEMME_MIN_CONCENTRATION"]
 
 MAX_TERMS = 3000
-CHUNK_SIZE = 16384
 TEMME_MIN_CONCENTRATION = 1e4
 # Temme's C_0(eta) and C_1(eta) on [-0.5, 0.5], coefficients of eta^0, eta^1, ...
 _TEMME_C0 = (-0.3333333333333333, 0.08333333333333333, -0.014814814814814815,
@@ -138,16 +138,10 @@ def _gamma_log_sample_grad_kernel(a, log_x):
         tf.reduce_any(a >= TEMME_MIN_CONCENTRATION),
         lambda: _temme_where_applicable(a, log_x),
         lambda: (tf.zeros_like(a, tf.bool), tf.zeros_like(a)))
-    # Chunks of CHUNK_SIZE elements (one chunk if fewer, also if none); the padding
-    # converges at once.
-    size = tf.shape(a)[0]
-    chunk = tf.minimum(CHUNK_SIZE, tf.maximum(size, 1))
-    padding = [[0, tf.maximum(-(-size // chunk), 1) * chunk - size]]
-    chunks = [tf.reshape(tf.pad(t, padding, constant_values=value), [-1, chunk])
-              for t, value in ((a, 1.0), (log_x, 0.0), (use_temme, True))]
-    by_loops = tf.map_fn(lambda args: _series_or_fraction(*args), tuple(chunks),
-                         fn_output_signature=a.dtype, parallel_iterations=1)
-    return tf.where(use_temme, temme, tf.reshape(by_loops, [-1])[:size])
+    # The padding (a = 1, x = 1, Temme's) converges at once.
+    by_loops = map_chunks(_series_or_fraction, (a, log_x, use_temme), (1.0, 0.0, True),
+                          a.dtype)
+    return tf.where(use_temme, temme, by_loops)
 
 
 def _series_or_fraction(a, log_x, use_temme):

@@ -50,7 +50,7 @@ Cost: ``O(N + K)`` = about 100 fused elementwise steps per element, and only the
 branch(es) some element needs are evaluated.
 
 Speed. As in ``incomplete_gamma``, the expansions run as a nested
-``tf.function(jit_compile=True)`` over chunks of ``CHUNK_SIZE`` elements, so
+``tf.function(jit_compile=True)`` over chunks (``chunks.map_chunks``), so
 eager and ``tf.function`` callers get XLA's fused kernels too and each chunk
 picks its own number of terms. The expansions have a fixed number of terms, so
 they are written as straight-line code (Python loops), which XLA fuses into one
@@ -72,7 +72,9 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-__all__ = ["von_mises_cdf", "von_mises_prob"]
+from tfbayes.distributions.chunks import map_chunks
+
+__all__ = ["von_mises_cdf", "von_mises_prob", "von_mises_sample_grad"]
 
 SERIES_MAX_CONCENTRATION = 40.0
 # Per result dtype, (largest kappa, number of Fourier terms): in float64 rho_n and
@@ -88,7 +90,6 @@ _ROTATIONS_PER_RESTART = {tf.float64: 8, tf.float32: None}
 _ASYMPTOTIC_TERMS = 32
 _CENTRAL_HALF_WIDTH = 1.0
 _ASYMPTOTIC_MAX_ABS_X = 2.0 * np.pi / 3.0
-CHUNK_SIZE = 16384
 
 
 def _wrap(x):
@@ -114,6 +115,41 @@ def _fourier(x, kappa, num_terms, restart_every):
         v, dv = ratio * summand, dratio * summand + ratio * dv
     cdf = 0.5 + x / (2.0 * np.pi) + v / np.pi
     return cdf, dv / np.pi
+
+
+def _fourier_shared_kappa(x, kappa, num_terms):
+    """``_fourier`` for one scalar ``kappa`` shared by all of ``x``, for float32 results.
+
+    ``rho_n = I_n / I_0`` and ``d rho_n / dkappa`` are formed once, on the scalar
+    (the ratio recurrence, then forward products), and each element only sums
+    ``sum_n c_n sin(n x)`` for the two coefficient sequences by Clenshaw's
+    recurrence ``b_n = c_n + 2 cos(x) b_{n+1} - b_{n+2}``, sum ``= b_1 sin x``: two
+    multiply-adds per term and one ``sin``/``cos`` pair per element. Its rounding
+    error grows like ``num_terms^2`` ulps (about ``1e-13`` absolutely), far below
+    what float32 results need, not below float64's target.
+    """
+    ratios, dratios = [], []
+    ratio = dratio = tf.zeros_like(kappa)
+    for n in range(num_terms, 0, -1):
+        inverse = 1.0 / (2.0 * n + kappa * ratio)
+        dratio = (2.0 * n - kappa * kappa * dratio) * inverse * inverse
+        ratio = kappa * inverse
+        ratios.append(ratio)
+        dratios.append(dratio)
+    coefficients, dcoefficients = [], []
+    rho, drho = tf.ones_like(kappa), tf.zeros_like(kappa)
+    for n, ratio, dratio in zip(range(1, num_terms + 1), ratios[::-1], dratios[::-1]):
+        rho, drho = rho * ratio, drho * ratio + rho * dratio
+        coefficients.append(rho / n)
+        dcoefficients.append(drho / n)
+    two_cos_x = 2.0 * tf.cos(x)
+    sums = []
+    for c in (coefficients, dcoefficients):
+        b, b_next = tf.zeros_like(x), tf.zeros_like(x)
+        for c_n in c[::-1]:
+            b, b_next = c_n + two_cos_x * b - b_next, b
+        sums.append(b * tf.sin(x))
+    return 0.5 + x / (2.0 * np.pi) + sums[0] / np.pi, sums[1] / np.pi
 
 
 def _sines(x, num_terms, restart_every):
@@ -182,47 +218,63 @@ def _log_prob64(x, kappa):
 
 @tf.autograph.experimental.do_not_convert
 def _branches(x, kappa, result_dtype):
-    """``(F, dF/dkappa)`` in float64 for wrapped ``x``, accurate for ``result_dtype``."""
+    """``(F, dF/dkappa)`` in float64 for wrapped ``x``, accurate for ``result_dtype``.
+
+    One ``tf.switch_case`` picks what the elements need: the Fourier series with
+    the tier of the largest ``kappa`` (per element, or with a shared ``kappa``
+    for float32 results), the asymptotic expansion, or both for a mix. (With a
+    ``tf.cond`` per regime, XLA evaluated the asymptotic expansion also where no
+    element needed it, measured.)
+    """
     use_series = kappa < SERIES_MAX_CONCENTRATION
-    zeros = tf.zeros_like(x)
+    series_kappa = tf.where(use_series, kappa, tf.zeros_like(kappa))
+    asymptotic_kappa = tf.where(use_series, SERIES_MAX_CONCENTRATION * tf.ones_like(kappa),
+                                kappa)
+    tiers = _FOURIER_TIERS[result_dtype]
+    restart_every = _ROTATIONS_PER_RESTART[result_dtype]
+    branches = [functools.partial(_fourier, x, series_kappa, terms, restart_every)
+                for _, terms in tiers]
+    index = tf.reduce_sum(tf.cast(
+        tf.reduce_max(series_kappa) > [bound for bound, _ in tiers[:-1]], tf.int32))
+    if result_dtype == tf.float32:
+        shared = tf.equal(tf.reduce_min(series_kappa), tf.reduce_max(series_kappa))
+        index += len(tiers) * tf.cast(shared, tf.int32)
+        branches += [functools.partial(_fourier_shared_kappa, x, series_kappa[0], terms)
+                     for _, terms in tiers]
 
-    def series():
-        series_kappa = tf.where(use_series, kappa, tf.zeros_like(kappa))
-        tiers = _FOURIER_TIERS[result_dtype]
-        tier = tf.reduce_sum(tf.cast(
-            tf.reduce_max(series_kappa) > [bound for bound, _ in tiers[:-1]], tf.int32))
-        return tf.switch_case(tier, [
-            functools.partial(_fourier, x, series_kappa, terms,
-                              _ROTATIONS_PER_RESTART[result_dtype]) for _, terms in tiers])
+    def mixed():
+        series = _fourier(x, series_kappa, tiers[-1][1], restart_every)
+        asymptotic = _asymptotic(x, asymptotic_kappa)
+        return tuple(tf.where(use_series, s, a) for s, a in zip(series, asymptotic))
 
-    def asymptotic():
-        return _asymptotic(x, tf.where(use_series, SERIES_MAX_CONCENTRATION * tf.ones_like(kappa),
-                                       kappa))
-
-    def nothing():
-        return zeros, zeros
-
-    series_values = tf.cond(tf.reduce_any(use_series), series, nothing)
-    asymptotic_values = tf.cond(tf.reduce_all(use_series), nothing, asymptotic)
-    return tuple(tf.where(use_series, s, a) for s, a in zip(series_values, asymptotic_values))
+    index = tf.where(tf.reduce_all(use_series), index,
+                     tf.where(tf.reduce_any(use_series), len(branches) + 1, len(branches)))
+    branches += [functools.partial(_asymptotic, x, asymptotic_kappa), mixed]
+    return tf.switch_case(index, branches)
 
 
 @tf.function(jit_compile=True, reduce_retracing=True, autograph=False)
-def _branches_kernel(x, kappa, result_dtype):
-    """``_branches`` of 1-D float64 ``x``, ``kappa`` in chunks of ``CHUNK_SIZE``, by XLA.
+def _kernel(x, concentration, implicit_gradient):
+    """``(F, dF/dkappa)``, or ``dz/dkappa = -(dF/dkappa) / p``, of 1-D ``x`` and ``kappa``.
 
-    See ``incomplete_gamma`` for why: the loops' state stays in cache, each chunk
-    picks its own number of Fourier terms, and eager or ``tf.function`` callers get
-    XLA's fused loops too. The padding (``x = 0``, ``kappa = 1``) is cheap.
+    Both inputs have one dtype, which the results keep; the arithmetic is float64
+    with the number of terms that dtype needs, in chunks (``chunks.map_chunks``;
+    the padding ``x = 0``, ``kappa = 1`` is cheap), compiled by XLA.
     """
-    size = tf.shape(x)[0]
-    chunk = tf.minimum(CHUNK_SIZE, tf.maximum(size, 1))
-    padding = [[0, tf.maximum(-(-size // chunk), 1) * chunk - size]]
-    chunks = tuple(tf.reshape(tf.pad(t, padding, constant_values=value), [-1, chunk])
-                   for t, value in ((x, 0.0), (kappa, 1.0)))
-    cdf, dcdf = tf.map_fn(lambda args: _branches(*args, result_dtype), chunks,
-                          fn_output_signature=(x.dtype, x.dtype), parallel_iterations=1)
-    return tf.reshape(cdf, [-1])[:size], tf.reshape(dcdf, [-1])[:size]
+    dtype = x.dtype
+
+    def per_chunk(x, kappa):
+        x64 = tf.cast(x, tf.float64)
+        # kappa = 0 is the uniform law; the smallest normal float keeps 2n/kappa finite.
+        kappa64 = tf.maximum(tf.cast(kappa, tf.float64), np.finfo(np.float64).tiny)
+        wrapped, periods = _wrap(x64)
+        cdf, dcdf = _branches(wrapped, kappa64, dtype)
+        if implicit_gradient:
+            return tf.cast(-dcdf * tf.exp(-_log_prob64(wrapped, kappa64)), dtype)
+        return tf.cast(cdf + periods, dtype), tf.cast(dcdf, dtype)
+
+    return map_chunks(per_chunk, (x, concentration), (0.0, 1.0),
+                      dtype if implicit_gradient else (dtype, dtype))
 
 
 @tf.autograph.experimental.do_not_convert
@@ -251,19 +303,38 @@ def von_mises_prob(x, concentration):
 
 @tf.custom_gradient
 def _cdf_with_gradient(x, concentration):
-    x64, kappa64 = _prepare(x, concentration)
-    wrapped, periods = _wrap(x64)
     # stop_gradient: the derivatives are this function's own; no tape records the kernel.
-    cdf, dcdf = (tf.reshape(t, tf.shape(x64)) for t in _branches_kernel(
-        tf.stop_gradient(tf.reshape(wrapped, [-1])), tf.stop_gradient(tf.reshape(kappa64, [-1])),
-        x.dtype))
-    cdf = tf.cast(cdf + periods, x.dtype)
+    cdf, dcdf = (tf.reshape(t, tf.shape(x)) for t in _kernel(
+        tf.stop_gradient(tf.reshape(x, [-1])), tf.stop_gradient(tf.reshape(concentration, [-1])),
+        False))
 
     def grad(upstream):
-        prob = tf.cast(tf.exp(_log_prob64(wrapped, kappa64)), x.dtype)
-        return upstream * prob, upstream * tf.cast(dcdf, x.dtype)
+        return upstream * von_mises_prob(x, concentration), upstream * dcdf
 
     return cdf, grad
+
+
+def von_mises_sample_grad(x, concentration):
+    """The implicit gradient ``dz/dkappa = -(dF/dkappa) / p(z)`` at samples ``x``.
+
+    Args:
+      x: float32 or float64 tensor, samples of ``VonMises(0, concentration)``.
+      concentration: tensor of the same dtype broadcastable with ``x``,
+        ``kappa >= 0``.
+
+    Returns:
+      ``dz/dkappa`` with the broadcast shape, computed in one XLA kernel with
+      ``F``'s derivative (same accuracy as ``von_mises_cdf``'s) and the density
+      in float64, so that it stays finite where the density underflows the
+      input dtype.
+
+    Cost: as ``von_mises_cdf``.
+    """
+    x = tf.convert_to_tensor(x)
+    concentration = tf.convert_to_tensor(concentration, dtype=x.dtype)
+    shape = tf.broadcast_dynamic_shape(tf.shape(x), tf.shape(concentration))
+    flat = [tf.reshape(tf.broadcast_to(t, shape), [-1]) for t in (x, concentration)]
+    return tf.reshape(_kernel(*flat, True), shape)
 
 
 @tf.autograph.experimental.do_not_convert
