@@ -96,11 +96,11 @@ def _time_interleaved(steps, mode, repeats):
     return results
 
 
-def throughput(num_samples, repeats):
+def throughput(num_samples, repeats, modes=MODES):
     table = {}
     for name, (values, make_ours, make_tfp) in CASES.items():
         row = {}
-        for mode in MODES:
+        for mode in modes:
             steps = {impl: _sample_and_gradient(make, values, num_samples)
                      for impl, make in (("ours", make_ours), ("tfp", make_tfp))}
             for impl, result in _time_interleaved(steps, mode, repeats).items():
@@ -111,16 +111,17 @@ def throughput(num_samples, repeats):
                       + (f"{result['samples_per_second']:12.4g} samples/s"
                          if "samples_per_second" in result else "fails: " + result["error"]),
                       flush=True)
-        speed = {k: v.get("samples_per_second") for k, v in row.items()}
+        speed = {f"{impl}_{mode}": row.get(f"{impl}_{mode}", {}).get("samples_per_second")
+                 for impl in ("ours", "tfp") for mode in MODES}
         tfp_best = max((s for k, s in speed.items() if k.startswith("tfp") and s), default=None)
+        ours_best = max((s for k, s in speed.items() if k.startswith("ours") and s), default=None)
         ratios = {mode: (speed[f"ours_{mode}"] / speed[f"tfp_{mode}"]
                          if speed[f"ours_{mode}"] and speed[f"tfp_{mode}"] else None)
-                  for mode in MODES}
+                  for mode in modes}
         ratios["ours_jit_vs_tfp_best"] = (speed["ours_jit"] / tfp_best
                                           if speed["ours_jit"] and tfp_best else None)
-        ratios["ours_best_vs_tfp_function"] = (
-            max(s for k, s in speed.items() if k.startswith("ours") and s) / speed["tfp_function"]
-            if speed["tfp_function"] else None)
+        ratios["ours_best_vs_tfp_function"] = (ours_best / speed["tfp_function"]
+                                               if ours_best and speed["tfp_function"] else None)
         row["ratios"] = ratios
         print(f"{name:10s} ratios ours/tfp: " + ", ".join(
             f"{k}={v:.3g}" if v else f"{k}=n/a" for k, v in ratios.items()), flush=True)
@@ -238,21 +239,31 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--num-samples", type=int, default=1_000_000)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--modes", default=",".join(MODES),
+                        help="comma-separated subset of " + ",".join(MODES))
+    parser.add_argument("--throughput-only", action="store_true",
+                        help="skip the accuracy tables")
+    parser.add_argument("--output", default=RESULTS, help="JSON file to write")
     args = parser.parse_args()
+    modes = tuple(args.modes.split(","))
+    if not set(modes) <= set(MODES):
+        parser.error(f"--modes must be a subset of {','.join(MODES)}; got {args.modes}")
     results = {
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores "
                    "(shared)",
+        "load_average_at_start": os.getloadavg()[0],
         "versions": {"tensorflow": tf.__version__, "tensorflow_probability": tfp.__version__},
         "command": "python benchmarks/implicit_reparam.py " + " ".join(sys.argv[1:]),
         "num_samples": args.num_samples, "repeats": args.repeats,
-        "throughput": throughput(args.num_samples, args.repeats),
-        "von_mises_accuracy": von_mises_accuracy(),
-        "gamma_accuracy": gamma_accuracy(),
+        "throughput": throughput(args.num_samples, args.repeats, modes),
     }
-    os.makedirs(os.path.dirname(RESULTS), exist_ok=True)
-    with open(RESULTS, "w") as f:
+    if not args.throughput_only:
+        results["von_mises_accuracy"] = von_mises_accuracy()
+        results["gamma_accuracy"] = gamma_accuracy()
+    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
+    with open(args.output, "w") as f:
         json.dump(results, f, indent=1)
-    print("wrote", RESULTS)
+    print("wrote", args.output)
 
 
 if __name__ == "__main__":
