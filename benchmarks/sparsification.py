@@ -71,14 +71,16 @@ def load_data(quick=False):
 
 # --- architectures: one builder per net, parameterised by the layer kind ---
 
-def lenet_300_100(kind, num_examples=None):
-    """LeNet-300-100: 784-300-100-10 with ReLU. ``kind`` in {'dense', 'sparse_vd', 'sbp'}."""
+def lenet_300_100(kind, num_examples=None, log_sigma2_init=-10.0):
+    """LeNet-300-100: 784-300-100-10 with ReLU. ``kind`` in {'dense', 'sparse_vd', 'sbp'};
+    ``log_sigma2_init`` is the Sparse VD layers' initial ``log sigma^2``."""
     import keras
     from tfbayes import layers as tl
 
     def dense(units, activation=None):
         if kind == "sparse_vd":
-            return [tl.SparseVDDense(units, activation=activation, num_examples=num_examples)]
+            return [tl.SparseVDDense(units, activation=activation, num_examples=num_examples,
+                                     log_sigma2_initializer=log_sigma2_init)]
         return [keras.layers.Dense(units, activation=activation)]
 
     def sbp():
@@ -90,19 +92,22 @@ def lenet_300_100(kind, num_examples=None):
         name=f"lenet_300_100_{kind}")
 
 
-def lenet_5(kind, num_examples=None):
-    """LeNet-5-Caffe: conv 20@5x5, pool, conv 50@5x5, pool, dense 500, dense 10."""
+def lenet_5(kind, num_examples=None, log_sigma2_init=-10.0):
+    """LeNet-5-Caffe: conv 20@5x5, pool, conv 50@5x5, pool, dense 500, dense 10 (arguments
+    as ``lenet_300_100``)."""
     import keras
     from tfbayes import layers as tl
 
     def conv(filters):
         if kind == "sparse_vd":
-            return [tl.SparseVDConv2D(filters, 5, activation="relu", num_examples=num_examples)]
+            return [tl.SparseVDConv2D(filters, 5, activation="relu", num_examples=num_examples,
+                                      log_sigma2_initializer=log_sigma2_init)]
         return [keras.layers.Conv2D(filters, 5, activation="relu")]
 
     def dense(units, activation=None):
         if kind == "sparse_vd":
-            return [tl.SparseVDDense(units, activation=activation, num_examples=num_examples)]
+            return [tl.SparseVDDense(units, activation=activation, num_examples=num_examples,
+                                     log_sigma2_initializer=log_sigma2_init)]
         return [keras.layers.Dense(units, activation=activation)]
 
     def sbp():
@@ -250,7 +255,8 @@ def sparsify(arch, kind, data, recipe):
     """Trains the dense baseline, then the ``kind`` model from its weights; returns a result dict.
 
     ``recipe``: ``dense_epochs``, ``epochs``, ``learning_rate``, ``warmup_epochs``
-    (KL weight ramped 0 -> 1), and the selection targets ``min_compression`` and
+    (KL weight ramped 0 -> 1), ``log_sigma2_init`` (Sparse VD's initial ``log sigma^2``),
+    and the selection targets ``min_compression`` and
     ``min_flops_reduction`` (see ``best_epoch_tracker``).
     """
     from tfbayes import sparsity
@@ -258,7 +264,8 @@ def sparsify(arch, kind, data, recipe):
 
     dense, dense_seconds, dense_epoch = pretrained_dense(arch, data, recipe["dense_epochs"])
     (x_train, _), _, (x_test, _) = data
-    model = ARCHITECTURES[arch](kind, num_examples=len(x_train))
+    model = ARCHITECTURES[arch](kind, num_examples=len(x_train),
+                                log_sigma2_init=recipe["log_sigma2_init"])
     model.build((None, 28, 28, 1))
     copy_dense_weights(dense, model)
     tracker = best_epoch_tracker(recipe["min_compression"], recipe["min_flops_reduction"])
@@ -354,13 +361,14 @@ def _tfmot_worker(args):
 # --- experiments: each returns a JSON-able dict ---
 
 RECIPES = {
-    "lenet_300_100_sparse_vd": dict(dense_epochs=8, epochs=30, learning_rate=3e-3,
-                                    warmup_epochs=7, min_compression=30.0,
-                                    min_flops_reduction=0.0),
-    "lenet_5_sparse_vd": dict(dense_epochs=5, epochs=10, learning_rate=3e-3, warmup_epochs=2,
-                              min_compression=100.0, min_flops_reduction=0.0),
-    "lenet_5_sbp": dict(dense_epochs=5, epochs=20, learning_rate=1e-2, warmup_epochs=5,
-                        min_compression=0.0, min_flops_reduction=5.0),
+    "lenet_300_100_sparse_vd": dict(dense_epochs=8, epochs=100, learning_rate=2e-3,
+                                    warmup_epochs=20, log_sigma2_init=-10.0,
+                                    min_compression=30.0, min_flops_reduction=0.0),
+    "lenet_5_sparse_vd": dict(dense_epochs=5, epochs=45, learning_rate=3e-3, warmup_epochs=5,
+                              log_sigma2_init=-10.0, min_compression=100.0,
+                              min_flops_reduction=0.0),
+    "lenet_5_sbp": dict(dense_epochs=5, epochs=40, learning_rate=1e-2, warmup_epochs=5,
+                        log_sigma2_init=-10.0, min_compression=0.0, min_flops_reduction=5.0),
 }
 """Per experiment: the training recipe and the targets an epoch must reach to be selected."""
 
@@ -426,7 +434,8 @@ def main():
     parser.add_argument("--quick", action="store_true", help="a smoke run on a data subset")
     parser.add_argument("--tfmot-worker", help=argparse.SUPPRESS)
     for key, kind in (("dense_epochs", int), ("epochs", int), ("learning_rate", float),
-                      ("warmup_epochs", int), ("min_compression", float),
+                      ("warmup_epochs", int), ("log_sigma2_init", float),
+                      ("min_compression", float),
                       ("min_flops_reduction", float)):
         parser.add_argument("--" + key.replace("_", "-"), type=kind,
                             help="overrides this entry of the experiments' recipes")
