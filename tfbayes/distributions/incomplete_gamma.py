@@ -71,7 +71,11 @@ arrays of loop state (XLA's CPU backend emits one kernel per state array). Hence
   chunk runs its own loops to convergence, so the loop state stays in the
   CPU cache and each chunk stops at its own slowest element. Converged
   elements are frozen term by term, so every value is the same whatever the
-  chunk or batch it sits in.
+  chunk or batch it sits in;
+* before chunking, the elements are stably partitioned (a cumulative sum and
+  ``invert_permutation``), the fraction's after all others, so that most
+  chunks run only one of the two loops: 13-17% faster where the regimes mix
+  (1e6 draws at ``a = 0.3``; 3e6 at ``a`` = 1, 2, 3), 3% at ``a = 2.5``.
 
 Measured for 1e6 float32 draws at ``a = 2.5`` on a 2-core CPU: 130 ms as TF
 ops, 60 ms as one XLA loop over the array, 34 ms in 16384-element chunks.
@@ -138,10 +142,19 @@ def _gamma_log_sample_grad_kernel(a, log_x):
         tf.reduce_any(a >= TEMME_MIN_CONCENTRATION),
         lambda: _temme_where_applicable(a, log_x),
         lambda: (tf.zeros_like(a, tf.bool), tf.zeros_like(a)))
+    # Stable partition: the fraction's elements after all others, so that most chunks
+    # need only one of the two loops (the other converges at once on its dummies).
+    use_fraction = (log_x > 0.0) & (log_x > tf.math.log(a)) & ~use_temme
+    position = tf.where(use_fraction,
+                        tf.size(a) - tf.reduce_sum(tf.cast(use_fraction, tf.int32))
+                        + tf.cumsum(tf.cast(use_fraction, tf.int32)) - 1,
+                        tf.cumsum(tf.cast(~use_fraction, tf.int32)) - 1)
+    order = tf.math.invert_permutation(position)
     # The padding (a = 1, x = 1, Temme's) converges at once.
-    by_loops = map_chunks(_series_or_fraction, (a, log_x, use_temme), (1.0, 0.0, True),
-                          a.dtype)
-    return tf.where(use_temme, temme, by_loops)
+    by_loops = map_chunks(_series_or_fraction,
+                          tuple(tf.gather(t, order) for t in (a, log_x, use_temme)),
+                          (1.0, 0.0, True), a.dtype)
+    return tf.where(use_temme, temme, tf.gather(by_loops, position))
 
 
 def _series_or_fraction(a, log_x, use_temme):
