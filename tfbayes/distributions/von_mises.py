@@ -21,6 +21,7 @@ import tensorflow_probability as tfp
 
 from tfbayes.distributions.gamma import assert_positive, convert_float_parameters, \
     positive_parameter
+from tfbayes.distributions.chunks import call_bucketed
 from tfbayes.distributions.rejection import rejection_sample
 from tfbayes.distributions.von_mises_numerics import von_mises_cdf, von_mises_sample_grad
 
@@ -75,14 +76,15 @@ def _best_fisher(kappa, seed):
     which keeps relative precision for small angles (large ``kappa``).
     """
     kappa = tf.stop_gradient(kappa)
-    return tf.reshape(_best_fisher_kernel(tf.reshape(kappa, [-1]), seed), tf.shape(kappa))
+    return tf.reshape(call_bucketed(_best_fisher_kernel, (tf.reshape(kappa, [-1]),), (1.0,), seed),
+                      tf.shape(kappa))
 
 
 @tf.function(jit_compile=True, reduce_retracing=True, autograph=False)
 def _best_fisher_kernel(kappa, seed):
     """``_best_fisher`` of 1-D ``kappa``, compiled by XLA also for eager and
     ``tf.function`` callers (1e6 draws at ``kappa = 5``: 50 ms against 110 ms as
-    TF ops, measured; one compilation per dtype and size, about 1 s)."""
+    TF ops, measured; one compilation per dtype and size, small sizes bucketed, about 1 s)."""
     r_minus_1, kappa_r_minus_1 = _wrapped_cauchy_parameters(kappa)
     u = rejection_sample(_best_fisher_proposal, (r_minus_1, kappa_r_minus_1), seed,
                          levels=RETRY_LEVELS, shrink=RETRY_SHRINK,

@@ -63,12 +63,13 @@ the drift is far below the target and only ``sin x``, ``cos x`` are evaluated).
 One ``tf.switch_case`` picks the branch a chunk needs (see ``_branches``), and
 for float32 results a chunk whose elements share one ``kappa`` sums the series
 by Clenshaw's recurrence on coefficients formed once. XLA compiles the kernel
-once per dtype and element count, 5-12 s on 2 busy CPU cores (a branch per
-regime and tier); eager code whose batch size changes at every call pays this
-once per size. Measured for 1e6 float32 samples at ``kappa = 5`` on 2 busy
-cores (load about 4): CDF and derivative 560 ms as TF ops (1100 ms under XLA)
-with while loops; then, interleaved, 166 ms straight-line with 32 terms, 120 ms
-with the float32 tiers and one ``sin``/``cos`` pair, and ``dz/dkappa`` in one
+once per dtype and size (small sizes share power-of-two buckets,
+``chunks.call_bucketed``), 5-12 s on 2 busy
+CPU cores (a branch per regime and tier). Measured for 1e6 float32 samples at
+``kappa = 5`` on 2 busy cores (load about 4): CDF and derivative 560 ms as TF
+ops (1100 ms under XLA) with while loops; then, interleaved, 166 ms
+straight-line with 32 terms, 120 ms with the float32 tiers and one
+``sin``/``cos`` pair, and ``dz/dkappa`` in one
 kernel with one switch 36 ms (one ``kappa``) or 53 ms (two).
 """
 import functools
@@ -77,7 +78,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tfbayes.distributions.chunks import map_chunks
+from tfbayes.distributions.chunks import call_bucketed, map_chunks
 
 __all__ = ["von_mises_cdf", "von_mises_prob", "von_mises_sample_grad"]
 
@@ -309,9 +310,9 @@ def von_mises_prob(x, concentration):
 @tf.custom_gradient
 def _cdf_with_gradient(x, concentration):
     # stop_gradient: the derivatives are this function's own; no tape records the kernel.
-    cdf, dcdf = (tf.reshape(t, tf.shape(x)) for t in _kernel(
-        tf.stop_gradient(tf.reshape(x, [-1])), tf.stop_gradient(tf.reshape(concentration, [-1])),
-        False))
+    cdf, dcdf = (tf.reshape(t, tf.shape(x)) for t in call_bucketed(
+        _kernel, tuple(tf.stop_gradient(tf.reshape(t, [-1])) for t in (x, concentration)),
+        (0.0, 1.0), False))
 
     def grad(upstream):
         return upstream * von_mises_prob(x, concentration), upstream * dcdf
@@ -339,7 +340,7 @@ def von_mises_sample_grad(x, concentration):
     concentration = tf.convert_to_tensor(concentration, dtype=x.dtype)
     shape = tf.broadcast_dynamic_shape(tf.shape(x), tf.shape(concentration))
     flat = [tf.reshape(tf.broadcast_to(t, shape), [-1]) for t in (x, concentration)]
-    return tf.reshape(_kernel(*flat, True), shape)
+    return tf.reshape(call_bucketed(_kernel, tuple(flat), (0.0, 1.0), True), shape)
 
 
 @tf.autograph.experimental.do_not_convert
