@@ -69,11 +69,18 @@ def call_bucketed(kernel, tensors, fill_values, *args):
       power of two ``>= max(n, 16)`` if ``n <= CHUNK_SIZE``, else ``n`` itself
       (measured: padding 1e6 elements to whole chunks cost 3-5% per call).
     """
-    size = tf.shape(tensors[0])[0]
-    powers = tf.constant([_MIN_BUCKET * 2 ** i
-                          for i in range((CHUNK_SIZE // _MIN_BUCKET).bit_length())])
-    bucket = tf.where(size > CHUNK_SIZE, size,
-                      tf.reduce_min(tf.where(powers >= size, powers, CHUNK_SIZE)))
+    powers = [_MIN_BUCKET * 2 ** i for i in range((CHUNK_SIZE // _MIN_BUCKET).bit_length())]
+    static_size = tf.compat.dimension_value(tensors[0].shape[0])
+    if static_size is not None:
+        # Known statically (always under XLA, which would otherwise see dynamic shapes).
+        if static_size > CHUNK_SIZE:
+            return kernel(*tensors, *args)
+        size = static_size
+        bucket = min(p for p in powers if p >= static_size)
+    else:
+        size = tf.shape(tensors[0])[0]
+        bucket = tf.where(size > CHUNK_SIZE, size, tf.reduce_min(
+            tf.where(tf.constant(powers) >= size, powers, CHUNK_SIZE)))
     padded = tuple(tf.pad(t, [[0, bucket - size]], constant_values=value)
                    for t, value in zip(tensors, fill_values))
     results = kernel(*padded, *args)

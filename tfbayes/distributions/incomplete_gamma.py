@@ -73,6 +73,7 @@ arrays of loop state (XLA's CPU backend emits one kernel per state array). Hence
   elements are frozen term by term, so every value is the same whatever the
   chunk or batch it sits in;
 * before chunking, the elements are stably partitioned (a cumulative sum and
+  a segment-max scatter; XLA took 6 s instead of 1 s to compile the same with
   ``invert_permutation``), the fraction's after all others, so that most
   chunks run only one of the two loops: 13-17% faster where the regimes mix
   (1e6 draws at ``a = 0.3``; 3e6 at ``a`` = 1, 2, 3), 3% at ``a = 2.5``.
@@ -150,7 +151,7 @@ def _gamma_log_sample_grad_kernel(a, log_x):
                         tf.size(a) - tf.reduce_sum(tf.cast(use_fraction, tf.int32))
                         + tf.cumsum(tf.cast(use_fraction, tf.int32)) - 1,
                         tf.cumsum(tf.cast(~use_fraction, tf.int32)) - 1)
-    order = tf.math.invert_permutation(position)
+    order = tf.math.unsorted_segment_max(tf.range(tf.size(a)), position, tf.size(a))
     # The padding (a = 1, x = 1, Temme's) converges at once.
     by_loops = map_chunks(_series_or_fraction,
                           tuple(tf.gather(t, order) for t in (a, log_x, use_temme)),
