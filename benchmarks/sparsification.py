@@ -364,7 +364,7 @@ RECIPES = {
     "lenet_300_100_sparse_vd": dict(dense_epochs=8, epochs=100, learning_rate=2e-3,
                                     warmup_epochs=20, log_sigma2_init=-10.0,
                                     min_compression=30.0, min_flops_reduction=0.0),
-    "lenet_5_sparse_vd": dict(dense_epochs=5, epochs=45, learning_rate=3e-3, warmup_epochs=5,
+    "lenet_5_sparse_vd": dict(dense_epochs=5, epochs=35, learning_rate=1e-3, warmup_epochs=5,
                               log_sigma2_init=-10.0, min_compression=100.0,
                               min_flops_reduction=0.0),
     "lenet_5_sbp": dict(dense_epochs=5, epochs=40, learning_rate=1e-2, warmup_epochs=5,
