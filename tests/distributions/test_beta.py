@@ -10,16 +10,10 @@ import tensorflow_probability as tfp
 from test_dirichlet import RTOL, mp_log_simplex_jacobian
 from tfbayes.distributions import Beta
 from tfbayes.distributions.gamma import sample_log_standard_gamma
+from tf_modes import MODES, run_in_mode
 
-MODES = ["eager", "function", "jit"]
 CONCENTRATION1 = np.array([1e-3, 1e-3, 0.4, 1.0, 6.0, 1e3, 1e3, 30.0])
 CONCENTRATION0 = np.array([1e-3, 5.0, 0.4, 1.0, 0.05, 1e-3, 2e3, 30.0])
-
-
-def _run(fn, mode, *args):
-    if mode == "eager":
-        return fn(*args)
-    return tf.function(fn, jit_compile=(mode == "jit"))(*args)
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -36,7 +30,7 @@ def test_per_sample_gradients_match_mpmath(dtype, mode):
         log_gamma = tf.transpose(sample_log_standard_gamma(tf.shape(stacked), stacked, 21)[:, 0])
         return log_x, log_gamma, tape.gradient(log_x, c1), tape.gradient(log_x, c0)
 
-    log_x, log_gamma, d_c1, d_c0 = (t.numpy() for t in _run(draw, mode, c1, c0))
+    log_x, log_gamma, d_c1, d_c0 = (t.numpy() for t in run_in_mode(draw, mode, c1, c0))
     ref = mp_log_simplex_jacobian(np.stack([c1.numpy(), c0.numpy()], -1), log_gamma)[:, 0]
     ours = np.stack([d_c1, d_c0], -1)
     assert np.all(np.isfinite(ours))
@@ -70,7 +64,7 @@ def test_monte_carlo_gradients_match_closed_forms():
 @pytest.mark.parametrize("mode", ["eager", "jit"])
 def test_samples_follow_the_beta_law(mode):
     c1, c0 = np.array([0.3, 2.0, 40.0]), np.array([0.5, 2.0, 3.0])
-    x = _run(lambda a, b: Beta(a, b).sample(3000, seed=4), mode,
+    x = run_in_mode(lambda a, b: Beta(a, b).sample(3000, seed=4), mode,
              tf.constant(c1), tf.constant(c0)).numpy()
     for j in range(3):
         assert st.kstest(x[:, j], st.beta(c1[j], c0[j]).cdf).pvalue > 1e-3

@@ -9,8 +9,8 @@ import tensorflow_probability as tfp
 from test_incomplete_gamma import mp_gamma_log_grads
 from tfbayes.distributions import Dirichlet
 from tfbayes.distributions.gamma import sample_log_standard_gamma
+from tf_modes import MODES, run_in_mode
 
-MODES = ["eager", "function", "jit"]
 # The accuracy table: Beta and Dirichlet gradients w.r.t. each concentration.
 RTOL = {np.float32: 1e-4, np.float64: 1e-10}
 CONCENTRATIONS = np.array([[1e-3, 0.5, 20.0], [3.0, 1e3, 0.02], [1.0, 1.0, 1.0],
@@ -39,12 +39,6 @@ def mp_log_simplex_jacobian(concentration, log_gamma):
     return out
 
 
-def _run(fn, mode, *args):
-    if mode == "eager":
-        return fn(*args)
-    return tf.function(fn, jit_compile=(mode == "jit"))(*args)
-
-
 @pytest.mark.parametrize("mode", MODES)
 def test_per_sample_gradients_match_mpmath(dtype, mode):
     a = tf.constant(np.tile(CONCENTRATIONS, [2, 1, 1]), dtype)  # batch [2, 5], k = 3
@@ -58,7 +52,7 @@ def test_per_sample_gradients_match_mpmath(dtype, mode):
         log_gamma = sample_log_standard_gamma(tf.concat([[1], tf.shape(a)], 0), a, 5)[0]
         return log_x, log_gamma, tf.stack([tape.gradient(r, a) for r in rows], -2)
 
-    log_x, log_gamma, jacobian = (t.numpy() for t in _run(draw, mode, a))
+    log_x, log_gamma, jacobian = (t.numpy() for t in run_in_mode(draw, mode, a))
     np.testing.assert_allclose(
         log_x, log_gamma - np.log(np.exp(log_gamma.astype(float)).sum(-1, keepdims=True)),
         rtol=0, atol=8 * np.finfo(dtype).eps * np.abs(log_gamma).max())

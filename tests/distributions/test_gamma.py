@@ -10,15 +10,9 @@ import tensorflow_probability as tfp
 
 from test_incomplete_gamma import RTOL, mp_gamma_log_grads
 from tfbayes.distributions import Gamma
+from tf_modes import MODES, run_in_mode
 
-MODES = ["eager", "function", "jit"]
 CONCENTRATIONS = np.logspace(-3, 3, 13)
-
-
-def _run(fn, mode, *args):
-    if mode == "eager":
-        return fn(*args)
-    return tf.function(fn, jit_compile=(mode == "jit"))(*args)
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -32,7 +26,7 @@ def test_per_sample_gradients_match_mpmath(dtype, mode):
             log_z = Gamma(a, rate=tf.constant(2.5, dtype)).log_sample(seed=7)
         return log_z, tape.gradient(log_z, a)
 
-    log_z, dlog_z = (t.numpy() for t in _run(draw, mode, a))
+    log_z, dlog_z = (t.numpy() for t in run_in_mode(draw, mode, a))
     log_x = (log_z + dtype(np.log(2.5))).astype(dtype)
     ref = mp_gamma_log_grads(a.numpy().ravel(), log_x.ravel()).reshape(log_z.shape)
     assert np.all(np.isfinite(dlog_z)) and np.all(dlog_z != 0)
@@ -104,7 +98,7 @@ def test_rate_and_log_rate_gradients(dtype):
 @pytest.mark.parametrize("mode", ["eager", "jit"])
 def test_samples_follow_the_gamma_law(mode):
     concentration = np.array([0.3, 1.0, 4.5, 50.0])
-    log_z = _run(lambda a: Gamma(a, rate=2.0).log_sample(3000, seed=5), mode,
+    log_z = run_in_mode(lambda a: Gamma(a, rate=2.0).log_sample(3000, seed=5), mode,
                  tf.constant(concentration)).numpy()
     for j, a in enumerate(concentration):
         assert st.kstest(np.exp(log_z[:, j]) * 2.0, st.gamma(a).cdf).pvalue > 1e-3

@@ -5,14 +5,7 @@ import pytest
 import tensorflow as tf
 
 from tfbayes.distributions import implicit_reparameterization
-
-MODES = ["eager", "function", "jit"]
-
-
-def _run(fn, mode):
-    if mode == "eager":
-        return fn()
-    return tf.function(fn, jit_compile=(mode == "jit"))()
+from tf_modes import MODES, run_in_mode
 
 
 def _normal_cdf(z, loc, scale):
@@ -44,7 +37,7 @@ def test_normal_matches_location_scale_gradient(dtype, mode, with_prob):
                                               prob=prob if with_prob else None)
         return out, tape.gradient(out, [loc, scale], output_gradients=upstream)
 
-    out, (g_loc, g_scale) = _run(grads, mode)
+    out, (g_loc, g_scale) = run_in_mode(grads, mode)
     np.testing.assert_array_equal(out.numpy(), z.numpy())
     g = upstream.numpy()
     np.testing.assert_allclose(g_loc.numpy(), g.sum(axis=(0, 2))[:, None], rtol=_tol(dtype),
@@ -65,7 +58,7 @@ def test_exponential_rate_gradient_is_minus_z_over_rate(dtype, mode):
                 z, (rate,), cdf=lambda x, r: -tf.math.expm1(-r * x))
         return tape.gradient(out, rate)
 
-    np.testing.assert_allclose(_run(grads, mode).numpy(), (-z.numpy() / rate.numpy()).sum(0),
+    np.testing.assert_allclose(run_in_mode(grads, mode).numpy(), (-z.numpy() / rate.numpy()).sum(0),
                                rtol=10 * _tol(dtype))
 
 
@@ -89,7 +82,7 @@ def test_kumaraswamy_against_mpmath_finite_differences(dtype, mode):
             db = tape.gradient(out, b)
         return da, db
 
-    da, db = _run(grads, mode)
+    da, db = run_in_mode(grads, mode)
 
     def cdf(x, p, q):
         return 1 - (1 - x ** p) ** q
@@ -126,7 +119,7 @@ def test_multivariate_normal_standardization(dtype, mode):
             out = implicit_reparameterization(z, [mu, chol], standardize=standardize)
         return tape.gradient(out, [mu, chol], output_gradients=tf.constant(upstream, dtype))
 
-    g_mu, g_chol = _run(grads, mode)
+    g_mu, g_chol = run_in_mode(grads, mode)
     tol = 1e-4 if dtype == np.float32 else 1e-11
     np.testing.assert_allclose(g_mu.numpy(), upstream.sum(0), rtol=tol, atol=tol)
     np.testing.assert_allclose(g_chol.numpy(), np.tril(upstream.T @ eps), rtol=tol, atol=tol)

@@ -6,15 +6,9 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tfbayes.distributions import ImplicitReparameterized
+from tf_modes import MODES, run_in_mode
 
 tfd = tfp.distributions
-MODES = ["eager", "function", "jit"]
-
-
-def _run(fn, mode):
-    if mode == "eager":
-        return fn()
-    return tf.function(fn, jit_compile=(mode == "jit"))()
 
 
 def _truncated_cauchy_quantile(u, loc, scale, low, high):
@@ -46,7 +40,7 @@ def test_truncated_cauchy_gradients_match_quantile_derivatives(dtype, mode):
             z = dist.sample(seed=(3, 3))
         return z, tape.gradient(z, params)
 
-    z, grads = _run(draw, mode)
+    z, grads = run_in_mode(draw, mode)
     grads = np.stack([g.numpy() for g in grads], axis=1)  # [sample, parameter]
     with mpmath.workdps(30):
         values = [mpmath.mpf(float(dtype(v))) for v in values]
@@ -96,7 +90,7 @@ def test_normal_mixture_gradients_match_mpmath_implicit_function(dtype, mode):
             z = dist.sample(seed=(4, 4))
         return z, tape.gradient(z, variables)
 
-    z, grads = _run(draw, mode)
+    z, grads = run_in_mode(draw, mode)
     grads = np.stack([g.numpy() for g in grads], axis=1)  # [sample, group, component]
     with mpmath.workdps(30):
         theta = [[mpmath.mpf(float(x)) for x in v.numpy()[0]] for v in variables]

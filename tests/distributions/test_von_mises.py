@@ -12,19 +12,13 @@ import tensorflow_probability as tfp
 
 from tfbayes.distributions import VonMises, implicit_reparameterization, von_mises_cdf
 from tfbayes.distributions.von_mises_numerics import von_mises_prob, von_mises_sample_grad
+from tf_modes import MODES, run_in_mode
 
-MODES = ["eager", "function", "jit"]
 # kappa from 1e-2 to 1e3: past both Fourier tier switches (2, 12), around TFP's
 # switch (10.5) and around our switch to the Gaussian expansion (40).
 KAPPAS = [0.01, 1.0, 2.01, 5.0, 10.49, 10.5, 10.51, 12.01, 25.0, 39.99, 40.0, 1000.0]
 # Standardized offsets t = x sqrt(kappa); |t| <= 4.75 covers all but 2e-6 of the mass.
 OFFSETS = [-4.75, -3.0, -0.999, -0.2, 0.01, 1.001, 4.75]
-
-
-def _run(fn, mode):
-    if mode == "eager":
-        return fn()
-    return tf.function(fn, jit_compile=(mode == "jit"))()
 
 
 @functools.lru_cache(maxsize=None)
@@ -89,8 +83,8 @@ def _max_relative_error(value, reference):
 def test_implicit_gradient_and_cdf_match_mpmath(dtype, mode):
     x, kappa, cdf_ref, dz_ref = _grid(dtype)
     x_t, kappa_t = tf.constant(x, dtype), tf.constant(kappa, dtype)
-    dz = _run(lambda: _implicit_dz_dkappa(x_t, kappa_t), mode)
-    cdf = _run(lambda: von_mises_cdf(x_t, kappa_t), mode)
+    dz = run_in_mode(lambda: _implicit_dz_dkappa(x_t, kappa_t), mode)
+    cdf = run_in_mode(lambda: von_mises_cdf(x_t, kappa_t), mode)
     # Issue 2 targets for dz/dkappa: 1e-10 (float64) and 1e-5 (float32).
     assert _max_relative_error(dz, dz_ref) <= (1e-5 if dtype == np.float32 else 1e-10)
     np.testing.assert_allclose(cdf, cdf_ref, rtol=0, atol=(1e-6 if dtype == np.float32 else 1e-14))
@@ -153,7 +147,7 @@ def test_sample_gradients_in_every_mode(mode):
             loss = tf.reduce_sum(tf.sin(z) * z)
         return (z,) + tuple(tape.gradient(loss, [loc, kappa]))
 
-    z, dloc, dkappa = _run(draw, mode)
+    z, dloc, dkappa = run_in_mode(draw, mode)
     standardized = tf.constant(np.angle(np.exp(1j * (z.numpy() - loc.numpy()))))
     dz = _implicit_dz_dkappa(standardized, tf.broadcast_to(kappa, z.shape)).numpy()
     outer = (np.cos(z) * z + np.sin(z)).numpy()

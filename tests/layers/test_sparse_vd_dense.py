@@ -5,14 +5,7 @@ import pytest
 import tensorflow as tf
 
 from tfbayes.layers import SparseVDDense, set_num_examples
-
-MODES = ["eager", "function", "xla"]
-
-
-def _run(fn, mode, *args):
-    if mode == "eager":
-        return fn(*args)
-    return tf.function(fn, jit_compile=(mode == "xla"))(*args)
+from tf_modes import MODES, run_in_mode
 
 
 def _layer_with_random_posterior(dtype, in_dim=5, units=3, seed=0, **kwargs):
@@ -42,7 +35,7 @@ def test_training_output_mean_and_variance_match_monte_carlo_over_weights(dtype,
     reference = np.einsum("bi,sio->sbo", x.astype(np.float64), weights) + layer.bias.numpy()
     # Ours: the layer's local-reparameterization samples, one per row of a tiled batch.
     tiled = np.tile(x, (samples, 1))
-    ours = _run(lambda t: layer(t, training=True), mode, tf.constant(tiled)).numpy()
+    ours = run_in_mode(lambda t: layer(t, training=True), mode, tf.constant(tiled)).numpy()
     ours = ours.reshape(samples, 2, 3).astype(np.float64)
     for values in (reference, ours):
         mean, var = values.mean(0), values.var(0)
@@ -61,7 +54,7 @@ def test_inference_uses_theta_with_high_log_alpha_weights_removed(dtype, mode):
     mask = _np_log_alpha(layer) < 1.0
     assert 0 < mask.sum() < mask.size
     expected = np.maximum(x @ (layer.kernel.numpy() * mask) + layer.bias.numpy(), 0)
-    ours = _run(lambda t: layer(t, training=False), mode, tf.constant(x)).numpy()
+    ours = run_in_mode(lambda t: layer(t, training=False), mode, tf.constant(x)).numpy()
     assert ours.dtype == dtype
     np.testing.assert_allclose(ours, expected, rtol=1e-5, atol=1e-5)
     assert layer.sparsity_groups() == {"weights": (int(mask.sum()), mask.size)}

@@ -6,6 +6,7 @@ import tensorflow as tf
 
 from tfbayes import sparsity
 from tfbayes.layers import SparseVDDense, SparseVDEmbedding, SparseVDLSTM, set_num_examples
+from tf_modes import MODES, run_in_mode
 
 THRESHOLD = 3.0
 
@@ -14,12 +15,6 @@ def _numpy_kept(theta, log_sigma2):
     """The inference mask of Sparse VD, computed independently in NumPy (float64)."""
     log_alpha = np.clip(log_sigma2 - np.log(np.asarray(theta, np.float64) ** 2 + 1e-8), -8, 8)
     return log_alpha < THRESHOLD
-
-
-def _run(fn, mode, *args):
-    if mode == "eager":
-        return fn(*args)
-    return tf.function(fn, jit_compile=(mode == "jit"))(*args)
 
 
 @pytest.mark.parametrize("vocabulary_pruning", [False, True])
@@ -55,7 +50,7 @@ def test_inference_equals_numpy_with_pruned_weights_and_words(dtype, mode):
     assert 0 < word_kept.sum() < 12
     table = theta * _numpy_kept(theta, log_sigma2) * (words * word_kept)[:, None]
     ids = rng.integers(0, 12, size=(3, 7))
-    got = _run(lambda v: layer(v, training=False), mode, ids)
+    got = run_in_mode(lambda v: layer(v, training=False), mode, ids)
     np.testing.assert_allclose(np.asarray(got), table[ids], rtol=1e-6)
     expected_words = word_kept & np.any(_numpy_kept(theta, log_sigma2), axis=1)
     np.testing.assert_array_equal(layer.word_mask(), expected_words)

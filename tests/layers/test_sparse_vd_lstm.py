@@ -6,6 +6,7 @@ import tensorflow as tf
 
 from tfbayes import sparsity
 from tfbayes.layers import SparseVDDense, SparseVDEmbedding, SparseVDLSTM, set_num_examples
+from tf_modes import MODES, run_in_mode
 
 THRESHOLD = 3.0
 
@@ -47,12 +48,6 @@ def _copy_keras_weights(ours, reference):
     ours.kernel.assign(kernel)
     ours.recurrent_kernel.assign(recurrent_kernel)
     ours.bias.assign(bias)
-
-
-def _run(fn, mode, *args):
-    if mode == "eager":
-        return fn(*args)
-    return tf.function(fn, jit_compile=(mode == "jit"))(*args)
 
 
 @pytest.mark.parametrize("go_backwards,return_sequences,masked", [
@@ -101,7 +96,7 @@ def test_inference_equals_numpy_lstm_with_pruning(dtype, mode):
     expected, _, _ = numpy_lstm(
         x.astype(np.float64), pruned("kernel"), pruned("recurrent_kernel"), values["bias"],
         pruned("inputs_group"), pruned("hidden_group"), pruned("gates_group"))
-    got = _run(lambda v: layer(v, training=False), mode, x)
+    got = run_in_mode(lambda v: layer(v, training=False), mode, x)
     tol = 2e-5 if dtype == np.float32 else 1e-12
     np.testing.assert_allclose(np.asarray(got), expected[:, -1], atol=tol, rtol=tol)
 
