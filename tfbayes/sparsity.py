@@ -9,6 +9,9 @@
   pruning, e.g. :class:`~tfbayes.layers.SBPDropout`) and inputs whose weights
   are all pruned are removed physically: the layers become narrower and the
   next layer's input dimensions are sliced to match.
+* :func:`with_thresholds` returns a copy of a trained model whose layers prune
+  with other thresholds, to trade accuracy for compression after training
+  (e.g. choosing the threshold on validation data) without retraining.
 
 The sparsity protocol
 ---------------------
@@ -255,6 +258,45 @@ def compress(model):
                          "last SBPDropout, to fold its scale into")
     inputs = keras.Input(shape=input_shape[1:], dtype=model.inputs[0].dtype)
     return keras.Sequential([inputs] + new_layers, name=f"{model.name}_compressed")
+
+
+def with_thresholds(model, threshold=None, snr_threshold=None):
+    """A copy of ``model`` with the same weights whose layers prune at other thresholds.
+
+    Every layer with a ``threshold`` setting (the Sparse VD layers: a weight or
+    group is removed when ``log alpha >= threshold``; lower prunes more) gets
+    ``threshold``, and every layer with an ``snr_threshold`` (``SBPDropout``: a
+    unit is kept when its SNR exceeds it; higher prunes more) gets
+    ``snr_threshold``; None leaves that setting as it is. The copy is rebuilt
+    from the layers' configs (``keras.models.clone_model``), so traced
+    functions of ``model`` never see the change and ``model`` is untouched.
+    Cost: one copy of the weights.
+
+    Raises:
+      ValueError: for a subclassed model (its layers cannot be rebuilt from
+        configs), or an invalid threshold (from the layer that receives it).
+    """
+    if not isinstance(model, keras.Model):
+        raise TypeError(f"model: expected a keras.Model, got {type(model).__name__}")
+    if not isinstance(model, (keras.Sequential, Functional)):
+        raise ValueError(f"model: {model.name!r} is a subclassed model; with_thresholds() needs "
+                         "a Sequential or functional model (it rebuilds the layers from configs)")
+    overrides = {k: v for k, v in (("threshold", threshold), ("snr_threshold", snr_threshold))
+                 if v is not None}
+
+    def clone_layer(layer):
+        config = layer.get_config()
+        config.update({k: v for k, v in overrides.items() if k in config})
+        try:
+            return type(layer).from_config(config)
+        except TypeError as error:  # Keras wraps the layer's own ValueError; raise that one
+            if isinstance(error.__context__, ValueError):
+                raise error.__context__ from None
+            raise
+
+    copy = keras.models.clone_model(model, clone_function=clone_layer)
+    copy.set_weights(model.get_weights())
+    return copy
 
 
 # --- the report ---

@@ -118,6 +118,8 @@ def test_report_of_a_subclassed_model_has_counts_but_no_flops():
     assert report.total["flops_before"] is None and report.layers[0]["flops_after"] is None
     with pytest.raises(ValueError, match="subclassed model; compress\\(\\) needs a Sequential"):
         sparsity.compress(model)
+    with pytest.raises(ValueError, match="subclassed model; with_thresholds\\(\\) needs"):
+        sparsity.with_thresholds(model, threshold=1.0)
 
 
 def test_models_compress_cannot_handle_are_named_in_the_error():
@@ -144,3 +146,31 @@ def test_models_compress_cannot_handle_are_named_in_the_error():
         sparsity.sparsity_report(SparseVDDense(2))
     with pytest.raises(TypeError, match="rule: expected a PlainLayerRule"):
         sparsity.register_plain_layer(keras.layers.Dense, None)
+
+
+def test_with_thresholds_copies_the_model_with_the_pruning_moved():
+    model = _lenet()
+    x = np.random.default_rng(2).normal(size=(8, 10, 10, 2)).astype("float32")
+    same = sparsity.with_thresholds(model)
+    np.testing.assert_allclose(same(x).numpy(), model(x).numpy(), rtol=1e-6)
+    harder = sparsity.with_thresholds(model, threshold=0.0, snr_threshold=2.0)
+    # The original keeps its thresholds; the copy's counts follow log alpha and SNR in NumPy.
+    assert all(l.threshold == 3.0 for l in model.layers if isinstance(l, SparseVDLayer))
+    for old, new in zip(model.layers, harder.layers):
+        if isinstance(old, SparseVDLayer):
+            theta, log_sigma2 = old.kernel.numpy(), old.kernel_log_sigma2.numpy()
+            log_alpha = np.clip(log_sigma2 - np.log(theta ** 2 + 1e-8), -8, 8)
+            assert new.sparsity_groups()["weights"][0] == np.sum(log_alpha < 0.0)
+        elif isinstance(old, SBPDropout):
+            mean, snr = (t.numpy() for t in old.mean_and_snr())
+            assert new.sparsity_groups()["units"][0] == np.sum(snr > 2.0)
+    before = sparsity.sparsity_report(model).total
+    after = sparsity.sparsity_report(harder).total
+    assert after["weights_kept"] < before["weights_kept"]
+    assert after["groups"]["units"][0] < before["groups"]["units"][0]
+    np.testing.assert_allclose(sparsity.compress(harder)(x).numpy(), harder(x).numpy(),
+                               rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="snr_threshold: expected a positive number, got -1"):
+        sparsity.with_thresholds(model, snr_threshold=-1.0)
+    with pytest.raises(TypeError, match="model: expected a keras.Model, got str"):
+        sparsity.with_thresholds("model")
