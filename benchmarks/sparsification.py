@@ -9,8 +9,10 @@ pretrained dense weights. The last 10% of the (shuffled) training images are
 held out for validation, and models are selected on it, never on the test
 set: the dense baseline keeps its best-validation epoch, a sparse model its
 best-validation epoch among those that reach the experiment's target
-(compression for Sparse VD, FLOPs reduction for SBP; ``RECIPES``). For
-every model: test accuracy, compression
+(compression for Sparse VD, FLOPs reduction for SBP; ``RECIPES``), and then
+its pruning threshold is chosen on the same validation split
+(``select_threshold``; the test accuracy at the default threshold is reported
+too). For every model: test accuracy, compression
 (weights total / kept), FLOPs (multiply-adds per example of the weight layers,
 dense vs nonzero) and the measured CPU inference time of
 ``tfbayes.sparsity.compress``'s model vs the dense baseline (median of
@@ -199,11 +201,56 @@ def compile_and_fit(model, data, epochs, learning_rate, batch_size=128, callback
     return time.perf_counter() - start
 
 
-def accuracy(model, data):
-    """Test accuracy; ``data`` is ``(train, validation, test)``."""
-    x_test, y_test = data[2]
-    logits = model.predict(x_test, batch_size=1000, verbose=0)
-    return float(np.mean(np.argmax(logits, -1) == y_test))
+def accuracy(model, pair):
+    """The accuracy of ``model`` on one ``(x, y)`` pair of ``load_data``."""
+    x, y = pair
+    logits = model.predict(x, batch_size=1000, verbose=0)
+    return float(np.mean(np.argmax(logits, -1) == y))
+
+
+THRESHOLD_GRIDS = {
+    # kind: (layer setting, what it buys, its default, the grid); lower log-alpha thresholds
+    # and higher SNR thresholds prune more.
+    "sparse_vd": ("threshold", "compression", 3.0,
+                  (-1.0, -0.5, 0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 5.0, 6.0)),
+    "sbp": ("snr_threshold", "flops_reduction", 1.0,
+            (0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0, 2.5, 3.0, 4.0)),
+}
+
+
+def select_threshold(model, kind, validation_accuracy, dense_validation_accuracy, max_loss_pt):
+    """Chooses the pruning threshold of a trained model on validation data only.
+
+    Every threshold of ``THRESHOLD_GRIDS[kind]`` is applied with
+    ``tfbayes.sparsity.with_thresholds`` (no retraining); the one kept buys
+    the most (compression for Sparse VD, FLOPs reduction for SBP) among those
+    whose validation accuracy is at most ``max_loss_pt`` points below
+    ``dense_validation_accuracy``, or the layers' default when none is. This
+    is the SBP authors' post-training sweep of the SNR threshold (their
+    ``threshold_selection.py``) made a rule on held-out data.
+
+    Returns ``(model at that threshold, the threshold, the sweep as a list of dicts)``.
+    """
+    from tfbayes import sparsity
+
+    setting, target, default, grid = THRESHOLD_GRIDS[kind]
+    sweep, models = [], {}
+    for threshold in grid:
+        candidate = sparsity.with_thresholds(model, **{setting: threshold})
+        total = sparsity.sparsity_report(candidate).total
+        flops = (total["flops_before"] / total["dense_flops_after"]
+                 if total["flops_before"] else None)
+        sweep.append({"threshold": threshold, "val_accuracy": validation_accuracy(candidate),
+                      "compression": total["compression"], "flops_reduction": flops})
+        models[threshold] = candidate
+        print(f"{setting} {threshold}: val accuracy {sweep[-1]['val_accuracy']:.4f}, "
+              f"compression {total['compression']:.1f}x, FLOPs reduction {flops or 0:.2f}x",
+              flush=True)
+    within = [row for row in sweep
+              if 100 * (dense_validation_accuracy - row["val_accuracy"]) <= max_loss_pt]
+    chosen = (max(within, key=lambda row: (row[target], row["val_accuracy"]))["threshold"]
+              if within else default)
+    return models[chosen], chosen, sweep
 
 
 def inference_seconds(models, x, repeats=21):
@@ -273,15 +320,22 @@ def sparsify(arch, kind, data, recipe):
                               callbacks=[KLWarmup(recipe["warmup_epochs"]), tracker])
     if tracker.epoch is None:
         print("no epoch reached the recipe's targets; reporting the last one", flush=True)
+    dense_val_accuracy = accuracy(dense, data[1])
+    trained = model
+    model, threshold, sweep = select_threshold(
+        trained, kind, lambda m: accuracy(m, data[1]), dense_val_accuracy, recipe["max_loss_pt"])
     compressed = sparsity.compress(model)
     report = sparsity.sparsity_report(model)
     batch = x_test[:1000]
     dense_time, compressed_time = inference_seconds([dense, compressed], x_test)
     total = report.total
     result = {
-        "dense_accuracy": accuracy(dense, data),
-        "accuracy": accuracy(model, data),
-        "compressed_accuracy": accuracy(compressed, data),
+        "dense_accuracy": accuracy(dense, data[2]),
+        "accuracy": accuracy(model, data[2]),
+        "compressed_accuracy": accuracy(compressed, data[2]),
+        "threshold": threshold, "threshold_sweep": sweep,
+        "dense_val_accuracy": dense_val_accuracy,
+        "accuracy_at_default_threshold": accuracy(trained, data[2]),
         "max_abs_diff_compressed_vs_model": float(np.max(np.abs(
             compressed.predict(batch, verbose=0) - model.predict(batch, verbose=0)))),
         "weights_kept": total["weights_kept"], "weights_total": total["weights_total"],
@@ -363,14 +417,17 @@ def _tfmot_worker(args):
 RECIPES = {
     "lenet_300_100_sparse_vd": dict(dense_epochs=8, epochs=100, learning_rate=2e-3,
                                     warmup_epochs=20, log_sigma2_init=-10.0,
-                                    min_compression=30.0, min_flops_reduction=0.0),
+                                    min_compression=30.0, min_flops_reduction=0.0,
+                                    max_loss_pt=0.5),
     "lenet_5_sparse_vd": dict(dense_epochs=5, epochs=35, learning_rate=1e-3, warmup_epochs=5,
                               log_sigma2_init=-10.0, min_compression=100.0,
-                              min_flops_reduction=0.0),
+                              min_flops_reduction=0.0, max_loss_pt=0.5),
     "lenet_5_sbp": dict(dense_epochs=5, epochs=40, learning_rate=1e-2, warmup_epochs=5,
-                        log_sigma2_init=-10.0, min_compression=0.0, min_flops_reduction=5.0),
+                        log_sigma2_init=-10.0, min_compression=0.0, min_flops_reduction=5.0,
+                        max_loss_pt=1.0),
 }
-"""Per experiment: the training recipe and the targets an epoch must reach to be selected."""
+"""Per experiment: the training recipe, the targets an epoch must reach to be selected, and
+the validation-accuracy budget of the threshold selection (``select_threshold``)."""
 
 QUICK_RECIPE = dict(dense_epochs=1, epochs=1, warmup_epochs=1, min_compression=0.0,
                     min_flops_reduction=0.0)
@@ -436,7 +493,7 @@ def main():
     for key, kind in (("dense_epochs", int), ("epochs", int), ("learning_rate", float),
                       ("warmup_epochs", int), ("log_sigma2_init", float),
                       ("min_compression", float),
-                      ("min_flops_reduction", float)):
+                      ("min_flops_reduction", float), ("max_loss_pt", float)):
         parser.add_argument("--" + key.replace("_", "-"), type=kind,
                             help="overrides this entry of the experiments' recipes")
     args = parser.parse_args()

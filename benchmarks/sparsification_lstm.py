@@ -10,8 +10,10 @@ with a KL warm-up and a linearly decaying learning rate. The last 10% of the
 training split is held out for validation; both models are selected on it and
 never on the test set: the dense baseline keeps its best-validation epoch, the
 sparse model its best-validation epoch among those compressed at least
-``RECIPE["min_compression"]``-fold. Reported: test accuracy of both, compression (weights
-total / kept, the structure of ``tfbayes.sparsity.sparsity_report``), the
+``RECIPE["min_compression"]``-fold; then its pruning threshold is chosen on
+the validation split (``sparsification.select_threshold``). Reported: test
+accuracy of both, compression (weights total / kept, the structure of
+``tfbayes.sparsity.sparsity_report``), the
 words kept, the gates kept per gate type, and the accuracy of
 ``tfbayes.sparsity.compress``'s plain model.
 
@@ -131,7 +133,7 @@ def lstm_sentiment(data=None, quick=False, recipe=None):
     """The experiment; ``data`` (the LeNet data of the caller) is unused; ``recipe`` overrides
     entries of ``RECIPE``."""
     import keras
-    from sparsification import best_epoch_tracker
+    from sparsification import best_epoch_tracker, select_threshold
     from tfbayes import sparsity
     from tfbayes.layers import KLWarmup
 
@@ -160,6 +162,11 @@ def lstm_sentiment(data=None, quick=False, recipe=None):
         callbacks=[KLWarmup(recipe["warmup_epochs"]), sparse_best])
     if sparse_best.epoch is None:
         print(f"no epoch reached {recipe['min_compression']}x; reporting the last one")
+    dense_val_accuracy = accuracy(dense, validation)
+    trained = model
+    model, threshold, sweep = select_threshold(
+        trained, "sparse_vd", lambda m: accuracy(m, validation), dense_val_accuracy,
+        recipe["max_loss_pt"])
     report = sparsity.sparsity_report(model)
     print(report)
     compressed = sparsity.compress(model)
@@ -170,6 +177,9 @@ def lstm_sentiment(data=None, quick=False, recipe=None):
         "dense_accuracy": accuracy(dense, test),
         "accuracy": accuracy(model, test),
         "compressed_accuracy": accuracy(compressed, test),
+        "threshold": threshold, "threshold_sweep": sweep,
+        "dense_val_accuracy": dense_val_accuracy,
+        "accuracy_at_default_threshold": accuracy(trained, test),
         "max_abs_diff_compressed_vs_model": float(np.max(np.abs(
             compressed.predict(test[0], verbose=0) - model.predict(test[0], verbose=0)))),
         "weights_kept": total["weights_kept"], "weights_total": total["weights_total"],
@@ -203,6 +213,7 @@ RECIPE = dict(
     warmup_epochs=3,  # KL weight ramped 0 -> 1 over these epochs
     log_sigma2_init=-8.0,  # start near the dense weights: alpha = sigma^2 / theta^2 tiny
     min_compression=100.0,  # the sparse epoch is the best on validation at least this sparse
+    max_loss_pt=1.0,  # the validation budget of the threshold selection (select_threshold)
 )
 
 
