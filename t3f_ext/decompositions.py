@@ -9,6 +9,7 @@ and Alg. 2): truncating every one of the d - 1 unfoldings to the tolerance
 import numpy as np
 import tensorflow as tf
 
+from t3f_ext import linalg
 from t3f_ext import utils
 from t3f_ext.tensor_train import TensorTrain
 
@@ -30,7 +31,7 @@ def _tt_svd(tens, max_ranks, epsilon):
   left_rank = 1
   for k in range(d - 1):
     rest = tf.reshape(rest, [left_rank * modes[k], -1])
-    s, u, v = tf.linalg.svd(rest)
+    s, u, v = linalg.svd(rest)
     rank = s.shape[-1]
     if max_ranks[k + 1] is not None:
       rank = min(rank, max_ranks[k + 1])
@@ -197,7 +198,7 @@ def round(tt, max_tt_rank=None, epsilon=None, name="t3f_round"):  # pylint: disa
     for k in range(d - 1, 0, -1):
       left, modes, right = cores[k].shape[-3:]
       unfolding = utils.reshape_tail(cores[k], nb, [left, modes * right])
-      s, u, v = tf.linalg.svd(unfolding)
+      s, u, v = linalg.svd(unfolding)
       rank = s.shape[-1]
       if ranks[k] is not None:
         rank = min(rank, ranks[k])
