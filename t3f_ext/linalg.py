@@ -49,7 +49,8 @@ def svd(matrix):
     ``(s, u, v)``: ``s`` ``[..., k]`` real, descending, ``u`` ``[..., m, k]``
     and ``v`` ``[..., n, k]`` with orthonormal columns, ``k = min(m, n)``.
     Cost: ``O(m n k)``; inside XLA one QR and one ``[2k, 2k]`` ``eigh``
-    (measured 1 ms + 71 ms for ``k = 100`` in float64, against 261 ms for XLA's SVD).
+    (measured 65 ms for ``100 x 100`` and 83 ms for ``1000 x 100`` in float64,
+    against 261 ms and 11.6-15.7 s for XLA's SVD).
   """
   if not in_xla_context():
     return tf.linalg.svd(matrix)
