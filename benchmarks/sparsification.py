@@ -212,7 +212,8 @@ THRESHOLD_GRIDS = {
     # kind: (layer setting, what it buys, its default, the grid); lower log-alpha thresholds
     # and higher SNR thresholds prune more.
     "sparse_vd": ("threshold", "compression", 3.0,
-                  (-1.0, -0.5, 0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 5.0, 6.0)),
+                  (-3.0, -2.0, -1.5, -1.0, -0.5, 0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0,
+                   5.0, 6.0)),
     "sbp": ("snr_threshold", "flops_reduction", 1.0,
             (0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0, 2.5, 3.0, 4.0)),
 }
@@ -306,9 +307,11 @@ def sparsify(arch, kind, data, recipe):
     and the selection targets ``min_compression`` and
     ``min_flops_reduction`` (see ``best_epoch_tracker``).
     """
+    import keras
     from tfbayes import sparsity
     from tfbayes.layers import KLWarmup
 
+    keras.utils.set_random_seed(0)  # the noise, the batches: a rerun repeats the numbers
     dense, dense_seconds, dense_epoch = pretrained_dense(arch, data, recipe["dense_epochs"])
     (x_train, _), _, (x_test, _) = data
     model = ARCHITECTURES[arch](kind, num_examples=len(x_train),
