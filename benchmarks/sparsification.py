@@ -219,7 +219,8 @@ THRESHOLD_GRIDS = {
 }
 
 
-def select_threshold(model, kind, validation_accuracy, dense_validation_accuracy, max_loss_pt):
+def select_threshold(model, kind, validation_accuracy, dense_validation_accuracy, max_loss_pt,
+                     test_accuracy):
     """Chooses the pruning threshold of a trained model on validation data only.
 
     Every threshold of ``THRESHOLD_GRIDS[kind]`` is applied with
@@ -228,7 +229,8 @@ def select_threshold(model, kind, validation_accuracy, dense_validation_accuracy
     whose validation accuracy is at most ``max_loss_pt`` points below
     ``dense_validation_accuracy``, or the layers' default when none is. This
     is the SBP authors' post-training sweep of the SNR threshold (their
-    ``threshold_selection.py``) made a rule on held-out data.
+    ``threshold_selection.py``) made a rule on held-out data. ``test_accuracy`` is
+    recorded for every threshold, to show the whole trade-off, and never used to choose.
 
     Returns ``(model at that threshold, the threshold, the sweep as a list of dicts)``.
     """
@@ -242,9 +244,11 @@ def select_threshold(model, kind, validation_accuracy, dense_validation_accuracy
         flops = (total["flops_before"] / total["dense_flops_after"]
                  if total["flops_before"] else None)
         sweep.append({"threshold": threshold, "val_accuracy": validation_accuracy(candidate),
+                      "test_accuracy": test_accuracy(candidate),
                       "compression": total["compression"], "flops_reduction": flops})
         models[threshold] = candidate
-        print(f"{setting} {threshold}: val accuracy {sweep[-1]['val_accuracy']:.4f}, "
+        print(f"{setting} {threshold}: val accuracy {sweep[-1]['val_accuracy']:.4f} (test "
+              f"{sweep[-1]['test_accuracy']:.4f}), "
               f"compression {total['compression']:.1f}x, FLOPs reduction {flops or 0:.2f}x",
               flush=True)
     within = [row for row in sweep
@@ -326,7 +330,8 @@ def sparsify(arch, kind, data, recipe):
     dense_val_accuracy = accuracy(dense, data[1])
     trained = model
     model, threshold, sweep = select_threshold(
-        trained, kind, lambda m: accuracy(m, data[1]), dense_val_accuracy, recipe["max_loss_pt"])
+        trained, kind, lambda m: accuracy(m, data[1]), dense_val_accuracy, recipe["max_loss_pt"],
+        lambda m: accuracy(m, data[2]))
     compressed = sparsity.compress(model)
     report = sparsity.sparsity_report(model)
     batch = x_test[:1000]
