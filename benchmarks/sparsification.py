@@ -220,14 +220,18 @@ THRESHOLD_GRIDS = {
 
 
 def select_threshold(model, kind, validation_accuracy, dense_validation_accuracy, max_loss_pt,
-                     test_accuracy):
+                     validation_size, test_accuracy):
     """Chooses the pruning threshold of a trained model on validation data only.
 
     Every threshold of ``THRESHOLD_GRIDS[kind]`` is applied with
     ``tfbayes.sparsity.with_thresholds`` (no retraining); the one kept buys
     the most (compression for Sparse VD, FLOPs reduction for SBP) among those
-    whose validation accuracy is at most ``max_loss_pt`` points below
-    ``dense_validation_accuracy``, or the layers' default when none is. This
+    whose validation accuracy is at most ``max_loss_pt`` points, less one
+    standard error of the dense accuracy on ``validation_size`` examples, below
+    ``dense_validation_accuracy``, or the layers' default when none is. (The
+    margin keeps the choice from spending the whole budget on validation noise:
+    without it, LeNet-5 seed 0 took a threshold 0.40 pt below dense on
+    validation, 0.78 pt on test.) This
     is the SBP authors' post-training sweep of the SNR threshold (their
     ``threshold_selection.py``) made a rule on held-out data. ``test_accuracy`` is
     recorded for every threshold, to show the whole trade-off, and never used to choose.
@@ -251,8 +255,10 @@ def select_threshold(model, kind, validation_accuracy, dense_validation_accuracy
               f"{sweep[-1]['test_accuracy']:.4f}), "
               f"compression {total['compression']:.1f}x, FLOPs reduction {flops or 0:.2f}x",
               flush=True)
+    p = dense_validation_accuracy
+    budget_pt = max_loss_pt - 100 * np.sqrt(p * (1 - p) / validation_size)
     within = [row for row in sweep
-              if 100 * (dense_validation_accuracy - row["val_accuracy"]) <= max_loss_pt]
+              if 100 * (dense_validation_accuracy - row["val_accuracy"]) <= budget_pt]
     chosen = (max(within, key=lambda row: (row[target], row["val_accuracy"]))["threshold"]
               if within else default)
     return models[chosen], chosen, sweep
@@ -315,7 +321,7 @@ def sparsify(arch, kind, data, recipe):
     from tfbayes import sparsity
     from tfbayes.layers import KLWarmup
 
-    keras.utils.set_random_seed(0)  # the noise, the batches: a rerun repeats the numbers
+    keras.utils.set_random_seed(recipe.get("seed", 0))  # noise, batches: a rerun repeats
     dense, dense_seconds, dense_epoch = pretrained_dense(arch, data, recipe["dense_epochs"])
     (x_train, _), _, (x_test, _) = data
     model = ARCHITECTURES[arch](kind, num_examples=len(x_train),
@@ -331,7 +337,7 @@ def sparsify(arch, kind, data, recipe):
     trained = model
     model, threshold, sweep = select_threshold(
         trained, kind, lambda m: accuracy(m, data[1]), dense_val_accuracy, recipe["max_loss_pt"],
-        lambda m: accuracy(m, data[2]))
+        len(data[1][0]), lambda m: accuracy(m, data[2]))
     compressed = sparsity.compress(model)
     report = sparsity.sparsity_report(model)
     batch = x_test[:1000]
@@ -501,7 +507,7 @@ def main():
     for key, kind in (("dense_epochs", int), ("epochs", int), ("learning_rate", float),
                       ("warmup_epochs", int), ("log_sigma2_init", float),
                       ("min_compression", float),
-                      ("min_flops_reduction", float), ("max_loss_pt", float)):
+                      ("min_flops_reduction", float), ("max_loss_pt", float), ("seed", int)):
         parser.add_argument("--" + key.replace("_", "-"), type=kind,
                             help="overrides this entry of the experiments' recipes")
     args = parser.parse_args()
@@ -516,8 +522,9 @@ def main():
         result = EXPERIMENTS[name](data, args.quick, overrides)
         result["machine"] = "2 shared CPU cores"
         print(json.dumps(result, indent=1), flush=True)
-        if not args.quick:
-            save_result(name, result)
+        if not args.quick:  # a run with another seed than 0 is kept beside the main one
+            save_result(name if overrides.get("seed", 0) == 0 else f"{name}_seed{args.seed}",
+                        result)
 
 
 if __name__ == "__main__":

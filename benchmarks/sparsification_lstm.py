@@ -166,7 +166,7 @@ def lstm_sentiment(data=None, quick=False, recipe=None):
     trained = model
     model, threshold, sweep = select_threshold(
         trained, "sparse_vd", lambda m: accuracy(m, validation), dense_val_accuracy,
-        recipe["max_loss_pt"], lambda m: accuracy(m, test))
+        recipe["max_loss_pt"], len(validation[0]), lambda m: accuracy(m, test))
     report = sparsity.sparsity_report(model)
     print(report)
     compressed = sparsity.compress(model)
