@@ -136,6 +136,12 @@ def copy_dense_weights(dense_model, sparse_model):
         dst.bias.assign(src.bias)
 
 
+def flops_reduction_dense(total):
+    """FLOPs before / after ``compress`` counting the compressed layers as dense, from the
+    ``total`` row of ``sparsity_report``; None where the report has no FLOPs."""
+    return total["flops_before"] / total["dense_flops_after"] if total["flops_before"] else None
+
+
 def best_epoch_tracker(min_compression=0.0, min_flops_reduction=0.0, track_sparsity=True):
     """A callback that selects the epoch to keep, on validation data only.
 
@@ -161,7 +167,7 @@ def best_epoch_tracker(min_compression=0.0, min_flops_reduction=0.0, track_spars
             if track_sparsity:
                 total = sparsity.sparsity_report(self.model).total
                 compression = total["compression"]
-                flops_reduction = total["flops_before"] / total["dense_flops_after"]
+                flops_reduction = flops_reduction_dense(total)
                 self.compression.append(round(compression, 2))
                 self.flops_reduction.append(round(flops_reduction, 2))
                 print(f"epoch {epoch + 1}: compression {compression:.1f}x, FLOPs reduction "
@@ -245,8 +251,7 @@ def select_threshold(model, kind, validation_accuracy, dense_validation_accuracy
     for threshold in grid:
         candidate = sparsity.with_thresholds(model, **{setting: threshold})
         total = sparsity.sparsity_report(candidate).total
-        flops = (total["flops_before"] / total["dense_flops_after"]
-                 if total["flops_before"] else None)
+        flops = flops_reduction_dense(total)
         sweep.append({"threshold": threshold, "val_accuracy": validation_accuracy(candidate),
                       "test_accuracy": test_accuracy(candidate),
                       "compression": total["compression"], "flops_reduction": flops})
@@ -357,7 +362,7 @@ def sparsify(arch, kind, data, recipe):
         "flops_dense": total["flops_before"], "flops_nonzero_after": total["flops_after"],
         "flops_dense_after": total["dense_flops_after"],
         "flops_reduction_nonzero": total["flops_before"] / total["flops_after"],
-        "flops_reduction_dense": total["flops_before"] / total["dense_flops_after"],
+        "flops_reduction_dense": flops_reduction_dense(total),
         "inference_seconds_dense_10000": dense_time,
         "inference_seconds_compressed_10000": compressed_time,
         "cpu_speedup": dense_time / compressed_time,
@@ -523,8 +528,7 @@ def main():
         result["machine"] = "2 shared CPU cores"
         print(json.dumps(result, indent=1), flush=True)
         if not args.quick:  # a run with another seed than 0 is kept beside the main one
-            save_result(name if overrides.get("seed", 0) == 0 else f"{name}_seed{args.seed}",
-                        result)
+            save_result(f"{name}_seed{args.seed}" if args.seed else name, result)
 
 
 if __name__ == "__main__":

@@ -59,6 +59,9 @@ def svd(matrix):
 
 def svd_by_eigh(matrix):
   """The XLA route of :func:`svd` (see the module docstring); any mode, same contract."""
+  if matrix.shape.rank is None or matrix.shape.rank < 2 or None in matrix.shape[-2:]:
+    raise ValueError("matrix: expected a [..., m, n] tensor with static m and n, got shape %s"
+                     % matrix.shape)
   m, n = matrix.shape[-2:]
   if m < n:
     s, v, u = svd_by_eigh(tf.linalg.adjoint(matrix))

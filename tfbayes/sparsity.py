@@ -126,17 +126,23 @@ for _cls in (keras.layers.Dense, keras.layers.Conv1D, keras.layers.Conv2D):
 
 # --- the chain of layers ---
 
+def _check_model(model, needs=None):
+    """``TypeError`` unless ``model`` is a ``keras.Model``; with ``needs`` (what the caller
+    requires, for the message), ``ValueError`` for a subclassed model."""
+    if not isinstance(model, keras.Model):
+        raise TypeError(f"model: expected a keras.Model, got {type(model).__name__}")
+    if needs and not isinstance(model, (keras.Sequential, Functional)):
+        raise ValueError(f"model: {model.name!r} is a subclassed model; {needs}")
+
+
 def _layer_chain(model):
     """``[(layer, input_shape)]`` of a Sequential or single-chain functional model, in order.
 
     Walks the graph back from the output; every layer on the way must have one
     input, and every layer of the model must be on the way.
     """
-    if not isinstance(model, keras.Model):
-        raise TypeError(f"model: expected a keras.Model, got {type(model).__name__}")
-    if not isinstance(model, (keras.Sequential, Functional)):
-        raise ValueError(f"model: {model.name!r} is a subclassed model; compress() needs a "
-                         "Sequential or single-chain functional model (its graph is unknown)")
+    _check_model(model, needs="compress() needs a Sequential or single-chain functional model "
+                              "(its graph is unknown)")
     if not model.built or len(model.inputs) != 1 or len(model.outputs) != 1:
         raise ValueError(f"model: {model.name!r} must be built with one input and one output "
                          "for compress()")
@@ -276,11 +282,8 @@ def with_thresholds(model, threshold=None, snr_threshold=None):
       ValueError: for a subclassed model (its layers cannot be rebuilt from
         configs), or an invalid threshold (from the layer that receives it).
     """
-    if not isinstance(model, keras.Model):
-        raise TypeError(f"model: expected a keras.Model, got {type(model).__name__}")
-    if not isinstance(model, (keras.Sequential, Functional)):
-        raise ValueError(f"model: {model.name!r} is a subclassed model; with_thresholds() needs "
-                         "a Sequential or functional model (it rebuilds the layers from configs)")
+    _check_model(model, needs="with_thresholds() needs a Sequential or functional model (it "
+                              "rebuilds the layers from configs)")
     overrides = {k: v for k, v in (("threshold", threshold), ("snr_threshold", snr_threshold))
                  if v is not None}
 
@@ -380,8 +383,7 @@ def sparsity_report(model):
     "after" = nonzero weights of :func:`compress`'s model; they are given for
     Sequential and single-chain functional models, and None otherwise.
     """
-    if not isinstance(model, keras.Model):
-        raise TypeError(f"model: expected a keras.Model, got {type(model).__name__}")
+    _check_model(model)
     if not model.built:
         raise ValueError(f"model: {model.name!r} is not built; call it on data first")
     try:

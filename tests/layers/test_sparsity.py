@@ -148,7 +148,7 @@ def test_models_compress_cannot_handle_are_named_in_the_error():
         sparsity.register_plain_layer(keras.layers.Dense, None)
 
 
-def test_with_thresholds_copies_the_model_with_the_pruning_moved():
+def test_with_thresholds_copies_the_model_with_the_pruning_moved(tmp_path):
     model = _lenet()
     x = np.random.default_rng(2).normal(size=(8, 10, 10, 2)).astype("float32")
     same = sparsity.with_thresholds(model)
@@ -170,6 +170,9 @@ def test_with_thresholds_copies_the_model_with_the_pruning_moved():
     assert after["groups"]["units"][0] < before["groups"]["units"][0]
     np.testing.assert_allclose(sparsity.compress(harder)(x).numpy(), harder(x).numpy(),
                                rtol=1e-5, atol=1e-5)
+    harder.save(tmp_path / "harder.keras")
+    reloaded = keras.models.load_model(tmp_path / "harder.keras")
+    np.testing.assert_allclose(reloaded(x).numpy(), harder(x).numpy())
     with pytest.raises(ValueError, match="snr_threshold: expected a positive number, got -1"):
         sparsity.with_thresholds(model, snr_threshold=-1.0)
     with pytest.raises(TypeError, match="model: expected a keras.Model, got str"):

@@ -83,3 +83,13 @@ def test_svd_takes_the_eigh_route_only_under_xla():
   nested = tf.function(lambda m: tf.function(record)(m), jit_compile=True)
   nested(matrix)
   assert routes[-1] is True
+
+
+def test_shapes_it_cannot_take_are_named():
+  with pytest.raises(ValueError, match="matrix: expected a \\[..., m, n\\] tensor with static m and "
+                                       "n, got shape \\(5,\\)"):
+    linalg.svd_by_eigh(tf.zeros([5]))
+  dynamic = tf.function(linalg.svd_by_eigh,
+                        input_signature=[tf.TensorSpec([None, 3], tf.float64)])
+  with pytest.raises(ValueError, match="static m and n, got shape \\(None, 3\\)"):
+    dynamic.get_concrete_function()
