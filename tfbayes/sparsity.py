@@ -276,7 +276,11 @@ def with_thresholds(model, threshold=None, snr_threshold=None):
     ``snr_threshold``; None leaves that setting as it is. The copy is rebuilt
     from the layers' configs (``keras.models.clone_model``), so traced
     functions of ``model`` never see the change and ``model`` is untouched.
-    Cost: one copy of the weights.
+    The copy is for inference (``predict``, :func:`compress`,
+    :func:`sparsity_report`) and is not compiled, whatever ``model``'s
+    optimizer, loss and metrics (Keras would otherwise rebuild them from their
+    configs, which fails for unregistered custom objects); ``compile`` it to
+    ``evaluate`` or train it. Cost: one copy of the weights.
 
     Raises:
       ValueError: for a subclassed model (its layers cannot be rebuilt from
@@ -297,7 +301,12 @@ def with_thresholds(model, threshold=None, snr_threshold=None):
                 raise error.__context__ from None
             raise
 
-    copy = keras.models.clone_model(model, clone_function=clone_layer)
+    compiled = model.compiled
+    model.compiled = False  # clone_model recompiles a compiled model from its config
+    try:
+        copy = keras.models.clone_model(model, clone_function=clone_layer)
+    finally:
+        model.compiled = compiled
     copy.set_weights(model.get_weights())
     return copy
 

@@ -175,5 +175,26 @@ def test_with_thresholds_copies_the_model_with_the_pruning_moved(tmp_path):
     np.testing.assert_allclose(reloaded(x).numpy(), harder(x).numpy())
     with pytest.raises(ValueError, match="snr_threshold: expected a positive number, got -1"):
         sparsity.with_thresholds(model, snr_threshold=-1.0)
+
+
+def test_with_thresholds_accepts_a_model_compiled_with_unregistered_custom_objects():
+    class ScaledAdam(keras.optimizers.Adam):  # neither is registered for serialization
+        pass
+
+    def loss(y_true, y_pred):
+        return keras.ops.mean(keras.ops.square(y_true - y_pred))
+
+    model = keras.Sequential([keras.Input((4,)), SparseVDDense(3, num_examples=16),
+                              SBPDropout(num_examples=16), SparseVDDense(2, num_examples=16)])
+    model.compile(ScaledAdam(1e-2), loss)
+    x = np.random.default_rng(3).normal(size=(16, 4)).astype("float32")
+    y = np.zeros((16, 2), "float32")
+    model.fit(x, y, epochs=1, verbose=0)
+    copy = sparsity.with_thresholds(model, threshold=0.0)
+    assert not copy.compiled  # for inference; compile it to evaluate or train
+    assert model.compiled and isinstance(model.optimizer, ScaledAdam)
+    model.fit(x, y, epochs=1, verbose=0)  # the original still trains
+    copy.compile("adam", loss)
+    assert np.isfinite(copy.evaluate(x, y, verbose=0))
     with pytest.raises(TypeError, match="model: expected a keras.Model, got str"):
         sparsity.with_thresholds("model")
