@@ -434,14 +434,14 @@ def _tfmot_worker(args):
 # --- experiments: each returns a JSON-able dict ---
 
 RECIPES = {
-    "lenet_300_100_sparse_vd": dict(dense_epochs=8, epochs=100, learning_rate=2e-3,
+    "lenet_300_100_sparse_vd": dict(dense_epochs=30, epochs=100, learning_rate=2e-3,
                                     warmup_epochs=20, log_sigma2_init=-10.0,
                                     min_compression=30.0, min_flops_reduction=0.0,
                                     max_loss_pt=0.5),
-    "lenet_5_sparse_vd": dict(dense_epochs=5, epochs=35, learning_rate=1e-3, warmup_epochs=5,
+    "lenet_5_sparse_vd": dict(dense_epochs=30, epochs=35, learning_rate=1e-3, warmup_epochs=5,
                               log_sigma2_init=-10.0, min_compression=100.0,
                               min_flops_reduction=0.0, max_loss_pt=0.5),
-    "lenet_5_sbp": dict(dense_epochs=5, epochs=40, learning_rate=1.2e-2, warmup_epochs=5,
+    "lenet_5_sbp": dict(dense_epochs=30, epochs=40, learning_rate=1.2e-2, warmup_epochs=5,
                         log_sigma2_init=-10.0, min_compression=0.0, min_flops_reduction=5.0,
                         max_loss_pt=1.0),
 }
