@@ -175,6 +175,8 @@ def test_with_thresholds_copies_the_model_with_the_pruning_moved(tmp_path):
     np.testing.assert_allclose(reloaded(x).numpy(), harder(x).numpy())
     with pytest.raises(ValueError, match="snr_threshold: expected a positive number, got -1"):
         sparsity.with_thresholds(model, snr_threshold=-1.0)
+    with pytest.raises(TypeError, match="model: expected a keras.Model, got str"):
+        sparsity.with_thresholds("model")
 
 
 def test_with_thresholds_accepts_a_model_compiled_with_unregistered_custom_objects():
@@ -196,5 +198,3 @@ def test_with_thresholds_accepts_a_model_compiled_with_unregistered_custom_objec
     model.fit(x, y, epochs=1, verbose=0)  # the original still trains
     copy.compile("adam", loss)
     assert np.isfinite(copy.evaluate(x, y, verbose=0))
-    with pytest.raises(TypeError, match="model: expected a keras.Model, got str"):
-        sparsity.with_thresholds("model")
