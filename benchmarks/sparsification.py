@@ -434,7 +434,7 @@ def _tfmot_worker(args):
 # --- experiments: each returns a JSON-able dict ---
 
 RECIPES = {
-    "lenet_300_100_sparse_vd": dict(dense_epochs=30, epochs=100, learning_rate=2e-3,
+    "lenet_300_100_sparse_vd": dict(dense_epochs=30, epochs=200, learning_rate=2e-3,
                                     warmup_epochs=20, log_sigma2_init=-10.0,
                                     min_compression=30.0, min_flops_reduction=0.0,
                                     max_loss_pt=0.5),
