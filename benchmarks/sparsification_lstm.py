@@ -5,7 +5,7 @@ An Embedding -> LSTM -> Dense classifier of the 10,605 movie-review sentences
 train/test split drawn with seed 0). The dense baseline uses the plain Keras
 layers; the sparse model uses ``SparseVDEmbedding(vocabulary_pruning=True)``,
 ``SparseVDLSTM`` (weights, input/unit/gate groups) and ``SparseVDDense``,
-starts from the baseline's weights (as in the Sparse VD papers) and trains
+starts from the baseline's weights (as the Sparse VD reference code can) and trains
 with a KL warm-up and a linearly decaying learning rate. The last 10% of the
 training split is held out for validation; both models are selected on it and
 never on the test set: the dense baseline keeps its best-validation epoch, the
