@@ -439,7 +439,7 @@ RECIPES = {
                                     warmup_epochs=20, log_sigma2_init=-10.0,
                                     min_compression=30.0, min_flops_reduction=0.0,
                                     max_loss_pt=0.5),
-    "lenet_5_sparse_vd": dict(dense_epochs=30, epochs=35, learning_rate=1e-3, warmup_epochs=5,
+    "lenet_5_sparse_vd": dict(dense_epochs=30, epochs=200, learning_rate=1e-3, warmup_epochs=5,
                               log_sigma2_init=-10.0, min_compression=100.0,
                               min_flops_reduction=0.0, max_loss_pt=0.5),
     "lenet_5_sbp": dict(dense_epochs=30, epochs=40, learning_rate=1.2e-2, warmup_epochs=5,
