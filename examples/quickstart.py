@@ -31,9 +31,10 @@ def sparse_variational_dropout():
     y = x[:, :3] @ np.array([[2.0], [-3.0], [1.5]], "float32") + 0.1 * rng.normal(size=(2000, 1))
     model = keras.Sequential([keras.Input((40,)), layers.SparseVDDense(1, seed=0)])
     layers.set_num_examples(model, len(x))  # N, given once: the loss is the per-example -ELBO
-    schedule = keras.optimizers.schedules.PolynomialDecay(0.05, 600, 0.001)  # 30 epochs of 20 steps
+    epochs, batch_size = 30, 100
+    schedule = keras.optimizers.schedules.PolynomialDecay(0.05, epochs * len(x) // batch_size, 0.001)
     model.compile(keras.optimizers.Adam(schedule), "mse", jit_compile=True)
-    model.fit(x, y, batch_size=100, epochs=30, verbose=0)
+    model.fit(x, y, batch_size=batch_size, epochs=epochs, verbose=0)
     print(sparsity.sparsity_report(model))
     kept_inputs = np.flatnonzero(model.layers[0].weight_mask("kernel").numpy()[:, 0])
     print("inputs kept:", kept_inputs.tolist(), "weights:",
