@@ -4,7 +4,7 @@ LeNet-300-100 and LeNet-5-Caffe on Fashion-MNIST (Debian's
 ``dataset-fashion-mnist``), each: a dense baseline, Sparse Variational Dropout
 (``SparseVDDense``/``SparseVDConv2D``), Structured Bayesian Pruning
 (``SBPDropout``), and TF Model Optimization's magnitude pruning at the same
-sparsity as Sparse VD. The sparse models start from the dense baseline's
+sparsity and with the same dense and pruning epochs as Sparse VD. The sparse models start from the dense baseline's
 weights (as SBP's reference code does; Sparse VD's takes them optionally and
 otherwise trains from random weights). The last 10% of the (shuffled) training
 images are held out for validation, and models are selected on it, never on the
@@ -382,7 +382,13 @@ def sparsify(arch, kind, data, recipe):
 
 
 def tfmot_magnitude_pruning(arch, sparsity_level, data_quick, dense_epochs, epochs):
-    """Runs TF-MOT magnitude pruning to ``sparsity_level`` in the tf_keras venv (subprocess)."""
+    """Runs TF-MOT magnitude pruning to ``sparsity_level`` in the tf_keras venv (subprocess).
+
+    The dense net trains ``dense_epochs`` on the same 54k images, then
+    ``prune_low_magnitude`` raises the sparsity polynomially over the first 70%
+    of ``epochs`` and fine-tunes at it for the rest; both phases use Adam 1e-3
+    decaying linearly to 5%, as ``compile_and_fit`` does. No epoch is selected.
+    """
     if not pathlib.Path(TFMOT_PYTHON).exists():
         return {"skipped": f"no tf_keras venv with tensorflow-model-optimization at {TFMOT_PYTHON}"}
     env = dict(os.environ, TF_USE_LEGACY_KERAS="1")
@@ -409,14 +415,20 @@ def _tfmot_worker(args):
                 layers.Dense(500, activation="relu"), layers.Dense(10)]
     model = tf_keras.Sequential([layers.InputLayer((28, 28, 1))] + body)
     loss = tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    model.compile(tf_keras.optimizers.Adam(1e-3), loss, metrics=["accuracy"])
+    steps_per_epoch = int(np.ceil(len(x_train) / 128))
+
+    def adam(epochs):  # the step schedule of compile_and_fit: 1e-3 decaying linearly to 5%
+        return tf_keras.optimizers.Adam(tf_keras.optimizers.schedules.PolynomialDecay(
+            1e-3, epochs * steps_per_epoch, 5e-5))
+
+    model.compile(adam(args["dense_epochs"]), loss, metrics=["accuracy"])
     model.fit(x_train, y_train, batch_size=128, epochs=args["dense_epochs"], verbose=0)
     dense_acc = model.evaluate(x_test, y_test, verbose=0)[1]
-    steps = int(np.ceil(len(x_train) / 128)) * args["epochs"]
+    steps = steps_per_epoch * args["epochs"]
     schedule = tfmot.sparsity.keras.PolynomialDecay(0.0, args["sparsity"], begin_step=0,
                                                     end_step=int(0.7 * steps))
     pruned = tfmot.sparsity.keras.prune_low_magnitude(model, pruning_schedule=schedule)
-    pruned.compile(tf_keras.optimizers.Adam(1e-3), loss, metrics=["accuracy"])
+    pruned.compile(adam(args["epochs"]), loss, metrics=["accuracy"])
     pruned.fit(x_train, y_train, batch_size=128, epochs=args["epochs"], verbose=0,
                callbacks=[tfmot.sparsity.keras.UpdatePruningStep()])
     stripped = tfmot.sparsity.keras.strip_pruning(pruned)
@@ -473,8 +485,9 @@ def _tfmot_at_sparse_vd_level(arch, quick):
     if key not in previous:
         return {"skipped": f"run the {key} experiment first (its sparsity is the target)"}
     level = 1.0 - previous[key]["weights_kept"] / previous[key]["weights_total"]
-    epochs = 1 if quick else 10
-    return tfmot_magnitude_pruning(arch, round(level, 4), quick, epochs, epochs)
+    recipe = previous[key]["recipe"]  # the same training budget as that Sparse VD run
+    dense_epochs, epochs = (1, 1) if quick else (recipe["dense_epochs"], recipe["epochs"])
+    return tfmot_magnitude_pruning(arch, round(level, 4), quick, dense_epochs, epochs)
 
 
 def lenet_300_100_tfmot(data, quick, overrides=None):
