@@ -318,7 +318,8 @@ def sparsify(arch, kind, data, recipe):
     """Trains the dense baseline, then the ``kind`` model from its weights; returns a result dict.
 
     ``recipe``: ``dense_epochs``, ``epochs``, ``learning_rate``, ``warmup_epochs``
-    (KL weight ramped 0 -> 1), ``log_sigma2_init`` (Sparse VD's initial ``log sigma^2``),
+    (KL weight ramped 0 -> ``kl_weight``: 1 for the ELBO, else a tempered one),
+    ``log_sigma2_init`` (Sparse VD's initial ``log sigma^2``),
     and the selection targets ``min_compression`` and
     ``min_flops_reduction`` (see ``best_epoch_tracker``).
     """
@@ -334,8 +335,9 @@ def sparsify(arch, kind, data, recipe):
     model.build((None, 28, 28, 1))
     copy_dense_weights(dense, model)
     tracker = best_epoch_tracker(recipe["min_compression"], recipe["min_flops_reduction"])
+    warmup = KLWarmup(recipe["warmup_epochs"], end=recipe["kl_weight"])
     seconds = compile_and_fit(model, data, recipe["epochs"], recipe["learning_rate"],
-                              callbacks=[KLWarmup(recipe["warmup_epochs"]), tracker])
+                              callbacks=[warmup, tracker])
     if tracker.epoch is None:
         print("no epoch reached the recipe's targets; reporting the last one", flush=True)
     dense_val_accuracy = accuracy(dense, data[1])
@@ -447,15 +449,15 @@ def _tfmot_worker(args):
 
 RECIPES = {
     "lenet_300_100_sparse_vd": dict(dense_epochs=30, epochs=200, learning_rate=2e-3,
-                                    warmup_epochs=20, log_sigma2_init=-10.0,
+                                    warmup_epochs=20, kl_weight=1.0, log_sigma2_init=-10.0,
                                     min_compression=30.0, min_flops_reduction=0.0,
                                     max_loss_pt=0.5),
     "lenet_5_sparse_vd": dict(dense_epochs=30, epochs=200, learning_rate=1e-3, warmup_epochs=5,
-                              log_sigma2_init=-10.0, min_compression=100.0,
+                              kl_weight=1.0, log_sigma2_init=-10.0, min_compression=100.0,
                               min_flops_reduction=0.0, max_loss_pt=0.5),
     "lenet_5_sbp": dict(dense_epochs=30, epochs=40, learning_rate=1.2e-2, warmup_epochs=5,
-                        log_sigma2_init=-10.0, min_compression=0.0, min_flops_reduction=5.0,
-                        max_loss_pt=1.0),
+                        kl_weight=1.0, log_sigma2_init=-10.0, min_compression=0.0,
+                        min_flops_reduction=5.0, max_loss_pt=1.0),
 }
 """Per experiment: the training recipe, the targets an epoch must reach to be selected, and
 the validation-accuracy budget of the threshold selection (``select_threshold``)."""
@@ -523,7 +525,7 @@ def main():
     parser.add_argument("--quick", action="store_true", help="a smoke run on a data subset")
     parser.add_argument("--tfmot-worker", help=argparse.SUPPRESS)
     for key, kind in (("dense_epochs", int), ("epochs", int), ("learning_rate", float),
-                      ("warmup_epochs", int), ("log_sigma2_init", float),
+                      ("warmup_epochs", int), ("kl_weight", float), ("log_sigma2_init", float),
                       ("min_compression", float),
                       ("min_flops_reduction", float), ("max_loss_pt", float), ("seed", int)):
         parser.add_argument("--" + key.replace("_", "-"), type=kind,

@@ -81,21 +81,43 @@ class _RecordKLWeight(keras.callbacks.Callback):
 
 
 @pytest.mark.parametrize("jit_compile", [False, True])
-def test_kl_warmup_ramps_linearly_per_step(jit_compile):
+@pytest.mark.parametrize("kwargs", [{}, {"start": 0.1, "end": 0.5}, {"end": 4.0}])
+def test_kl_warmup_ramps_linearly_per_step(jit_compile, kwargs):
     model = _model()
     set_num_examples(model, 8)
     model.compile("sgd", "mse", jit_compile=jit_compile)
     recorder = _RecordKLWeight()
     # 8 examples, batch 2 -> 4 steps per epoch; warm-up over 2 epochs = 8 steps.
     model.fit(np.ones((8, 3)), np.ones((8, 3)), batch_size=2, epochs=3, verbose=0,
-              callbacks=[KLWarmup(warmup_epochs=2), recorder])
-    expected = [min(1.0, step / 8) for step in range(12)]
+              callbacks=[KLWarmup(warmup_epochs=2, **kwargs), recorder])
+    start, end = kwargs.get("start", 0.0), kwargs.get("end", 1.0)  # the defaults: 0 -> 1
+    expected = [start + (end - start) * min(1.0, step / 8) for step in range(12)]
     np.testing.assert_allclose(recorder.seen, expected, rtol=1e-6)
+
+
+def test_kl_warmup_end_tempers_the_kl_in_the_loss():
+    """After the warm-up the model's loss is the data loss + end * KL / N."""
+    model = _model()
+    set_num_examples(model, 8)
+    model.compile("sgd", "mse")
+    x = np.ones((8, 3), "float32")
+    model.fit(x, x, batch_size=8, epochs=2, verbose=0, callbacks=[KLWarmup(1, end=0.25)])
+    layer = model.layers[0]
+    data_loss = float(np.mean((model.predict(x, verbose=0) - x) ** 2))
+    kl_term = 0.25 * float(layer.kl_divergence()) / 8
+    np.testing.assert_allclose(float(layer.kl_weight.numpy()), 0.25)
+    np.testing.assert_allclose(model.evaluate(x, x, verbose=0), data_loss + kl_term, rtol=1e-5)
 
 
 @pytest.mark.parametrize("kwargs, match", [
     ({"warmup_epochs": 0}, "warmup_epochs"),
     ({"warmup_epochs": 2, "start": 1.5}, "start"),
+    ({"warmup_epochs": 2, "start": 0.8, "end": 0.5}, "start"),
+    ({"warmup_epochs": 2, "start": "0"}, "start"),
+    ({"warmup_epochs": 2, "end": 0.0}, "end"),
+    ({"warmup_epochs": 2, "end": float("nan")}, "end"),
+    ({"warmup_epochs": 2, "end": float("inf")}, "end"),
+    ({"warmup_epochs": 2, "end": True}, "end"),
 ])
 def test_kl_warmup_rejects_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):

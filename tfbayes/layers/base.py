@@ -9,8 +9,11 @@ size. The total is then the per-example negative ELBO
 
 estimated on a mini-batch. ``N`` is given once for a whole model with
 :func:`set_num_examples` (or per layer as ``num_examples=``), and
-``kl_weight`` (1 by default) is ramped from 0 by the :class:`KLWarmup` callback.
+``kl_weight`` (1 by default) is ramped from 0 by the :class:`KLWarmup` callback
+(to 1, or to another ``end`` for a tempered ELBO).
 """
+import numbers
+
 import keras
 import tensorflow as tf
 
@@ -70,6 +73,10 @@ def _check_num_examples(num_examples, allow_none=False):
     return num_examples
 
 
+def _is_real(value):
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
 def bayesian_layers(model):
     """All :class:`BayesianLayer` instances in ``model`` (nested models included)."""
     if isinstance(model, BayesianLayer):
@@ -96,31 +103,39 @@ def set_num_examples(model, num_examples):
 
 
 class KLWarmup(keras.callbacks.Callback):
-    """Ramps the KL weight of every sparsifying layer linearly from 0 to 1.
+    """Ramps the KL weight of every sparsifying layer linearly from ``start`` to ``end``.
 
     As in the Sparse VD reference code, the KL term is switched on gradually
     so the network first fits the data: the weight at training step ``t`` is
-    ``min(1, t / (warmup_epochs * steps_per_epoch))``.
+    ``start + (end - start) * min(1, t / (warmup_epochs * steps_per_epoch))``.
+    With ``end = 1`` (the default) training ends on the ELBO. Another ``end``
+    trains a tempered ELBO, data loss + ``end * KL / N``: below 1 the layers
+    keep more weights and fit the data more closely, above 1 they prune harder
+    (docs/sparsification.md measures both).
 
     Args:
-      warmup_epochs: a positive number of epochs over which the weight reaches 1.
-      start: the weight at step 0, in [0, 1].
+      warmup_epochs: a positive number of epochs over which the weight reaches ``end``.
+      start: the weight at step 0, in [0, end].
+      end: the weight after the warm-up, a positive finite number.
     """
 
-    def __init__(self, warmup_epochs, start=0.0):
+    def __init__(self, warmup_epochs, start=0.0, end=1.0):
         super().__init__()
         if not warmup_epochs > 0:
             raise ValueError(f"warmup_epochs: expected a positive number, got {warmup_epochs!r}")
-        if not 0.0 <= start <= 1.0:
-            raise ValueError(f"start: expected a number in [0, 1], got {start!r}")
+        if not _is_real(end) or not 0 < end < float("inf"):
+            raise ValueError(f"end: expected a positive finite number, got {end!r}")
+        if not _is_real(start) or not 0.0 <= start <= end:
+            raise ValueError(f"start: expected a number in [0, end] = [0, {end}], got {start!r}")
         self.warmup_epochs = warmup_epochs
         self.start = start
+        self.end = end
         self._epoch = 0
 
     def _weight(self, batch):
         steps = self.params.get("steps") or 1
         progress = (self._epoch + batch / steps) / self.warmup_epochs
-        return min(1.0, self.start + (1.0 - self.start) * progress)
+        return self.start + (self.end - self.start) * min(1.0, progress)
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
