@@ -159,7 +159,7 @@ def lstm_sentiment(data=None, quick=False, recipe=None):
     sparse_best = best_epoch_tracker(recipe["min_compression"])
     seconds, val_accuracy_per_epoch = fit(
         model, train, recipe["epochs"], recipe["learning_rate"], validation_data=validation,
-        callbacks=[KLWarmup(recipe["warmup_epochs"]), sparse_best])
+        callbacks=[KLWarmup(recipe["warmup_epochs"], end=recipe["kl_weight"]), sparse_best])
     if sparse_best.epoch is None:
         print(f"no epoch reached {recipe['min_compression']}x; reporting the last one")
     dense_val_accuracy = accuracy(dense, validation)
@@ -210,7 +210,8 @@ RECIPE = dict(
     embedding_dim=32, units=32,  # the sizes of both models
     dense_epochs=6, dense_learning_rate=3e-3,  # the dense baseline, best epoch on validation
     epochs=10, learning_rate=5e-3,  # the sparse model, Adam decaying linearly to 5%
-    warmup_epochs=3,  # KL weight ramped 0 -> 1 over these epochs
+    warmup_epochs=3,  # KL weight ramped 0 -> kl_weight over these epochs
+    kl_weight=1.0,  # 1: the ELBO; else the tempered data loss + kl_weight * KL / N
     log_sigma2_init=-8.0,  # start near the dense weights: alpha = sigma^2 / theta^2 tiny
     min_compression=100.0,  # the sparse epoch is the best on validation at least this sparse
     max_loss_pt=1.0,  # the validation budget of the threshold selection (select_threshold)
