@@ -4,9 +4,9 @@ LeNet-300-100 and LeNet-5-Caffe on Fashion-MNIST (Debian's
 ``dataset-fashion-mnist``), each: a dense baseline, Sparse Variational Dropout
 (``SparseVDDense``/``SparseVDConv2D``), Structured Bayesian Pruning
 (``SBPDropout``), and TF Model Optimization's magnitude pruning at the same
-sparsity and with the same dense and pruning epochs as Sparse VD. The sparse models start from the dense baseline's
-weights (as SBP's reference code does; Sparse VD's takes them optionally and
-otherwise trains from random weights). The last 10% of the (shuffled) training
+sparsity and with the same dense and pruning epochs as Sparse VD. The sparse
+models start from the dense baseline's weights (as SBP's reference code does;
+Sparse VD's takes them optionally and otherwise trains from random weights). The last 10% of the (shuffled) training
 images are held out for validation, and models are selected on it, never on the
 test set: the dense baseline keeps its best-validation epoch, a sparse model
 its best-validation epoch among those that reach the experiment's target
