@@ -6,17 +6,18 @@ LeNet-300-100 and LeNet-5-Caffe on Fashion-MNIST (Debian's
 (``SBPDropout``), and TF Model Optimization's magnitude pruning at the same
 sparsity and with the same dense and pruning epochs as Sparse VD. The sparse
 models start from the dense baseline's weights (as SBP's reference code does;
-Sparse VD's takes them optionally and otherwise trains from random weights). The last 10% of the (shuffled) training
-images are held out for validation, and models are selected on it, never on the
-test set: the dense baseline keeps its best-validation epoch, a sparse model
-its best-validation epoch among those that reach the experiment's target
-(compression for Sparse VD, FLOPs reduction for SBP; ``RECIPES``), and then its
-pruning threshold is chosen on the same validation split (``select_threshold``;
-the test accuracy at the default threshold is reported too). For every model:
-test accuracy, compression (weights total / kept), FLOPs (multiply-adds per
-example of the weight layers, dense vs nonzero) and the measured CPU inference
-time of ``tfbayes.sparsity.compress``'s model vs the dense baseline (median of
-several timed runs in the same process).
+Sparse VD's takes them optionally and otherwise trains from random weights).
+The last 10% of the (shuffled) training images are held out for validation, and
+models are selected on it, never on the test set: the dense baseline keeps its
+best-validation epoch, a sparse model its best-validation epoch among those
+that reach the experiment's target (compression for Sparse VD, FLOPs reduction
+for SBP; ``RECIPES``), and then its pruning threshold is chosen on the same
+validation split (``select_threshold``; the test accuracy at the default
+threshold is reported too). For every model: test accuracy, compression
+(weights total / kept), FLOPs (multiply-adds per example of the weight layers,
+dense vs nonzero) and the measured CPU inference time of
+``tfbayes.sparsity.compress``'s model vs the dense baseline (median of several
+timed runs in the same process).
 
 TF Model Optimization 0.8.1 needs tf_keras (Keras 2); it runs in a subprocess
 with ``TF_USE_LEGACY_KERAS=1`` from a venv that this script expects at

@@ -32,7 +32,8 @@ def sparse_variational_dropout():
     model = keras.Sequential([keras.Input((40,)), layers.SparseVDDense(1, seed=0)])
     layers.set_num_examples(model, len(x))  # N, given once: the loss is the per-example -ELBO
     epochs, batch_size = 30, 100
-    schedule = keras.optimizers.schedules.PolynomialDecay(0.05, epochs * len(x) // batch_size, 0.001)
+    steps = epochs * len(x) // batch_size
+    schedule = keras.optimizers.schedules.PolynomialDecay(0.05, steps, 0.001)
     model.compile(keras.optimizers.Adam(schedule), "mse", jit_compile=True)
     model.fit(x, y, batch_size=batch_size, epochs=epochs, verbose=0)
     print(sparsity.sparsity_report(model))

@@ -12,9 +12,8 @@ estimated on a mini-batch. ``N`` is given once for a whole model with
 ``kl_weight`` (1 by default) is ramped from 0 by the :class:`KLWarmup` callback
 (to 1, or to another ``end`` for a tempered ELBO).
 """
-import numbers
-
 import keras
+import numpy as np
 import tensorflow as tf
 
 
@@ -73,8 +72,13 @@ def _check_num_examples(num_examples, allow_none=False):
     return num_examples
 
 
-def _is_real(value):
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+def check_finite_real(value, name):
+    """Returns ``value`` as a float, or raises ``ValueError`` naming ``name`` if it is not a
+    finite real number (Python or NumPy int or float; not a bool)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)) \
+            or not np.isfinite(value):
+        raise ValueError(f"{name}: expected a finite real number, got {value!r}")
+    return float(value)
 
 
 def bayesian_layers(model):
@@ -121,11 +125,11 @@ class KLWarmup(keras.callbacks.Callback):
 
     def __init__(self, warmup_epochs, start=0.0, end=1.0):
         super().__init__()
-        if not warmup_epochs > 0:
+        if not check_finite_real(warmup_epochs, "warmup_epochs") > 0:
             raise ValueError(f"warmup_epochs: expected a positive number, got {warmup_epochs!r}")
-        if not _is_real(end) or not 0 < end < float("inf"):
+        if not check_finite_real(end, "end") > 0:
             raise ValueError(f"end: expected a positive finite number, got {end!r}")
-        if not _is_real(start) or not 0.0 <= start <= end:
+        if not 0.0 <= check_finite_real(start, "start") <= end:
             raise ValueError(f"start: expected a number in [0, end] = [0, {end}], got {start!r}")
         self.warmup_epochs = warmup_epochs
         self.start = start

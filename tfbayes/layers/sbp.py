@@ -34,8 +34,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tfbayes.layers.base import BayesianLayer
-from tfbayes.layers.sparse_vd import check_threshold
+from tfbayes.layers.base import BayesianLayer, check_finite_real
 
 LOG_SIGMA_CLIP = (-20.0, 5.0)
 """``log sigma`` is clipped to this range in every computation, for numerical safety."""
@@ -223,16 +222,17 @@ class SBPDropout(BayesianLayer):
                  **kwargs):
         super().__init__(num_examples=num_examples, **kwargs)
         self.axis = _normalize_axes(axis)
-        self.log_theta_min = check_threshold(log_theta_min, "log_theta_min")
-        self.log_theta_max = check_threshold(log_theta_max, "log_theta_max")
+        self.log_theta_min = check_finite_real(log_theta_min, "log_theta_min")
+        self.log_theta_max = check_finite_real(log_theta_max, "log_theta_max")
         if not self.log_theta_min < self.log_theta_max:
             raise ValueError("log_theta_min, log_theta_max: expected log_theta_min < log_theta_max, "
                              f"got {log_theta_min!r} and {log_theta_max!r}")
-        self.snr_threshold = check_threshold(snr_threshold, "snr_threshold")
+        self.snr_threshold = check_finite_real(snr_threshold, "snr_threshold")
         if self.snr_threshold <= 0:
             raise ValueError(f"snr_threshold: expected a positive number, got {snr_threshold!r}")
-        self.mu_initializer = check_threshold(mu_initializer, "mu_initializer")
-        self.log_sigma_initializer = check_threshold(log_sigma_initializer, "log_sigma_initializer")
+        self.mu_initializer = check_finite_real(mu_initializer, "mu_initializer")
+        self.log_sigma_initializer = check_finite_real(log_sigma_initializer,
+                                                       "log_sigma_initializer")
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
         self.supports_masking = True

@@ -29,18 +29,10 @@ import numpy as np
 from keras import ops
 
 from tfbayes.layers import kl
-from tfbayes.layers.base import BayesianLayer
+from tfbayes.layers.base import BayesianLayer, check_finite_real
 
 _LRT_EPS = 1e-8
 """Added to the pre-activation variance before the square root, as in the reference code."""
-
-
-def check_threshold(threshold, name="threshold"):
-    """Returns ``threshold`` as a float, or raises ``ValueError`` if it is not a finite real."""
-    if isinstance(threshold, bool) or not isinstance(threshold, (int, float, np.floating, np.integer)) \
-            or not np.isfinite(threshold):
-        raise ValueError(f"{name}: expected a finite real number, got {threshold!r}")
-    return float(threshold)
 
 
 def local_reparameterization(op, inputs, theta, log_sigma2, seed):
@@ -88,11 +80,11 @@ class SparseVDLayer(BayesianLayer):
     def __init__(self, threshold=3.0, prior="log_uniform", log_sigma2_initializer=-10.0,
                  seed=None, num_examples=None, **kwargs):
         super().__init__(num_examples=num_examples, **kwargs)
-        self.threshold = check_threshold(threshold)
+        self.threshold = check_finite_real(threshold, "threshold")
         self._prior_kl = kl.get_prior_kl(prior)
         self.prior = prior
-        self.log_sigma2_initializer = check_threshold(log_sigma2_initializer,
-                                                      name="log_sigma2_initializer")
+        self.log_sigma2_initializer = check_finite_real(log_sigma2_initializer,
+                                                        "log_sigma2_initializer")
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
         self._variational_names = []
