@@ -111,6 +111,7 @@ def test_kl_warmup_end_tempers_the_kl_in_the_loss():
 
 @pytest.mark.parametrize("kwargs, match", [
     ({"warmup_epochs": 0}, "warmup_epochs"),
+    ({"warmup_epochs": "2"}, "warmup_epochs"),
     ({"warmup_epochs": 2, "start": 1.5}, "start"),
     ({"warmup_epochs": 2, "start": 0.8, "end": 0.5}, "start"),
     ({"warmup_epochs": 2, "start": "0"}, "start"),
