@@ -6,4 +6,8 @@ Subpackages:
     gradients, and the TRIP prior.
   * ``tfbayes.datasets``: offline loaders for the real data used by the tutorials.
 """
+from tfbayes._startup import import_tensorflow_quietly
+
+import_tensorflow_quietly()
+
 __version__ = "0.1.0"
