@@ -364,8 +364,8 @@ def locate(name, path=None, allow_download=False):
     if not os.environ.get(DATA_DIR_ENV):
         looked += f"\n  (${DATA_DIR_ENV} is not set)"
     if allow_download:
-        blocked = f"A download was allowed but is disabled by {NO_DOWNLOAD_ENV}=" \
-                  f"{os.environ[NO_DOWNLOAD_ENV]}. "
+        blocked = (f"A download was allowed but is disabled by {NO_DOWNLOAD_ENV}="
+                   f"{os.environ[NO_DOWNLOAD_ENV]}.\n")
     else:
         blocked = ""
     raise FileNotFoundError(
