@@ -286,7 +286,8 @@ def cache_dir(name):
     ``keras.datasets.fashion_mnist`` keeps it too, and the others in ``tfbayes/``.
     """
     keras_home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
-    return pathlib.Path(keras_home) / "datasets" / _DATASETS[_canonical(name)].cache_subdir
+    return (pathlib.Path(keras_home).expanduser() / "datasets"
+            / _DATASETS[_canonical(name)].cache_subdir)
 
 
 def downloads_disabled():
@@ -299,7 +300,8 @@ def _places(name):
     dataset = _DATASETS[name]
     places = []
     if os.environ.get(DATA_DIR_ENV):
-        places.append((pathlib.Path(os.environ[DATA_DIR_ENV]) / dataset.subdir, f"${DATA_DIR_ENV}"))
+        places.append((pathlib.Path(os.environ[DATA_DIR_ENV]).expanduser() / dataset.subdir,
+                       f"${DATA_DIR_ENV}"))
     if SHARED_DATA_DIR is not None:
         places.append((SHARED_DATA_DIR / dataset.subdir, "shared/data beside the checkout"))
     for folder in SYSTEM_DIRS.get(name, ()):
