@@ -1,7 +1,9 @@
-"""Shared pytest set-up: quiet TF logs, and fixtures for both float dtypes."""
+"""Shared pytest set-up: quiet TF logs, no downloads, and fixtures for both float dtypes."""
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Tests never download: tfbayes.datasets loaders then use offline copies only.
+os.environ["TFBAYES_NO_DOWNLOAD"] = "1"
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
