@@ -325,3 +325,17 @@ def test_variance_never_negative_or_nan():
     variance = swag.moments.variance(swag.var_floor)
     assert np.all(variance >= swag.var_floor) and np.all(np.isfinite(variance))
     assert np.all(np.isfinite(swag.posterior().log_prob(swag.moments.mean)))
+
+
+def test_mixed_precision_collects_float32_variables():
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((3,)),
+                              keras.layers.Dense(4, dtype="mixed_float16"),
+                              keras.layers.Dense(2, dtype="float32")])
+    swag, recorder = SWAG(0, max_rank=2, set_weights_at_end=False), Recorder()
+    fit(model, [swag, recorder], epochs=3)
+    assert swag.moments.dtype == np.float32
+    assert_moments_match(swag.moments, recorder.weights, 2, np.float32)
+    sample = swag.sample_weights(seed=[0, 1])
+    np.testing.assert_array_equal(FlatWeights(model).read(), sample)
+    assert all(v.dtype == "float32" for v in model.trainable_variables)
