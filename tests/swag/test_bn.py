@@ -28,6 +28,12 @@ def test_single_layer_equals_numpy(dtype, as_dataset):
     np.testing.assert_allclose(bn.moving_mean.numpy(), h.mean(0), rtol=rtol, atol=rtol)
     np.testing.assert_allclose(bn.moving_variance.numpy(), h.var(0), rtol=rtol)
     assert bn.momentum == 0.99
+    # A second call (the traced pass is reused) follows new data and new weights.
+    model.layers[1].kernel.assign(model.layers[1].kernel * 2)
+    update_bn(model, x[:20], batch_size=16)
+    h = x[:20].astype(np.float64) @ (2 * kernel) + bias
+    np.testing.assert_allclose(bn.moving_mean.numpy(), h.mean(0), rtol=rtol, atol=rtol)
+    np.testing.assert_allclose(bn.moving_variance.numpy(), h.var(0), rtol=rtol)
 
 
 def test_conv_and_nested_equal_numpy():

@@ -6,6 +6,8 @@ variance a network accumulated during training belong to other weights. Used
 as they are, they can ruin the accuracy. :func:`update_bn` recomputes them for
 the current weights as exact averages over a data set.
 """
+import weakref
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -46,6 +48,28 @@ def _is_array(value):
 def _num_examples(x):
     first = tf.nest.flatten(x)[0]
     return int(first.shape[0]) if first.shape[0] is not None else int(tf.shape(first)[0])
+
+
+# model -> (its BN layers, the traced training-mode forward pass). Weak keys: a cached
+# function never keeps a model alive. The trace bakes in momentum 0, which update_bn sets
+# before every call.
+_FORWARDS = weakref.WeakKeyDictionary()
+
+
+def _forward_function(model, layers):
+    cached = _FORWARDS.get(model)
+    if cached is not None and cached[0] == layers:
+        return cached[1]
+    model_ref = weakref.ref(model)
+
+    @tf.function(reduce_retracing=True)
+    def forward(x):
+        model_ref()(x, training=True)
+        return ([layer.moving_mean.value for layer in layers],
+                [layer.moving_variance.value for layer in layers])
+
+    _FORWARDS[model] = (layers, forward)
+    return forward
 
 
 def update_bn(model, data, batch_size=128):
@@ -101,12 +125,7 @@ def update_bn(model, data, batch_size=128):
             layer.moving_mean.assign(tf.zeros_like(layer.moving_mean))
             layer.moving_variance.assign(tf.ones_like(layer.moving_variance))
 
-        @tf.function(reduce_retracing=True)
-        def forward(x):
-            model(x, training=True)
-            return ([layer.moving_mean.value for layer in layers],
-                    [layer.moving_variance.value for layer in layers])
-
+        forward = _forward_function(model, layers)
         for x in iterate_inputs(data, batch_size):
             n = _num_examples(x)
             if n == 0:
