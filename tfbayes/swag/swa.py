@@ -68,7 +68,9 @@ class SWA(keras.callbacks.Callback):
         optimizer's learning rate (or schedule) alone.
       lr_init: the learning rate before the ramp; by default the optimizer's at the start
         of training.
-      every_n_steps: average every this many steps instead of once per epoch.
+      every_n_steps: average every this many steps instead of once per epoch (with
+        ``steps_per_execution = s`` in ``compile``, Keras calls batch hooks once per ``s``
+        steps, and this counts those calls).
       bn_data: data for :func:`update_bn` at the end of training (e.g. the training set
         without labels, or a ``tf.data.Dataset``). Required when the model has
         BatchNormalization layers and ``set_weights_at_end`` is true.
