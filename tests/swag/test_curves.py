@@ -225,3 +225,23 @@ def test_errors():
     bn_a, bn_b = _endpoints("float32", batch_norm=True)
     with pytest.raises(ValueError, match="bn_data: the model has BatchNormalization layers"):
         Curve(bn_a, bn_b).model_at(0.5)
+
+
+def test_save_and_load(tmp_path):
+    model_a, model_b = _endpoints("float32", batch_norm=True)
+    curve = Curve(model_a, model_b, curve="polychain", num_bends=4, seed=5)
+    _randomize_bends(curve)
+    curve.save(tmp_path / "curve.keras")
+    loaded = keras.saving.load_model(tmp_path / "curve.keras")
+    assert isinstance(loaded, Curve)
+    assert (loaded.curve, loaded.num_bends, loaded.seed) == ("polychain", 4, 5)
+    assert len(loaded.trainable_variables) == len(curve.trainable_variables)
+    for t in (0.0, 0.3, 0.8, 1.0):
+        for got, want in zip(loaded.weights_at(t), curve.weights_at(t)):
+            np.testing.assert_array_equal(got, want)
+    # model_a's BatchNormalization statistics travel with the curve.
+    x = np.random.default_rng(4).normal(size=(6, 5)).astype("float32")
+    for got, want in zip(loaded.endpoint_state, model_a.non_trainable_weights):
+        np.testing.assert_array_equal(got.numpy(), want.numpy())
+    np.testing.assert_allclose(loaded.model_at(0.3, bn_data=x)(x),
+                               curve.model_at(0.3, bn_data=x)(x), rtol=1e-6, atol=1e-6)

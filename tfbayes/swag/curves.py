@@ -66,6 +66,7 @@ class _Hidden:
         self.model = model
 
 
+@keras.saving.register_keras_serializable(package="tfbayes")
 class Curve(keras.Model):
     """A curve ``phi(t)`` in weight space between the trainable weights of two models.
 
@@ -84,6 +85,13 @@ class Curve(keras.Model):
     Non-trainable weights (BatchNormalization statistics) are not on the curve: they belong
     to one point of it only and must be recomputed for the weights at ``t`` with
     :func:`~tfbayes.swag.update_bn`, which :meth:`model_at` and :func:`evaluate_curve` do.
+
+    Called directly, ``curve(x, t=t)`` in inference mode normalizes with the architecture's
+    running statistics, which training blended over many ``t``: for predictions at ``t`` of
+    a network with BatchNormalization use ``model_at(t, bn_data)``.
+
+    A curve saves and loads as a Keras model (``curve.save("curve.keras")``,
+    ``keras.saving.load_model``) when its architecture is serializable.
 
     Args:
       model_a: the model at ``t = 0``, a built Keras model with trainable weights.
@@ -125,8 +133,13 @@ class Curve(keras.Model):
         self.seed = seed
         template = _clone_built(model_a)
         self._template = _Hidden(template)
-        self._endpoint_non_trainable = [np.copy(v.numpy())
-                                        for v in template.non_trainable_variables]
+        # model_a's non-trainable weights, the starting point of model_at (saved with the curve).
+        self.endpoint_state = []
+        for i, v in enumerate(template.non_trainable_weights):
+            var = self.add_weight(shape=v.shape, dtype=v.dtype, name=f"endpoint_state{i}",
+                                  initializer="zeros", trainable=False)
+            var.assign(v)
+            self.endpoint_state.append(var)
         self._seed_generator = keras.random.SeedGenerator(seed)
         weights_a = [v.numpy() for v in model_a.trainable_variables]
         weights_b = [v.numpy() for v in model_b.trainable_variables]
@@ -143,6 +156,7 @@ class Curve(keras.Model):
                 var.assign(value)
                 bend.append(var)
             self.bends.append(bend)
+        self.built = True  # every weight exists; nothing depends on the input shape
 
     @property
     def architecture(self):
@@ -201,7 +215,7 @@ class Curve(keras.Model):
                              "training inputs), got None")
         for var, value in zip(model.trainable_variables, self._weights_tensors(t)):
             var.assign(value)
-        for var, value in zip(model.non_trainable_variables, self._endpoint_non_trainable):
+        for var, value in zip(model.non_trainable_weights, self.endpoint_state):
             var.assign(value)
         if bn_data is not None:
             update_bn(model, bn_data, batch_size=batch_size)
@@ -221,6 +235,19 @@ class Curve(keras.Model):
         for loss in losses:
             self.add_loss(loss)
         return outputs
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(architecture=keras.saving.serialize_keras_object(self.architecture),
+                      curve=self.curve, num_bends=self.num_bends, seed=self.seed)
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        """A curve with the architecture of ``config``, to be filled by ``load_weights``."""
+        config = dict(config)
+        architecture = keras.saving.deserialize_keras_object(config.pop("architecture"))
+        return cls(architecture, architecture, **config)
 
 
 def fit_curve(model_a, model_b, data, curve="bezier", num_bends=None, epochs=10, batch_size=32,
