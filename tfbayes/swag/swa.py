@@ -109,6 +109,7 @@ class SWA(keras.callbacks.Callback):
         self.ramp = (float(ramp[0]), float(ramp[1]))
         self.moments = None
         self._shapes = None
+        self._flat_weights = None
         self._epoch = 0
         self._steps = 0
 
