@@ -1,5 +1,6 @@
 """Stochastic Weight Averaging (Izmailov et al. 2018, arXiv 1803.05407) as a Keras callback."""
 import json
+import os
 import warnings
 
 import keras
@@ -214,7 +215,8 @@ class SWA(keras.callbacks.Callback):
     # Saving -----------------------------------------------------------------------------
 
     def save(self, path):
-        """Saves the configuration and the collected state to ``path`` (a NumPy ``.npz``).
+        """Saves the configuration and the collected state to ``path`` (a NumPy ``.npz``;
+        as with ``np.savez``, ``.npz`` is appended to a path without it).
 
         :meth:`load` restores it, to resume collection in a later ``fit`` (pass
         ``initial_epoch``) or to ship the average / posterior with the model's architecture.
@@ -228,6 +230,9 @@ class SWA(keras.callbacks.Callback):
     @classmethod
     def load(cls, path, bn_data=None):
         """Rebuilds a callback saved by :meth:`save` (``bn_data`` is not saved)."""
+        path = str(path)
+        if not os.path.exists(path) and os.path.exists(path + ".npz"):
+            path += ".npz"
         with np.load(path) as archive:
             header = json.loads(str(archive["header"]))
             state = {key.split("/", 1)[1]: archive[key] for key in archive.files
