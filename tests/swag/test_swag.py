@@ -351,3 +351,35 @@ def test_training_stopped_before_averaging_warns_and_keeps_weights():
         fit(model, [SWA(2), recorder, Stop()], epochs=5)
     assert len(recorder.weights) == 1
     np.testing.assert_array_equal(FlatWeights(model).read(), recorder.weights[0])
+
+
+def test_average_predictions_restores_weights():
+    from tfbayes.swag import average_predictions
+
+    model = make_model("sequential")
+    flat = FlatWeights(model)
+    start = flat.read()
+    x = regression_data()[0][:5]
+    settings = [start + 0.1, start - 0.3]
+    expected = np.mean([tf.nn.softmax(_predict_with(flat, w, x)).numpy()
+                        for w in settings], 0)
+    probs = average_predictions(model, [lambda w=w: flat.assign(w) for w in settings], x,
+                                from_logits=True)
+    np.testing.assert_allclose(probs, expected, rtol=1e-6)
+    np.testing.assert_array_equal(flat.read(), start)
+
+    def failing():
+        flat.assign(start * 0)
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        average_predictions(model, [failing], x)
+    np.testing.assert_array_equal(flat.read(), start)
+    with pytest.raises(ValueError, match="weight_setters: expected at least one"):
+        average_predictions(model, [], x)
+
+
+def _predict_with(flat, w, x):
+    """The model's output for the flat weights ``w``, by NumPy: a tanh layer, then linear."""
+    k1, b1, k2, b2 = flat.unflatten(w)
+    return np.tanh(x @ k1 + b1) @ k2 + b2

@@ -7,3 +7,4 @@ from tfbayes.swag.flat import FlatWeights
 from tfbayes.swag.moments import RunningMoments
 from tfbayes.swag.swa import SWA, swa_learning_rate
 from tfbayes.swag.swag import SWAG, SWAGDiag
+from tfbayes.swag.averaging import average_predictions

@@ -21,6 +21,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tfbayes.layers.base import check_finite_real
+from tfbayes.swag.averaging import average_predictions
 from tfbayes.swag.bn import batch_norm_layers, update_bn
 from tfbayes.swag.swa import SWA, _check_int
 
@@ -155,17 +156,9 @@ class SWAG(SWA):
                              "must be recomputed for every sampled weight vector; pass the "
                              "training inputs as bn_data, got None")
         seeds = tfp.random.split_seed(seed, n=num_samples)
-        saved = model.get_weights()
-        total = None
-        try:
-            for i in range(num_samples):
-                self.sample_weights(model, scale, seeds[i], bn_data)
-                outputs = model.predict(x, batch_size=batch_size, verbose=0)
-                probs = tf.nn.softmax(outputs).numpy() if from_logits else np.asarray(outputs)
-                total = probs.astype(np.float64) if total is None else total + probs
-        finally:
-            model.set_weights(saved)
-        return total / num_samples
+        setters = (lambda s=s: self.sample_weights(model, scale, s) for s in seeds)
+        return average_predictions(model, setters, x, bn_data, batch_size, from_logits,
+                                   self.bn_batch_size)
 
 
 class SWAGDiag(SWAG):
