@@ -1,6 +1,11 @@
 """Mode-connecting curves: exact endpoints, the closed-form combination of the bends against
-NumPy, the forward pass and evaluation against a NumPy network, training on real data, errors."""
+NumPy, the forward pass and evaluation against a NumPy network, training on real data, errors,
+saving, and MirroredStrategy against one device."""
 import math
+import os
+import subprocess
+import sys
+import textwrap
 
 import keras
 import numpy as np
@@ -245,3 +250,55 @@ def test_save_and_load(tmp_path):
         np.testing.assert_array_equal(got.numpy(), want.numpy())
     np.testing.assert_allclose(loaded.model_at(0.3, bn_data=x)(x),
                                curve.model_at(0.3, bn_data=x)(x), rtol=1e-6, atol=1e-6)
+
+
+DISTRIBUTED = textwrap.dedent("""
+    import sys
+    import numpy as np
+    import tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(
+        cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    import keras
+    from tfbayes.swag import evaluate_curve, fit_curve
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 3)).astype(np.float32)
+    y = rng.integers(0, 2, size=64)
+
+    def endpoint(seed):
+        keras.utils.set_random_seed(seed)
+        model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4, activation="tanh"),
+                                  keras.layers.Dense(2)])
+        model.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        return model
+
+    def run(strategy):
+        with strategy.scope():
+            model_a, model_b = endpoint(1), endpoint(2)
+            curve = fit_curve(model_a, model_b, (x, y), epochs=2, batch_size=16, seed=0,
+                              optimizer=keras.optimizers.SGD(0.1))
+        along = evaluate_curve(curve, (x, y), [0.0, 0.5, 1.0])
+        return np.concatenate([v.numpy().ravel() for v in curve.bends[1]]), along["loss"]
+
+    mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    assert mirrored.num_replicas_in_sync == 2
+    bend_m, loss_m = run(mirrored)
+    bend_1, loss_1 = run(tf.distribute.OneDeviceStrategy("/cpu:0"))
+    np.savez(sys.argv[1], bend_m=bend_m, loss_m=loss_m, bend_1=bend_1, loss_1=loss_1)
+""")
+
+
+def test_mirrored_strategy_equals_single_device(tmp_path):
+    """fit_curve and evaluate_curve under two replicas: the same trained bend (the replicas
+    share each batch's t) and losses as on one device."""
+    out = tmp_path / "out.npz"
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    result = subprocess.run([sys.executable, "-c", DISTRIBUTED, str(out)], cwd=root, env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    r = np.load(out)
+    assert np.abs(r["bend_1"]).max() > 0
+    np.testing.assert_allclose(r["bend_m"], r["bend_1"], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(r["loss_m"], r["loss_1"], rtol=1e-5)

@@ -1,5 +1,11 @@
 """FGE: the learning rate per step against the paper's formula, the SGD trajectory and the
-snapshots against a NumPy simulation, the ensemble's prediction against NumPy, errors."""
+snapshots against a NumPy simulation, the ensemble's prediction against NumPy, errors, and
+MirroredStrategy against one device."""
+import os
+import subprocess
+import sys
+import textwrap
+
 import keras
 import numpy as np
 import pytest
@@ -168,3 +174,52 @@ def test_errors():
     _linear().fit(unsized.repeat(), epochs=3, steps_per_epoch=1, shuffle=False, verbose=0,
                   callbacks=[fge])
     assert fge.cycle_steps == 2 and len(fge.snapshots) == 2
+
+
+DISTRIBUTED = textwrap.dedent("""
+    import sys
+    import numpy as np
+    import tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(
+        cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    import keras
+    from tfbayes.swag import FGE
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 3)).astype(np.float32)
+    y = rng.integers(0, 2, size=64)
+
+    def run(strategy):
+        with strategy.scope():
+            keras.utils.set_random_seed(0)
+            model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4, activation="tanh"),
+                                      keras.layers.Dense(2)])
+            model.compile(keras.optimizers.SGD(0.1),
+                          keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        fge = FGE(2, lr_max=0.1, lr_min=0.01)
+        model.fit(x, y, batch_size=16, epochs=4, shuffle=False, verbose=0, callbacks=[fge])
+        return np.stack([np.concatenate([w.ravel() for w in s]) for s in fge.snapshots]), \\
+            fge.predict(x, from_logits=True)
+
+    mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    assert mirrored.num_replicas_in_sync == 2
+    snaps_m, probs_m = run(mirrored)
+    snaps_1, probs_1 = run(tf.distribute.OneDeviceStrategy("/cpu:0"))
+    np.savez(sys.argv[1], snaps_m=snaps_m, probs_m=probs_m, snaps_1=snaps_1, probs_1=probs_1)
+""")
+
+
+def test_mirrored_strategy_equals_single_device(tmp_path):
+    """Two replicas (batches of 16 split in two): the same snapshots and ensemble as one
+    device, up to float32 summation order."""
+    out = tmp_path / "out.npz"
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    result = subprocess.run([sys.executable, "-c", DISTRIBUTED, str(out)], cwd=root, env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    r = np.load(out)
+    assert r["snaps_m"].shape == r["snaps_1"].shape == (2, 3 * 4 + 4 + 4 * 2 + 2)
+    np.testing.assert_allclose(r["snaps_m"], r["snaps_1"], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(r["probs_m"], r["probs_1"], rtol=1e-5, atol=1e-6)

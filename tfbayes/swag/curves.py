@@ -340,7 +340,8 @@ def evaluate_curve(curve, data, ts, loss=None, bn_data=None, batch_size=128):
             raise ValueError("loss: the curve was not compiled with a loss; expected loss=..., "
                              "got None")
     model = curve.architecture
-    model.compile(loss=loss, metrics=["accuracy"])
+    with model.distribute_strategy.scope():  # the strategy the curve was built under
+        model.compile(loss=loss, metrics=["accuracy"])
     if bn_data is None:
         bn_data = data
     losses, accuracies = [], []
