@@ -65,6 +65,8 @@ def test_weights_at_equal_bend_combination(curve, n, dtype):
     c = Curve(model_a, model_b, curve=curve, num_bends=n)
     _randomize_bends(c)
     assert len(c.trainable_variables) == (n - 2) * len(model_a.trainable_variables)
+    np.testing.assert_allclose(c.coefficients(0.3), _numpy_coefficients(curve, n, 0.3),
+                               rtol=1e-12)
     # The endpoints exactly.
     for got, want in zip(c.weights_at(0.0), model_a.trainable_variables):
         np.testing.assert_array_equal(got, want.numpy())

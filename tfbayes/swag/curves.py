@@ -82,9 +82,10 @@ class Curve(keras.Model):
     through ``phi(t)`` (the architecture runs with ``stateless_call``), so ``model.fit``
     with ``jit_compile=True`` works. Weight regularizers of the architecture apply to ``phi(t)``.
 
-    Non-trainable weights (BatchNormalization statistics) are not on the curve: they belong
-    to one point of it only and must be recomputed for the weights at ``t`` with
-    :func:`~tfbayes.swag.update_bn`, which :meth:`model_at` and :func:`evaluate_curve` do.
+    Non-trainable weights are not on the curve: frozen weights are ``model_a``'s all along,
+    and BatchNormalization statistics belong to one point only and must be recomputed for
+    the weights at ``t`` with :func:`~tfbayes.swag.update_bn`, which :meth:`model_at` and
+    :func:`evaluate_curve` do.
 
     Called directly, ``curve(x, t=t)`` in inference mode normalizes with the architecture's
     running statistics, which training blended over many ``t``: for predictions at ``t`` of
