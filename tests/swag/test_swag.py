@@ -383,3 +383,15 @@ def _predict_with(flat, w, x):
     """The model's output for the flat weights ``w``, by NumPy: a tanh layer, then linear."""
     k1, b1, k2, b2 = flat.unflatten(w)
     return np.tanh(x @ k1 + b1) @ k2 + b2
+
+
+@pytest.mark.parametrize("rank", [1, 3, 10])
+def test_posterior_covariance_formula(rank):
+    """Dense check of scale (diag(var) + D D^T / max(K - 1, 1)), K = deviations held
+    (7 collected: with max_rank 10 the buffer holds K = 7)."""
+    _, swag, weights = _synthetic_swag(np.float64, rank)
+    _, variance, deviations = numpy_swag(weights, rank)
+    k = deviations.shape[0]
+    assert k == min(rank, 7)
+    expected = 0.3 * (np.diag(variance) + deviations.T @ deviations / max(k - 1, 1))
+    np.testing.assert_allclose(swag.posterior(0.3).covariance(), expected, rtol=1e-12)
