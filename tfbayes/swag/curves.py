@@ -2,8 +2,9 @@
 
 Garipov, Izmailov, Podoprikhin, Vetrov, Wilson 2018, "Loss Surfaces, Mode Connectivity, and
 Fast Ensembling of DNNs" (arXiv 1802.10026). Two independently trained networks with weights
-``w_a`` and ``w_b`` are joined by a curve ``phi(t)``, ``t`` in [0, 1], with ``phi(0) = w_a`` and
-``phi(1) = w_b``, made of ``n`` bends ``theta_0 = w_a, theta_1, ..., theta_{n-2}, theta_{n-1} = w_b``:
+``w_a`` and ``w_b`` are joined by a curve ``phi(t)``, ``t`` in [0, 1], with ``phi(0) = w_a``
+and ``phi(1) = w_b``, made of ``n`` bends
+``theta_0 = w_a, theta_1, ..., theta_{n-2}, theta_{n-1} = w_b``:
 
     phi(t) = sum_k c_k(t) theta_k,
 
@@ -22,7 +23,7 @@ import numpy as np
 import tensorflow as tf
 from scipy.special import binom
 
-from tfbayes.swag.bn import batch_norm_layers, iterate_inputs, update_bn
+from tfbayes.swag.bn import batch_norm_layers, update_bn
 
 CURVES = ("bezier", "polychain", "line")
 
