@@ -7,12 +7,13 @@ back; at the middle of every cycle, where the learning rate is smallest, the wei
 close to a (new) optimum and are saved as one member of the ensemble. The ensemble predicts
 the mean of its members' class probabilities.
 """
+import functools
+
 import keras
 import numpy as np
-import tensorflow as tf
 
 from tfbayes.layers.base import check_finite_real
-from tfbayes.swag.bn import update_bn
+from tfbayes.swag.averaging import average_predictions
 from tfbayes.swag.swa import _check_int, _check_positive
 
 
@@ -137,7 +138,8 @@ class FGE(keras.callbacks.Callback):
 
             p(y | x) = (1/S) sum_s p(y | x, w_s)
 
-        Each snapshot's weights are loaded into the model in turn; when ``bn_data`` is given
+        Each snapshot's weights are loaded into the model in turn (by
+        :func:`~tfbayes.swag.average_predictions`); when ``bn_data`` is given
         and the model has BatchNormalization layers, their statistics are recomputed for that
         snapshot by :func:`~tfbayes.swag.update_bn` (otherwise the snapshot keeps the moving
         statistics it had when it was taken, as in the reference code: they were averaged
@@ -149,7 +151,7 @@ class FGE(keras.callbacks.Callback):
           bn_data: data for :func:`~tfbayes.swag.update_bn` (usually the training inputs),
             or None.
           model: the model (default: the one trained with this callback).
-          batch_size: the batch size of ``model.predict`` (and of ``update_bn`` on arrays).
+          batch_size: the batch size of ``model.predict``.
           from_logits: whether the model outputs logits (a softmax is then applied to each
             snapshot's output) rather than probabilities.
 
@@ -163,17 +165,6 @@ class FGE(keras.callbacks.Callback):
             raise ValueError("FGE has no snapshots yet: train with model.fit(..., "
                              "callbacks=[fge]) for at least half a cycle first")
         model = self.model if model is None else model
-        current = model.get_weights()
-        total = None
-        try:
-            for weights in self.snapshots:
-                model.set_weights(weights)
-                if bn_data is not None:
-                    update_bn(model, bn_data, **({} if batch_size is None
-                                                 else {"batch_size": batch_size}))
-                outputs = model.predict(x, batch_size=batch_size, verbose=0)
-                probs = tf.nn.softmax(outputs).numpy() if from_logits else np.asarray(outputs)
-                total = probs.astype(np.float64) if total is None else total + probs
-        finally:
-            model.set_weights(current)
-        return total / len(self.snapshots)
+        return average_predictions(
+            model, [functools.partial(model.set_weights, weights) for weights in self.snapshots],
+            x, bn_data=bn_data, batch_size=batch_size, from_logits=from_logits)
