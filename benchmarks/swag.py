@@ -1,0 +1,292 @@
+"""SWA, SWAG and baselines on Fashion-MNIST: accuracy, NLL, ECE, Brier and OOD AUROC (MNIST).
+
+A small CNN with BatchNormalization (conv 16 - BN - ReLU - pool - conv 32 - BN - ReLU - pool
+- dense 10) is trained with SGD with momentum 0.9 for one budget of ``--epochs`` epochs by
+every method:
+
+* ``sgd``: the reference SGD schedule (constant, then a linear ramp to 1 % of the rate
+  from 50 % to 90 % of the budget), i.e. ``swa_learning_rate(epoch, epochs, lr, lr / 100)``;
+* ``swa``, ``swag``, ``swag_diag``: one run with the SWA schedule (ramp to ``--swa-lr``,
+  collection from the middle of the budget, ``--collect-per-epoch`` times an epoch);
+  SWA is the mean with recomputed BN statistics, SWAG averages ``--num-samples``
+  predictions at scale 0.5 (rank 20), SWAG-Diag likewise with the diagonal only;
+* ``mc_dropout``: the SGD recipe with dropout (0.25) before the last layer, kept on at
+  test time, ``--num-samples`` passes;
+* ``sgd_temperature``: the SGD model with a temperature fitted on a held-out split;
+* ``deep_ensemble_5``: five SGD models from different seeds (five budgets);
+* ``fge``: the SGD recipe for the first half of the budget, then FGE cycles (2 epochs,
+  1 in quick mode; learning rate 0.01 to 0.0005) for the second half, one snapshot per
+  cycle, BN statistics recomputed per snapshot;
+* curves: a quadratic Bezier curve fitted between two of the SGD models
+  (``--curve-epochs``), and the straight line between them, evaluated on the test set
+  at evenly spaced ``t`` with BN statistics recomputed at each ``t``.
+
+Every run feeds a seeded ``tf.data`` pipeline that reshuffles each epoch. OOD inputs are
+the 10,000 MNIST digits of ``mnist_10k.npz``; the AUROC separates them from the
+Fashion-MNIST test set by predictive entropy. Timings (the time SWAG collection adds to an
+epoch, ``predict_bma``'s cost per sample against one prediction) are ratios measured in the
+same run; they are only meaningful on an idle machine.
+
+Run: ``python benchmarks/swag.py [--quick] [--seed 0]``. ``--quick`` trains on 10,000
+images for 6 epochs (test on 2,000), a smoke run whose numbers are not the benchmark's.
+Writes ``benchmarks/results/swag.json`` (``swag_quick.json`` with ``--quick``).
+"""
+import argparse
+import json
+import os
+import pathlib
+import sys
+import time
+
+import numpy as np
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import keras  # noqa: E402
+import scipy.optimize  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from tfbayes import metrics  # noqa: E402
+from tfbayes.datasets import load_fashion_mnist  # noqa: E402
+from tfbayes.swag import (FGE, SWAG, Curve, SWAGDiag, evaluate_curve, fit_curve,  # noqa: E402
+                          swa_learning_rate)
+
+BATCH = 128
+LR = 0.05
+WEIGHT_DECAY = 5e-4
+VALIDATION = 5000
+
+
+def mnist_path(path):
+    if path:
+        return pathlib.Path(path)
+    folder = os.environ.get("TFBAYES_DATA_DIR")
+    candidates = ([pathlib.Path(folder) / "mnist_10k.npz"] if folder else []) + [
+        ROOT.parent / "shared" / "data" / "mnist_10k.npz"]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError(f"mnist_10k.npz not found; looked in {candidates}. Pass --mnist.")
+
+
+def load_data(quick, mnist):
+    (x_train, y_train), (x_test, y_test) = load_fashion_mnist()
+    prepare = lambda x: (x.astype(np.float32) / 255.0)[..., None]  # noqa: E731
+    x_train, x_test = prepare(x_train), prepare(x_test)
+    y_train, y_test = y_train.astype(np.int32), y_test.astype(np.int32)
+    with np.load(mnist) as archive:
+        x_ood = prepare(archive["x"])
+    validation = (x_train[-VALIDATION:], y_train[-VALIDATION:])
+    x_train, y_train = x_train[:-VALIDATION], y_train[:-VALIDATION]
+    if quick:
+        x_train, y_train = x_train[:10000], y_train[:10000]
+        validation = (validation[0][:2000], validation[1][:2000])
+        x_test, y_test, x_ood = x_test[:2000], y_test[:2000], x_ood[::5]
+    return (x_train, y_train), validation, (x_test, y_test), x_ood
+
+
+def pipeline(x, y, seed):
+    return tf.data.Dataset.from_tensor_slices((x, y)).shuffle(
+        len(x), seed=seed, reshuffle_each_iteration=True).batch(BATCH).prefetch(2)
+
+
+class MCDropout(keras.layers.Dropout):
+    """Dropout that stays on at prediction time (MC dropout)."""
+
+    def call(self, inputs, training=None):
+        return super().call(inputs, training=True)
+
+
+def make_cnn(seed, dropout=0.0):
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((28, 28, 1))
+    h = inputs
+    for filters in (16, 32):
+        h = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False)(h)
+        h = keras.layers.BatchNormalization()(h)
+        h = keras.layers.ReLU()(h)
+        h = keras.layers.MaxPooling2D()(h)
+    h = keras.layers.Flatten()(h)
+    if dropout:
+        h = MCDropout(dropout, seed=seed)(h)
+    model = keras.Model(inputs, keras.layers.Dense(10)(h))
+    model.compile(keras.optimizers.SGD(LR, momentum=0.9, weight_decay=WEIGHT_DECAY),
+                  keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=["accuracy"])
+    return model
+
+
+def sgd_schedule(epochs):
+    return keras.callbacks.LearningRateScheduler(
+        lambda epoch: swa_learning_rate(epoch, epochs, LR, LR / 100))
+
+
+class EpochTimer(keras.callbacks.Callback):
+    def on_train_begin(self, logs=None):
+        self.times = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.times.append(time.perf_counter() - self._start)
+
+
+class TimedSWAG(SWAG):
+    """SWAG that records the time spent collecting."""
+
+    collect_seconds = 0.0
+
+    def collect(self):
+        start = time.perf_counter()
+        super().collect()
+        self.collect_seconds += time.perf_counter() - start
+
+
+def softmax(logits):
+    return tf.nn.softmax(np.asarray(logits, np.float64)).numpy()
+
+
+def evaluate(probs_test, y_test, probs_ood):
+    return {"accuracy": float(np.mean(probs_test.argmax(-1) == y_test)),
+            "nll": metrics.negative_log_likelihood(y_test, probs_test),
+            "ece": metrics.expected_calibration_error(y_test, probs_test, num_bins=15),
+            "brier": metrics.brier_score(y_test, probs_test),
+            "ood_auroc": metrics.ood_auroc(probs_test, probs_ood)}
+
+
+def fit_temperature(logits, labels):
+    """The temperature minimizing the validation NLL (Guo et al. 2017)."""
+    def nll(log_t):
+        return metrics.negative_log_likelihood(labels, softmax(logits / np.exp(log_t)))
+    return float(np.exp(scipy.optimize.minimize_scalar(nll, bounds=(-3, 3),
+                                                       method="bounded").x))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a smoke run on a data subset")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--epochs", type=int, default=None, help="budget (default 40; quick 6)")
+    parser.add_argument("--swa-lr", type=float, default=0.01)
+    parser.add_argument("--num-samples", type=int, default=None, help="default 30; quick 10")
+    parser.add_argument("--collect-per-epoch", type=int, default=None, help="default 1; quick 4")
+    parser.add_argument("--curve-epochs", type=int, default=None, help="default 20; quick 2")
+    parser.add_argument("--mnist", default=None, help="path of mnist_10k.npz")
+    args = parser.parse_args()
+    epochs = args.epochs or (6 if args.quick else 40)
+    num_samples = args.num_samples or (10 if args.quick else 30)
+    per_epoch = args.collect_per_epoch or (4 if args.quick else 1)
+    curve_epochs = args.curve_epochs or (2 if args.quick else 20)
+    (x_train, y_train), (x_val, y_val), (x_test, y_test), x_ood = load_data(
+        args.quick, mnist_path(args.mnist))
+    x_eval = np.concatenate([x_test, x_ood])  # one prediction pass for test + OOD
+    n_test = len(x_test)
+    bn_data = x_train if not args.quick else x_train[:5000]
+    steps = int(np.ceil(len(x_train) / BATCH))
+    results, timings = {}, {}
+
+    def record(name, probs, extra=None):
+        results[name] = dict(evaluate(probs[:n_test], y_test, probs[n_test:]), **(extra or {}))
+        print(f"{name:>16}: " + ", ".join(f"{k} {v:.4f}" for k, v in results[name].items()),
+              flush=True)
+
+    # SGD and the ensemble members.
+    members, endpoints, sgd_timer = [], [], EpochTimer()
+    for member in range(5):
+        model = make_cnn(args.seed + member)
+        model.fit(pipeline(x_train, y_train, args.seed + member), epochs=epochs, verbose=0,
+                  callbacks=[sgd_schedule(epochs)] + ([sgd_timer] if member == 0 else []))
+        members.append(softmax(model.predict(x_eval, batch_size=512, verbose=0)))
+        if member < 2:
+            endpoints.append(model)
+        if member == 0:
+            start = time.perf_counter()
+            logits = model.predict(x_eval, batch_size=512, verbose=0)
+            predict_seconds = time.perf_counter() - start
+            record("sgd", softmax(logits))
+            temperature = fit_temperature(model.predict(x_val, batch_size=512, verbose=0), y_val)
+            record("sgd_temperature", softmax(logits / temperature),
+                   {"temperature": temperature})
+    record("deep_ensemble_5", np.mean(members, 0), {"budgets": 5})
+
+    # SWA, SWAG and SWAG-Diag from one run.
+    start_epoch = epochs // 2
+    every = None if per_epoch == 1 else steps // per_epoch
+    swag = TimedSWAG(start_epoch, max_rank=20, swa_lr=args.swa_lr, lr_init=LR,
+                     every_n_steps=every, bn_data=bn_data, set_weights_at_end=False)
+    diag = SWAGDiag(start_epoch, every_n_steps=every, set_weights_at_end=False)
+    swag_timer = EpochTimer()
+    model = make_cnn(args.seed)
+    model.fit(pipeline(x_train, y_train, args.seed), epochs=epochs, verbose=0,
+              callbacks=[swag, diag, swag_timer])
+    swag.set_average_weights(bn_data=bn_data)
+    record("swa", softmax(model.predict(x_eval, batch_size=512, verbose=0)),
+           {"collected": swag.moments.count})
+    start = time.perf_counter()
+    probs = swag.predict_bma(x_eval, num_samples, scale=0.5, bn_data=bn_data,
+                             seed=tf.constant([args.seed, 1]), batch_size=512, from_logits=True)
+    bma_seconds = time.perf_counter() - start
+    record("swag", probs, {"num_samples": num_samples, "scale": 0.5, "rank": 20})
+    record("swag_diag", diag.predict_bma(x_eval, num_samples, scale=0.5, bn_data=bn_data,
+                                         seed=tf.constant([args.seed, 2]), batch_size=512,
+                                         from_logits=True), {"num_samples": num_samples})
+
+    # FGE: the same budget, half SGD, half cycles.
+    fge_epochs = epochs // 2
+    model = make_cnn(args.seed)
+    model.fit(pipeline(x_train, y_train, args.seed), epochs=epochs - fge_epochs, verbose=0,
+              callbacks=[sgd_schedule(epochs - fge_epochs)])
+    fge = FGE(cycle_epochs=1 if args.quick else 2, lr_max=0.01, lr_min=0.0005)
+    model.fit(pipeline(x_train, y_train, args.seed + 100), epochs=fge_epochs, verbose=0,
+              callbacks=[fge])
+    record("fge", fge.predict(x_eval, bn_data=bn_data, batch_size=512, from_logits=True),
+           {"snapshots": len(fge.snapshots)})
+
+    # Mode connectivity between two SGD models: a Bezier curve and the straight line.
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    bezier = fit_curve(endpoints[0], endpoints[1], pipeline(x_train, y_train, args.seed),
+                       curve="bezier", num_bends=3, epochs=curve_epochs, loss=loss,
+                       optimizer=keras.optimizers.SGD(0.01, momentum=0.9), seed=args.seed)
+    ts = np.linspace(0.0, 1.0, 5 if args.quick else 11)
+    curves = {"t": ts.tolist(), "curve_epochs": curve_epochs}
+    for name, curve in (("bezier", bezier), ("line", Curve(endpoints[0], endpoints[1], "line"))):
+        along = evaluate_curve(curve, (x_test, y_test), ts, loss=loss, bn_data=bn_data,
+                               batch_size=512)
+        curves[f"{name}_test_error"] = (1.0 - along["accuracy"]).tolist()
+        print(f"{name:>16}: test error along t " +
+              " ".join(f"{e:.4f}" for e in curves[f"{name}_test_error"]), flush=True)
+    results["curves"] = curves
+
+    # MC dropout.
+    model = make_cnn(args.seed, dropout=0.25)
+    model.fit(pipeline(x_train, y_train, args.seed), epochs=epochs, verbose=0,
+              callbacks=[sgd_schedule(epochs)])
+    record("mc_dropout", np.mean([softmax(model.predict(x_eval, batch_size=512, verbose=0))
+                                  for _ in range(num_samples)], 0), {"num_samples": num_samples})
+
+    collecting = swag_timer.times[start_epoch:]
+    timings = {
+        "valid": "ratios measured in one run; meaningful only on an idle machine",
+        "swag_collect_fraction_of_epoch": swag.collect_seconds / max(sum(collecting), 1e-9),
+        "swag_epoch_over_sgd_epoch": float(np.median(collecting) / np.median(
+            sgd_timer.times[start_epoch:])),
+        "predict_bma_per_sample_over_predict": bma_seconds / num_samples / predict_seconds,
+    }
+    print(json.dumps(timings, indent=1))
+    out = ROOT / "benchmarks" / "results" / ("swag_quick.json" if args.quick else "swag.json")
+    out.parent.mkdir(exist_ok=True)
+    config = {"quick": args.quick, "seed": args.seed, "epochs": epochs, "lr": LR,
+              "weight_decay": WEIGHT_DECAY, "swa_lr": args.swa_lr, "start_epoch": start_epoch,
+              "collect_every_n_steps": every, "num_samples": num_samples, "batch_size": BATCH,
+              "train_size": len(x_train), "test_size": n_test, "ood_size": len(x_ood),
+              "bn_data_size": len(bn_data), "tensorflow": tf.__version__,
+              "keras": keras.__version__}
+    out.write_text(json.dumps({"config": config, "results": results, "timings": timings},
+                              indent=1) + "\n")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
