@@ -24,8 +24,14 @@ def full(tt, name="t3f_full"):
   Returns:
     ``[n_1, ..., n_d]`` for a TT-tensor, ``[M, N]`` for a TT-matrix, with a
     leading ``[B]`` for a batch. Cost: O(r^2 prod_k n_k) (per batch element).
+
+  Raises:
+    ValueError: before allocating anything, if the result (or an
+      intermediate ``[n_1 ... n_k, r_k]`` product) has more elements than
+      int64 can index or more bytes than the machine's memory.
   """
   utils.check_tt(tt, "tt")
+  _check_full_size(tt)
   with tf.name_scope(name):
     nb = utils.batch_dims(tt)
     cores = utils.merged_cores(tt)
@@ -38,6 +44,44 @@ def full(tt, name="t3f_full"):
     if not tt.is_tt_matrix():
       return utils.reshape_tail(res, nb, raw[0])
     return utils.merged_modes_to_matrix(res, raw[0], raw[1], nb)
+
+
+def _check_full_size(tt):
+  """`utils.check_dense_size` for the tensors `full` forms: after core k,
+  ``[B, n_1 ... n_k, r_k]`` (mode sizes merged for a TT-matrix)."""
+  nb = utils.batch_dims(tt)
+  batch = (tt.batch_size or 1) if nb else 1
+  modes = [core.shape[nb + 1:-1] for core in tt.tt_cores]
+  largest, prefix = 0, 1
+  for core, mode in zip(tt.tt_cores, modes):
+    prefix *= utils.static_size(mode)
+    largest = max(largest, prefix * utils.static_size(core.shape[-1:]))
+  utils.check_dense_size(batch * largest, tt.dtype, "tt",
+                         "full(tt) of shape %s" % tt.get_shape())
+
+
+def _check_matmul_size(tt, dense, tt_name, dense_on_left):
+  """`utils.check_dense_size` for `_tt_dense_matmul_transposed`.
+
+  For ``tt [M, N] @ dense [..., N, K]`` its state after core k holds
+  ``lead * n_{k+1}..n_d * K * m_1..m_k * r_k`` numbers; ``dense [..., K, M]
+  @ tt`` runs the same on the transposes (m and n swapped)."""
+  m_modes, n_modes = [s.as_list() for s in tt.get_raw_shape()]
+  if dense_on_left:
+    m_modes, n_modes = n_modes, m_modes
+  nb = utils.batch_dims(tt)
+  lead = max(utils.static_size(dense.shape[:-2]),
+             (tt.batch_size or 1) if nb else 1)
+  free = utils.static_size(dense.shape[-2 if dense_on_left else -1:][:1])
+  largest = 0
+  for k in range(len(m_modes) + 1):
+    rank = tt.get_tt_ranks()[k] or 1
+    largest = max(largest, lead * free * rank * utils.static_size(
+        n_modes[k:] + m_modes[:k]))
+  utils.check_dense_size(largest, tt.dtype, tt_name,
+                         "the product of the TT-matrix of shape %s with a "
+                         "dense matrix of shape %s" % (tt.get_shape(),
+                                                       dense.shape))
 
 
 def _check_dense_shape(tt, tt_name, dense, dense_name, axis, size):
@@ -136,10 +180,12 @@ def matmul(a, b, name="t3f_matmul"):
       utils.check_tt(a, "a", matrix=True)
       dense = tf.convert_to_tensor(b, dtype=a.dtype, name="b")
       _check_dense_shape(a, "a", dense, "b", -2, a.get_shape()[1])
+      _check_matmul_size(a, dense, "a", dense_on_left=False)
       return tf.linalg.matrix_transpose(_tt_dense_matmul_transposed(a, dense))
     utils.check_tt(b, "b", matrix=True)
     dense = tf.convert_to_tensor(a, dtype=b.dtype, name="a")
     _check_dense_shape(b, "b", dense, "a", -1, b.get_shape()[0])
+    _check_matmul_size(b, dense, "b", dense_on_left=True)
     # a @ b = ((b^T) @ a^T)^T, which is what the helper returns directly.
     return _tt_dense_matmul_transposed(transpose(b),
                                        tf.linalg.matrix_transpose(dense))

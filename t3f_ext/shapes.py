@@ -27,12 +27,30 @@ def raw_shape(tt):
 
 
 def shape(tt):
-  """The dense shape (with the batch size first for a batch), int32 tensor."""
+  """The dense shape (with the batch size first for a batch) as a tensor.
+
+  int32 like T3F's, or int64 when a TT-matrix's row or column count exceeds
+  int32 (the product of the mode sizes would otherwise wrap around).
+
+  Raises:
+    ValueError: if a dimension exceeds int64; `lazy_shape` and
+      ``tt.get_shape()`` give it as an exact Python int.
+  """
   utils.check_tt(tt, "tt")
-  dims = tf.reduce_prod(raw_shape(tt), axis=1) if tt.is_tt_matrix() else (
-      raw_shape(tt)[0])
+  dims = raw_shape(tt)
+  if tt.is_tt_matrix():
+    largest = max(utils.static_size(s) for s in tt.get_raw_shape())
+    if largest > utils.INT64_MAX:
+      raise ValueError("tt: a dimension of its shape %s does not fit int64; "
+                       "use lazy_shape(tt) or tt.get_shape() for exact "
+                       "Python ints" % tt.get_shape())
+    if largest > np.iinfo(np.int32).max:
+      dims = tf.cast(dims, tf.int64)
+    dims = tf.reduce_prod(dims, axis=1)
+  else:
+    dims = dims[0]
   if utils.batch_dims(tt):
-    dims = tf.concat([[batch_size(tt)], dims], 0)
+    dims = tf.concat([[tf.cast(batch_size(tt), dims.dtype)], dims], 0)
   return dims
 
 
@@ -60,7 +78,10 @@ def lazy_raw_shape(tt):
 
 
 def lazy_shape(tt):
-  """Static dense shape as a NumPy array if known, else `shape(tt)`."""
+  """Static dense shape as a NumPy array if known, else `shape(tt)`.
+
+  The entries are exact: a size beyond int64 makes it an object array of
+  Python ints."""
   utils.check_tt(tt, "tt")
   static = tt.get_shape()
   return np.array(static.as_list()) if static.is_fully_defined() else (

@@ -17,6 +17,8 @@ Both concrete classes are immutable ``tf.experimental.ExtensionType`` values,
 so they cross ``tf.function`` boundaries and compile under
 ``jit_compile=True``.
 """
+import math
+
 import numpy as np
 import tensorflow as tf
 
@@ -34,13 +36,17 @@ class TensorTrainBase:
     return self._raw_shape
 
   def _dense_shape(self):
-    """The shape of the represented tensor or matrix, without the batch dim."""
+    """The shape of the represented tensor or matrix, without the batch dim.
+
+    The sizes are exact Python ints (``math.prod``), so a TT-matrix with
+    modes ``[10] * 20`` has ``10**20`` rows, not a wrapped-around int64.
+    """
     raw = self.get_raw_shape()
     if not self.is_tt_matrix():
       return raw[0]
     dims = []
     for axis_shape in raw:
-      dims.append(int(np.prod(axis_shape.as_list()))
+      dims.append(math.prod(axis_shape.as_list())
                   if axis_shape.is_fully_defined() else None)
     return tf.TensorShape(dims)
 

@@ -1,5 +1,8 @@
 """Core-level helpers shared by the t3f_ext modules (argument checks, mode
 merging, batch handling). Users rarely need them directly."""
+import math
+import os
+
 import numpy as np
 import tensorflow as tf
 
@@ -165,6 +168,60 @@ def slice_cores(cores, specs, batch_dims):
     return pending[..., 0, 0]
   kept[-1] = tf.einsum("...anb,...bc->...anc", kept[-1], pending)
   return wrap(kept, batch_dims)
+
+
+INT64_MAX = int(np.iinfo(np.int64).max)
+
+
+def memory_bytes():
+  """The machine's physical memory in bytes (None where the OS hides it)."""
+  try:
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+  except (AttributeError, ValueError, OSError):
+    return None
+
+
+def static_size(dims):
+  """The exact Python-int product of the known entries of ``dims``.
+
+  Unknown (None) entries, or an unknown rank, count as 1, so the result is a
+  lower bound of the size."""
+  dims = tf.TensorShape(dims)
+  if dims.rank is None:
+    return 1
+  return math.prod(1 if n is None else n for n in dims.as_list())
+
+
+def check_dense_size(num_elements, dtype, arg_name, what):
+  """Raises ValueError before a dense tensor that cannot exist is allocated.
+
+  Called by the ops that materialize dense tensors (`t3f_ext.full`, matmul
+  with a dense operand), with the element count of the largest tensor they
+  form, as an exact Python int.
+
+  Args:
+    num_elements: that element count (unknown dims counted as 1).
+    dtype: the element `tf.DType`.
+    arg_name: the TT argument whose size this is, for the message.
+    what: a description of the dense tensor, e.g. ``"full(tt) of shape
+      [10, ..., 10]"``.
+
+  Raises:
+    ValueError: if ``num_elements`` does not fit int64 (TF cannot index it),
+      or if its bytes exceed the machine's physical memory.
+  """
+  if num_elements > INT64_MAX:
+    raise ValueError(
+        "%s: %s needs a dense tensor of %d elements, more than int64 can "
+        "index (%d); it cannot be formed" % (arg_name, what, num_elements,
+                                         INT64_MAX))
+  needed = num_elements * tf.as_dtype(dtype).size
+  available = memory_bytes()
+  if available is not None and needed > available:
+    raise ValueError(
+        "%s: %s needs a dense tensor of %d elements (%.3g bytes), more than "
+        "this machine's %.3g bytes of memory; it is not formed" %
+        (arg_name, what, num_elements, needed, available))
 
 
 def canonical_ranks(tt_rank, d, arg_name):
