@@ -80,6 +80,10 @@ from t3f_ext.riemannian import tangent_space_to_deltas
 from t3f_ext.autodiff import gradients
 from t3f_ext.autodiff import hessian_vector_product
 
+from t3f_ext.variables import TensorTrainVariable
+from t3f_ext.variables import assign
+from t3f_ext.variables import get_variable
+
 from t3f_ext import approximate
 from t3f_ext import autodiff
 from t3f_ext import batch_ops
@@ -91,4 +95,6 @@ from t3f_ext import regularizers
 from t3f_ext import riemannian
 from t3f_ext import shapes
 from t3f_ext import utils
-from t3f_ext import layers  # Keras 3 TT layers; last, it needs the core above
+from t3f_ext import variables
+from t3f_ext import layers  # Keras 3 TT layers; they need the core above
+from t3f_ext import nn  # T3F's KerasDense, a TTDense

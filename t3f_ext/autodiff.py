@@ -48,9 +48,7 @@ def _prepare(func, x, dtype, arg_name="x"):
   if not callable(func):
     raise TypeError("func must be a callable that maps a TensorTrain to a "
                     "scalar, got %s" % type(func).__name__)
-  if not isinstance(x, TensorTrain):
-    raise TypeError("%s must be a TensorTrain (the point of the manifold), "
-                    "got %s" % (arg_name, type(x).__name__))
+  utils.check_single(x, arg_name, "the point of the manifold")
   if dtype is None:
     return x
   dtype = tf.as_dtype(dtype)
@@ -189,9 +187,7 @@ def hessian_vector_product(func, x, vector, dtype=None, runtime_check=True,
   projection of `vector`.
   """
   x = _prepare(func, x, dtype)
-  if not isinstance(vector, TensorTrain):
-    raise TypeError("vector must be a TensorTrain, got %s" %
-                    type(vector).__name__)
+  utils.check_single(vector, "vector", "the direction")
   if vector.dtype != x.dtype and dtype is not None:
     vector = ops.cast(vector, x.dtype)
   utils.check_same_raw_shape(vector, x, "vector", "x")

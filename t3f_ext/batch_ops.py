@@ -52,9 +52,7 @@ def multiply_along_batch_dim(batch_tt, weights,
   Returns:
     `TensorTrainBatch`. Cost: O(B n r).
   """
-  if not isinstance(batch_tt, TensorTrainBatch):
-    raise TypeError("batch_tt must be a TensorTrainBatch, got %s" %
-                    type(batch_tt).__name__)
+  utils.check_batch(batch_tt, "batch_tt")
   with tf.name_scope(name):
     weights = tf.convert_to_tensor(weights, dtype=batch_tt.dtype)
     if weights.shape.rank != 1 or not weights.shape.is_compatible_with(
@@ -69,9 +67,7 @@ def multiply_along_batch_dim(batch_tt, weights,
 
 def _check_pair(tt_1, tt_2):
   for tt, tt_name in ((tt_1, "tt_1"), (tt_2, "tt_2")):
-    if not isinstance(tt, TensorTrainBatch):
-      raise TypeError("%s must be a TensorTrainBatch, got %s" %
-                      (tt_name, type(tt).__name__))
+    utils.check_batch(tt, tt_name)
   utils.check_same_dtype(tt_1, tt_2, "tt_1", "tt_2")
 
 

@@ -57,9 +57,8 @@ __all__ = [
 
 def _check_point(where, arg_name="where"):
   """`where` must be a single TensorTrain: a point of the manifold."""
-  if not isinstance(where, TensorTrain):
-    raise TypeError("%s must be a TensorTrain (the point whose tangent space "
-                    "is used), got %s" % (arg_name, type(where).__name__))
+  utils.check_single(where, arg_name,
+                     "the point whose tangent space is used")
 
 
 def _check_compatible(what, where, what_name="what", where_name="where"):

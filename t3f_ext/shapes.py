@@ -122,6 +122,4 @@ def squeeze_batch_dim(tt):
 
 
 def _check_batch(tt):
-  if not isinstance(tt, TensorTrainBatch):
-    raise TypeError("tt must be a TensorTrainBatch, got %s" %
-                    type(tt).__name__)
+  utils.check_batch(tt, "tt")

@@ -67,6 +67,47 @@ class TensorTrainBase:
     core_name = self.tt_cores[0].name
     return core_name[:core_name.rfind("/")]
 
+  def is_variable(self):
+    """True if the cores are `tf.Variable`s (a `t3f_ext.get_variable`
+    result); `TensorTrain` and `TensorTrainBatch` hold tensors: False."""
+    return isinstance(self.tt_cores[0], tf.Variable)
+
+  @property
+  def graph(self):
+    """The `tf.Graph` (a `tf.function`'s FuncGraph) that holds the cores, or
+    None for eager cores and variables, which belong to no graph in TF2."""
+    core = self.tt_cores[0]
+    if isinstance(core, tf.Variable) or not hasattr(core, "op"):
+      return None
+    return core.graph
+
+  @property
+  def op(self):
+    """The `tf.Operation` grouping the ops that compute the cores, inside a
+    `tf.function`; None in eager mode, where nothing is deferred."""
+    if self.graph is None:
+      return None
+    return tf.group(*[core.op for core in self.tt_cores])
+
+  def eval(self, feed_dict=None, session=None):
+    """The cores' values as a list of NumPy arrays (TF2: eager only).
+
+    Args:
+      feed_dict, session: TF1 options with no TF2 meaning; must be None.
+
+    Raises:
+      ValueError: inside a `tf.function`, or if a TF1 option is given.
+    """
+    for arg_name, value in (("feed_dict", feed_dict), ("session", session)):
+      if value is not None:
+        raise ValueError("%s: a TF1 session option with no TF2 meaning; "
+                         "expected None, got %r" % (arg_name, value))
+    if self.graph is not None:
+      raise ValueError("eval needs eager execution: the cores are symbolic "
+                       "tensors of a tf.function; return the TT object from "
+                       "the function instead")
+    return [np.asarray(core) for core in self.tt_cores]
+
   def ndims(self):
     """The number of TT-cores d."""
     return len(self.tt_cores)

@@ -30,8 +30,22 @@ def check_tt(value, arg_name, matrix=None):
 
 
 def batch_dims(tt):
-  """1 for a `TensorTrainBatch`, 0 for a `TensorTrain`."""
-  return int(isinstance(tt, TensorTrainBatch))
+  """1 for a `TensorTrainBatch` (or a batch variable), 0 for a single TT."""
+  return tt._batch_dims()  # pylint: disable=protected-access
+
+
+def check_single(value, arg_name, role):
+  """TypeError unless ``value`` is a single TT object (not a batch)."""
+  if not isinstance(value, TensorTrainBase) or batch_dims(value):
+    raise TypeError("%s must be a TensorTrain (%s), got %s" %
+                    (arg_name, role, type(value).__name__))
+
+
+def check_batch(value, arg_name):
+  """TypeError unless ``value`` is a batch of TT objects."""
+  if not isinstance(value, TensorTrainBase) or not batch_dims(value):
+    raise TypeError("%s must be a TensorTrainBatch, got %s" %
+                    (arg_name, type(value).__name__))
 
 
 def wrap(cores, num_batch_dims, raw_shape=None):
