@@ -37,6 +37,7 @@ from t3f_ext.initializers import matrix_batch_with_random_cores
 from t3f_ext.initializers import matrix_ones
 from t3f_ext.initializers import matrix_with_random_cores
 from t3f_ext.initializers import matrix_zeros
+from t3f_ext.initializers import ones_like
 from t3f_ext.initializers import ones_like_tt
 from t3f_ext.initializers import random_matrix
 from t3f_ext.initializers import random_matrix_batch
@@ -46,6 +47,7 @@ from t3f_ext.initializers import tensor_batch_with_random_cores
 from t3f_ext.initializers import tensor_ones
 from t3f_ext.initializers import tensor_with_random_cores
 from t3f_ext.initializers import tensor_zeros
+from t3f_ext.initializers import zeros_like
 from t3f_ext.initializers import zeros_like_tt
 
 from t3f_ext.shapes import batch_size

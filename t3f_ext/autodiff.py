@@ -34,7 +34,7 @@ import tensorflow as tf
 from t3f_ext import ops
 from t3f_ext import riemannian
 from t3f_ext import utils
-from t3f_ext.tensor_train import TensorTrain
+from t3f_ext.tensor_train_base import TensorTrainBase
 
 __all__ = ["gradients", "hessian_vector_product"]
 
@@ -124,7 +124,32 @@ def _value_and_delta_gradients(func, param, deltas):
   return value, grads
 
 
-def gradients(func, x, dtype=None, runtime_check=True, name="t3f_gradients"):
+def value_and_grad(f, x):
+  """``(f(x), df/dx)``: the value and the Euclidean gradient, by a tape.
+
+  Args:
+    f: a function of ``x`` returning a scalar tensor.
+    x: a tensor, a (nested) list of tensors, or a TT object; for a TT object
+      the gradient is taken with respect to its cores and returned as a TT
+      object of the same kind (its cores are ``df/dG_k``).
+
+  Returns:
+    ``(value, gradient)``. Cost: one forward and one backward pass of f.
+  """
+  is_tt = isinstance(x, TensorTrainBase)
+  sources = list(x.tt_cores) if is_tt else x
+  with tf.GradientTape() as tape:
+    tape.watch(sources)
+    value = f(x)
+  grads = tape.gradient(value, sources,
+                        unconnected_gradients=tf.UnconnectedGradients.ZERO)
+  if is_tt:
+    grads = utils.wrap(grads, utils.batch_dims(x))
+  return value, grads
+
+
+def gradients(func, x, name="t3f_gradients", runtime_check=True, *,
+              dtype=None):
   """Riemannian gradient ``P_x(grad f(x))`` by automatic differentiation.
 
   Example:
@@ -161,8 +186,9 @@ def gradients(func, x, dtype=None, runtime_check=True, name="t3f_gradients"):
       return param.tangent(param.gauge(grads))
 
 
-def hessian_vector_product(func, x, vector, dtype=None, runtime_check=True,
-                           name="t3f_hessian_vector_product"):
+def hessian_vector_product(func, x, vector,
+                           name="t3f_hessian_vector_product",
+                           runtime_check=True, *, dtype=None):
   """``P_x (Hess f(x)) P_x vector``: the Riemannian Hessian-by-vector product
   without the curvature term, as in T3F.
 

@@ -50,6 +50,21 @@ class TensorTrainBase:
                   if axis_shape.is_fully_defined() else None)
     return tf.TensorShape(dims)
 
+  @property
+  def projection_on(self):
+    """The identifier of the point whose tangent space this object lies in,
+    or None if it is not known to lie in one.
+
+    `t3f_ext.project`, `project_sum`, `project_matmul`,
+    `deltas_to_tangent_space`, `gradients` and `add_n_projected` set it (T3F
+    stores the point itself). It is a static int, part of the TypeSpec, so
+    `add_n_projected` and `pairwise_flat_inner_projected` can refuse vectors
+    of different tangent spaces in eager mode, in `tf.function` and under
+    XLA alike. Ops that leave the tangent space (``add``, ``multiply``,
+    ``round``, ...) return objects without it.
+    """
+    return self._tangent_space
+
   def get_tt_ranks(self):
     """The TT-ranks ``[r_0=1, r_1, ..., r_d=1]`` as a `tf.TensorShape`."""
     return self._tt_ranks
@@ -169,6 +184,16 @@ class TensorTrainBase:
     return ops.multiply(self, other)
 
 
+def check_tangent_space(tangent_space):
+  """None or an int identifier (see `TensorTrainBase.projection_on`)."""
+  if tangent_space is not None and (
+      isinstance(tangent_space, bool) or
+      not isinstance(tangent_space, (int, np.integer))):
+    raise TypeError("tangent_space: expected None or an int identifier, got "
+                    "%r" % (tangent_space,))
+  return None if tangent_space is None else int(tangent_space)
+
+
 def _as_tensor_shape(value, arg_name):
   try:
     return tf.TensorShape(value)
@@ -177,12 +202,13 @@ def _as_tensor_shape(value, arg_name):
                      (arg_name, value, err)) from None
 
 
-def clean_raw_shape(shape):
+def clean_raw_shape(shape, name="t3f_clean_raw_shape"):  # pylint: disable=unused-argument
   """Turns a T3F-style shape into a tuple of `tf.TensorShape` (or None).
 
   Args:
     shape: None, a list of ints / `tf.TensorShape` (a TT-tensor), or a pair of
       them (a TT-matrix), e.g. ``((2, 3), (4, 5))``.
+    name: T3F's argument, unused.
 
   Returns:
     None or a tuple of one or two `tf.TensorShape`.
@@ -235,8 +261,9 @@ def validate_cores(tt_cores, shape, tt_ranks, convert_to_tensors, batch_dims,
                       (k, type(core).__name__))
     cores.append(tf.convert_to_tensor(core))
   dtype = cores[0].dtype
-  if not (dtype.is_floating or dtype.is_complex):
-    raise TypeError("tt_cores must have a floating or complex dtype, got %s" %
+  if not (dtype.is_floating or dtype.is_complex or dtype.is_integer):
+    raise TypeError("tt_cores must have a floating, complex or integer dtype "
+                    "(integer cores are for t3f_ext.cast), got %s" %
                     dtype.name)
   for k, core in enumerate(cores):
     if core.dtype != dtype:
@@ -273,6 +300,10 @@ def validate_cores(tt_cores, shape, tt_ranks, convert_to_tensors, batch_dims,
   inferred_ranks = tf.TensorShape(ranks)
   if tt_ranks is not None:
     given = _as_tensor_shape(tt_ranks, "tt_ranks")
+    if given.rank is not None and given.rank > d + 1 and all(
+        r in (1, None) for r in given[d + 1:].as_list()):
+      # T3F reads only the first d + 1 entries; trailing 1s are tolerated.
+      given = given[:d + 1]
     if given.rank != d + 1 or not given.is_compatible_with(inferred_ranks):
       raise ValueError("tt_ranks %s do not match the cores, whose TT-ranks are "
                        "%s" % (given, inferred_ranks))

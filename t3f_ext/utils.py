@@ -48,11 +48,12 @@ def check_batch(value, arg_name):
                     (arg_name, type(value).__name__))
 
 
-def wrap(cores, num_batch_dims, raw_shape=None):
+def wrap(cores, num_batch_dims, raw_shape=None, tangent_space=None):
   """Builds a `TensorTrain` (0 batch dims) or `TensorTrainBatch` (1)."""
   if num_batch_dims:
-    return TensorTrainBatch(cores, shape=raw_shape)
-  return TensorTrain(cores, shape=raw_shape)
+    return TensorTrainBatch(cores, shape=raw_shape,
+                            tangent_space=tangent_space)
+  return TensorTrain(cores, shape=raw_shape, tangent_space=tangent_space)
 
 
 def describe_shape(tt):
@@ -110,14 +111,14 @@ def merged_cores(tt):
           for core in tt.tt_cores]
 
 
-def split_modes(cores, raw_shape, num_batch_dims):
+def split_modes(cores, raw_shape, num_batch_dims, tangent_space=None):
   """Inverse of `merged_cores`: a TT object with the given raw shape."""
   if len(raw_shape) == 2:
     cores = [reshape_tail(core, num_batch_dims, [
         core.shape[num_batch_dims], m, n, core.shape[-1]])
              for core, m, n in zip(cores, raw_shape[0].as_list(),
                                    raw_shape[1].as_list())]
-  return wrap(cores, num_batch_dims)
+  return wrap(cores, num_batch_dims, tangent_space=tangent_space)
 
 
 def matrix_to_merged_modes(dense, rows, cols, num_lead):
@@ -319,7 +320,11 @@ def tensor_modes(shape, arg_name):
   """Validates a TT-tensor shape: a non-empty list of positive ints."""
   if isinstance(shape, tf.TensorShape):
     shape = shape.as_list()
-  modes = list(np.asarray(shape).ravel()) if shape is not None else []
+  try:  # Nested lists such as [[2, 3]] are refused, as in T3F.
+    flat = np.ndim(shape) == 1
+  except ValueError:  # ragged
+    flat = False
+  modes = list(shape) if flat else []
   if not modes or not all(is_int(n) and n >= 1 for n in modes):
     raise ValueError("%s must be a non-empty list of positive ints, got %r" %
                      (arg_name, shape))
@@ -363,3 +368,59 @@ def scalar_as(value, dtype):
 
 def is_int(value):
   return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+# T3F's public helpers of its `utils` module.
+
+def unravel_index(indices, shape):
+  """Multi-indices of linear (row-major) ``indices`` into ``shape``.
+
+  Args:
+    indices: integer tensor-like ``[P]``.
+    shape: list of ints ``[n_1, ..., n_d]``.
+
+  Returns:
+    ``[P, d]`` integer tensor (T3F's layout; ``tf.unravel_index`` gives the
+    transpose). Cost: O(P d).
+  """
+  return tf.transpose(tf.unravel_index(indices, shape))
+
+
+def in_eager_mode():
+  """True if TF executes eagerly here (False inside a `tf.function`)."""
+  return tf.executing_eagerly()
+
+
+def replace_tf_svd_with_np_svd():
+  """Makes ``tf.linalg.svd`` compute with NumPy's LAPACK SVD, process-wide.
+
+  T3F's workaround for TF SVD bugs, kept for compatibility. It replaces
+  ``tf.linalg.svd`` (t3f_ext's own SVDs included) by a ``tf.numpy_function``
+  of the same signature and outputs ``(s, u, v)``: it works eagerly and in
+  `tf.function`, but not under XLA and has no gradient. Calling it twice is
+  harmless; the original stays at ``tf.linalg.svd.original``.
+  """
+  if hasattr(tf.linalg.svd, "original"):
+    return
+  original = tf.linalg.svd
+
+  def numpy_svd(tensor, full_matrices=False, compute_uv=True, name=None):  # pylint: disable=unused-argument
+    tensor = tf.convert_to_tensor(tensor)
+    lead, (m, n) = tensor.shape[:-2], tensor.shape[-2:]
+    k = None if None in (m, n) else min(m, n)
+    s_shape = lead.concatenate([k])
+    if not compute_uv:
+      s = tf.numpy_function(lambda a: np.linalg.svd(a, False, False),
+                            [tensor], tensor.dtype.real_dtype)
+      s.set_shape(s_shape)
+      return s
+    u, s, vh = tf.numpy_function(
+        lambda a: np.linalg.svd(a, full_matrices, True), [tensor],
+        [tensor.dtype, tensor.dtype.real_dtype, tensor.dtype])
+    s.set_shape(s_shape)
+    u.set_shape(lead.concatenate([m, m if full_matrices else k]))
+    vh.set_shape(lead.concatenate([n if full_matrices else k, n]))
+    return s, u, tf.linalg.adjoint(vh)
+
+  numpy_svd.original = original
+  tf.linalg.svd = numpy_svd
