@@ -3,7 +3,9 @@
 Shapes follow T3F: a TT-tensor shape is ``[n_1, ..., n_d]``; a TT-matrix
 shape is ``((m_1..m_d), (n_1..n_d))`` where either half may be None for a
 vector. ``tt_rank`` is an int r (ranks ``[1, r, ..., r, 1]``) or a list of
-d + 1 ints. All random initializers take an optional ``seed`` (an int or a
+d + 1 ints; ranks above the largest useful ones for the shape (the ranks of
+the unfoldings of a full tensor, ``min(n_1..n_k, n_{k+1}..n_d)``) are capped
+to them, as in `t3f_ext.layers.TTDense`. All random initializers take an optional ``seed`` (an int or a
 shape-[2] int tensor); with a seed they use stateless sampling (reproducible,
 XLA-friendly), without one they draw from TF's global generator. ``seed``
 is keyword-only: the positional arguments are T3F's, in T3F's order.
@@ -124,17 +126,26 @@ def _check_batch_size(batch_size):
 
 def _check_stddev(stddev, mean):
   for value, value_name in ((stddev, "stddev"), (mean, "mean")):
-    if np.ndim(value) != 0:
-      raise ValueError("%s must be a number, got %r" % (value_name, value))
+    if np.ndim(value) != 0 or not np.isreal(value) or not np.isfinite(value):
+      raise ValueError("%s: expected a finite real number, got %r" %
+                       (value_name, value))
   if stddev < 0:
-    raise ValueError("stddev must be non-negative, got %r" % (stddev,))
+    raise ValueError("stddev: expected a non-negative number, got %r" %
+                     (stddev,))
+
+
+def _ranks(tt_rank, modes_per_axis):
+  """`utils.canonical_ranks`, capped at the largest useful ranks (ranks
+  above the full rank of an unfolding add nothing; `TTDense` caps too)."""
+  d = len(modes_per_axis[0])
+  sizes = [int(np.prod(dims)) for dims in zip(*modes_per_axis)]
+  return utils.cap_ranks(utils.canonical_ranks(tt_rank, d, "tt_rank"), sizes)
 
 
 def _random_cores(modes_per_axis, tt_rank, batch_size, mean, stddev, dtype,
                   seed):
   """Cores with i.i.d. N(mean, stddev^2) entries and the given TT-ranks."""
-  d = len(modes_per_axis[0])
-  ranks = utils.canonical_ranks(tt_rank, d, "tt_rank")
+  ranks = _ranks(tt_rank, modes_per_axis)
   _check_stddev(stddev, mean)
   lead = [] if batch_size is None else [batch_size]
   cores = []
@@ -199,8 +210,7 @@ def _core_stddev(stddev, ranks):
 
 def _random_with_entry_std(modes_per_axis, tt_rank, batch_size, mean, stddev,
                            dtype, seed):
-  d = len(modes_per_axis[0])
-  ranks = utils.canonical_ranks(tt_rank, d, "tt_rank")
+  ranks = _ranks(tt_rank, modes_per_axis)
   _check_stddev(stddev, mean)
   tt = _random_cores(modes_per_axis, ranks, batch_size, 0.,
                      _core_stddev(stddev, ranks), dtype, seed)

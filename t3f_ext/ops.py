@@ -578,7 +578,17 @@ def _orthogonalized_norm_squared(tt):
 def frobenius_norm(tt, epsilon=1e-5, differentiable=False,
                    name="t3f_frobenius_norm"):
   """``sqrt(||tt||_F^2 + epsilon)`` as in T3F (epsilon keeps the gradient at
-  zero finite). See `frobenius_norm_squared`. Cost: O(d n r^3)."""
+  zero finite). See `frobenius_norm_squared`. Cost: O(d n r^3).
+
+  Raises:
+    ValueError: if ``epsilon`` is a number that is negative or not finite
+      (a tensor epsilon is not checked).
+  """
+  if not tf.is_tensor(epsilon) and (
+      np.ndim(epsilon) != 0 or isinstance(epsilon, bool) or
+      not np.isreal(epsilon) or not np.isfinite(epsilon) or epsilon < 0):
+    raise ValueError("epsilon: expected a finite non-negative number, got %r"
+                     % (epsilon,))
   with tf.name_scope(name):
     return tf.sqrt(frobenius_norm_squared(tt, differentiable) +
                    utils.scalar_as(epsilon, tt.dtype))

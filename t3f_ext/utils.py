@@ -265,6 +265,30 @@ def canonical_ranks(tt_rank, d, arg_name):
   return [int(r) for r in ranks]
 
 
+def cap_ranks(ranks, sizes):
+  """TT-ranks capped at the largest useful ones for the mode sizes.
+
+  A rank above ``r_{k-1} n_k`` (or ``r_{k+1} n_{k+1}``) adds nothing: the
+  two sweeps cap it there, hence also at ``min(n_1 ... n_k,
+  n_{k+1} ... n_d)``, the rank of the k-th unfolding of a full tensor; TT-SVD
+  at the capped ranks returns exactly them.
+
+  Args:
+    ranks: the ``d + 1`` TT-ranks ``[1, r_1, ..., r_{d-1}, 1]``.
+    sizes: the ``d`` mode sizes (``m_k n_k`` for a TT-matrix).
+
+  Returns:
+    A new list of ``d + 1`` ints.
+  """
+  ranks = list(ranks)
+  d = len(sizes)
+  for k in range(1, d):
+    ranks[k] = min(ranks[k], ranks[k - 1] * sizes[k - 1])
+  for k in range(d - 1, 0, -1):
+    ranks[k] = min(ranks[k], ranks[k + 1] * sizes[k])
+  return ranks
+
+
 def max_ranks(max_tt_rank, d, arg_name):
   """Like `canonical_ranks` but None means "no cap"; ends may be anything."""
   if max_tt_rank is None:
@@ -286,10 +310,10 @@ def check_epsilon(epsilon):
   """Validates a relative accuracy: None or a float in [0, 1)... or larger."""
   if epsilon is None:
     return None
-  if not isinstance(epsilon, (int, float, np.floating, np.integer)) or (
-      epsilon < 0):
-    raise ValueError("epsilon must be None or a non-negative float, got %r" %
-                     (epsilon,))
+  if (not isinstance(epsilon, (int, float, np.floating, np.integer)) or
+      isinstance(epsilon, bool) or not np.isfinite(epsilon) or epsilon < 0):
+    raise ValueError("epsilon: expected None or a finite non-negative float, "
+                     "got %r" % (epsilon,))
   if not tf.executing_eagerly():
     raise ValueError(
         "epsilon picks the TT-ranks from the singular values, so the output "
