@@ -3,13 +3,19 @@
 Shapes follow T3F: a TT-tensor shape is ``[n_1, ..., n_d]``; a TT-matrix
 shape is ``((m_1..m_d), (n_1..n_d))`` where either half may be None for a
 vector. ``tt_rank`` is an int r (ranks ``[1, r, ..., r, 1]``) or a list of
-d + 1 ints; ranks above the largest useful ones for the shape (the ranks of
-the unfoldings of a full tensor, ``min(n_1..n_k, n_{k+1}..n_d)``) are capped
-to them, as in `t3f_ext.layers.TTDense`. All random initializers take an optional ``seed`` (an int or a
+d + 1 ints. The layer initializers (`glorot_initializer`, `he_initializer`,
+`lecun_initializer`) cap ranks above the largest useful ones for the shape
+(the ranks of the unfoldings of a full tensor, ``min(n_1..n_k,
+n_{k+1}..n_d)``), as `t3f_ext.layers.TTDense` does. The other random
+initializers keep the ranks asked for, as T3F does (an over-parametrized TT
+is a valid input to `orthogonalize_tt_cores` or `round`); every one refuses,
+naming ``tt_rank``, cores too large to allocate (checked before allocating). All random initializers take an optional ``seed`` (an int or a
 shape-[2] int tensor); with a seed they use stateless sampling (reproducible,
 XLA-friendly), without one they draw from TF's global generator. ``seed``
 is keyword-only: the positional arguments are T3F's, in T3F's order.
 """
+import math
+
 import numpy as np
 import tensorflow as tf
 
@@ -134,23 +140,29 @@ def _check_stddev(stddev, mean):
                      (stddev,))
 
 
-def _ranks(tt_rank, modes_per_axis):
-  """`utils.canonical_ranks`, capped at the largest useful ranks (ranks
-  above the full rank of an unfolding add nothing; `TTDense` caps too)."""
+def _ranks(tt_rank, modes_per_axis, cap):
+  """`utils.canonical_ranks`; with ``cap``, capped at the largest useful
+  ranks (ranks above the full rank of an unfolding add nothing)."""
   d = len(modes_per_axis[0])
-  sizes = [int(np.prod(dims)) for dims in zip(*modes_per_axis)]
-  return utils.cap_ranks(utils.canonical_ranks(tt_rank, d, "tt_rank"), sizes)
+  ranks = utils.canonical_ranks(tt_rank, d, "tt_rank")
+  if not cap:
+    return ranks
+  return utils.cap_ranks(ranks, [math.prod(dims)
+                                 for dims in zip(*modes_per_axis)])
 
 
 def _random_cores(modes_per_axis, tt_rank, batch_size, mean, stddev, dtype,
-                  seed):
+                  seed, cap=False):
   """Cores with i.i.d. N(mean, stddev^2) entries and the given TT-ranks."""
-  ranks = _ranks(tt_rank, modes_per_axis)
+  ranks = _ranks(tt_rank, modes_per_axis, cap)
   _check_stddev(stddev, mean)
   lead = [] if batch_size is None else [batch_size]
+  shapes = [lead + [ranks[k]] + list(dims) + [ranks[k + 1]]
+            for k, dims in enumerate(zip(*modes_per_axis))]
+  utils.check_dense_size(sum(math.prod(s) for s in shapes), dtype, "tt_rank",
+                         "TT-cores of shapes %s" % shapes)
   cores = []
-  for k, dims in enumerate(zip(*modes_per_axis)):
-    core_shape = lead + [ranks[k]] + list(dims) + [ranks[k + 1]]
+  for k, core_shape in enumerate(shapes):
     cores.append(_normal(core_shape, seed, k, mean, stddev, dtype))
   return utils.wrap(cores, int(batch_size is not None))
 
@@ -209,8 +221,8 @@ def _core_stddev(stddev, ranks):
 
 
 def _random_with_entry_std(modes_per_axis, tt_rank, batch_size, mean, stddev,
-                           dtype, seed):
-  ranks = _ranks(tt_rank, modes_per_axis)
+                           dtype, seed, cap=False):
+  ranks = _ranks(tt_rank, modes_per_axis, cap)
   _check_stddev(stddev, mean)
   tt = _random_cores(modes_per_axis, ranks, batch_size, 0.,
                      _core_stddev(stddev, ranks), dtype, seed)
@@ -272,9 +284,9 @@ def random_matrix_batch(shape, tt_rank=2, batch_size=1, mean=0., stddev=1.,
 
 def _fan_scaled_matrix(shape, tt_rank, dtype, seed, variance):
   rows, cols = utils.matrix_modes(shape, "shape")
-  stddev = np.sqrt(variance(np.prod(rows), np.prod(cols)))
+  stddev = np.sqrt(variance(math.prod(rows), math.prod(cols)))
   return _random_with_entry_std([rows, cols], tt_rank, None, 0., stddev,
-                                dtype, seed)
+                                dtype, seed, cap=True)
 
 
 def glorot_initializer(shape, tt_rank=2, dtype=tf.float32,
