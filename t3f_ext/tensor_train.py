@@ -26,7 +26,15 @@ class TensorTrain(TensorTrainBase, tf.experimental.ExtensionType):
   tt_cores: typing.Tuple[tf.Tensor, ...]
   _raw_shape: typing.Tuple[tf.TensorShape, ...]
   _tt_ranks: tf.TensorShape
-  _tangent_space: typing.Optional[int]
+  _tangent_space: typing.Optional[int] = None
+
+  class Spec:  # pylint: disable=missing-class-docstring
+    def __init__(self, tt_cores, _raw_shape, _tt_ranks, _tangent_space=None):
+      # The tangent-space identifier is optional, as before it existed.
+      self.tt_cores = tt_cores
+      self._raw_shape = _raw_shape
+      self._tt_ranks = _tt_ranks
+      self._tangent_space = _tangent_space
 
   def __init__(self, tt_cores, shape=None, tt_ranks=None,
                convert_to_tensors=True, name="TensorTrain", *,

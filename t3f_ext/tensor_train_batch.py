@@ -23,7 +23,17 @@ class TensorTrainBatch(TensorTrainBase, tf.experimental.ExtensionType):
   _raw_shape: typing.Tuple[tf.TensorShape, ...]
   _tt_ranks: tf.TensorShape
   _batch_size: typing.Optional[int]
-  _tangent_space: typing.Optional[int]
+  _tangent_space: typing.Optional[int] = None
+
+  class Spec:  # pylint: disable=missing-class-docstring
+    def __init__(self, tt_cores, _raw_shape, _tt_ranks, _batch_size,
+                 _tangent_space=None):
+      # The tangent-space identifier is optional, as before it existed.
+      self.tt_cores = tt_cores
+      self._raw_shape = _raw_shape
+      self._tt_ranks = _tt_ranks
+      self._batch_size = _batch_size
+      self._tangent_space = _tangent_space
 
   def __init__(self, tt_cores, shape=None, tt_ranks=None, batch_size=None,
                convert_to_tensors=True, name="TensorTrainBatch", *,
