@@ -9,7 +9,9 @@ d + 1 ints. The layer initializers (`glorot_initializer`, `he_initializer`,
 n_{k+1}..n_d)``), as `t3f_ext.layers.TTDense` does. The other random
 initializers keep the ranks asked for, as T3F does (an over-parametrized TT
 is a valid input to `orthogonalize_tt_cores` or `round`); every one refuses,
-naming ``tt_rank``, cores too large to allocate (checked before allocating). All random initializers take an optional ``seed`` (an int or a
+naming ``tt_rank``, cores too large to allocate (checked before allocating).
+
+All random initializers take an optional ``seed`` (an int or a
 shape-[2] int tensor); with a seed they use stateless sampling (reproducible,
 XLA-friendly), without one they draw from TF's global generator. ``seed``
 is keyword-only: the positional arguments are T3F's, in T3F's order.

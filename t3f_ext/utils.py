@@ -428,7 +428,8 @@ def replace_tf_svd_with_np_svd():
     return
   original = tf.linalg.svd
 
-  def numpy_svd(tensor, full_matrices=False, compute_uv=True, name=None):  # pylint: disable=unused-argument
+  def numpy_svd(tensor, full_matrices=False, compute_uv=True,
+                name=None):  # pylint: disable=unused-argument
     tensor = tf.convert_to_tensor(tensor)
     lead, (m, n) = tensor.shape[:-2], tensor.shape[-2:]
     k = None if None in (m, n) else min(m, n)

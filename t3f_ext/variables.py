@@ -12,7 +12,6 @@ takes one of them as a snapshot.
 import tensorflow as tf
 
 from t3f_ext import utils
-from t3f_ext.tensor_train import TensorTrain
 from t3f_ext.tensor_train_base import TensorTrainBase
 from t3f_ext.tensor_train_batch import TensorTrainBatch
 
