@@ -39,6 +39,7 @@ from t3f_ext.initializers import matrix_batch_with_random_cores
 from t3f_ext.initializers import matrix_ones
 from t3f_ext.initializers import matrix_with_random_cores
 from t3f_ext.initializers import matrix_zeros
+from t3f_ext.initializers import ones_like
 from t3f_ext.initializers import ones_like_tt
 from t3f_ext.initializers import random_matrix
 from t3f_ext.initializers import random_matrix_batch
@@ -48,6 +49,7 @@ from t3f_ext.initializers import tensor_batch_with_random_cores
 from t3f_ext.initializers import tensor_ones
 from t3f_ext.initializers import tensor_with_random_cores
 from t3f_ext.initializers import tensor_zeros
+from t3f_ext.initializers import zeros_like
 from t3f_ext.initializers import zeros_like_tt
 
 from t3f_ext.shapes import batch_size
@@ -82,6 +84,10 @@ from t3f_ext.riemannian import tangent_space_to_deltas
 from t3f_ext.autodiff import gradients
 from t3f_ext.autodiff import hessian_vector_product
 
+from t3f_ext.variables import TensorTrainVariable
+from t3f_ext.variables import assign
+from t3f_ext.variables import get_variable
+
 from t3f_ext import approximate
 from t3f_ext import autodiff
 from t3f_ext import batch_ops
@@ -93,4 +99,6 @@ from t3f_ext import regularizers
 from t3f_ext import riemannian
 from t3f_ext import shapes
 from t3f_ext import utils
-from t3f_ext import layers  # Keras 3 TT layers; last, it needs the core above
+from t3f_ext import variables
+from t3f_ext import layers  # Keras 3 TT layers; they need the core above
+from t3f_ext import nn  # T3F's KerasDense, a TTDense

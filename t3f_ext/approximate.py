@@ -56,9 +56,7 @@ def reduce_sum_batch(tt_batch, max_tt_rank, coef=None,
     `TensorTrain`, or `TensorTrainBatch` of size N for a 2-D ``coef``.
     Cost: O(B N d n max_tt_rank^3).
   """
-  if not isinstance(tt_batch, TensorTrainBatch):
-    raise TypeError("tt_batch must be a TensorTrainBatch, got %s" %
-                    type(tt_batch).__name__)
+  utils.check_batch(tt_batch, "tt_batch")
   if tt_batch.batch_size is None:
     raise ValueError("tt_batch must have a static batch size, got None")
   batch = tt_batch.batch_size

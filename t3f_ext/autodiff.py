@@ -34,7 +34,7 @@ import tensorflow as tf
 from t3f_ext import ops
 from t3f_ext import riemannian
 from t3f_ext import utils
-from t3f_ext.tensor_train import TensorTrain
+from t3f_ext.tensor_train_base import TensorTrainBase
 
 __all__ = ["gradients", "hessian_vector_product"]
 
@@ -48,9 +48,7 @@ def _prepare(func, x, dtype, arg_name="x"):
   if not callable(func):
     raise TypeError("func must be a callable that maps a TensorTrain to a "
                     "scalar, got %s" % type(func).__name__)
-  if not isinstance(x, TensorTrain):
-    raise TypeError("%s must be a TensorTrain (the point of the manifold), "
-                    "got %s" % (arg_name, type(x).__name__))
+  utils.check_single(x, arg_name, "the point of the manifold")
   if dtype is None:
     return x
   dtype = tf.as_dtype(dtype)
@@ -126,7 +124,32 @@ def _value_and_delta_gradients(func, param, deltas):
   return value, grads
 
 
-def gradients(func, x, dtype=None, runtime_check=True, name="t3f_gradients"):
+def value_and_grad(f, x):
+  """``(f(x), df/dx)``: the value and the Euclidean gradient, by a tape.
+
+  Args:
+    f: a function of ``x`` returning a scalar tensor.
+    x: a tensor, a (nested) list of tensors, or a TT object; for a TT object
+      the gradient is taken with respect to its cores and returned as a TT
+      object of the same kind (its cores are ``df/dG_k``).
+
+  Returns:
+    ``(value, gradient)``. Cost: one forward and one backward pass of f.
+  """
+  is_tt = isinstance(x, TensorTrainBase)
+  sources = list(x.tt_cores) if is_tt else x
+  with tf.GradientTape() as tape:
+    tape.watch(sources)
+    value = f(x)
+  grads = tape.gradient(value, sources,
+                        unconnected_gradients=tf.UnconnectedGradients.ZERO)
+  if is_tt:
+    grads = utils.wrap(grads, utils.batch_dims(x))
+  return value, grads
+
+
+def gradients(func, x, name="t3f_gradients", runtime_check=True, *,
+              dtype=None):
   """Riemannian gradient ``P_x(grad f(x))`` by automatic differentiation.
 
   Example:
@@ -163,8 +186,9 @@ def gradients(func, x, dtype=None, runtime_check=True, name="t3f_gradients"):
       return param.tangent(param.gauge(grads))
 
 
-def hessian_vector_product(func, x, vector, dtype=None, runtime_check=True,
-                           name="t3f_hessian_vector_product"):
+def hessian_vector_product(func, x, vector,
+                           name="t3f_hessian_vector_product",
+                           runtime_check=True, *, dtype=None):
   """``P_x (Hess f(x)) P_x vector``: the Riemannian Hessian-by-vector product
   without the curvature term, as in T3F.
 
@@ -189,9 +213,7 @@ def hessian_vector_product(func, x, vector, dtype=None, runtime_check=True,
   projection of `vector`.
   """
   x = _prepare(func, x, dtype)
-  if not isinstance(vector, TensorTrain):
-    raise TypeError("vector must be a TensorTrain, got %s" %
-                    type(vector).__name__)
+  utils.check_single(vector, "vector", "the direction")
   if vector.dtype != x.dtype and dtype is not None:
     vector = ops.cast(vector, x.dtype)
   utils.check_same_raw_shape(vector, x, "vector", "x")

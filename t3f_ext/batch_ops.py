@@ -2,7 +2,9 @@
 concatenation, per-element scaling and Gram matrices of inner products."""
 import tensorflow as tf
 
+from t3f_ext import shapes
 from t3f_ext import utils
+from t3f_ext.tensor_train_base import TensorTrainBase
 from t3f_ext.tensor_train_batch import TensorTrainBatch
 
 
@@ -11,7 +13,8 @@ def concat_along_batch_dim(tt_list, name="t3f_concat_along_batch_dim"):
 
   Args:
     tt_list: a non-empty list of `TensorTrainBatch` / `TensorTrain` with equal
-      raw shapes and TT-ranks.
+      raw shapes and TT-ranks, or (as in T3F) one TT object: a batch is
+      returned as it is, a single TT object as a batch of 1.
     name: name scope.
 
   Returns:
@@ -20,6 +23,8 @@ def concat_along_batch_dim(tt_list, name="t3f_concat_along_batch_dim"):
   Raises:
     ValueError: if shapes or TT-ranks differ (naming the elements).
   """
+  if isinstance(tt_list, TensorTrainBase):
+    return shapes.expand_batch_dim(tt_list)
   if not isinstance(tt_list, (list, tuple)) or not tt_list:
     raise TypeError("tt_list must be a non-empty list of TT objects, got %r" %
                     (tt_list,))
@@ -52,9 +57,7 @@ def multiply_along_batch_dim(batch_tt, weights,
   Returns:
     `TensorTrainBatch`. Cost: O(B n r).
   """
-  if not isinstance(batch_tt, TensorTrainBatch):
-    raise TypeError("batch_tt must be a TensorTrainBatch, got %s" %
-                    type(batch_tt).__name__)
+  utils.check_batch(batch_tt, "batch_tt")
   with tf.name_scope(name):
     weights = tf.convert_to_tensor(weights, dtype=batch_tt.dtype)
     if weights.shape.rank != 1 or not weights.shape.is_compatible_with(
@@ -69,9 +72,7 @@ def multiply_along_batch_dim(batch_tt, weights,
 
 def _check_pair(tt_1, tt_2):
   for tt, tt_name in ((tt_1, "tt_1"), (tt_2, "tt_2")):
-    if not isinstance(tt, TensorTrainBatch):
-      raise TypeError("%s must be a TensorTrainBatch, got %s" %
-                      (tt_name, type(tt).__name__))
+    utils.check_batch(tt, tt_name)
   utils.check_same_dtype(tt_1, tt_2, "tt_1", "tt_2")
 
 

@@ -54,6 +54,10 @@ def _check_dense(value, arg_name, min_rank=1):
       not value.shape.is_fully_defined()):
     raise ValueError("%s must have a static shape with at least %d dims, got "
                      "%s" % (arg_name, min_rank, value.shape))
+  if 0 in value.shape.as_list():
+    raise ValueError("%s: expected a non-empty tensor (every dim >= 1; a "
+                     "TT mode has at least one index), got shape %s" %
+                     (arg_name, value.shape))
   return value
 
 

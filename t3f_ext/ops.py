@@ -24,8 +24,14 @@ def full(tt, name="t3f_full"):
   Returns:
     ``[n_1, ..., n_d]`` for a TT-tensor, ``[M, N]`` for a TT-matrix, with a
     leading ``[B]`` for a batch. Cost: O(r^2 prod_k n_k) (per batch element).
+
+  Raises:
+    ValueError: before allocating anything, if the result (or an
+      intermediate ``[n_1 ... n_k, r_k]`` product) has more elements than
+      int64 can index or more bytes than the machine's memory.
   """
   utils.check_tt(tt, "tt")
+  _check_full_size(tt)
   with tf.name_scope(name):
     nb = utils.batch_dims(tt)
     cores = utils.merged_cores(tt)
@@ -38,6 +44,44 @@ def full(tt, name="t3f_full"):
     if not tt.is_tt_matrix():
       return utils.reshape_tail(res, nb, raw[0])
     return utils.merged_modes_to_matrix(res, raw[0], raw[1], nb)
+
+
+def _check_full_size(tt):
+  """`utils.check_dense_size` for the tensors `full` forms: after core k,
+  ``[B, n_1 ... n_k, r_k]`` (mode sizes merged for a TT-matrix)."""
+  nb = utils.batch_dims(tt)
+  batch = (tt.batch_size or 1) if nb else 1
+  modes = [core.shape[nb + 1:-1] for core in tt.tt_cores]
+  largest, prefix = 0, 1
+  for core, mode in zip(tt.tt_cores, modes):
+    prefix *= utils.static_size(mode)
+    largest = max(largest, prefix * utils.static_size(core.shape[-1:]))
+  utils.check_dense_size(batch * largest, tt.dtype, "tt",
+                         "full(tt) of shape %s" % tt.get_shape())
+
+
+def _check_matmul_size(tt, dense, tt_name, dense_on_left):
+  """`utils.check_dense_size` for `_tt_dense_matmul_transposed`.
+
+  For ``tt [M, N] @ dense [..., N, K]`` its state after core k holds
+  ``lead * n_{k+1}..n_d * K * m_1..m_k * r_k`` numbers; ``dense [..., K, M]
+  @ tt`` runs the same on the transposes (m and n swapped)."""
+  m_modes, n_modes = [s.as_list() for s in tt.get_raw_shape()]
+  if dense_on_left:
+    m_modes, n_modes = n_modes, m_modes
+  nb = utils.batch_dims(tt)
+  lead = max(utils.static_size(dense.shape[:-2]),
+             (tt.batch_size or 1) if nb else 1)
+  free = utils.static_size(dense.shape[-2 if dense_on_left else -1:][:1])
+  largest = 0
+  for k in range(len(m_modes) + 1):
+    rank = tt.get_tt_ranks()[k] or 1
+    largest = max(largest, lead * free * rank * utils.static_size(
+        n_modes[k:] + m_modes[:k]))
+  utils.check_dense_size(largest, tt.dtype, tt_name,
+                         "the product of the TT-matrix of shape %s with a "
+                         "dense matrix of shape %s" % (tt.get_shape(),
+                                                       dense.shape))
 
 
 def _check_dense_shape(tt, tt_name, dense, dense_name, axis, size):
@@ -100,6 +144,12 @@ def matmul(a, b, name="t3f_matmul"):
     Cost O(d r^2 max(m, n)^{d+1} K).
   * dense ``[..., K, M]`` @ TT ``[M, N]`` -> dense ``[..., K, N]``, computed
     as ``(b^T a^T)^T`` with the same cost (plus a transpose of ``a``).
+  * `tf.SparseTensor` ``[K, M]`` @ TT ``[M, N]`` or TT @ sparse: dense, see
+    `sparse_tt_matmul`.
+
+  The explicit forms `tt_tt_matmul`, `tt_dense_matmul`, `dense_tt_matmul`,
+  `sparse_tt_matmul` and `tt_sparse_matmul` (T3F's names) check the kinds of
+  their arguments and then do the same.
 
   A `TensorTrainBatch` with a dense operand broadcasts its batch dim against
   the dense operand's leading dims.
@@ -117,6 +167,10 @@ def matmul(a, b, name="t3f_matmul"):
   """
   a_is_tt = isinstance(a, TensorTrainBase)
   b_is_tt = isinstance(b, TensorTrainBase)
+  if isinstance(a, tf.SparseTensor) and b_is_tt:
+    return sparse_tt_matmul(a, b)
+  if a_is_tt and isinstance(b, tf.SparseTensor):
+    return tt_sparse_matmul(a, b)
   if not (a_is_tt or b_is_tt):
     raise TypeError("matmul needs a TT-matrix as a or b, got %s and %s" %
                     (type(a).__name__, type(b).__name__))
@@ -136,13 +190,100 @@ def matmul(a, b, name="t3f_matmul"):
       utils.check_tt(a, "a", matrix=True)
       dense = tf.convert_to_tensor(b, dtype=a.dtype, name="b")
       _check_dense_shape(a, "a", dense, "b", -2, a.get_shape()[1])
+      _check_matmul_size(a, dense, "a", dense_on_left=False)
       return tf.linalg.matrix_transpose(_tt_dense_matmul_transposed(a, dense))
     utils.check_tt(b, "b", matrix=True)
     dense = tf.convert_to_tensor(a, dtype=b.dtype, name="a")
     _check_dense_shape(b, "b", dense, "a", -1, b.get_shape()[0])
+    _check_matmul_size(b, dense, "b", dense_on_left=True)
     # a @ b = ((b^T) @ a^T)^T, which is what the helper returns directly.
     return _tt_dense_matmul_transposed(transpose(b),
                                        tf.linalg.matrix_transpose(dense))
+
+
+def _check_dense_operand(value, arg_name):
+  """TypeError if ``value`` is a TT object or a `tf.SparseTensor`."""
+  if isinstance(value, (TensorTrainBase, tf.SparseTensor)):
+    raise TypeError("%s: expected a dense tensor-like, got %s" %
+                    (arg_name, type(value).__name__))
+
+
+def _check_sparse_operand(value, arg_name, rank=None):
+  if not isinstance(value, tf.SparseTensor):
+    raise TypeError("%s: expected a tf.SparseTensor, got %s" %
+                    (arg_name, type(value).__name__))
+  if rank is not None and value.shape.rank != rank:
+    raise ValueError("%s: expected a sparse matrix of rank %d, got shape %s" %
+                     (arg_name, rank, value.shape))
+
+
+def tt_tt_matmul(tt_matrix_a, tt_matrix_b):
+  """TT-matrix @ TT-matrix -> TT-matrix; see `matmul`. O(d r_a^2 r_b^2 m n p)."""
+  utils.check_tt(tt_matrix_a, "tt_matrix_a", matrix=True)
+  utils.check_tt(tt_matrix_b, "tt_matrix_b", matrix=True)
+  return matmul(tt_matrix_a, tt_matrix_b)
+
+
+def tt_dense_matmul(tt_matrix_a, matrix_b):
+  """TT-matrix ``[M, N]`` @ dense ``[..., N, K]`` -> dense; see `matmul`."""
+  utils.check_tt(tt_matrix_a, "tt_matrix_a", matrix=True)
+  _check_dense_operand(matrix_b, "matrix_b")
+  return matmul(tt_matrix_a, matrix_b)
+
+
+def dense_tt_matmul(matrix_a, tt_matrix_b):
+  """dense ``[..., K, M]`` @ TT-matrix ``[M, N]`` -> dense; see `matmul`."""
+  _check_dense_operand(matrix_a, "matrix_a")
+  utils.check_tt(tt_matrix_b, "tt_matrix_b", matrix=True)
+  return matmul(matrix_a, tt_matrix_b)
+
+
+def sparse_tt_matmul(sparse_matrix_a, tt_matrix_b):
+  """`tf.SparseTensor` ``[K, M]`` @ TT-matrix ``[M, N]`` -> dense ``[K, N]``.
+
+  Each stored entry ``(i, j, v)`` adds ``v`` times row ``j`` of the
+  TT-matrix to row ``i``; row ``j`` is computed from the cores sliced at the
+  row modes of ``j``, so neither the TT-matrix nor the sparse matrix is made
+  dense. (T3F 1.2.0 raises NotImplementedError.)
+
+  Cost: O(nnz (d r^2 + r N)) for nnz stored entries, ``[nnz, N]`` memory.
+  """
+  _check_sparse_operand(sparse_matrix_a, "sparse_matrix_a", rank=2)
+  utils.check_tt(tt_matrix_b, "tt_matrix_b", matrix=True)
+  if utils.batch_dims(tt_matrix_b):
+    raise TypeError("tt_matrix_b: expected a single TT-matrix, got a batch")
+  rows_needed = tt_matrix_b.get_shape()[0]
+  if not sparse_matrix_a.shape[1:].is_compatible_with([rows_needed]):
+    raise ValueError("shapes do not match for matmul: sparse_matrix_a has "
+                     "shape %s and tt_matrix_b is a TT-matrix of shape %s" %
+                     (sparse_matrix_a.shape, tt_matrix_b.get_shape()))
+  num_rows = tf.compat.dimension_value(sparse_matrix_a.shape[0])
+  utils.check_dense_size(
+      utils.static_size([num_rows, tt_matrix_b.get_shape()[1]]),
+      tt_matrix_b.dtype, "tt_matrix_b", "the product of a sparse matrix of "
+      "shape %s with a TT-matrix of shape %s" % (sparse_matrix_a.shape,
+                                                 tt_matrix_b.get_shape()))
+  m_modes = tt_matrix_b.get_raw_shape()[0].as_list()
+  row_modes = tf.unravel_index(sparse_matrix_a.indices[:, 1], m_modes)
+  # The rows j of the stored entries, as a batch of TT row vectors [1, N].
+  cores = [tf.gather(tf.transpose(core, [1, 0, 2, 3]), row_modes[k])[
+      :, :, tf.newaxis] for k, core in enumerate(tt_matrix_b.tt_cores)]
+  rows = full(utils.wrap(cores, 1))[:, 0, :]  # [nnz, N]
+  values = tf.cast(sparse_matrix_a.values, tt_matrix_b.dtype)[:, tf.newaxis]
+  num_segments = (num_rows if num_rows is not None else
+                  sparse_matrix_a.dense_shape[0])
+  return tf.math.unsorted_segment_sum(values * rows,
+                                      sparse_matrix_a.indices[:, 0],
+                                      num_segments)
+
+
+def tt_sparse_matmul(tt_matrix_a, sparse_matrix_b):
+  """TT-matrix ``[M, N]`` @ `tf.SparseTensor` ``[N, K]`` -> dense ``[M, K]``,
+  as ``(b^T a^T)^T`` with `sparse_tt_matmul`; same cost."""
+  utils.check_tt(tt_matrix_a, "tt_matrix_a", matrix=True)
+  _check_sparse_operand(sparse_matrix_b, "sparse_matrix_b", rank=2)
+  return tf.transpose(sparse_tt_matmul(tf.sparse.transpose(sparse_matrix_b),
+                                       transpose(tt_matrix_a)))
 
 
 def _broadcast_batch(cores, num_batch_dims, target):
@@ -351,6 +492,41 @@ def flat_inner(a, b, name="t3f_flat_inner"):
     return _tt_dense_flat_inner(a, tf.convert_to_tensor(b, dtype=a.dtype))
 
 
+def tt_tt_flat_inner(tt_a, tt_b):
+  """`flat_inner` of two TT objects. O(d n r^3)."""
+  utils.check_tt(tt_a, "tt_a")
+  utils.check_tt(tt_b, "tt_b")
+  return flat_inner(tt_a, tt_b)
+
+
+def tt_dense_flat_inner(tt_a, dense_b):
+  """`flat_inner` of a TT object and a dense tensor. O(r prod n)."""
+  utils.check_tt(tt_a, "tt_a")
+  _check_dense_operand(dense_b, "dense_b")
+  return flat_inner(tt_a, dense_b)
+
+
+def dense_tt_flat_inner(dense_a, tt_b):
+  """`flat_inner` of a dense tensor and a TT object. O(r prod n)."""
+  _check_dense_operand(dense_a, "dense_a")
+  utils.check_tt(tt_b, "tt_b")
+  return flat_inner(dense_a, tt_b)
+
+
+def tt_sparse_flat_inner(tt_a, sparse_b):
+  """`flat_inner` of a TT object and a `tf.SparseTensor`. O(nnz d r^2)."""
+  utils.check_tt(tt_a, "tt_a")
+  _check_sparse_operand(sparse_b, "sparse_b")
+  return flat_inner(tt_a, sparse_b)
+
+
+def sparse_tt_flat_inner(sparse_a, tt_b):
+  """`flat_inner` of a `tf.SparseTensor` and a TT object. O(nnz d r^2)."""
+  _check_sparse_operand(sparse_a, "sparse_a")
+  utils.check_tt(tt_b, "tt_b")
+  return flat_inner(sparse_a, tt_b)
+
+
 def frobenius_norm_squared(tt, differentiable=False,
                            name="t3f_frobenius_norm_squared"):
   """``||tt||_F^2`` (per batch element).
@@ -402,13 +578,23 @@ def _orthogonalized_norm_squared(tt):
 def frobenius_norm(tt, epsilon=1e-5, differentiable=False,
                    name="t3f_frobenius_norm"):
   """``sqrt(||tt||_F^2 + epsilon)`` as in T3F (epsilon keeps the gradient at
-  zero finite). See `frobenius_norm_squared`. Cost: O(d n r^3)."""
+  zero finite). See `frobenius_norm_squared`. Cost: O(d n r^3).
+
+  Raises:
+    ValueError: if ``epsilon`` is a number that is negative or not finite
+      (a tensor epsilon is not checked).
+  """
+  if not tf.is_tensor(epsilon) and (
+      np.ndim(epsilon) != 0 or isinstance(epsilon, bool) or
+      not np.isreal(epsilon) or not np.isfinite(epsilon) or epsilon < 0):
+    raise ValueError("epsilon: expected a finite non-negative number, got %r"
+                     % (epsilon,))
   with tf.name_scope(name):
     return tf.sqrt(frobenius_norm_squared(tt, differentiable) +
                    utils.scalar_as(epsilon, tt.dtype))
 
 
-def transpose(tt_matrix, conjugate=False, name="t3f_transpose"):
+def transpose(tt_matrix, name="t3f_transpose", *, conjugate=False):
   """The transposed TT-matrix ``[N, M]`` (cores' m and n axes swapped).
 
   Args:
@@ -580,7 +766,8 @@ def gather_nd(tt, indices, name="t3f_gather_nd"):
 
 
 def cast(tt, dtype, name="t3f_cast"):
-  """The TT object with cores cast to a floating or complex ``dtype``."""
+  """The TT object with cores cast to a floating or complex ``dtype`` (from
+  any dtype, integer cores included). Cost: O(d n r^2)."""
   utils.check_tt(tt, "tt")
   dtype = tf.as_dtype(dtype)
   if not (dtype.is_floating or dtype.is_complex):

@@ -31,16 +31,21 @@ A TT-matrix is handled as the TT-tensor whose k-th mode is the pair
 ``(m_k, n_k)``: the tangent space and the projection do not see the
 difference, so all internal work is done on cores ``[r, m_k n_k, r']``.
 
-T3F compatibility: T3F attaches ``projection_on`` to the result of a
-projection. Our TT objects are immutable, so the structural information (2)
-is checked instead: the ranks of a tangent vector must be even (doubled).
+Every tangent vector made here remembers its point: its ``projection_on``
+is a static int identifying the point (T3F stores the point object itself),
+given by `tangent_space_id`. `add_n_projected` and
+`pairwise_flat_inner_projected` refuse vectors without one or of different
+points, in eager mode, in `tf.function` and under XLA alike, since the
+identifier is part of the TypeSpec. A consequence: a tangent vector passed
+into a `tf.function` as an argument traces it once per point.
 """
+import itertools
+import weakref
+
 import tensorflow as tf
 
 from t3f_ext import decompositions
 from t3f_ext import utils
-from t3f_ext.tensor_train import TensorTrain
-from t3f_ext.tensor_train_batch import TensorTrainBatch
 
 __all__ = [
     "project",
@@ -53,13 +58,63 @@ __all__ = [
 ]
 
 
+# Identifiers of points.
+
+_POINT_IDS = {}  # tuple of id(core) -> (tuple of weakrefs to the cores, id)
+_NEXT_POINT_ID = itertools.count(1)
+
+
+def tangent_space_id(where):
+  """The static int that identifies the point `where` (its tangent space).
+
+  Two TT objects get the same identifier exactly when they hold the same
+  core objects (tensors or variables), e.g. ``where`` and
+  ``TensorTrain(where.tt_cores)``. Identifiers are never reused: an entry
+  dies with its cores (weak references), and a new point takes a new number.
+  Inside a `tf.function` the cores of an argument are new symbolic tensors
+  on every trace, so the point gets a new identifier per trace.
+  """
+  cores = tuple(where.tt_cores)
+  key = tuple(id(core) for core in cores)
+  entry = _POINT_IDS.get(key)
+  if entry is not None and all(ref() is core
+                               for ref, core in zip(entry[0], cores)):
+    return entry[1]
+  point_id = next(_NEXT_POINT_ID)
+
+  def forget(_, key=key, point_id=point_id):
+    if _POINT_IDS.get(key, (None, None))[1] == point_id:
+      del _POINT_IDS[key]
+
+  _POINT_IDS[key] = (tuple(weakref.ref(core, forget) for core in cores),
+                     point_id)
+  return point_id
+
+
+def _check_same_tangent_space(objects, names):
+  """ValueError unless all carry one non-None `projection_on`."""
+  for tt, tt_name in zip(objects, names):
+    if tt.projection_on is None:
+      raise ValueError(
+          "%s must be a tangent vector (from project, project_sum, "
+          "project_matmul, deltas_to_tangent_space, gradients or "
+          "add_n_projected), which remembers its point in projection_on; "
+          "got %s with projection_on None" % (tt_name,
+                                               utils.describe_shape(tt)))
+  for tt, tt_name in zip(objects[1:], names[1:]):
+    if tt.projection_on != objects[0].projection_on:
+      raise ValueError(
+          "%s and %s must be tangent vectors at the same point; they were "
+          "projected at different points (projection_on %d and %d)" %
+          (names[0], tt_name, objects[0].projection_on, tt.projection_on))
+
+
 # Argument checks.
 
 def _check_point(where, arg_name="where"):
   """`where` must be a single TensorTrain: a point of the manifold."""
-  if not isinstance(where, TensorTrain):
-    raise TypeError("%s must be a TensorTrain (the point whose tangent space "
-                    "is used), got %s" % (arg_name, type(where).__name__))
+  utils.check_single(where, arg_name,
+                     "the point whose tangent space is used")
 
 
 def _check_compatible(what, where, what_name="what", where_name="where"):
@@ -251,7 +306,8 @@ def _batch_cores(what):
 
 def _tangent_tt(deltas, left, right, where, batched):
   cores = _tangent_cores(deltas, left, right, batched)
-  return utils.split_modes(cores, where.get_raw_shape(), int(batched))
+  return utils.split_modes(cores, where.get_raw_shape(), int(batched),
+                           tangent_space=tangent_space_id(where))
 
 
 # Public API.
@@ -483,6 +539,8 @@ def pairwise_flat_inner_projected(projected_tt_vectors_1,
   names = ("projected_tt_vectors_1", "projected_tt_vectors_2")
   ranks_1 = _check_tangent(projected_tt_vectors_1, names[0])
   ranks_2 = _check_tangent(projected_tt_vectors_2, names[1])
+  _check_same_tangent_space((projected_tt_vectors_1, projected_tt_vectors_2),
+                            names)
   _check_compatible(projected_tt_vectors_1, projected_tt_vectors_2, *names)
   if ranks_1 != ranks_2:
     raise ValueError("%s and %s must be tangent vectors at one point, so "
@@ -529,6 +587,8 @@ def add_n_projected(tt_objects, coef=None):
                       "TensorTrainBatch; tt_objects[0] is a %s and %s a %s" %
                       (type(first).__name__, name, type(tt).__name__))
     _check_compatible(tt, first, name, "tt_objects[0]")
+  _check_same_tangent_space(
+      tt_objects, ["tt_objects[%d]" % i for i in range(len(tt_objects))])
   batched = utils.batch_dims(first)
   n = len(tt_objects)
   if coef is None:
@@ -566,4 +626,4 @@ def add_n_projected(tt_objects, coef=None):
       bottom = tf.concat([delta, core[tuple(index)]], axis=rax)
     blocks.append(bottom)
     cores.append(tf.concat(blocks, axis=lax))
-  return utils.wrap(cores, batched)
+  return utils.wrap(cores, batched, tangent_space=first.projection_on)

@@ -26,9 +26,19 @@ class TensorTrain(TensorTrainBase, tf.experimental.ExtensionType):
   tt_cores: typing.Tuple[tf.Tensor, ...]
   _raw_shape: typing.Tuple[tf.TensorShape, ...]
   _tt_ranks: tf.TensorShape
+  _tangent_space: typing.Optional[int] = None
+
+  class Spec:  # pylint: disable=missing-class-docstring
+    def __init__(self, tt_cores, _raw_shape, _tt_ranks, _tangent_space=None):
+      # The tangent-space identifier is optional, as before it existed.
+      self.tt_cores = tt_cores
+      self._raw_shape = _raw_shape
+      self._tt_ranks = _tt_ranks
+      self._tangent_space = _tangent_space
 
   def __init__(self, tt_cores, shape=None, tt_ranks=None,
-               convert_to_tensors=True):
+               convert_to_tensors=True, name="TensorTrain", *,
+               tangent_space=None):
     """Creates a `TensorTrain`.
 
     Args:
@@ -37,9 +47,15 @@ class TensorTrain(TensorTrainBase, tf.experimental.ExtensionType):
         ``[r_{k-1}, m_k, n_k, r_k]``, with ``r_0 = r_d = 1``.
       shape: optional raw shape to check the cores against: ``[n_1..n_d]``
         or ``[[m_1..m_d], [n_1..n_d]]``.
-      tt_ranks: optional list of the ``d + 1`` TT-ranks to check against.
+      tt_ranks: optional list of the ``d + 1`` TT-ranks to check against
+        (as in T3F, a longer list is accepted if the extra entries are 1).
       convert_to_tensors: if False, the cores must already be tensors or
         variables (NumPy arrays are refused).
+      name: T3F's argument, accepted and unused: a TF2 value has no name
+        scope of its own.
+      tangent_space: for `t3f_ext.riemannian` only: the identifier of the
+        point whose tangent space this object lies in (see
+        ``projection_on``), or None.
 
     Raises:
       TypeError / ValueError: if the cores are invalid or inconsistent with
@@ -50,6 +66,7 @@ class TensorTrain(TensorTrainBase, tf.experimental.ExtensionType):
     self.tt_cores = cores
     self._raw_shape = raw_shape
     self._tt_ranks = ranks
+    self._tangent_space = tensor_train_base.check_tangent_space(tangent_space)
 
   def _batch_dims(self):
     return 0

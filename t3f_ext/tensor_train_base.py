@@ -17,6 +17,8 @@ Both concrete classes are immutable ``tf.experimental.ExtensionType`` values,
 so they cross ``tf.function`` boundaries and compile under
 ``jit_compile=True``.
 """
+import math
+
 import numpy as np
 import tensorflow as tf
 
@@ -34,15 +36,34 @@ class TensorTrainBase:
     return self._raw_shape
 
   def _dense_shape(self):
-    """The shape of the represented tensor or matrix, without the batch dim."""
+    """The shape of the represented tensor or matrix, without the batch dim.
+
+    The sizes are exact Python ints (``math.prod``), so a TT-matrix with
+    modes ``[10] * 20`` has ``10**20`` rows, not a wrapped-around int64.
+    """
     raw = self.get_raw_shape()
     if not self.is_tt_matrix():
       return raw[0]
     dims = []
     for axis_shape in raw:
-      dims.append(int(np.prod(axis_shape.as_list()))
+      dims.append(math.prod(axis_shape.as_list())
                   if axis_shape.is_fully_defined() else None)
     return tf.TensorShape(dims)
+
+  @property
+  def projection_on(self):
+    """The identifier of the point whose tangent space this object lies in,
+    or None if it is not known to lie in one.
+
+    `t3f_ext.project`, `project_sum`, `project_matmul`,
+    `deltas_to_tangent_space`, `gradients` and `add_n_projected` set it (T3F
+    stores the point itself). It is a static int, part of the TypeSpec, so
+    `add_n_projected` and `pairwise_flat_inner_projected` can refuse vectors
+    of different tangent spaces in eager mode, in `tf.function` and under
+    XLA alike. Ops that leave the tangent space (``add``, ``multiply``,
+    ``round``, ...) return objects without it.
+    """
+    return self._tangent_space
 
   def get_tt_ranks(self):
     """The TT-ranks ``[r_0=1, r_1, ..., r_d=1]`` as a `tf.TensorShape`."""
@@ -60,6 +81,47 @@ class TensorTrainBase:
       return None
     core_name = self.tt_cores[0].name
     return core_name[:core_name.rfind("/")]
+
+  def is_variable(self):
+    """True if the cores are `tf.Variable`s (a `t3f_ext.get_variable`
+    result); `TensorTrain` and `TensorTrainBatch` hold tensors: False."""
+    return isinstance(self.tt_cores[0], tf.Variable)
+
+  @property
+  def graph(self):
+    """The `tf.Graph` (a `tf.function`'s FuncGraph) that holds the cores, or
+    None for eager cores and variables, which belong to no graph in TF2."""
+    core = self.tt_cores[0]
+    if isinstance(core, tf.Variable) or not hasattr(core, "op"):
+      return None
+    return core.graph
+
+  @property
+  def op(self):
+    """The `tf.Operation` grouping the ops that compute the cores, inside a
+    `tf.function`; None in eager mode, where nothing is deferred."""
+    if self.graph is None:
+      return None
+    return tf.group(*[core.op for core in self.tt_cores])
+
+  def eval(self, feed_dict=None, session=None):
+    """The cores' values as a list of NumPy arrays (TF2: eager only).
+
+    Args:
+      feed_dict, session: TF1 options with no TF2 meaning; must be None.
+
+    Raises:
+      ValueError: inside a `tf.function`, or if a TF1 option is given.
+    """
+    for arg_name, value in (("feed_dict", feed_dict), ("session", session)):
+      if value is not None:
+        raise ValueError("%s: a TF1 session option with no TF2 meaning; "
+                         "expected None, got %r" % (arg_name, value))
+    if self.graph is not None:
+      raise ValueError("eval needs eager execution: the cores are symbolic "
+                       "tensors of a tf.function; return the TT object from "
+                       "the function instead")
+    return [np.asarray(core) for core in self.tt_cores]
 
   def ndims(self):
     """The number of TT-cores d."""
@@ -122,6 +184,16 @@ class TensorTrainBase:
     return ops.multiply(self, other)
 
 
+def check_tangent_space(tangent_space):
+  """None or an int identifier (see `TensorTrainBase.projection_on`)."""
+  if tangent_space is not None and (
+      isinstance(tangent_space, bool) or
+      not isinstance(tangent_space, (int, np.integer))):
+    raise TypeError("tangent_space: expected None or an int identifier, got "
+                    "%r" % (tangent_space,))
+  return None if tangent_space is None else int(tangent_space)
+
+
 def _as_tensor_shape(value, arg_name):
   try:
     return tf.TensorShape(value)
@@ -130,12 +202,13 @@ def _as_tensor_shape(value, arg_name):
                      (arg_name, value, err)) from None
 
 
-def clean_raw_shape(shape):
+def clean_raw_shape(shape, name="t3f_clean_raw_shape"):  # pylint: disable=unused-argument
   """Turns a T3F-style shape into a tuple of `tf.TensorShape` (or None).
 
   Args:
     shape: None, a list of ints / `tf.TensorShape` (a TT-tensor), or a pair of
       them (a TT-matrix), e.g. ``((2, 3), (4, 5))``.
+    name: T3F's argument, unused.
 
   Returns:
     None or a tuple of one or two `tf.TensorShape`.
@@ -188,8 +261,9 @@ def validate_cores(tt_cores, shape, tt_ranks, convert_to_tensors, batch_dims,
                       (k, type(core).__name__))
     cores.append(tf.convert_to_tensor(core))
   dtype = cores[0].dtype
-  if not (dtype.is_floating or dtype.is_complex):
-    raise TypeError("tt_cores must have a floating or complex dtype, got %s" %
+  if not (dtype.is_floating or dtype.is_complex or dtype.is_integer):
+    raise TypeError("tt_cores must have a floating, complex or integer dtype "
+                    "(integer cores are for t3f_ext.cast), got %s" %
                     dtype.name)
   for k, core in enumerate(cores):
     if core.dtype != dtype:
@@ -226,6 +300,10 @@ def validate_cores(tt_cores, shape, tt_ranks, convert_to_tensors, batch_dims,
   inferred_ranks = tf.TensorShape(ranks)
   if tt_ranks is not None:
     given = _as_tensor_shape(tt_ranks, "tt_ranks")
+    if given.rank is not None and given.rank > d + 1 and all(
+        r in (1, None) for r in given[d + 1:].as_list()):
+      # T3F reads only the first d + 1 entries; trailing 1s are tolerated.
+      given = given[:d + 1]
     if given.rank != d + 1 or not given.is_compatible_with(inferred_ranks):
       raise ValueError("tt_ranks %s do not match the cores, whose TT-ranks are "
                        "%s" % (given, inferred_ranks))

@@ -23,18 +23,34 @@ class TensorTrainBatch(TensorTrainBase, tf.experimental.ExtensionType):
   _raw_shape: typing.Tuple[tf.TensorShape, ...]
   _tt_ranks: tf.TensorShape
   _batch_size: typing.Optional[int]
+  _tangent_space: typing.Optional[int] = None
+
+  class Spec:  # pylint: disable=missing-class-docstring
+    def __init__(self, tt_cores, _raw_shape, _tt_ranks, _batch_size,
+                 _tangent_space=None):
+      # The tangent-space identifier is optional, as before it existed.
+      self.tt_cores = tt_cores
+      self._raw_shape = _raw_shape
+      self._tt_ranks = _tt_ranks
+      self._batch_size = _batch_size
+      self._tangent_space = _tangent_space
 
   def __init__(self, tt_cores, shape=None, tt_ranks=None, batch_size=None,
-               convert_to_tensors=True):
+               convert_to_tensors=True, name="TensorTrainBatch", *,
+               tangent_space=None):
     """Creates a `TensorTrainBatch`.
 
     Args:
       tt_cores: a list or tuple of d tensor-likes, each
         ``[B, r_{k-1}, n_k, r_k]`` or each ``[B, r_{k-1}, m_k, n_k, r_k]``.
       shape: optional raw shape (without the batch size) to check against.
-      tt_ranks: optional list of the ``d + 1`` TT-ranks to check against.
+      tt_ranks: optional list of the ``d + 1`` TT-ranks to check against
+        (as in T3F, a longer list is accepted if the extra entries are 1).
       batch_size: optional int B to check against.
       convert_to_tensors: if False, the cores must already be tensors.
+      name: T3F's argument, accepted and unused.
+      tangent_space: the identifier of the point whose tangent space the
+        elements lie in (see ``projection_on``), or None.
 
     Raises:
       TypeError / ValueError: if the cores are invalid or inconsistent.
@@ -50,6 +66,7 @@ class TensorTrainBatch(TensorTrainBase, tf.experimental.ExtensionType):
     self._raw_shape = raw_shape
     self._tt_ranks = ranks
     self._batch_size = batch_size
+    self._tangent_space = tensor_train_base.check_tangent_space(tangent_space)
 
   def _batch_dims(self):
     return 1
@@ -75,8 +92,9 @@ class TensorTrainBatch(TensorTrainBase, tf.experimental.ExtensionType):
     batch_spec, mode_specs = slice_spec[0], slice_spec[1:]
     cores = [core[batch_spec] for core in self.tt_cores]
     keeps_batch = cores[0].shape.rank == self.tt_cores[0].shape.rank
-    if not mode_specs:
-      return TensorTrainBatch(cores) if keeps_batch else TensorTrain(cores)
+    if not mode_specs:  # Elements of a tangent space stay in it.
+      cls = TensorTrainBatch if keeps_batch else TensorTrain
+      return cls(cores, tangent_space=self._tangent_space)
     if self.is_tt_matrix():
       raise TypeError("indexing the modes is defined for TT-tensors only; got "
                       "a batch of TT-matrices of shape %s" % self.get_shape())

@@ -1,5 +1,8 @@
 """Core-level helpers shared by the t3f_ext modules (argument checks, mode
 merging, batch handling). Users rarely need them directly."""
+import math
+import os
+
 import numpy as np
 import tensorflow as tf
 
@@ -27,15 +30,30 @@ def check_tt(value, arg_name, matrix=None):
 
 
 def batch_dims(tt):
-  """1 for a `TensorTrainBatch`, 0 for a `TensorTrain`."""
-  return int(isinstance(tt, TensorTrainBatch))
+  """1 for a `TensorTrainBatch` (or a batch variable), 0 for a single TT."""
+  return tt._batch_dims()  # pylint: disable=protected-access
 
 
-def wrap(cores, num_batch_dims, raw_shape=None):
+def check_single(value, arg_name, role):
+  """TypeError unless ``value`` is a single TT object (not a batch)."""
+  if not isinstance(value, TensorTrainBase) or batch_dims(value):
+    raise TypeError("%s must be a TensorTrain (%s), got %s" %
+                    (arg_name, role, type(value).__name__))
+
+
+def check_batch(value, arg_name):
+  """TypeError unless ``value`` is a batch of TT objects."""
+  if not isinstance(value, TensorTrainBase) or not batch_dims(value):
+    raise TypeError("%s must be a TensorTrainBatch, got %s" %
+                    (arg_name, type(value).__name__))
+
+
+def wrap(cores, num_batch_dims, raw_shape=None, tangent_space=None):
   """Builds a `TensorTrain` (0 batch dims) or `TensorTrainBatch` (1)."""
   if num_batch_dims:
-    return TensorTrainBatch(cores, shape=raw_shape)
-  return TensorTrain(cores, shape=raw_shape)
+    return TensorTrainBatch(cores, shape=raw_shape,
+                            tangent_space=tangent_space)
+  return TensorTrain(cores, shape=raw_shape, tangent_space=tangent_space)
 
 
 def describe_shape(tt):
@@ -93,14 +111,14 @@ def merged_cores(tt):
           for core in tt.tt_cores]
 
 
-def split_modes(cores, raw_shape, num_batch_dims):
+def split_modes(cores, raw_shape, num_batch_dims, tangent_space=None):
   """Inverse of `merged_cores`: a TT object with the given raw shape."""
   if len(raw_shape) == 2:
     cores = [reshape_tail(core, num_batch_dims, [
         core.shape[num_batch_dims], m, n, core.shape[-1]])
              for core, m, n in zip(cores, raw_shape[0].as_list(),
                                    raw_shape[1].as_list())]
-  return wrap(cores, num_batch_dims)
+  return wrap(cores, num_batch_dims, tangent_space=tangent_space)
 
 
 def matrix_to_merged_modes(dense, rows, cols, num_lead):
@@ -167,6 +185,60 @@ def slice_cores(cores, specs, batch_dims):
   return wrap(kept, batch_dims)
 
 
+INT64_MAX = int(np.iinfo(np.int64).max)
+
+
+def memory_bytes():
+  """The machine's physical memory in bytes (None where the OS hides it)."""
+  try:
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+  except (AttributeError, ValueError, OSError):
+    return None
+
+
+def static_size(dims):
+  """The exact Python-int product of the known entries of ``dims``.
+
+  Unknown (None) entries, or an unknown rank, count as 1, so the result is a
+  lower bound of the size."""
+  dims = tf.TensorShape(dims)
+  if dims.rank is None:
+    return 1
+  return math.prod(1 if n is None else n for n in dims.as_list())
+
+
+def check_dense_size(num_elements, dtype, arg_name, what):
+  """Raises ValueError before a dense tensor that cannot exist is allocated.
+
+  Called by the ops that materialize dense tensors (`t3f_ext.full`, matmul
+  with a dense operand), with the element count of the largest tensor they
+  form, as an exact Python int.
+
+  Args:
+    num_elements: that element count (unknown dims counted as 1).
+    dtype: the element `tf.DType`.
+    arg_name: the TT argument whose size this is, for the message.
+    what: a description of the dense tensor, e.g. ``"full(tt) of shape
+      [10, ..., 10]"``.
+
+  Raises:
+    ValueError: if ``num_elements`` does not fit int64 (TF cannot index it),
+      or if its bytes exceed the machine's physical memory.
+  """
+  if num_elements > INT64_MAX:
+    raise ValueError(
+        "%s: %s needs a dense tensor of %d elements, more than int64 can "
+        "index (%d); it cannot be formed" % (arg_name, what, num_elements,
+                                         INT64_MAX))
+  needed = num_elements * tf.as_dtype(dtype).size
+  available = memory_bytes()
+  if available is not None and needed > available:
+    raise ValueError(
+        "%s: %s needs a dense tensor of %d elements (%.3g bytes), more than "
+        "this machine's %.3g bytes of memory; it is not formed" %
+        (arg_name, what, num_elements, needed, available))
+
+
 def canonical_ranks(tt_rank, d, arg_name):
   """A list of ``d + 1`` TT-ranks from an int or a list.
 
@@ -193,6 +265,30 @@ def canonical_ranks(tt_rank, d, arg_name):
   return [int(r) for r in ranks]
 
 
+def cap_ranks(ranks, sizes):
+  """TT-ranks capped at the largest useful ones for the mode sizes.
+
+  A rank above ``r_{k-1} n_k`` (or ``r_{k+1} n_{k+1}``) adds nothing: the
+  two sweeps cap it there, hence also at ``min(n_1 ... n_k,
+  n_{k+1} ... n_d)``, the rank of the k-th unfolding of a full tensor; TT-SVD
+  at the capped ranks returns exactly them.
+
+  Args:
+    ranks: the ``d + 1`` TT-ranks ``[1, r_1, ..., r_{d-1}, 1]``.
+    sizes: the ``d`` mode sizes (``m_k n_k`` for a TT-matrix).
+
+  Returns:
+    A new list of ``d + 1`` ints.
+  """
+  ranks = list(ranks)
+  d = len(sizes)
+  for k in range(1, d):
+    ranks[k] = min(ranks[k], ranks[k - 1] * sizes[k - 1])
+  for k in range(d - 1, 0, -1):
+    ranks[k] = min(ranks[k], ranks[k + 1] * sizes[k])
+  return ranks
+
+
 def max_ranks(max_tt_rank, d, arg_name):
   """Like `canonical_ranks` but None means "no cap"; ends may be anything."""
   if max_tt_rank is None:
@@ -214,10 +310,10 @@ def check_epsilon(epsilon):
   """Validates a relative accuracy: None or a float in [0, 1)... or larger."""
   if epsilon is None:
     return None
-  if not isinstance(epsilon, (int, float, np.floating, np.integer)) or (
-      epsilon < 0):
-    raise ValueError("epsilon must be None or a non-negative float, got %r" %
-                     (epsilon,))
+  if (not isinstance(epsilon, (int, float, np.floating, np.integer)) or
+      isinstance(epsilon, bool) or not np.isfinite(epsilon) or epsilon < 0):
+    raise ValueError("epsilon: expected None or a finite non-negative float, "
+                     "got %r" % (epsilon,))
   if not tf.executing_eagerly():
     raise ValueError(
         "epsilon picks the TT-ranks from the singular values, so the output "
@@ -248,7 +344,11 @@ def tensor_modes(shape, arg_name):
   """Validates a TT-tensor shape: a non-empty list of positive ints."""
   if isinstance(shape, tf.TensorShape):
     shape = shape.as_list()
-  modes = list(np.asarray(shape).ravel()) if shape is not None else []
+  try:  # Nested lists such as [[2, 3]] are refused, as in T3F.
+    flat = np.ndim(shape) == 1
+  except ValueError:  # ragged
+    flat = False
+  modes = list(shape) if flat else []
   if not modes or not all(is_int(n) and n >= 1 for n in modes):
     raise ValueError("%s must be a non-empty list of positive ints, got %r" %
                      (arg_name, shape))
@@ -292,3 +392,60 @@ def scalar_as(value, dtype):
 
 def is_int(value):
   return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+# T3F's public helpers of its `utils` module.
+
+def unravel_index(indices, shape):
+  """Multi-indices of linear (row-major) ``indices`` into ``shape``.
+
+  Args:
+    indices: integer tensor-like ``[P]``.
+    shape: list of ints ``[n_1, ..., n_d]``.
+
+  Returns:
+    ``[P, d]`` integer tensor (T3F's layout; ``tf.unravel_index`` gives the
+    transpose). Cost: O(P d).
+  """
+  return tf.transpose(tf.unravel_index(indices, shape))
+
+
+def in_eager_mode():
+  """True if TF executes eagerly here (False inside a `tf.function`)."""
+  return tf.executing_eagerly()
+
+
+def replace_tf_svd_with_np_svd():
+  """Makes ``tf.linalg.svd`` compute with NumPy's LAPACK SVD, process-wide.
+
+  T3F's workaround for TF SVD bugs, kept for compatibility. It replaces
+  ``tf.linalg.svd`` (t3f_ext's own SVDs included) by a ``tf.numpy_function``
+  of the same signature and outputs ``(s, u, v)``: it works eagerly and in
+  `tf.function`, but not under XLA and has no gradient. Calling it twice is
+  harmless; the original stays at ``tf.linalg.svd.original``.
+  """
+  if hasattr(tf.linalg.svd, "original"):
+    return
+  original = tf.linalg.svd
+
+  def numpy_svd(tensor, full_matrices=False, compute_uv=True,
+                name=None):  # pylint: disable=unused-argument
+    tensor = tf.convert_to_tensor(tensor)
+    lead, (m, n) = tensor.shape[:-2], tensor.shape[-2:]
+    k = None if None in (m, n) else min(m, n)
+    s_shape = lead.concatenate([k])
+    if not compute_uv:
+      s = tf.numpy_function(lambda a: np.linalg.svd(a, False, False),
+                            [tensor], tensor.dtype.real_dtype)
+      s.set_shape(s_shape)
+      return s
+    u, s, vh = tf.numpy_function(
+        lambda a: np.linalg.svd(a, full_matrices, True), [tensor],
+        [tensor.dtype, tensor.dtype.real_dtype, tensor.dtype])
+    s.set_shape(s_shape)
+    u.set_shape(lead.concatenate([m, m if full_matrices else k]))
+    vh.set_shape(lead.concatenate([n if full_matrices else k, n]))
+    return s, u, tf.linalg.adjoint(vh)
+
+  numpy_svd.original = original
+  tf.linalg.svd = numpy_svd

@@ -11,6 +11,8 @@ Everything here is plain Python over integers, run once at ``build`` time.
 """
 import math
 
+from t3f_ext import utils
+
 DEFAULT_MAX_FACTOR = 8
 
 
@@ -194,16 +196,8 @@ def normalize_tt_ranks(tt_rank, row_dims, col_dims):
         raise ValueError(
             f"`tt_rank` must have {num_cores - 1} internal ranks (or {num_cores + 1} with the "
             f"boundary 1s) for {num_cores} cores, got {len(tt_rank)}: {tt_rank}.")
-    ranks = [1] + list(internal) + [1]
-    # A rank above r_{k-1} m_k n_k (or r_{k+1} m_{k+1} n_{k+1}) adds nothing. The
-    # two sweeps cap it there (hence also at min(prod_{j<=k} m_j n_j,
-    # prod_{j>k} m_j n_j)); TT-SVD at the capped ranks returns exactly them.
-    sizes = [m * n for m, n in zip(row_dims, col_dims)]
-    for k in range(1, num_cores):
-        ranks[k] = min(ranks[k], ranks[k - 1] * sizes[k - 1])
-    for k in range(num_cores - 1, 0, -1):
-        ranks[k] = min(ranks[k], ranks[k + 1] * sizes[k])
-    return ranks
+    return utils.cap_ranks([1] + list(internal) + [1],
+                           [m * n for m, n in zip(row_dims, col_dims)])
 
 
 def tt_matmul_flops(row_dims, col_dims, ranks, right_to_left):

@@ -4,6 +4,7 @@ import math
 import keras
 import tensorflow as tf
 
+from t3f_ext import linalg
 from t3f_ext.layers import cores as tt_cores
 from t3f_ext.layers import factorization
 
@@ -44,8 +45,14 @@ class TTEmbedding(keras.layers.Layer):
         is propagated.
 
     Call arguments:
-      inputs: integer tensor of any shape, values in ``[0, input_dim)`` (as
-        with `keras.layers.Embedding`, out-of-range indices are not checked).
+      inputs: integer tensor of any shape, values in ``[0, input_dim)``.
+        Ids outside that range (negative, or past ``input_dim`` into the
+        padding rows or beyond) are errors, checked before any cast:
+        eagerly a ValueError naming ``inputs``; in a `tf.function` an
+        `InvalidArgumentError` when the lookup runs; under XLA
+        (``jit_compile=True``, also Keras' default ``"auto"``), where
+        assertions are dropped, the rows of such ids are NaN, so the loss
+        turns NaN instead of training on a wrong row.
       training: unused.
 
     Returns ``inputs.shape + [output_dim]``.
@@ -102,7 +109,9 @@ class TTEmbedding(keras.layers.Layer):
         return tt_cores.cores_as_tensor_train(self.cores)
 
     def call(self, inputs, training=None):
-        indices = tf.reshape(tf.cast(inputs, "int32"), [-1])
+        ids = tf.reshape(tf.cast(inputs, "int64"), [-1])
+        valid = (ids >= 0) & (ids < self.input_dim)
+        indices = tf.cast(tf.where(valid, ids, tf.zeros_like(ids)), "int32")
         # state[x, (e_1..e_{k-1}), r_{k-1}]; digit k of row i is (i // V_{>k}) % v_k.
         state = None
         rows_after = math.prod(self.row_dims)
@@ -114,7 +123,25 @@ class TTEmbedding(keras.layers.Layer):
             slices = tf.reshape(slices, [-1, rank_left, e * rank_right])
             state = slices if state is None else tf.matmul(state, slices)
             state = tf.reshape(state, [tf.shape(indices)[0], -1, rank_right])
-        return tf.reshape(state, tf.concat([tf.shape(inputs), [self.output_dim]], axis=0))
+        rows = self._checked_rows(ids, valid, tf.reshape(state, [-1, self.output_dim]))
+        return tf.reshape(rows, tf.concat([tf.shape(inputs), [self.output_dim]], axis=0))
+
+    def _checked_rows(self, ids, valid, rows):
+        """``rows`` after the id check described under "Call arguments"."""
+        message = f"`inputs`: expected ids in [0, {self.input_dim}), got"
+        if linalg.in_xla_context():
+            return tf.where(valid[:, tf.newaxis], rows, tf.constant(float("nan"), rows.dtype))
+        if tf.executing_eagerly():
+            if not bool(tf.reduce_all(valid)):
+                bad = tf.boolean_mask(ids, tf.logical_not(valid)).numpy()
+                raise ValueError(f"{message} {bad[:10].tolist()}"
+                                 + (f" and {bad.size - 10} more" if bad.size > 10 else ""))
+            return rows
+        check = tf.debugging.Assert(
+            tf.reduce_all(valid), [message, tf.boolean_mask(ids, tf.logical_not(valid))],
+            summarize=10)
+        with tf.control_dependencies([check]):
+            return tf.identity(rows)
 
     def compute_mask(self, inputs, mask=None):
         if not self.mask_zero:

@@ -61,7 +61,7 @@ def test_batch_ops_errors():
   with pytest.raises(ValueError, match=r"\[3, 4, 2\].*\[3, 4, 3\]"):
     t3f.concat_along_batch_dim([b2, other_shape])
   with pytest.raises(TypeError, match="non-empty list"):
-    t3f.concat_along_batch_dim(b2)
+    t3f.concat_along_batch_dim([])
   with pytest.raises(ValueError, match=r"weights must have shape \[batch_size\]"
                      r" = \[2\], got \(3,\)"):
     t3f.multiply_along_batch_dim(b2, [1., 2., 3.])

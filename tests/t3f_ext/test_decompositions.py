@@ -189,7 +189,7 @@ def test_decomposition_errors():
     t3f.to_tt_tensor(dense, max_tt_rank=0)
   with pytest.raises(ValueError, match="max_tt_rank as a list must have 4"):
     t3f.to_tt_tensor(dense, max_tt_rank=[1, 2, 1])
-  with pytest.raises(ValueError, match="epsilon must be None or a non-negative"):
+  with pytest.raises(ValueError, match="epsilon: expected None or a finite non-negative"):
     t3f.to_tt_tensor(dense, epsilon=-0.1)
   with pytest.raises(TypeError, match="tens must have a floating"):
     t3f.to_tt_tensor(np.ones((2, 3), np.int32))

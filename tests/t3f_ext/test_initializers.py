@@ -109,7 +109,7 @@ def test_random_cores_statistics():
      "starting and ending with 1"),
     (lambda: t3f.random_tensor([3, 0]), "shape must be a non-empty list of "
      "positive ints"),
-    (lambda: t3f.random_tensor([3, 4], stddev=-1.), "stddev must be "
+    (lambda: t3f.random_tensor([3, 4], stddev=-1.), "stddev: expected a "
      "non-negative"),
     (lambda: t3f.random_tensor_batch([3, 4], batch_size=0),
      "batch_size must be a positive int"),
