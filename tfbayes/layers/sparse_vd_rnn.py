@@ -399,6 +399,7 @@ class SparseVDRNN(keras.layers.RNN):
         cell_config = self.cell.get_config()
         for key in ("name", "trainable", "dtype"):
             del cell_config[key]
+        config["activity_regularizer"] = keras.regularizers.serialize(self.activity_regularizer)
         return {**config, **cell_config}
 
     @classmethod
