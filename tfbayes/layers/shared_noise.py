@@ -24,6 +24,10 @@ GROUP_SUFFIX = "_group"
 """A variational weight whose name ends with this is a group variable (one draw per sequence)."""
 
 
+def _is_group(name):
+    return name.endswith(GROUP_SUFFIX)
+
+
 def _sample(layer, name, shape):
     theta = getattr(layer, name)
     log_sigma2 = getattr(layer, f"{name}_log_sigma2")
@@ -84,10 +88,11 @@ class SharedNoiseRNNCell:
         # Read theta and log sigma^2 in their own dtype. (AutocastScope(None) would report a
         # float64 variable's dtype as float32.)
         with backend.AutocastScope(self.variable_dtype):
-            # The groups first, then the weights: the order of the seed generator's draws.
-            for name in sorted(self._variational_names, key=lambda n: not n.endswith(GROUP_SUFFIX)):
+            # The groups first, then the weights: the order SparseVDLSTM has always drawn
+            # in, so that a seeded run repeats.
+            for name in sorted(self._variational_names, key=lambda n: not _is_group(n)):
                 noise[name] = (per_sequence_group(self, name, batch_size, training)
-                               if name.endswith(GROUP_SUFFIX) else shared_weight(self, name, training))
+                               if _is_group(name) else shared_weight(self, name, training))
         self._shared_noise = {name: ops.cast(value, self.compute_dtype)
                               for name, value in noise.items()}
 

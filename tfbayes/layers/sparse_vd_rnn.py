@@ -152,7 +152,7 @@ class SparseVDRNNCell(SparseVDLayer, SharedNoiseRNNCell, DropoutRNNCell):
             self.add_variational_weight(f"{group}{GROUP_SUFFIX}", (sizes[group],), "ones")
 
     def group_noise(self, group):
-        """The shared draw of a group (``[batch or 1, n]``), or None if the cell has no such group."""
+        """The shared draw of a group, ``[batch or 1, n]``; None if the cell has no such group."""
         return self.shared_noise(f"{group}{GROUP_SUFFIX}") if group in self.groups else None
 
     def gate_projections(self, inputs, recurrent_input, training):
@@ -269,9 +269,6 @@ class SparseVDRNNCell(SparseVDLayer, SharedNoiseRNNCell, DropoutRNNCell):
         return config
 
 
-_LAYER_ARGUMENTS = ("return_sequences", "return_state", "go_backwards", "stateful", "unroll",
-                    "zero_output_for_mask", "activity_regularizer", "name", "trainable", "dtype")
-"""The config keys of a SparseVDRNN that belong to the layer; the others are the cell's."""
 
 _SPARSE_VD_ARGUMENTS = ("groups", "threshold", "prior", "log_sigma2_initializer", "num_examples")
 """The config keys that the plain Keras layer does not have."""
