@@ -124,6 +124,66 @@ for _cls in (keras.layers.Dense, keras.layers.Conv1D, keras.layers.Conv2D):
     register_plain_layer(_cls, _KERNEL_RULE)
 
 
+
+# --- rules for gated recurrent layers (LSTM, GRU): kernel [in, G units], recurrent_kernel
+# [units, G units], bias [..., G units], for G gate pre-activations per unit ---
+
+def _recurrent_gate_columns(layer, units):
+    """Bool ``[G units]``: the kernel columns of the units ``units`` in every gate."""
+    return np.tile(units, layer.cell.kernel.shape[-1] // layer.units)
+
+
+def _recurrent_units_read_by(layer, needed_units):
+    """Bool ``[units]``: the needed units and every unit whose state they read through W_h."""
+    reads = keras.ops.convert_to_numpy(layer.cell.recurrent_kernel) != 0
+    units = np.asarray(needed_units, bool)
+    while True:
+        grown = units | reads[:, _recurrent_gate_columns(layer, units)].any(axis=1)
+        if np.array_equal(grown, units):
+            return units
+        units = grown
+
+
+def _recurrent_needed_inputs(layer, needed_units):
+    kernel = keras.ops.convert_to_numpy(layer.cell.kernel)
+    columns = _recurrent_gate_columns(layer, _recurrent_units_read_by(layer, needed_units))
+    return np.any(kernel[:, columns] != 0, axis=1)
+
+
+def _recurrent_shrink(layer, kept_inputs, input_scale, needed_units):
+    """A smaller layer of the same class: the kept inputs (scaled) and the units that matter."""
+    units = _recurrent_units_read_by(layer, needed_units)
+    if not units.any():
+        raise ValueError(f"Layer {layer.name!r}: no unit of this {type(layer).__name__} affects "
+                         f"the model's output; compress() cannot build a layer with 0 units")
+    columns = _recurrent_gate_columns(layer, units)
+    kernel = keras.ops.convert_to_numpy(layer.cell.kernel)
+    weights = [(kernel[kept_inputs][:, columns] * input_scale[:, None]).astype(kernel.dtype),
+               keras.ops.convert_to_numpy(layer.cell.recurrent_kernel)[units][:, columns]]
+    if layer.use_bias:
+        weights.append(keras.ops.convert_to_numpy(layer.cell.bias)[..., columns])
+    config = layer.get_config()
+    config["units"] = int(units.sum())
+    new = type(layer).from_config(config)
+    new.build((None, None, int(kept_inputs.sum())))
+    new.set_weights(weights)
+    return new
+
+
+def _recurrent_flops(layer, input_shape):
+    """Multiply-adds per example, ``time * (|W_x| + |W_h|)`` (per timestep if time is unknown)."""
+    kernels = [keras.ops.convert_to_numpy(w)
+               for w in (layer.cell.kernel, layer.cell.recurrent_kernel)]
+    steps = input_shape[1] or 1
+    return (steps * sum(k.size for k in kernels),
+            steps * sum(int(np.count_nonzero(k)) for k in kernels))
+
+
+_RECURRENT_RULE = PlainLayerRule(_recurrent_needed_inputs, _recurrent_shrink, _recurrent_flops,
+                                 produced_outputs=_recurrent_units_read_by)
+for _cls in (keras.layers.LSTM, keras.layers.GRU):
+    register_plain_layer(_cls, _RECURRENT_RULE)
+
 # --- the chain of layers ---
 
 def _check_model(model, needs=None):

@@ -1,4 +1,6 @@
 """SparseVDLSTM: against keras.layers.LSTM and a NumPy LSTM, noise sharing, pruning, I/O."""
+import pathlib
+
 import keras
 import numpy as np
 import pytest
@@ -101,7 +103,7 @@ def test_inference_equals_numpy_lstm_with_pruning(dtype, mode):
     np.testing.assert_allclose(np.asarray(got), expected[:, -1], atol=tol, rtol=tol)
 
 
-def _linear_probe_layer(dtype, groups, kernel_sigma, group_sigma):
+def _linear_probe_layer(dtype, groups, kernel_sigma, group_sigma, **kwargs):
     """A 1-unit LSTM whose output is h = z_h * z_gate_c * sum_d x_d z_x,d w_d exactly.
 
     Linear activations; the input, forget and output gates are the constants
@@ -110,7 +112,7 @@ def _linear_probe_layer(dtype, groups, kernel_sigma, group_sigma):
     """
     layer = SparseVDLSTM(1, activation="linear", recurrent_activation="linear",
                          return_sequences=True, groups=groups, dtype=dtype, seed=7,
-                         num_examples=100)
+                         num_examples=100, **kwargs)
     layer.build((None, None, 2))
     theta = np.zeros((2, 4))
     theta[:, 2] = [0.8, -0.5]
@@ -173,6 +175,22 @@ def test_weight_noise_is_one_draw_per_batch(dtype):
     _assert_mc_moments(np.array(draws), np.sum(x_step * w), np.sum(x_step ** 2 * 0.16))
 
 
+def test_input_dropout_mask_is_one_draw_per_sequence(dtype):
+    """Keras's dropout of the inputs: one mask per sequence, the same at every timestep, so
+    h = sum_d x_d m_d w_d with m_d in {0, 1 / (1 - p)}: mean sum_d x_d w_d, variance
+    sum_d (x_d w_d)^2 p / (1 - p)."""
+    rate = 0.3
+    layer, w, _ = _linear_probe_layer(dtype, (), kernel_sigma=1e-30, group_sigma=0.0,
+                                      dropout=rate)
+    x_step = np.array([1.0, 2.0])
+    x = np.tile(x_step, (20000, 4, 1)).astype(dtype)
+    h = np.asarray(layer(x, training=True))[..., 0].astype(np.float64)
+    np.testing.assert_allclose(h, np.repeat(h[:, :1], 4, axis=1), rtol=1e-5, atol=1e-6)
+    _assert_mc_moments(h[:, 0], np.sum(x_step * w), np.sum((x_step * w) ** 2) * rate / (1 - rate))
+    np.testing.assert_allclose(np.asarray(layer(x[:2], training=False))[..., 0],
+                               np.full((2, 4), np.sum(x_step * w)), rtol=1e-5)
+
+
 def test_pruned_output_gate_is_constant(dtype):
     """A pruned gate pre-activation makes the gate sigmoid(b) for every input."""
     rng = np.random.default_rng(2)
@@ -229,6 +247,31 @@ def test_config_round_trip_and_keras_file(tmp_path):
     model.save(path)
     loaded = keras.models.load_model(path)
     np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+
+
+LEGACY = pathlib.Path(__file__).parent / "data" / "sparse_vd_lstm_v1"
+"""A .keras file written by the SparseVDLSTM of tfbayes 93972ad (one ``tf.scan`` loop, no cell):
+Input(5, 3) -> SparseVDLSTM(4, return_sequences, go_backwards, groups=("hidden", "gates"),
+prior="ard", threshold=2.5, seed=3, num_examples=7) -> SparseVDLSTM(3, num_examples=7) ->
+Dense(2), random means and log sigma^2 (normal(0, 0.5), groups uniform(0.5, 1.5), log sigma^2
+uniform(-10, 5)), the first layer's kl_weight at 0.25; with its inputs ``x`` and the
+predictions ``y`` of that code in the .npz."""
+
+
+def test_keras_file_saved_before_the_cell_rebuild_loads(tmp_path):
+    reference = np.load(f"{LEGACY}.npz")
+    model = keras.models.load_model(f"{LEGACY}.keras")
+    np.testing.assert_allclose(model.predict(reference["x"], verbose=0), reference["y"],
+                               atol=1e-6)
+    first, second = model.layers[0], model.layers[1]
+    assert (first.groups, first.go_backwards, first.prior, first.threshold, first.num_examples) \
+        == (("hidden", "gates"), True, "ard", 2.5, 7)
+    assert float(first.kl_weight) == 0.25 and float(second.kl_weight) == 1.0
+    assert first.sparsity_groups()["weights"][0] < 3 * 16 + 4 * 16  # pruned weights came back
+    path = tmp_path / "resaved.keras"  # and it is saved again in the layout of today
+    model.save(path)
+    np.testing.assert_array_equal(keras.models.load_model(path).predict(reference["x"], verbose=0),
+                                  model.predict(reference["x"], verbose=0))
 
 
 @pytest.mark.parametrize("kwargs,message", [

@@ -6,4 +6,8 @@ from tfbayes.layers.sparse_vd import (SparseVDConv1D, SparseVDConv2D, SparseVDDe
                                        SparseVDLayer, local_reparameterization)
 from tfbayes.layers.sparse_vd_embedding import SparseVDEmbedding
 from tfbayes.layers.sparse_vd_lstm import SparseVDLSTM
+from tfbayes.layers.sparse_vd_lstm import SparseVDLSTMCell
+from tfbayes.layers.sparse_vd_gru import SparseVDGRU, SparseVDGRUCell
+from tfbayes.layers.sparse_vd_rnn import SparseVDRNN, SparseVDRNNCell
+from tfbayes.layers.shared_noise import SharedNoiseRNNCell
 from tfbayes.layers.trip_prior import TRIPPrior
