@@ -23,8 +23,7 @@ TF Model Optimization 0.8.1 needs tf_keras (Keras 2); it runs in a subprocess
 with ``TF_USE_LEGACY_KERAS=1`` from a venv that this script expects at
 ``$TFMOT_PYTHON`` (default ``/tmp/venv-tfmot/bin/python``). Create it with
 
-    python -m venv --system-site-packages /tmp/venv-tfmot
-    /tmp/venv-tfmot/bin/pip install tensorflow-model-optimization==0.8.1
+    python benchmarks/side_venv.py /tmp/venv-tfmot tensorflow-model-optimization==0.8.1
 
 (``benchmarks/run_sparsification.sh`` does both, then runs this script.)
 

@@ -44,6 +44,8 @@ import time
 
 import numpy as np
 
+import side_venv
+
 REPO = pathlib.Path(__file__).resolve().parent.parent
 RESULTS = REPO / "benchmarks" / "results" / "tt_layers.json"
 T3F_VENV = pathlib.Path("/tmp/venv-t3f")
@@ -122,12 +124,8 @@ def t3f_worker(spec):
 
 
 def ensure_t3f_venv():
-    python = T3F_VENV / "bin" / "python"
-    if not python.exists():
-        subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(T3F_VENV)],
-                       check=True)
-        subprocess.run([str(python), "-m", "pip", "install", "-q", "t3f==1.2.0"], check=True)
-    return python
+    """/tmp/venv-t3f: t3f 1.2.0 on top of this venv's TensorFlow (see side_venv.py)."""
+    return side_venv.ensure(T3F_VENV, "t3f==1.2.0")
 
 
 def run_t3f(cases, repeats):

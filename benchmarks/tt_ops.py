@@ -30,8 +30,8 @@ implementation ``k`` times (``k`` picked so one sample takes >= 20 ms); the
 median per-call time is reported. The ratio is T3F's time over ours (> 1: we are faster).
 
 T3F 1.2.0 needs its own environment: this script creates
-``/tmp/venv-t3f`` (``python -m venv --system-site-packages``, then
-``pip install t3f==1.2.0``) if missing, and runs the measurements there in a
+``/tmp/venv-t3f`` (``benchmarks/side_venv.py``: t3f 1.2.0 on top of this
+venv's TensorFlow) if missing, and runs the measurements there in a
 subprocess, with the one-line shim ``np.int = int`` that T3F's initializers
 need on NumPy 2 (we never call them: all inputs are built from NumPy cores).
 Our package is imported from this checkout.
@@ -55,6 +55,8 @@ import time
 
 import numpy as np
 
+import side_venv
+
 REPO = pathlib.Path(__file__).resolve().parent.parent
 RESULTS = REPO / "benchmarks" / "results" / "tt_ops.json"
 T3F_VENV = pathlib.Path("/tmp/venv-t3f")
@@ -67,17 +69,8 @@ MODES = ("graph", "xla")
 
 
 def ensure_t3f_venv():
-  """Creates /tmp/venv-t3f with t3f 1.2.0 on top of the system packages."""
-  python = T3F_VENV / "bin" / "python"
-  if not python.exists():
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages",
-                    str(T3F_VENV)], check=True)
-  probe = subprocess.run([str(python), "-m", "pip", "show", "t3f"],
-                         capture_output=True, text=True)
-  if "Version: 1.2.0" not in probe.stdout:
-    subprocess.run([str(python), "-m", "pip", "install", "t3f==1.2.0"],
-                   check=True)
-  return python
+  """/tmp/venv-t3f: t3f 1.2.0 on top of this venv's TensorFlow (see side_venv.py)."""
+  return side_venv.ensure(T3F_VENV, "t3f==1.2.0")
 
 
 def random_cores(rng, row_modes, col_modes, rank):
