@@ -232,7 +232,7 @@ def test_shapes_and_composite_tensor():
 
 def test_validation_errors_name_the_argument():
     with pytest.raises(tf.errors.InvalidArgumentError, match="concentration"):
-        VonMises(0.0, [1.0, 0.0], validate_args=True)
+        VonMises(0.0, [1.0, -1e-30], validate_args=True)
     with pytest.raises(tf.errors.InvalidArgumentError, match="concentration"):
         VonMises(0.0, -2.0, validate_args=True).sample(seed=1)
     kappa = tf.Variable(1.0)
@@ -246,3 +246,59 @@ def test_validation_errors_name_the_argument():
         VonMises(0.0, np.array([1, 2]))
     with pytest.raises(TypeError, match="float dtype"):
         VonMises(tf.constant(0.0, tf.float64), tf.constant(1.0, tf.float32))
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_zero_concentration_samples_the_uniform_law(dtype, mode):
+    # kappa = 0 is the uniform law on [-pi, pi]: a KS test against it, and the
+    # first two circular moments, which are 0 with standard error 1 / sqrt(2 n).
+    n, loc = 20000, 1.3
+    dist = VonMises(tf.constant(loc, dtype), tf.constant(0.0, dtype), validate_args=True)
+    z = run_in_mode(lambda: dist.sample(n, seed=(3, 4)), mode).numpy()
+    assert z.dtype == dtype and np.all(np.isfinite(z)) and np.all(np.abs(z) <= np.pi)
+    assert scipy.stats.kstest(z, scipy.stats.uniform(-np.pi, 2 * np.pi).cdf).pvalue > 1e-3
+    for moment in (np.cos(z), np.sin(z), np.cos(2 * z), np.sin(2 * z)):
+        assert abs(moment.mean()) <= 4 / np.sqrt(2 * n)
+    np.testing.assert_allclose(dist.log_prob(z[:5]), np.full(5, -np.log(2 * np.pi)), rtol=1e-6)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_zero_concentration_gradient_is_minus_sine(dtype, mode):
+    # At kappa = 0 the CDF is (x + pi) / (2 pi), dF/dkappa = sin(x) / (2 pi) and
+    # p = 1 / (2 pi), so the implicit gradient is dz/dkappa = -sin(z - loc).
+    loc = tf.constant([0.0, 2.0, -3.0], dtype)
+    kappa = tf.zeros([3], dtype)
+
+    def draw():
+        with tf.GradientTape() as tape:
+            tape.watch([loc, kappa])
+            z = VonMises(loc, kappa).sample(100, seed=(5, 6))
+            loss = tf.reduce_sum(z)
+        return (z,) + tuple(tape.gradient(loss, [loc, kappa]))
+
+    z, dloc, dkappa = (t.numpy() for t in run_in_mode(draw, mode))
+    offsets = np.angle(np.exp(1j * (z.astype(np.float64) - loc.numpy())))
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(dloc, np.full(3, 100.0), rtol=tol)
+    np.testing.assert_allclose(dkappa, -np.sin(offsets).sum(0), rtol=0, atol=100 * tol)
+    x = tf.constant(np.linspace(-3.1, 3.1, 7), dtype)
+    np.testing.assert_allclose(von_mises_cdf(x, tf.zeros([], dtype)), (x + np.pi) / (2 * np.pi),
+                               atol=tol)
+
+
+def test_tiny_concentration_is_continuous_with_zero():
+    # The same seed at kappa = 1e-8 and at kappa = 0 gives draws, and gradients,
+    # that differ by O(kappa): the density is uniform up to a factor 1 + O(kappa).
+    for dtype in (tf.float32, tf.float64):
+        draws = []
+        for value in (0.0, 1e-8):
+            kappa = tf.fill([1000], tf.constant(value, dtype))
+            with tf.GradientTape() as tape:
+                tape.watch(kappa)
+                z = VonMises(tf.zeros([], dtype), kappa).sample(seed=(9, 10))
+            draws.append((z.numpy(), tape.gradient(z, kappa).numpy()))
+        (z0, dz0), (z1, dz1) = draws
+        tol = 1e-5 if dtype == tf.float32 else 1e-7
+        np.testing.assert_allclose(z1, z0, rtol=0, atol=tol)
+        np.testing.assert_allclose(dz1, -np.sin(z1), rtol=0, atol=tol)
+        np.testing.assert_allclose(dz0, -np.sin(z0), rtol=0, atol=tol)
