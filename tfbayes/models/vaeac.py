@@ -61,8 +61,9 @@ class _ResidualMLP(keras.layers.Layer):
 
     def __init__(self, width, depth, **kwargs):
         super().__init__(**kwargs)
-        self.stem = keras.layers.Dense(width, name="stem")
-        self.blocks = [keras.layers.Dense(width, name=f"block_{i}") for i in range(depth)]
+        self.stem = keras.layers.Dense(width, name="stem", dtype=self.dtype_policy)
+        self.blocks = [keras.layers.Dense(width, name=f"block_{i}", dtype=self.dtype_policy)
+                       for i in range(depth)]
 
     def build(self, input_shape):
         self.stem.build(input_shape)
@@ -84,9 +85,10 @@ class _Generator(keras.layers.Layer):
 
     def __init__(self, width, depth, param_width, **kwargs):
         super().__init__(**kwargs)
-        self.stem = keras.layers.Dense(width, name="stem")
-        self.blocks = [keras.layers.Dense(width, name=f"block_{i}") for i in range(depth + 1)]
-        self.head = keras.layers.Dense(param_width, name="head")
+        self.stem = keras.layers.Dense(width, name="stem", dtype=self.dtype_policy)
+        self.blocks = [keras.layers.Dense(width, name=f"block_{i}", dtype=self.dtype_policy)
+                       for i in range(depth + 1)]
+        self.head = keras.layers.Dense(param_width, name="head", dtype=self.dtype_policy)
 
     def build(self, latent_dim, prior_input_width):
         width = self.stem.units
@@ -166,18 +168,21 @@ class VAEAC(keras.Model):
         self.sigma_sigma = float(sigma_sigma)
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
-        self.proposal_network = _ResidualMLP(width, self.depth, name="proposal")
-        self.proposal_head = keras.layers.Dense(2 * latent_dim, name="proposal_head")
-        self.prior_network = _ResidualMLP(width, self.depth, name="prior")
-        self.prior_head = keras.layers.Dense(2 * latent_dim, name="prior_head")
+        policy = self.dtype_policy
+        self.proposal_network = _ResidualMLP(width, self.depth, name="proposal", dtype=policy)
+        self.proposal_head = keras.layers.Dense(2 * latent_dim, name="proposal_head", dtype=policy)
+        self.prior_network = _ResidualMLP(width, self.depth, name="prior", dtype=policy)
+        self.prior_head = keras.layers.Dense(2 * latent_dim, name="prior_head", dtype=policy)
         self.generative_network = _Generator(width, self.depth, self.features.param_width,
-                                             name="generative")
+                                             name="generative", dtype=policy)
+
+    def _check_width(self, shape):
+        if shape[-1] != self.features.num_features:
+            raise ValueError(f"x: expected {self.features.num_features} features (the length of "
+                             f"one_hot_max_sizes), got input shape {tuple(shape)}")
 
     def build(self, input_shape):
-        num_features = input_shape[-1]
-        if num_features != self.features.num_features:
-            raise ValueError(f"x: expected {self.features.num_features} features (the length of "
-                             f"one_hot_max_sizes), got input shape {tuple(input_shape)}")
+        self._check_width(input_shape)
         d = self.features.num_features
         self.feature_mean = self.add_weight(shape=(d,), initializer="zeros", trainable=False,
                                             name="feature_mean")
@@ -267,6 +272,7 @@ class VAEAC(keras.Model):
     def call(self, x, training=False):
         """The per-row lower bound L(x, b) ``[B]`` under a fresh mask b from ``mask_generator``;
         adds −mean(L) / D to the model's losses."""
+        self._check_width(x.shape)
         x = self._normalize(x)
         batch = tf.shape(x)[0]
         generated = tf.cast(self.mask_generator(batch, self.features.num_features,
