@@ -145,7 +145,7 @@ def coverage_90(model, corrupted, truth, hidden, sizes, seed):
 
 def run_tables(quick):
     seeds = [0, 1] if quick else [0, 1, 2, 3, 4]
-    steps = 300 if quick else 4000
+    steps = 600 if quick else 4000
     results = {"steps": steps, "seeds": seeds, "mcar_rate": 0.2, "tables": {}}
     for name, (truth, sizes) in load_tables().items():
         per_method = {}
