@@ -20,12 +20,13 @@ Two parts, each writing its own key of ``benchmarks/results/vaeac.json``:
   of the hidden pixels (IWAE bound, K samples) in nats per hidden pixel, on pixel values in
   [0, 1], and a picture of several completions of the same masked images.
 
-The model follows the reference's imputation networks (width 256, 10 residual blocks, latent 64,
-Adam 3e-4, batch 64, MCAR(0.2) training masks), trained for a fixed number of optimizer steps.
+The model follows the reference's imputation networks by default (width 256, 10 residual blocks,
+latent 64, Adam 3e-4, batch 64, MCAR(0.2) training masks), trained for a fixed number of optimizer
+steps; ``--width``, ``--depth``, ``--latent-dim`` and ``--steps`` give a smaller configuration.
 
-Usage (2 CPU cores; the tables take about 10-20 minutes on an idle machine):
+Usage (2 CPU cores):
 
-    python benchmarks/vaeac.py tables [--quick]
+    python benchmarks/vaeac.py tables [--quick] [--width 128 --depth 4 --latent-dim 32 --steps 3000]
     python benchmarks/vaeac.py inpainting [--quick]
 """
 import argparse
@@ -113,10 +114,9 @@ def impute_baseline(name, imputer, corrupted, sizes):
     return round_categories(imputer.fit_transform(corrupted), sizes)
 
 
-def train_vaeac(corrupted, sizes, steps, seed):
+def train_vaeac(corrupted, sizes, steps, seed, network):
     keras.utils.set_random_seed(seed)
-    model = VAEAC(sizes, latent_dim=64, width=256, depth=10, mask_generator=MCARMask(0.2),
-                  seed=seed)
+    model = VAEAC(sizes, mask_generator=MCARMask(0.2), seed=seed, **network)
     model.compile(keras.optimizers.Adam(3e-4), jit_compile=True)
     batches_per_epoch = int(np.ceil(len(corrupted) / 64))
     model.fit(corrupted.astype(np.float32), batch_size=64,
@@ -143,10 +143,11 @@ def coverage_90(model, corrupted, truth, hidden, sizes, seed):
     return float(inside[scored].mean())
 
 
-def run_tables(quick):
+def run_tables(quick, network, steps, save):
     seeds = [0, 1] if quick else [0, 1, 2, 3, 4]
-    steps = 600 if quick else 4000
-    results = {"steps": steps, "seeds": seeds, "mcar_rate": 0.2, "tables": {}}
+    steps = 600 if quick else steps
+    results = {"steps": steps, "seeds": seeds, "mcar_rate": 0.2, "network": network,
+               "tables": {}}
     for name, (truth, sizes) in load_tables().items():
         per_method = {}
         for seed in seeds:
@@ -159,7 +160,7 @@ def run_tables(quick):
                 per_method.setdefault(method, []).append(
                     (*nrmse_pfc(truth, imputed, hidden, sizes), None, time.time() - start))
             start = time.time()
-            model = train_vaeac(corrupted, sizes, steps, seed)
+            model = train_vaeac(corrupted, sizes, steps, seed, network)
             imputed = point_imputation(model, corrupted, sizes, seed)
             per_method.setdefault("vaeac", []).append(
                 (*nrmse_pfc(truth, imputed, hidden, sizes),
@@ -178,6 +179,7 @@ def run_tables(quick):
                 summary[method]["coverage_90_mean"] = float(rows[:, 2].mean())
         results["tables"][name] = {"rows": int(truth.shape[0]), "one_hot_max_sizes": sizes,
                                    "methods": summary}
+        save(results)
     return results
 
 
@@ -239,17 +241,26 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("parts", nargs="+", choices=["tables", "inpainting"])
     parser.add_argument("--quick", action="store_true", help="a short run that checks the script")
+    parser.add_argument("--width", type=int, default=256, help="hidden width (reference: 256)")
+    parser.add_argument("--depth", type=int, default=10, help="residual blocks (reference: 10)")
+    parser.add_argument("--latent-dim", type=int, default=64, help="latent size (reference: 64)")
+    parser.add_argument("--steps", type=int, default=4000, help="optimizer steps per table")
     args = parser.parse_args()
+    network = dict(width=args.width, depth=args.depth, latent_dim=args.latent_dim)
     machine = dict(platform=platform.platform(), cpus=os.cpu_count(),
                    load_average_1m_at_start=os.getloadavg()[0])
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     for part in args.parts:
         key = part + ("_quick" if args.quick else "")
-        out = run_tables(args.quick) if part == "tables" else run_inpainting(args.quick)
-        out["machine"] = dict(machine, load_average_1m_at_end=os.getloadavg()[0])
-        results[key] = out
-        RESULTS.parent.mkdir(exist_ok=True)
-        RESULTS.write_text(json.dumps(results, indent=1))
+
+        def save(out):
+            out["machine"] = dict(machine, load_average_1m_at_end=os.getloadavg()[0])
+            results[key] = out
+            RESULTS.parent.mkdir(exist_ok=True)
+            RESULTS.write_text(json.dumps(results, indent=1))
+
+        save(run_tables(args.quick, network, args.steps, save) if part == "tables"
+             else run_inpainting(args.quick))
     print(json.dumps({k: results[k] for k in results}, indent=1)[:4000])
 
 
