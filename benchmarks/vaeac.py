@@ -1,0 +1,268 @@
+"""Benchmark of tfbayes.models.VAEAC: missing-value imputation on tables, and inpainting.
+
+Two parts, each writing its own key of ``benchmarks/results/vaeac.json``:
+
+* ``tables``: four tables that ship with scikit-learn, each with real and categorical columns
+  (iris, wine and breast cancer with their class as a categorical column; diabetes with its sex
+  column, which takes two values, as a categorical one). For each of 5 mask seeds, 20 % of the
+  entries are hidden completely at random; VAEAC and scikit-learn's imputers fill them in, side by
+  side on the same masks: mean/mode, k-NN (``KNNImputer``), MICE (``IterativeImputer``) and a
+  MissForest-style ``IterativeImputer`` with random forests. Metrics as the VAEAC reference's
+  evaluator defines them: NRMSE per real column (RMSE over the hidden entries / the column's
+  standard deviation), averaged over real columns, and PFC (the proportion of falsely classified
+  hidden categories), averaged over categorical columns; mean ± std over the seeds. VAEAC's point
+  imputation is the mean (real) or the mode (categorical) of 10 imputations drawn with
+  ``most_probable=True``, as the reference does; its calibration is the share of hidden real
+  entries that fall inside the central 90 % interval of 100 sampled imputations.
+  scikit-learn's imputers see categories as numbers and their outputs are rounded to the nearest
+  category.
+* ``inpainting``: Fashion-MNIST with rectangle and half-image masks: the negative log-likelihood
+  of the hidden pixels (IWAE bound, K samples) in nats per hidden pixel, on pixel values in
+  [0, 1], and a picture of several completions of the same masked images.
+
+The model follows the reference's imputation networks by default (width 256, 10 residual blocks,
+latent 64, Adam 3e-4, batch 64, MCAR(0.2) training masks), trained for a fixed number of optimizer
+steps; ``--width``, ``--depth``, ``--latent-dim`` and ``--steps`` give a smaller configuration.
+
+Usage (2 CPU cores):
+
+    python benchmarks/vaeac.py tables [--quick] [--width 128 --depth 4 --latent-dim 32 --steps 3000]
+    python benchmarks/vaeac.py inpainting [--quick]
+"""
+import argparse
+import json
+import os
+import pathlib
+import platform
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
+import tfbayes  # noqa: E402, F401  (quiet TensorFlow start-up)
+import keras  # noqa: E402
+from sklearn import datasets as sk_datasets  # noqa: E402
+from sklearn.ensemble import RandomForestRegressor  # noqa: E402
+from sklearn.experimental import enable_iterative_imputer  # noqa: E402, F401
+from sklearn.impute import IterativeImputer, KNNImputer, SimpleImputer  # noqa: E402
+
+from tfbayes.datasets import load_fashion_mnist  # noqa: E402
+from tfbayes.models import VAEAC, ImageHalfMask, ImageRectangleMask, MCARMask  # noqa: E402
+
+RESULTS = pathlib.Path(__file__).resolve().parent / "results" / "vaeac.json"
+
+
+def load_tables():
+    """``{name: (rows, one_hot_max_sizes)}``: real columns, then categorical ones."""
+    tables = {}
+    for name, loader in [("iris", sk_datasets.load_iris), ("wine", sk_datasets.load_wine),
+                         ("breast_cancer", sk_datasets.load_breast_cancer)]:
+        x, y = loader(return_X_y=True)
+        tables[name] = (np.c_[x, y].astype(np.float64), [0] * x.shape[1] + [int(y.max()) + 1])
+    x, y = sk_datasets.load_diabetes(return_X_y=True, scaled=False)
+    sex = (x[:, 1] == x[:, 1].max()).astype(np.float64)
+    tables["diabetes"] = (np.c_[np.delete(x, 1, axis=1), y, sex], [0] * 10 + [2])
+    return tables
+
+
+def nrmse_pfc(truth, imputed, hidden, sizes):
+    """The reference evaluator's metrics: mean NRMSE over real columns, mean PFC over categorical."""
+    nrmse, pfc = [], []
+    for j, k in enumerate(sizes):
+        rows = hidden[:, j]
+        if not rows.any():
+            continue
+        if k <= 1:
+            nrmse.append(np.sqrt(np.mean((imputed[rows, j] - truth[rows, j]) ** 2))
+                         / truth[:, j].std())
+        else:
+            pfc.append(np.mean(imputed[rows, j] != truth[rows, j]))
+    return float(np.mean(nrmse)), float(np.mean(pfc))
+
+
+def round_categories(imputed, sizes):
+    out = imputed.copy()
+    for j, k in enumerate(sizes):
+        if k >= 2:
+            out[:, j] = np.clip(np.round(out[:, j]), 0, k - 1)
+    return out
+
+
+def baseline_imputers(seed):
+    return {
+        "mean_mode": None,
+        "knn": KNNImputer(n_neighbors=5),
+        "mice": IterativeImputer(max_iter=10, random_state=seed, sample_posterior=False),
+        "missforest": IterativeImputer(
+            estimator=RandomForestRegressor(n_estimators=100, random_state=seed, n_jobs=2),
+            max_iter=10, random_state=seed),
+    }
+
+
+def impute_baseline(name, imputer, corrupted, sizes):
+    if name == "mean_mode":
+        out = corrupted.copy()
+        for j, k in enumerate(sizes):
+            column = corrupted[:, j]
+            present = column[~np.isnan(column)]
+            fill = present.mean() if k <= 1 else np.bincount(present.astype(int)).argmax()
+            out[np.isnan(column), j] = fill
+        return out
+    return round_categories(imputer.fit_transform(corrupted), sizes)
+
+
+def train_vaeac(corrupted, sizes, steps, seed, network):
+    keras.utils.set_random_seed(seed)
+    model = VAEAC(sizes, mask_generator=MCARMask(0.2), seed=seed, **network)
+    model.compile(keras.optimizers.Adam(3e-4), jit_compile=True)
+    batches_per_epoch = int(np.ceil(len(corrupted) / 64))
+    model.fit(corrupted.astype(np.float32), batch_size=64,
+              epochs=max(1, steps // batches_per_epoch), verbose=0)
+    return model
+
+
+def point_imputation(model, corrupted, sizes, seed):
+    draws = model.impute(corrupted, num_imputations=10, most_probable=True, seed=seed)
+    out = draws.mean(axis=1)
+    for j, k in enumerate(sizes):
+        if k >= 2:
+            out[:, j] = np.apply_along_axis(
+                lambda v: np.bincount(v.astype(int), minlength=k).argmax(), 1, draws[:, :, j])
+    return out
+
+
+def coverage_90(model, corrupted, truth, hidden, sizes, seed):
+    draws = model.impute(corrupted, num_imputations=100, seed=seed + 1000)
+    low, high = np.quantile(draws, 0.05, axis=1), np.quantile(draws, 0.95, axis=1)
+    real = np.array([k <= 1 for k in sizes])
+    scored = hidden & real[None, :]
+    inside = (truth >= low) & (truth <= high)
+    return float(inside[scored].mean())
+
+
+def run_tables(quick, network, steps, save):
+    seeds = [0, 1] if quick else [0, 1, 2, 3, 4]
+    steps = 600 if quick else steps
+    results = {"steps": steps, "seeds": seeds, "mcar_rate": 0.2, "network": network,
+               "tables": {}}
+    for name, (truth, sizes) in load_tables().items():
+        per_method = {}
+        for seed in seeds:
+            rng = np.random.default_rng(seed)
+            hidden = rng.random(truth.shape) < 0.2
+            corrupted = np.where(hidden, np.nan, truth)
+            for method, imputer in baseline_imputers(seed).items():
+                start = time.time()
+                imputed = impute_baseline(method, imputer, corrupted, sizes)
+                per_method.setdefault(method, []).append(
+                    (*nrmse_pfc(truth, imputed, hidden, sizes), None, time.time() - start))
+            start = time.time()
+            model = train_vaeac(corrupted, sizes, steps, seed, network)
+            imputed = point_imputation(model, corrupted, sizes, seed)
+            per_method.setdefault("vaeac", []).append(
+                (*nrmse_pfc(truth, imputed, hidden, sizes),
+                 coverage_90(model, corrupted, truth, hidden, sizes, seed), time.time() - start))
+            print(name, seed, {m: np.round(v[-1][:3], 4).tolist() if v[-1][2] is not None
+                               else np.round(v[-1][:2], 4).tolist()
+                               for m, v in per_method.items()}, flush=True)
+        summary = {}
+        for method, rows in per_method.items():
+            rows = np.array([[np.nan if v is None else v for v in r] for r in rows], float)
+            summary[method] = {
+                "nrmse_mean": float(rows[:, 0].mean()), "nrmse_std": float(rows[:, 0].std()),
+                "pfc_mean": float(rows[:, 1].mean()), "pfc_std": float(rows[:, 1].std()),
+                "seconds_mean": float(rows[:, 3].mean())}
+            if method == "vaeac":
+                summary[method]["coverage_90_mean"] = float(rows[:, 2].mean())
+        results["tables"][name] = {"rows": int(truth.shape[0]), "one_hot_max_sizes": sizes,
+                                   "methods": summary}
+        save(results)
+    return results
+
+
+def run_inpainting(quick):
+    (x_train, _), (x_test, _) = load_fashion_mnist(allow_download=True)
+    x_train = (x_train.reshape(-1, 784) / 255.0).astype(np.float32)
+    x_test = (x_test.reshape(-1, 784) / 255.0).astype(np.float64)
+    if quick:
+        x_train, x_test = x_train[:5000], x_test[:200]
+    else:
+        x_test = x_test[:1000]
+    epochs = 1 if quick else 10
+    results = {"epochs": epochs, "train_images": len(x_train), "test_images": len(x_test)}
+    rng = np.random.default_rng(0)
+    for name, generator in [("rectangle", ImageRectangleMask((28, 28))),
+                            ("half", ImageHalfMask((28, 28)))]:
+        keras.utils.set_random_seed(0)
+        model = VAEAC([0] * 784, latent_dim=64, width=256, depth=4, mask_generator=generator,
+                      seed=0)
+        model.compile(keras.optimizers.Adam(3e-4), jit_compile=True)
+        start = time.time()
+        model.fit(x_train, batch_size=64, epochs=epochs, verbose=0)
+        seconds = time.time() - start
+        import tensorflow as tf
+        masks = generator(len(x_test), 784, tf.constant([1, int(rng.integers(1 << 30))])).numpy()
+        masks = masks.astype(bool)
+        log_lik = np.concatenate([model.iwae(x_test[i:i + 100], masks[i:i + 100], 100, seed=i)
+                                  for i in range(0, len(x_test), 100)])
+        # iwae scores standardised pixels; the density of pixel values adds -log(std) per pixel.
+        log_std = np.log(model.feature_std.numpy().astype(np.float64))
+        log_lik = log_lik - (masks * log_std[None, :]).sum(1)
+        results[name] = {"nll_per_hidden_pixel": float(-(log_lik.sum() / masks.sum())),
+                         "train_seconds": seconds}
+        print(name, results[name], flush=True)
+        if not quick:
+            draw_completions(model, x_test[:6], masks[:6], name)
+    return results
+
+
+def draw_completions(model, images, masks, name):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    corrupted = np.where(masks, np.nan, images)
+    completions = model.impute(corrupted, num_imputations=5, seed=0)
+    fig, axes = plt.subplots(len(images), 7, figsize=(7, len(images)))
+    for i in range(len(images)):
+        shown = np.where(masks[i], 0.5, images[i])
+        panels = [images[i], shown] + [np.clip(c, 0, 1) for c in completions[i]]
+        for ax, panel in zip(axes[i], panels):
+            ax.imshow(panel.reshape(28, 28), cmap="gray", vmin=0, vmax=1)
+            ax.axis("off")
+    path = RESULTS.parent / f"vaeac_inpainting_{name}.png"
+    fig.savefig(path, dpi=80, bbox_inches="tight")
+    plt.close(fig)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("parts", nargs="+", choices=["tables", "inpainting"])
+    parser.add_argument("--quick", action="store_true", help="a short run that checks the script")
+    parser.add_argument("--width", type=int, default=256, help="hidden width (reference: 256)")
+    parser.add_argument("--depth", type=int, default=10, help="residual blocks (reference: 10)")
+    parser.add_argument("--latent-dim", type=int, default=64, help="latent size (reference: 64)")
+    parser.add_argument("--steps", type=int, default=4000, help="optimizer steps per table")
+    args = parser.parse_args()
+    network = dict(width=args.width, depth=args.depth, latent_dim=args.latent_dim)
+    machine = dict(platform=platform.platform(), cpus=os.cpu_count(),
+                   load_average_1m_at_start=os.getloadavg()[0])
+    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    for part in args.parts:
+        key = part + ("_quick" if args.quick else "")
+
+        def save(out):
+            out["machine"] = dict(machine, load_average_1m_at_end=os.getloadavg()[0])
+            results[key] = out
+            RESULTS.parent.mkdir(exist_ok=True)
+            RESULTS.write_text(json.dumps(results, indent=1))
+
+        save(run_tables(args.quick, network, args.steps, save) if part == "tables"
+             else run_inpainting(args.quick))
+    print(json.dumps({k: results[k] for k in results}, indent=1)[:4000])
+
+
+if __name__ == "__main__":
+    main()

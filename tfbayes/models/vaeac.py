@@ -1,0 +1,464 @@
+"""VAEAC: the Variational Autoencoder with Arbitrary Conditioning (Ivanov, Figurnov, Vetrov 2019).
+
+One model learns p(x_b | x_{1-b}, b) for *every* mask b (1 = unobserved), so it imputes any subset of
+missing features of a row in one shot, with multiple imputations drawn from the conditional.
+
+The model (arXiv 1806.02382, Section 4):
+
+* a **prior network** p_ψ(z | x_{1-b}, b) and a **proposal network** q_φ(z | x, b), both diagonal
+  Gaussians over a latent z of size ``latent_dim``;
+* a **generative network** p_θ(x_b | z, x_{1-b}, b), which reads the prior network's hidden states
+  through skip connections;
+* the variational lower bound, maximised for a fresh mask b per batch (eq. 5 plus the prior's
+  regularizer R):
+
+      L(x, b) = E_q[log p_θ(x_b | z, x_{1-b}, b)] − KL(q_φ(z | x, b) ‖ p_ψ(z | x_{1-b}, b)) + R,
+      R = −‖μ_ψ‖² / (2 σ_μ²) + σ_σ Σ (log σ_ψ − σ_ψ),
+
+  with the reference's nearly vanishing σ_μ = 1e4, σ_σ = 1e-4. Training minimises −L / D per row.
+
+Training masks are b = max(b_generated, b_missing): features missing in the data (NaN) are always
+unobserved and never scored. Real features are standardised with the mean and standard deviation
+of their observed values (:meth:`VAEAC.adapt`, stored in the model, so a saved model imputes on the
+original scale).
+
+Cost per row: O(width · (width · depth + D_encoded + latent_dim)) multiply-adds for each network
+pass; :meth:`VAEAC.impute` with k imputations runs the prior network once and the generative
+network k times.
+"""
+import keras
+import numpy as np
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+from tfbayes.models.masks import MCARMask, MaskGenerator
+from tfbayes.models.mixed_features import MixedFeatures
+
+tfd = tfp.distributions
+
+
+def _check_int(value, name, minimum=1):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        kind = "a positive int" if minimum == 1 else f"an int >= {minimum}"
+        raise ValueError(f"{name}: expected {kind}, got {value!r}")
+    return int(value)
+
+
+def _stateless_seed(seed):
+    """A stateless seed ``[2]`` from None (fresh), an int, or a pair of ints."""
+    if seed is None:
+        return tf.random.uniform([2], maxval=2**31 - 1, dtype=tf.int32)
+    if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
+        return tf.constant([int(seed), 0], tf.int32)
+    seed = tf.convert_to_tensor(seed)
+    if seed.shape != (2,) or not seed.dtype.is_integer:
+        raise ValueError(f"seed: expected None, an int or a pair of ints, got {seed!r}")
+    return seed
+
+
+def _dense(units, name, dtype):
+    """A Dense layer with PyTorch's default initialisation, as in the reference code: uniform with
+    variance 1 / (3 fan_in). Keras's Glorot default makes the residual stacks' activations grow
+    about 1.5× in variance per block, which slows the start of training of the deep networks."""
+    init = keras.initializers.VarianceScaling(1 / 3, mode="fan_in", distribution="uniform")
+    return keras.layers.Dense(units, name=name, dtype=dtype, kernel_initializer=init)
+
+
+class _ResidualMLP(keras.layers.Layer):
+    """Dense(width) then ``depth`` residual blocks h + LeakyReLU(Dense(h)); returns every state."""
+
+    def __init__(self, width, depth, **kwargs):
+        super().__init__(**kwargs)
+        self.stem = _dense(width, "stem", self.dtype_policy)
+        self.blocks = [_dense(width, f"block_{i}", self.dtype_policy) for i in range(depth)]
+
+    def build(self, input_shape):
+        self.stem.build(input_shape)
+        for block in self.blocks:
+            block.build((None, self.stem.units))
+
+    def call(self, inputs):
+        h = keras.activations.leaky_relu(self.stem(inputs))
+        states = [h]
+        for block in self.blocks:
+            h = h + keras.activations.leaky_relu(block(h))
+            states.append(h)
+        return states
+
+
+class _Generator(keras.layers.Layer):
+    """z → width, then ``depth + 1`` residual blocks that each read one prior-network state (the
+    deepest first), then a Dense over the last state and the prior network's input."""
+
+    def __init__(self, width, depth, param_width, **kwargs):
+        super().__init__(**kwargs)
+        self.stem = _dense(width, "stem", self.dtype_policy)
+        self.blocks = [_dense(width, f"block_{i}", self.dtype_policy) for i in range(depth + 1)]
+        self.head = _dense(param_width, "head", self.dtype_policy)
+
+    def build(self, latent_dim, prior_input_width):
+        width = self.stem.units
+        self.stem.build((None, latent_dim))
+        for block in self.blocks:
+            block.build((None, 2 * width))
+        self.head.build((None, width + prior_input_width))
+        self.built = True
+
+    def call(self, z, prior_input, prior_states):
+        h = keras.activations.leaky_relu(self.stem(z))
+        for block, skip in zip(self.blocks, reversed(prior_states)):
+            h = h + keras.activations.leaky_relu(block(tf.concat([h, skip], axis=-1)))
+        return self.head(tf.concat([h, prior_input], axis=-1))
+
+
+def _gaussian(params, min_scale=1e-3):
+    """A diagonal Gaussian from ``[..., 2 L]``: means, then softplus scales clipped at min_scale."""
+    mean, raw = tf.split(params, 2, axis=-1)
+    scale = tf.maximum(tf.math.softplus(raw), tf.cast(min_scale, params.dtype))
+    return tfd.Independent(tfd.Normal(mean, scale), reinterpreted_batch_ndims=1)
+
+
+@keras.saving.register_keras_serializable(package="tfbayes")
+class VAEAC(keras.Model):
+    """The Variational Autoencoder with Arbitrary Conditioning, for imputation and inpainting.
+
+    Train it with ``compile(optimizer)`` and ``fit(x)`` on rows with NaN where values are missing;
+    calling the model on ``x`` returns the per-row lower bound L(x, b) under a fresh mask and adds
+    −mean(L) / D to the model's losses. Then :meth:`impute` fills in missing values,
+    :meth:`conditional` gives the distribution of the missing part, and :meth:`iwae` scores held-out
+    values.
+
+    Args:
+      one_hot_max_sizes: one int per feature: 0 or 1 for a real feature, k >= 2 for a categorical
+        one with values 0 .. k - 1 (the reference's convention).
+      latent_dim: size of z (the reference uses 64).
+      width: width of every hidden layer (256 in the reference).
+      depth: residual blocks per network (10 in the reference).
+      mask_generator: draws the training masks; default ``MCARMask(0.2)``, the reference's for
+        tables. See :mod:`tfbayes.models.masks`.
+      min_scale: the smallest standard deviation of a real feature's Gaussian, in standardised
+        units.
+      sigma_mu, sigma_sigma: the strengths σ_μ, σ_σ of the prior network's regularizer.
+      seed: an int for reproducible training masks and latent samples, or None.
+
+    Example:
+
+    ```python
+    x = np.random.default_rng(0).normal(size=(1000, 4)).astype("float32")
+    x[::3, 1] = np.nan                                   # missing values
+    model = VAEAC([0, 0, 0, 0], latent_dim=8, width=64, depth=2)
+    model.compile(keras.optimizers.Adam(3e-4))
+    model.fit(x, batch_size=64, epochs=2, verbose=0)     # adapts the normalization first
+    imputations = model.impute(x[:5], num_imputations=10, seed=0)   # [5, 10, 4]
+    ```
+    """
+
+    def __init__(self, one_hot_max_sizes, latent_dim=64, width=256, depth=10, mask_generator=None,
+                 min_scale=1e-2, sigma_mu=1e4, sigma_sigma=1e-4, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        if not (isinstance(min_scale, (int, float)) and np.isfinite(min_scale) and min_scale > 0):
+            raise ValueError(f"min_scale: expected a positive number, got {min_scale!r}")
+        self.features = MixedFeatures(one_hot_max_sizes, min_scale)
+        self.one_hot_max_sizes = self.features.sizes
+        self.latent_dim = _check_int(latent_dim, "latent_dim")
+        self.width = _check_int(width, "width")
+        self.depth = _check_int(depth, "depth", minimum=0)
+        if mask_generator is None:
+            mask_generator = MCARMask(0.2)
+        if not isinstance(mask_generator, MaskGenerator):
+            raise TypeError("mask_generator: expected a tfbayes.models.masks.MaskGenerator, got "
+                            f"{type(mask_generator).__name__}")
+        self.mask_generator = mask_generator
+        self.min_scale = float(min_scale)
+        self.sigma_mu = float(sigma_mu)
+        self.sigma_sigma = float(sigma_sigma)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        policy = self.dtype_policy
+        self.proposal_network = _ResidualMLP(width, self.depth, name="proposal", dtype=policy)
+        self.proposal_head = _dense(2 * latent_dim, "proposal_head", policy)
+        self.prior_network = _ResidualMLP(width, self.depth, name="prior", dtype=policy)
+        self.prior_head = _dense(2 * latent_dim, "prior_head", policy)
+        self.generative_network = _Generator(width, self.depth, self.features.param_width,
+                                             name="generative", dtype=policy)
+
+    def _check_width(self, shape):
+        if shape[-1] != self.features.num_features:
+            raise ValueError(f"x: expected {self.features.num_features} features (the length of "
+                             f"one_hot_max_sizes), got input shape {tuple(shape)}")
+
+    def build(self, input_shape):
+        self._check_width(input_shape)
+        d = self.features.num_features
+        self.feature_mean = self.add_weight(shape=(d,), initializer="zeros", trainable=False,
+                                            name="feature_mean")
+        self.feature_std = self.add_weight(shape=(d,), initializer="ones", trainable=False,
+                                           name="feature_std")
+        self.adapted = self.add_weight(shape=(), initializer="zeros", trainable=False,
+                                       name="adapted", dtype="float32")
+        encoded = self.features.encoded_width
+        self.proposal_network.build((None, encoded + 2 * d))
+        self.proposal_head.build((None, self.width))
+        self.prior_network.build((None, encoded + d))
+        self.prior_head.build((None, self.width))
+        self.generative_network.build(self.latent_dim, encoded + d)
+        self.built = True
+
+    # ----------------------------------------------------------------------------- data handling
+    def _as_rows(self, x, name="x"):
+        x = np.asarray(x, dtype=np.float64)
+        if x.ndim != 2 or x.shape[1] != self.features.num_features:
+            raise ValueError(f"{name}: expected an array of shape [n, "
+                             f"{self.features.num_features}], got shape {x.shape}")
+        self.features.check_values(x)
+        return x
+
+    def adapt(self, x):
+        """Stores the mean and standard deviation of each real feature's observed values.
+
+        Args:
+          x: ``[n, D]`` array, NaN where missing.
+
+        Raises:
+          ValueError: if a real feature has no observed value, or ``x`` has the wrong shape or
+            invalid categories.
+        """
+        x = self._as_rows(x)
+        if not self.built:
+            self.build((None, x.shape[1]))
+        mean = np.zeros(x.shape[1])
+        std = np.ones(x.shape[1])
+        for j in self.features.real_columns:
+            observed = x[~np.isnan(x[:, j]), j]
+            if observed.size == 0:
+                raise ValueError(f"x: real column {j} has no observed value to normalise with")
+            mean[j] = observed.mean()
+            std[j] = observed.std() if observed.std() > 0 else 1.0
+        self.feature_mean.assign(mean.astype(self.feature_mean.dtype))
+        self.feature_std.assign(std.astype(self.feature_std.dtype))
+        self.adapted.assign(1.0)
+
+    def fit(self, x=None, y=None, **kwargs):
+        """``keras.Model.fit``; on the first call with an array, :meth:`adapt` runs on it first.
+        With a ``tf.data.Dataset`` call :meth:`adapt` yourself beforehand."""
+        if isinstance(x, tf.data.Dataset):
+            if not self.built or not float(self.adapted.numpy()):
+                raise ValueError("x: a tf.data.Dataset gives no data to normalise with; call "
+                                 "model.adapt(rows) before fit")
+        elif x is not None and (not self.built or not float(self.adapted.numpy())):
+            self.adapt(x)
+        return super().fit(x, y, **kwargs)
+
+    def _normalize(self, x):
+        x = tf.cast(x, self.compute_dtype)
+        return (x - tf.cast(self.feature_mean, x.dtype)) / tf.cast(self.feature_std, x.dtype)
+
+    def _denormalize(self, x):
+        return x * tf.cast(self.feature_std, x.dtype) + tf.cast(self.feature_mean, x.dtype)
+
+    # ------------------------------------------------------------------------------------ model
+    def _distributions(self, x, unobserved):
+        """The proposal q(z | x, b), the prior p(z | x_{1-b}, b), and the prior network's input
+        and states (the generative network's skip connections). ``x`` is normalised, NaN where
+        missing; ``unobserved`` is b, ``[B, D]``."""
+        missing = tf.cast(tf.math.is_nan(x), x.dtype)
+        observed_x = tf.where(unobserved > 0, tf.fill(tf.shape(x), tf.constant(np.nan, x.dtype)), x)
+        prior_input = tf.concat([self.features.encode(observed_x), unobserved], axis=1)
+        prior_states = self.prior_network(prior_input)
+        prior = _gaussian(self.prior_head(prior_states[-1]))
+        proposal_input = tf.concat([self.features.encode(x), missing, unobserved], axis=1)
+        proposal = _gaussian(self.proposal_head(self.proposal_network(proposal_input)[-1]))
+        return proposal, prior, prior_input, prior_states
+
+    def _prior_regularizer(self, prior):
+        mean, scale = prior.distribution.loc, prior.distribution.scale
+        return (-tf.reduce_sum(tf.square(mean), -1) / (2 * self.sigma_mu ** 2)
+                + self.sigma_sigma * tf.reduce_sum(tf.math.log(scale) - scale, -1))
+
+    def call(self, x, training=False):
+        """The per-row lower bound L(x, b) ``[B]`` under a fresh mask b from ``mask_generator``;
+        adds −mean(L) / D to the model's losses."""
+        self._check_width(x.shape)
+        x = self._normalize(x)
+        batch = tf.shape(x)[0]
+        generated = tf.cast(self.mask_generator(batch, self.features.num_features,
+                                                tf.cast(self.seed_generator.next(), tf.int32)),
+                            x.dtype)
+        unobserved = tf.maximum(generated, tf.cast(tf.math.is_nan(x), x.dtype))
+        proposal, prior, prior_input, prior_states = self._distributions(x, unobserved)
+        z = proposal.sample(seed=tf.cast(self.seed_generator.next(), tf.int32))
+        params = self.generative_network(z, prior_input, prior_states)
+        reconstruction = self.features.log_prob(x, params, unobserved)
+        bound = (reconstruction - tfd.kl_divergence(proposal, prior)
+                 + self._prior_regularizer(prior))
+        self.add_loss(-tf.reduce_mean(tf.cast(bound, "float32")) / self.features.num_features)
+        return bound
+
+    # ---------------------------------------------------------------------------- using a model
+    def _check_mask(self, mask, x):
+        mask = np.asarray(mask)
+        if mask.shape != x.shape:
+            raise ValueError(f"mask: expected the shape of x, {x.shape}, got {mask.shape}")
+        return mask.astype(bool)
+
+    def iwae(self, x, mask, num_samples=100, seed=None):
+        """The importance-weighted bound on log p(x_b | x_{1-b}, b) per row (Burda et al. 2016):
+
+            log (1/K) Σ_k p_θ(x_b | z_k, x_{1-b}, b) p_ψ(z_k | x_{1-b}, b) / q_φ(z_k | x, b),
+            z_k ~ q_φ(z | x, b).
+
+        It is at most the model's log-likelihood and tightens as K grows. Real features are scored
+        in standardised units (subtract Σ log σ_j over the scored real features for the density on
+        the original scale).
+
+        Args:
+          x: ``[n, D]`` complete rows (NaN entries are not scored).
+          mask: ``[n, D]`` booleans, True for the features to score (b).
+          num_samples: K.
+          seed: None, an int or a pair of ints.
+
+        Returns:
+          ``[n]`` float64 NumPy array. Cost: K passes of the generative network.
+        """
+        x = self._as_rows(x)
+        mask = self._check_mask(mask, x)
+        num_samples = _check_int(num_samples, "num_samples")
+        return self._iwae(tf.constant(x), tf.constant(mask), num_samples,
+                          _stateless_seed(seed)).numpy().astype(np.float64)
+
+    @tf.function
+    def _iwae(self, x, mask, num_samples, seed):
+        x = self._normalize(x)
+        unobserved = tf.cast(mask, x.dtype)
+        proposal, prior, prior_input, prior_states = self._distributions(x, unobserved)
+        z = proposal.sample(num_samples, seed=seed)  # [K, n, L]
+
+        def log_weight(z_k):
+            params = self.generative_network(z_k, prior_input, prior_states)
+            return (self.features.log_prob(x, params, unobserved) + prior.log_prob(z_k)
+                    - proposal.log_prob(z_k))
+
+        log_w = tf.map_fn(log_weight, z)
+        return tf.reduce_logsumexp(log_w, axis=0) - tf.math.log(tf.cast(num_samples, x.dtype))
+
+    def impute(self, x, num_imputations=1, most_probable=False, seed=None):
+        """Fills in the NaN entries of ``x`` with draws from p(x_b | x_{1-b}, b), b = isnan(x).
+
+        Each imputation draws z from the prior network and then the missing values from the
+        generative network (with ``most_probable=True``: the Gaussian means and the most probable
+        categories given z). A row with every feature missing is imputed from the model's
+        distribution given no observation at all.
+
+        Args:
+          x: ``[n, D]`` rows, NaN where missing.
+          num_imputations: k, draws per row.
+          most_probable: see above.
+          seed: None, an int or a pair of ints; the same seed gives the same imputations.
+
+        Returns:
+          ``[n, k, D]`` NumPy array on the original scale; observed entries are copied from ``x``.
+        """
+        x = self._as_rows(x)
+        num_imputations = _check_int(num_imputations, "num_imputations")
+        filled = self._impute(tf.constant(x), num_imputations, bool(most_probable),
+                              _stateless_seed(seed)).numpy().astype(np.float64)
+        return np.where(np.isnan(x)[:, None, :], filled, x[:, None, :])
+
+    @tf.function
+    def _impute(self, x, num_imputations, most_probable, seed):
+        x = self._normalize(x)
+        unobserved = tf.cast(tf.math.is_nan(x), x.dtype)
+        _, prior, prior_input, prior_states = self._distributions(x, unobserved)
+        seeds = tf.random.experimental.stateless_split(seed, 2)
+        z = prior.sample(num_imputations, seed=seeds[0])  # [k, n, L]
+        keys = tf.random.experimental.stateless_split(seeds[1], num_imputations)
+
+        def draw(args):
+            z_k, key = args
+            params = self.generative_network(z_k, prior_input, prior_states)
+            return self.features.sample(params, key, most_probable)
+
+        values = tf.map_fn(draw, (z, keys), fn_output_signature=x.dtype)  # [k, n, D]
+        values = tf.transpose(values, [1, 0, 2])
+        real = np.zeros(self.features.num_features, bool)
+        real[self.features.real_columns] = True
+        return tf.where(real, self._denormalize(values), values)
+
+    def conditional(self, x, mask=None, num_importance_samples=100, seed=None):
+        """The distribution of rows given their observed part, p(x_b | x_{1-b}, b).
+
+        Args:
+          x: ``[n, D]`` rows; entries where ``mask`` is True (or NaN entries, when ``mask`` is
+            None) are the unobserved ones.
+          mask: ``[n, D]`` booleans, True where unobserved; default ``isnan(x)``.
+          num_importance_samples: K for ``log_prob``, see below.
+          seed: None, an int or a pair of ints, fixing ``log_prob``'s importance samples.
+
+        Returns:
+          A TFP distribution with batch shape ``[n]`` and event shape ``[D]``: complete rows whose
+          observed entries equal ``x``'s. ``sample`` is exact (z from the prior network, then the
+          unobserved features from the generative network). ``log_prob(rows)`` is the IWAE estimate
+          of log p(rows_b | x_{1-b}, b) with K samples (:meth:`iwae`), a stochastic lower bound,
+          with real features scored in standardised units.
+        """
+        x = self._as_rows(x, "x")
+        mask = np.isnan(x) if mask is None else self._check_mask(mask, x)
+        return VAEACConditional(self, np.where(mask, np.nan, x),
+                                _check_int(num_importance_samples, "num_importance_samples"),
+                                _stateless_seed(seed))
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({
+            "one_hot_max_sizes": self.one_hot_max_sizes,
+            "latent_dim": self.latent_dim,
+            "width": self.width,
+            "depth": self.depth,
+            "mask_generator": keras.saving.serialize_keras_object(self.mask_generator),
+            "min_scale": self.min_scale,
+            "sigma_mu": self.sigma_mu,
+            "sigma_sigma": self.sigma_sigma,
+            "seed": self.seed,
+        })
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["mask_generator"] = keras.saving.deserialize_keras_object(config["mask_generator"])
+        return cls(**config)
+
+
+class VAEACConditional(tfd.Distribution):
+    """p(x_b | x_{1-b}, b) of a trained :class:`VAEAC`; made by :meth:`VAEAC.conditional`."""
+
+    def __init__(self, model, observed, num_importance_samples, seed, name="VAEACConditional"):
+        parameters = dict(locals())
+        self._model = model
+        self._observed = observed  # [n, D] float64, NaN where unobserved
+        self._num_importance_samples = num_importance_samples
+        self._seed = seed
+        super().__init__(dtype=tf.float64, reparameterization_type=tfd.NOT_REPARAMETERIZED,
+                         validate_args=False, allow_nan_stats=True, parameters=parameters,
+                         name=name)
+
+    def _batch_shape(self):
+        return tf.TensorShape([self._observed.shape[0]])
+
+    def _event_shape(self):
+        return tf.TensorShape([self._observed.shape[1]])
+
+    def _sample_n(self, n, seed=None):
+        observed = tf.constant(self._observed)
+        filled = self._model._impute(observed, n, False, _stateless_seed(seed))  # [rows, n, D]
+        filled = tf.cast(tf.transpose(filled, [1, 0, 2]), tf.float64)
+        return tf.where(tf.math.is_nan(observed), filled, observed)
+
+    def _log_prob(self, value):
+        value = tf.convert_to_tensor(value, tf.float64)
+        rows = tf.reshape(value, [-1, self._observed.shape[0], self._observed.shape[1]])
+        mask = tf.math.is_nan(tf.constant(self._observed))
+        scores = tf.map_fn(
+            lambda r: tf.cast(self._model._iwae(r, mask, self._num_importance_samples,
+                                                self._seed), tf.float64), rows)
+        return tf.reshape(scores, tf.shape(value)[:-1])
