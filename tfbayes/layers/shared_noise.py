@@ -10,16 +10,19 @@ once per sequence (Lobacheva et al. 2018, arXiv 1812.05692; Chirkova et al.
 ``theta`` and ``log sigma^2`` as created by
 :meth:`tfbayes.layers.sparse_vd.SparseVDLayer.add_variational_weight`.
 At inference both functions return the pruned means
-``theta * [log alpha < threshold]``.
+``theta * [log alpha < threshold]``. Both return the layer's compute dtype
+(float16 under ``mixed_float16``), the sample formed from the variables as
+Keras casts them inside ``call``.
 """
 import keras
 from keras import ops
 
 
 def _sample(layer, name, shape):
-    theta = getattr(layer, name)
-    log_sigma2 = getattr(layer, f"{name}_log_sigma2")
-    noise = keras.random.normal(shape, dtype=theta.dtype, seed=layer.seed_generator)
+    dtype = layer.compute_dtype
+    theta = ops.cast(getattr(layer, name), dtype)
+    log_sigma2 = ops.cast(getattr(layer, f"{name}_log_sigma2"), dtype)
+    noise = keras.random.normal(shape, dtype=dtype, seed=layer.seed_generator)
     return theta + ops.exp(0.5 * log_sigma2) * noise
 
 
@@ -31,7 +34,7 @@ def shared_weight(layer, name, training):
     """
     if training:
         return _sample(layer, name, tuple(getattr(layer, name).shape))
-    return layer.pruned_weight(name)
+    return ops.cast(layer.pruned_weight(name), layer.compute_dtype)
 
 
 def per_sequence_group(layer, name, batch_size, training):
@@ -44,4 +47,4 @@ def per_sequence_group(layer, name, batch_size, training):
     if training:
         shape = (batch_size,) + tuple(getattr(layer, name).shape)
         return _sample(layer, name, shape)
-    return layer.pruned_weight(name)[None]
+    return ops.cast(layer.pruned_weight(name), layer.compute_dtype)[None]

@@ -29,7 +29,7 @@ import numpy as np
 from keras import ops
 
 from tfbayes.layers import kl
-from tfbayes.layers.base import BayesianLayer, check_finite_real
+from tfbayes.layers.base import BayesianLayer, check_finite_real, variable_dtype_scope
 
 _LRT_EPS = 1e-8
 """Added to the pre-activation variance before the square root, as in the reference code."""
@@ -46,6 +46,12 @@ def local_reparameterization(op, inputs, theta, log_sigma2, seed):
     with ``eps ~ N(0, 1)`` of the output's shape (Kingma et al. 2015; Molchanov
     et al. 2017 eq. 6). Cost: two evaluations of ``op``.
 
+    Both evaluations run in ``inputs``' dtype; the square root is taken in at
+    least float32, with ``1e-8`` added to ``var`` (below float16's smallest
+    subnormal, and needed for a finite gradient where ``var = 0``). In float16,
+    where ``x^2`` overflows for ``|x| > 256``, the variance is formed as
+    ``s^2 op((x/s)^2, sigma^2)`` with ``s = max(1, max|x|)``, which is the same number.
+
     Args:
       op: a callable ``op(x, w) -> y``.
       inputs: the input tensor ``x``.
@@ -53,9 +59,18 @@ def local_reparameterization(op, inputs, theta, log_sigma2, seed):
       seed: a ``keras.random.SeedGenerator`` (or int) for ``eps``.
     """
     mean = op(inputs, theta)
-    var = op(ops.square(inputs), ops.exp(log_sigma2))
-    noise = keras.random.normal(ops.shape(mean), dtype=mean.dtype, seed=seed)
-    return mean + ops.sqrt(var + _LRT_EPS) * noise
+    dtype = keras.backend.standardize_dtype(mean.dtype)
+    wide = "float64" if dtype == "float64" else "float32"
+    if dtype != "float16":
+        var = ops.cast(op(ops.square(inputs), ops.exp(log_sigma2)), wide)
+        std = ops.sqrt(var + _LRT_EPS)
+    else:
+        scale = ops.stop_gradient(ops.maximum(ops.max(ops.abs(inputs)), 1.0))
+        var = ops.cast(op(ops.square(inputs / scale), ops.exp(log_sigma2)), wide)
+        scale = ops.cast(scale, wide)
+        std = scale * ops.sqrt(var + _LRT_EPS / ops.square(scale))
+    noise = keras.random.normal(ops.shape(mean), dtype=dtype, seed=seed)
+    return mean + ops.cast(std, dtype) * noise
 
 
 class SparseVDLayer(BayesianLayer):
@@ -104,26 +119,30 @@ class SparseVDLayer(BayesianLayer):
         return theta, log_sigma2
 
     def log_alpha(self, name):
-        """``log alpha`` of the variational weight ``name``, clipped to [-8, 8]."""
-        return kl.log_alpha(ops.convert_to_tensor(getattr(self, name)),
-                            ops.convert_to_tensor(getattr(self, f"{name}_log_sigma2")))
+        """``log alpha`` of the variational weight ``name``, clipped to [-8, 8].
+
+        Computed in the variable dtype (float32 under a mixed policy), also inside ``call``.
+        """
+        with variable_dtype_scope(self):
+            return kl.log_alpha(ops.convert_to_tensor(getattr(self, name)),
+                                ops.convert_to_tensor(getattr(self, f"{name}_log_sigma2")))
 
     def weight_mask(self, name):
-        """1 where the weight ``name`` is kept (``log alpha < threshold``), else 0; theta's dtype."""
-        theta = getattr(self, name)
-        return ops.cast(self.log_alpha(name) < self.threshold, theta.dtype)
+        """1 where the weight ``name`` is kept (``log alpha < threshold``), else 0; variable dtype."""
+        return ops.cast(self.log_alpha(name) < self.threshold, self.variable_dtype)
 
     def pruned_weight(self, name):
-        """The deterministic inference weight ``theta * [log alpha < threshold]``."""
-        return getattr(self, name) * self.weight_mask(name)
+        """The deterministic inference weight ``theta * [log alpha < threshold]``, variable dtype."""
+        with variable_dtype_scope(self):
+            return ops.convert_to_tensor(getattr(self, name)) * self.weight_mask(name)
 
     def kl_divergence(self):
-        """``sum_w KL(q(w) || p(w))`` over every variational weight, a scalar."""
+        """``sum_w KL(q(w) || p(w))`` over every variational weight, a scalar (variable dtype)."""
         return sum(ops.sum(self._prior_kl(self.log_alpha(name)))
                    for name in self._variational_names)
 
     def apply_variational(self, op, inputs, name, training):
-        """``op(inputs, W)`` for the variational weight ``name``.
+        """``op(inputs, W)`` for the variational weight ``name``, in the compute dtype.
 
         In training: one local-reparameterization sample
         (:func:`local_reparameterization`). Otherwise: ``op(inputs, pruned_weight(name))``.
@@ -132,7 +151,7 @@ class SparseVDLayer(BayesianLayer):
             return local_reparameterization(op, inputs, getattr(self, name),
                                             getattr(self, f"{name}_log_sigma2"),
                                             self.seed_generator)
-        return op(inputs, self.pruned_weight(name))
+        return op(inputs, ops.cast(self.pruned_weight(name), self.compute_dtype))
 
     def sparsity_groups(self):
         """``{'weights': (kept, total)}`` over all variational weights (the sparsity protocol)."""

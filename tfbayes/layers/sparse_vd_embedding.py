@@ -80,7 +80,9 @@ class SparseVDEmbedding(SparseVDLayer):
             self.add_variational_weight("vocabulary_group", (self.input_dim,), "ones")
 
     def _inference_table(self):
-        """``[input_dim, output_dim]``: the pruned means, rows scaled by the kept word means."""
+        """``[input_dim, output_dim]``: the pruned means, rows scaled by the kept word means.
+
+        In the variable dtype."""
         table = self.pruned_weight("embeddings")
         if self.vocabulary_pruning:
             table = table * ops.expand_dims(self.pruned_weight("vocabulary_group"), -1)
@@ -91,7 +93,7 @@ class SparseVDEmbedding(SparseVDLayer):
         if not str(inputs.dtype).startswith(("int", "uint")):
             inputs = ops.cast(inputs, "int32")
         if not training:
-            return ops.take(self._inference_table(), inputs, axis=0)
+            return ops.take(ops.cast(self._inference_table(), self.compute_dtype), inputs, axis=0)
         outputs = ops.take(shared_weight(self, "embeddings", training), inputs, axis=0)
         if not self.vocabulary_pruning:
             return outputs
