@@ -65,11 +65,13 @@ PlainLayerRule = collections.namedtuple(
 
 _RULES = {}
 
-_PASS_THROUGH = (keras.layers.MaxPooling1D, keras.layers.MaxPooling2D,
+_PASS_THROUGH = (keras.layers.MaxPooling1D, keras.layers.MaxPooling2D, keras.layers.MaxPooling3D,
                  keras.layers.AveragePooling1D, keras.layers.AveragePooling2D,
+                 keras.layers.AveragePooling3D,
                  keras.layers.GlobalMaxPooling1D, keras.layers.GlobalMaxPooling2D,
+                 keras.layers.GlobalMaxPooling3D,
                  keras.layers.GlobalAveragePooling1D, keras.layers.GlobalAveragePooling2D,
-                 keras.layers.Dropout, keras.layers.ReLU)
+                 keras.layers.GlobalAveragePooling3D, keras.layers.Dropout, keras.layers.ReLU)
 """Layers that act on each channel alone and commute with a positive per-channel scale."""
 
 
@@ -120,7 +122,7 @@ def _kernel_flops(layer, input_shape):
 
 
 _KERNEL_RULE = PlainLayerRule(_kernel_needed_inputs, _kernel_shrink, _kernel_flops)
-for _cls in (keras.layers.Dense, keras.layers.Conv1D, keras.layers.Conv2D):
+for _cls in (keras.layers.Dense, keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D):
     register_plain_layer(_cls, _KERNEL_RULE)
 
 

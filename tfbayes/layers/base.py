@@ -38,6 +38,7 @@ class BayesianLayer(keras.layers.Layer):
       num_examples: the training-set size N, a positive int. May be left unset
         at construction and given later for the whole model with
         :func:`set_num_examples`. Training without it raises ``ValueError``.
+      **kwargs: ``keras.layers.Layer``'s (``name``, ``dtype``, ``activity_regularizer``...).
     """
 
     def __init__(self, num_examples=None, **kwargs):
@@ -75,6 +76,7 @@ class BayesianLayer(keras.layers.Layer):
     def get_config(self):
         config = super().get_config()
         config["num_examples"] = self.num_examples
+        config["activity_regularizer"] = keras.regularizers.serialize(self.activity_regularizer)
         return config
 
 

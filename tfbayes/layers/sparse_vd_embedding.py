@@ -20,14 +20,8 @@ import numpy as np
 from keras import ops
 
 from tfbayes.layers.shared_noise import per_sequence_group, shared_weight
-from tfbayes.layers.sparse_vd import SparseVDLayer
+from tfbayes.layers.sparse_vd import SparseVDLayer, check_positive_int, check_unsupported
 from tfbayes.sparsity import PlainLayerRule, register_plain_layer
-
-
-def _check_positive_int(value, name):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-        raise ValueError(f"{name}: expected a positive int, got {value!r}")
-    return int(value)
 
 
 @keras.saving.register_keras_serializable(package="tfbayes")
@@ -42,7 +36,12 @@ class SparseVDEmbedding(SparseVDLayer):
       input_dim: the vocabulary size, a positive int (ids lie in ``[0, input_dim)``).
       output_dim: the embedding size, a positive int.
       embeddings_initializer: initializer of ``theta`` (default ``"uniform"``, as Keras).
+      embeddings_regularizer, embeddings_constraint: as in ``keras.layers.Embedding``,
+        acting on ``theta``.
       mask_zero: as in ``keras.layers.Embedding``: id 0 is padding and masked.
+      weights: as in ``keras.layers.Embedding``: ``[table]``, the initial ``theta``.
+      lora_rank, lora_alpha, quantization_config: accepted for signature
+        compatibility; must be None.
       vocabulary_pruning: learn one group variable per word, so that whole
         words are dropped (default False).
       threshold, prior, log_sigma2_initializer, seed, num_examples: see
@@ -63,19 +62,33 @@ class SparseVDEmbedding(SparseVDLayer):
     (1, 3, 16)
     """
 
-    def __init__(self, input_dim, output_dim, embeddings_initializer="uniform", mask_zero=False,
+    def __init__(self, input_dim, output_dim, embeddings_initializer="uniform",
+                 embeddings_regularizer=None, embeddings_constraint=None, mask_zero=False,
+                 weights=None, lora_rank=None, lora_alpha=None, quantization_config=None,
                  vocabulary_pruning=False, **kwargs):
         super().__init__(**kwargs)
-        self.input_dim = _check_positive_int(input_dim, "input_dim")
-        self.output_dim = _check_positive_int(output_dim, "output_dim")
+        check_unsupported(lora_rank=lora_rank, lora_alpha=lora_alpha,
+                          quantization_config=quantization_config)
+        self.input_dim = check_positive_int(input_dim, "input_dim")
+        self.output_dim = check_positive_int(output_dim, "output_dim")
         self.embeddings_initializer = keras.initializers.get(embeddings_initializer)
+        self.embeddings_regularizer = keras.regularizers.get(embeddings_regularizer)
+        self.embeddings_constraint = keras.constraints.get(embeddings_constraint)
         self.mask_zero = bool(mask_zero)
         self.supports_masking = self.mask_zero
         self.vocabulary_pruning = bool(vocabulary_pruning)
+        if weights is not None:
+            table = np.asarray(weights[0] if isinstance(weights, (list, tuple)) else weights)
+            if table.shape != (self.input_dim, self.output_dim):
+                raise ValueError(f"weights: expected [table] with table of shape "
+                                 f"{(self.input_dim, self.output_dim)}, got shape {table.shape}")
+            self.build()
+            self.embeddings.assign(table)
 
     def build(self, input_shape=None):
         self.add_variational_weight("embeddings", (self.input_dim, self.output_dim),
-                                    self.embeddings_initializer)
+                                    self.embeddings_initializer, self.embeddings_regularizer,
+                                    self.embeddings_constraint)
         if self.vocabulary_pruning:
             self.add_variational_weight("vocabulary_group", (self.input_dim,), "ones")
 
@@ -147,6 +160,8 @@ class SparseVDEmbedding(SparseVDLayer):
         config.update(
             input_dim=self.input_dim, output_dim=self.output_dim,
             embeddings_initializer=keras.initializers.serialize(self.embeddings_initializer),
+            embeddings_regularizer=keras.regularizers.serialize(self.embeddings_regularizer),
+            embeddings_constraint=keras.constraints.serialize(self.embeddings_constraint),
             mask_zero=self.mask_zero, vocabulary_pruning=self.vocabulary_pruning)
         return config
 
