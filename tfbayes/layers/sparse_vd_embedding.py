@@ -21,7 +21,6 @@ from keras import ops
 
 from tfbayes.layers.shared_noise import per_sequence_group, shared_weight
 from tfbayes.layers.sparse_vd import SparseVDLayer, check_positive_int, check_unsupported
-from tfbayes.sparsity import PlainLayerRule, register_plain_layer
 
 
 @keras.saving.register_keras_serializable(package="tfbayes")
@@ -147,7 +146,8 @@ class SparseVDEmbedding(SparseVDLayer):
         """A built ``keras.layers.Embedding`` holding the inference table (the sparsity protocol).
 
         :func:`tfbayes.sparsity.compress` then keeps only the rows of kept words
-        and the columns the next layer reads; see :func:`_embedding_shrink`.
+        and the columns the next layer reads (the ``Embedding`` rule of
+        :mod:`tfbayes.sparsity`).
         """
         plain = keras.layers.Embedding(self.input_dim, self.output_dim, mask_zero=self.mask_zero,
                                        dtype=self.dtype_policy, name=self.name)
@@ -164,49 +164,3 @@ class SparseVDEmbedding(SparseVDLayer):
             embeddings_constraint=keras.constraints.serialize(self.embeddings_constraint),
             mask_zero=self.mask_zero, vocabulary_pruning=self.vocabulary_pruning)
         return config
-
-
-# --- how tfbayes.sparsity.compress shrinks a plain keras.layers.Embedding ---
-
-def _embedding_needed_inputs(embedding, needed_outputs):
-    """An Embedding reads ids, not channels: nothing upstream of it is needed channel-wise."""
-    return np.ones(0, bool)
-
-
-def _embedding_shrink(embedding, kept_inputs, input_scale, kept_columns):
-    """``[IntegerLookup, Embedding]``: a vocabulary remap and a table of the kept words only.
-
-    The remap sends every kept word to its row of the smaller table and every
-    other id to an all-zero row (``IntegerLookup``'s out-of-vocabulary index),
-    so the pair computes the same vectors on the kept columns. With
-    ``mask_zero`` the padding id 0 stays 0 (the lookup's mask token) and keeps
-    its masking. The kept words are ``lookup.get_vocabulary()``; to run the
-    table alone, remap ids in the input pipeline with that lookup.
-    """
-    table = keras.ops.convert_to_numpy(embedding.embeddings)[:, kept_columns]
-    words = np.flatnonzero(np.any(table != 0, axis=1))
-    if embedding.mask_zero:
-        words = words[words != 0]
-    if words.size == 0:
-        raise ValueError(f"Layer {embedding.name!r}: every word is pruned; compress() cannot "
-                         "build an empty vocabulary")
-    lookup = keras.layers.IntegerLookup(
-        vocabulary=words.astype("int64"), num_oov_indices=1,
-        mask_token=0 if embedding.mask_zero else None, name=f"{embedding.name}_vocabulary_remap")
-    padding = [table[:1]] if embedding.mask_zero else []
-    rows = np.concatenate(padding + [np.zeros_like(table[:1]), table[words]])
-    config = embedding.get_config()
-    config.update(input_dim=len(rows), output_dim=int(kept_columns.sum()))
-    new = keras.layers.Embedding.from_config(config)
-    new.build()
-    new.set_weights([rows])
-    return [lookup, new]
-
-
-def _embedding_flops(embedding, input_shape):
-    """A lookup has no multiply-adds."""
-    return 0, 0
-
-
-register_plain_layer(keras.layers.Embedding, PlainLayerRule(
-    _embedding_needed_inputs, _embedding_shrink, _embedding_flops))
