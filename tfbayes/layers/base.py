@@ -48,6 +48,13 @@ class BayesianLayer(keras.layers.Layer):
             shape=(), initializer="ones", trainable=False, name="kl_weight",
             dtype="float32")
 
+    def __call__(self, *args, **kwargs):
+        inputs = args[0] if args else kwargs.get("inputs")
+        if (args or "inputs" in kwargs) and any(x is None for x in keras.tree.flatten(inputs)):
+            raise TypeError(f"Layer {self.name!r}: inputs: expected a tensor or array, got "
+                            f"{inputs!r}")
+        return super().__call__(*args, **kwargs)
+
     def kl_divergence(self):
         """The layer's total KL(q || p), a scalar tensor (summed over weights)."""
         raise NotImplementedError(f"{type(self).__name__} must implement kl_divergence()")
@@ -124,6 +131,8 @@ def bayesian_layers(model):
     """All :class:`BayesianLayer` instances in ``model`` (nested models included)."""
     if isinstance(model, BayesianLayer):
         return [model]
+    if not isinstance(model, keras.layers.Layer):
+        raise TypeError(f"model: expected a keras.Model or layer, got {type(model).__name__}")
     return [layer for layer in model._flatten_layers(include_self=False, recursive=True)
             if isinstance(layer, BayesianLayer)]
 
