@@ -71,8 +71,10 @@ def test_convolutions_match_keras_at_inference_and_in_training_mean_and_variance
     mean = plain(x).numpy()
     np.testing.assert_allclose(layer(x).numpy(), mean, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(layer.plain_equivalent()(x).numpy(), mean, rtol=1e-5, atol=1e-5)
-    # Training: each output is N(conv(x, theta) + b, conv(x^2, sigma^2)); the variance is the
-    # Keras convolution (same groups, padding) of x^2 with sigma^2.
+    # Training: each output is N(conv(x, theta) + b, conv(x^2, sigma^2)), theta unpruned; both
+    # are Keras convolutions (same groups, padding), of x with theta and of x^2 with sigma^2.
+    plain.set_weights([layer.kernel.numpy(), layer.bias.numpy()])
+    mean = plain(x).numpy()
     squares = plain_cls(6, 3, use_bias=False, **kwargs)
     squares.build(layer.plain_input_shape(layer.kernel.shape))
     squares.set_weights([np.exp(layer.kernel_log_sigma2.numpy())])

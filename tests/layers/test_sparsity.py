@@ -366,3 +366,25 @@ def test_select_threshold_names_bad_arguments(kwargs, message):
     arguments.update(kwargs)
     with pytest.raises(ValueError, match=message):
         sparsity.select_threshold(**arguments)
+
+
+def test_compress_keeps_a_grouped_convolution_whole_and_refuses_to_cut_its_inputs():
+    model = keras.Sequential([keras.Input((6, 6, 2)), SparseVDConv2D(4, 3, activation="relu"),
+                              SparseVDConv2D(6, 3, groups=2, activation="relu"),
+                              keras.layers.Flatten(), SparseVDDense(3)])
+    _randomize_posteriors(model, seed=11)
+    _prune(model.layers[0], outputs=[0])  # a dead input channel of the grouped convolution
+    x = np.random.default_rng(12).normal(size=(4, 6, 6, 2)).astype("float32")
+    compressed = sparsity.compress(model)
+    np.testing.assert_allclose(compressed(x).numpy(), model(x).numpy(), rtol=1e-5, atol=1e-5)
+    grouped = compressed.layers[1]
+    assert grouped.groups == 2 and grouped.kernel.shape == (3, 3, 2, 6)
+    assert compressed.layers[0].filters == 4
+    with_sbp = keras.Sequential([keras.Input((6, 6, 2)), SparseVDConv2D(4, 3), SBPDropout(),
+                                 SparseVDConv2D(6, 3, groups=2), keras.layers.Flatten(),
+                                 SparseVDDense(3)])
+    _randomize_posteriors(with_sbp, seed=13)
+    with_sbp.layers[1].mu.assign([0.0, -3.0, 0.0, 0.0])
+    with_sbp.layers[1].log_sigma.assign([-4.0, 1.5, -4.0, -4.0])  # channel 1 removed by SBP
+    with pytest.raises(ValueError, match="cannot remove input channels of a grouped convolution"):
+        sparsity.compress(with_sbp)
