@@ -327,8 +327,10 @@ def _agreement_accuracy(reference, x):
 
 
 def test_select_threshold_takes_the_most_compression_within_the_budget():
-    model = _lenet()
-    x = np.random.default_rng(10).normal(size=(200, 10, 10, 2)).astype("float32")
+    model = keras.Sequential([keras.Input((6,)), SparseVDDense(8, activation="relu"),
+                              SparseVDDense(3)])
+    _randomize_posteriors(model, seed=10)
+    x = np.random.default_rng(10).normal(size=(200, 6)).astype("float32")
     accuracy = _agreement_accuracy(model, x)  # 1 at the trained thresholds
     grid = (0.0, 1.0, 2.0, 3.0)
     chosen_model, chosen, sweep = sparsity.select_threshold(
