@@ -70,7 +70,7 @@ class SparsifiableLayer(typing.Protocol):
 
 PlainLayerRule = collections.namedtuple(
     "PlainLayerRule", ["needed_inputs", "shrink", "flops", "produced_outputs"], defaults=(None,))
-PlainLayerRule.__doc__ = """How :func:`compress` shrinks a plain Keras layer class (one input, one output).
+PlainLayerRule.__doc__ = """How :func:`compress` shrinks a plain Keras layer class.
 
 Fields (callables; channel sets are boolean NumPy vectors over the layer's
 original input or output channels):
@@ -407,7 +407,8 @@ def _needed_channels(nodes, kinds, model):
             else:  # pass, activation, add: channel c of the output reads channel c of the inputs
                 ins = [out] * len(node.inputs)
             for tensor, channels in zip(node.inputs, ins):
-                needed[id(tensor)] = needed.get(id(tensor), np.zeros(channels.size, bool)) | channels
+                previous = needed.get(id(tensor), np.zeros(channels.size, bool))
+                needed[id(tensor)] = previous | channels
         grown = False
         for node in nodes:
             if kinds[id(node.layer)][0] == "add":
@@ -722,7 +723,7 @@ def _ratio(total, kept):
 
 
 def _flops_by_name(model):
-    """``{layer name: (dense, nonzero)}`` for the weight layers of a Sequential or functional model."""
+    """``{layer name: (dense, nonzero)}`` for the weight layers of a Sequential/functional model."""
     result = {}
     for node in _graph(model):
         if hasattr(node.layer, "channel_scale"):

@@ -105,7 +105,8 @@ def test_configs_round_trip_every_keras_argument():
 
 def test_embedding_takes_keras_weights_regularizer_and_constraint():
     table = np.arange(12, dtype="float32").reshape(4, 3) - 6
-    layer = SparseVDEmbedding(4, 3, weights=[table], embeddings_regularizer=keras.regularizers.L2(0.5),
+    layer = SparseVDEmbedding(4, 3, weights=[table],
+                              embeddings_regularizer=keras.regularizers.L2(0.5),
                               embeddings_constraint=keras.constraints.NonNeg())
     np.testing.assert_array_equal(layer.embeddings.numpy(), table)
     ids = np.array([[0, 3]])

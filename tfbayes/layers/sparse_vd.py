@@ -132,11 +132,13 @@ class SparseVDLayer(BayesianLayer):
                                 ops.convert_to_tensor(getattr(self, f"{name}_log_sigma2")))
 
     def weight_mask(self, name):
-        """1 where the weight ``name`` is kept (``log alpha < threshold``), else 0; variable dtype."""
+        """1 where the weight ``name`` is kept (``log alpha < threshold``), else 0 (variable
+        dtype)."""
         return ops.cast(self.log_alpha(name) < self.threshold, self.variable_dtype)
 
     def pruned_weight(self, name):
-        """The deterministic inference weight ``theta * [log alpha < threshold]``, variable dtype."""
+        """The deterministic inference weight ``theta * [log alpha < threshold]`` (variable
+        dtype)."""
         with variable_dtype_scope(self):
             return ops.convert_to_tensor(getattr(self, name)) * self.weight_mask(name)
 
@@ -224,7 +226,7 @@ class SparseVDKernelLayer(SparseVDLayer):
         self.bias_constraint = keras.constraints.get(bias_constraint)
 
     def build_kernel(self, kernel_shape):
-        """Creates the variational ``kernel`` and, with ``use_bias``, ``bias [kernel_shape[-1]]``."""
+        """Creates the variational ``kernel`` and, with ``use_bias``, the ``bias``."""
         self.add_variational_weight("kernel", kernel_shape, self.kernel_initializer,
                                     self.kernel_regularizer, self.kernel_constraint)
         self.bias = (self.add_weight(name="bias", shape=(kernel_shape[-1],),
@@ -391,7 +393,8 @@ class SparseVDConv(SparseVDKernelLayer):
         self.filters = check_positive_int(filters, "filters")
         self.groups = check_positive_int(groups, "groups")
         if self.filters % self.groups:
-            raise ValueError(f"groups: expected a divisor of filters={self.filters}, got {groups!r}")
+            raise ValueError(f"groups: expected a divisor of filters={self.filters}, "
+                             f"got {groups!r}")
         self.kernel_size = _normalize_tuple(kernel_size, rank, "kernel_size")
         self.strides = _normalize_tuple(strides, rank, "strides")
         self.dilation_rate = _normalize_tuple(dilation_rate, rank, "dilation_rate")
