@@ -215,13 +215,10 @@ def accuracy(model, pair):
 
 
 THRESHOLD_GRIDS = {
-    # kind: (layer setting, what it buys, its default, the grid); lower log-alpha thresholds
-    # and higher SNR thresholds prune more.
-    "sparse_vd": ("threshold", "compression", 3.0,
-                  (-3.0, -2.0, -1.5, -1.0, -0.5, 0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0,
-                   5.0, 6.0)),
-    "sbp": ("snr_threshold", "flops_reduction", 1.0,
-            (0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0, 2.5, 3.0, 4.0)),
+    # kind: (layer setting, what it buys); the grids are tfbayes.sparsity.THRESHOLD_GRIDS
+    # (lower log-alpha thresholds and higher SNR thresholds prune more).
+    "sparse_vd": ("threshold", "compression"),
+    "sbp": ("snr_threshold", "flops_reduction"),
 }
 
 
@@ -229,44 +226,30 @@ def select_threshold(model, kind, validation_accuracy, dense_validation_accuracy
                      validation_size, test_accuracy):
     """Chooses the pruning threshold of a trained model on validation data only.
 
-    Every threshold of ``THRESHOLD_GRIDS[kind]`` is applied with
-    ``tfbayes.sparsity.with_thresholds`` (no retraining); the one kept buys
-    the most (compression for Sparse VD, FLOPs reduction for SBP) among those
-    whose validation accuracy is at most ``max_loss_pt`` points, less one
-    standard error of the dense accuracy on ``validation_size`` examples, below
-    ``dense_validation_accuracy``, or the layers' default when none is. (The
-    margin keeps the choice from spending the whole budget on validation noise:
-    without it, LeNet-5 seed 0 took a threshold 0.40 pt below dense on
-    validation, 0.78 pt on test.) This
-    is the SBP authors' post-training sweep of the SNR threshold (their
-    ``threshold_selection.py``) made a rule on held-out data. ``test_accuracy`` is
-    recorded for every threshold, to show the whole trade-off, and never used to choose.
+    ``tfbayes.sparsity.select_threshold`` over its default grid for ``kind``: the
+    threshold kept buys the most (compression for Sparse VD, FLOPs reduction for
+    SBP) among those whose validation accuracy is at most ``max_loss_pt`` points,
+    less one standard error of the dense accuracy on ``validation_size`` examples,
+    below ``dense_validation_accuracy``. (The margin keeps the choice from spending
+    the whole budget on validation noise: without it, LeNet-5 seed 0 took a
+    threshold 0.40 pt below dense on validation, 0.78 pt on test.) ``test_accuracy``
+    is recorded for every threshold, to show the whole trade-off, and never used to
+    choose; the sweep is printed.
 
     Returns ``(model at that threshold, the threshold, the sweep as a list of dicts)``.
     """
     from tfbayes import sparsity
 
-    setting, target, default, grid = THRESHOLD_GRIDS[kind]
-    sweep, models = [], {}
-    for threshold in grid:
-        candidate = sparsity.with_thresholds(model, **{setting: threshold})
-        total = sparsity.sparsity_report(candidate).total
-        flops = flops_reduction_dense(total)
-        sweep.append({"threshold": threshold, "val_accuracy": validation_accuracy(candidate),
-                      "test_accuracy": test_accuracy(candidate),
-                      "compression": total["compression"], "flops_reduction": flops})
-        models[threshold] = candidate
-        print(f"{setting} {threshold}: val accuracy {sweep[-1]['val_accuracy']:.4f} (test "
-              f"{sweep[-1]['test_accuracy']:.4f}), "
-              f"compression {total['compression']:.1f}x, FLOPs reduction {flops or 0:.2f}x",
-              flush=True)
-    p = dense_validation_accuracy
-    budget_pt = max_loss_pt - 100 * np.sqrt(p * (1 - p) / validation_size)
-    within = [row for row in sweep
-              if 100 * (dense_validation_accuracy - row["val_accuracy"]) <= budget_pt]
-    chosen = (max(within, key=lambda row: (row[target], row["val_accuracy"]))["threshold"]
-              if within else default)
-    return models[chosen], chosen, sweep
+    setting, target = THRESHOLD_GRIDS[kind]
+    model, chosen, sweep = sparsity.select_threshold(
+        model, validation_accuracy, dense_validation_accuracy, max_loss_pt,
+        validation_size=validation_size, setting=setting, objective=target,
+        record={"test_accuracy": test_accuracy})
+    for row in sweep:
+        print(f"{setting} {row['threshold']}: val accuracy {row['val_accuracy']:.4f} (test "
+              f"{row['test_accuracy']:.4f}), compression {row['compression']:.1f}x, "
+              f"FLOPs reduction {row['flops_reduction'] or 0:.2f}x", flush=True)
+    return model, chosen, sweep
 
 
 def inference_seconds(models, x, repeats=21):

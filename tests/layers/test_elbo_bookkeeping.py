@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tfbayes import layers
 from tfbayes.layers import KLWarmup, set_num_examples
 from tfbayes.layers.base import BayesianLayer
 
@@ -123,3 +124,23 @@ def test_kl_warmup_end_tempers_the_kl_in_the_loss():
 def test_kl_warmup_rejects_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         KLWarmup(**kwargs)
+
+
+def test_set_num_examples_on_something_not_a_model_names_the_argument():
+    with pytest.raises(TypeError, match="model: expected a keras.Model or layer, got str"):
+        set_num_examples("model", 10)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: layers.SparseVDDense(3),
+    lambda: layers.SparseVDConv2D(2, 2),
+    lambda: layers.SparseVDEmbedding(3, 2),
+    lambda: layers.SBPDropout(),
+], ids=["dense", "conv2d", "embedding", "sbp"])
+def test_calling_a_layer_on_none_names_the_inputs(make):
+    layer = make()
+    with pytest.raises(TypeError, match=f"Layer '{layer.name}': inputs: expected a tensor or "
+                                        "array, got None"):
+        layer(None)
+    with pytest.raises(TypeError, match="inputs: expected a tensor or array, got \\[None"):
+        layer([None])

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from tfbayes import sparsity
-from tfbayes.layers import SBPDropout, SparseVDConv2D, SparseVDDense, SparseVDLayer
+from tfbayes.layers import (SBPDropout, SparseVDConv2D, SparseVDConv3D, SparseVDDense,
+                            SparseVDLayer)
 
 
 def _randomize_posteriors(model, seed=0):
@@ -124,9 +125,10 @@ def test_report_of_a_subclassed_model_has_counts_but_no_flops():
 
 def test_models_compress_cannot_handle_are_named_in_the_error():
     inputs = keras.Input((4,))
-    left, right = SparseVDDense(3)(inputs), keras.layers.Dense(3)(inputs)
-    branched = keras.Model(inputs, keras.layers.Add()([left, right]))
-    with pytest.raises(ValueError, match="compress\\(\\) needs layers with one input"):
+    left, right = SBPDropout()(SparseVDDense(3)(inputs)), SparseVDDense(3)(inputs)
+    branched = keras.Model(inputs, keras.layers.Dense(1)(keras.layers.Add()([left, right])))
+    _randomize_posteriors(branched)
+    with pytest.raises(ValueError, match="Layer 'add.*carry different channel scales"):
         sparsity.compress(branched)
     unsupported = keras.Sequential([keras.Input((4,)), SparseVDDense(3),
                                     keras.layers.BatchNormalization(), keras.layers.Dense(1)])
@@ -198,3 +200,193 @@ def test_with_thresholds_accepts_a_model_compiled_with_unregistered_custom_objec
     model.fit(x, y, epochs=1, verbose=0)  # the original still trains
     copy.compile("adam", loss)
     assert np.isfinite(copy.evaluate(x, y, verbose=0))
+
+
+def _resnet():
+    """A small ResNet: a stem, two residual blocks (conv-relu-conv, Add, relu), a head."""
+    inputs = keras.Input((6, 6, 3))
+    stream = SparseVDConv2D(8, 3, padding="same", activation="relu", name="stem")(inputs)
+    for block in range(2):
+        inner = SparseVDConv2D(6, 3, padding="same", activation="relu",
+                               name=f"block{block}_a")(stream)
+        inner = SparseVDConv2D(8, 3, padding="same", name=f"block{block}_b")(inner)
+        stream = keras.layers.ReLU()(keras.layers.Add()([stream, inner]))
+    pooled = keras.layers.GlobalAveragePooling2D()(stream)
+    return keras.Model(inputs, SparseVDDense(4, name="head")(pooled))
+
+
+def _prune(layer, inputs=(), outputs=()):
+    """Prunes every weight of ``layer`` reading the input channels ``inputs`` or writing the
+    output channels ``outputs`` (log sigma^2 = 20 puts log alpha at its clip, 8)."""
+    log_sigma2 = layer.kernel_log_sigma2.numpy()
+    log_sigma2[..., list(inputs), :] = 20.0
+    log_sigma2[..., list(outputs)] = 20.0
+    layer.kernel_log_sigma2.assign(log_sigma2)
+
+
+def test_compress_resnet_with_residual_adds_keeps_predictions_and_drops_channels():
+    model = _resnet()
+    rng = np.random.default_rng(4)
+    for layer in model.layers:
+        if isinstance(layer, SparseVDLayer):
+            layer.kernel_log_sigma2.assign(rng.uniform(-12, 4, layer.kernel.shape))
+            layer.bias.assign(rng.normal(size=layer.bias.shape))
+    layers = {layer.name: layer for layer in model.layers}
+    # Residual-stream channel 7 is read by no layer: every reader agrees, so it goes everywhere.
+    for name in ("block0_a", "block1_a", "head"):
+        _prune(layers[name], inputs=[7])
+    # Block 0's inner channels 0 and 1 are read by nobody (block0_b ignores them).
+    _prune(layers["block0_b"], inputs=[0, 1])
+    # Stream channel 6 is unread by block 0's conv but still read by the head: it must stay.
+    _prune(layers["block0_a"], inputs=[6])
+    x = rng.normal(size=(5, 6, 6, 3)).astype("float32")
+    compressed = sparsity.compress(model)
+    np.testing.assert_allclose(compressed(x).numpy(), model(x).numpy(), rtol=1e-5, atol=1e-5)
+    assert not any(isinstance(layer, SparseVDLayer) for layer in compressed.layers)
+    shapes = {layer.name: tuple(layer.kernel.shape) for layer in compressed.layers
+              if hasattr(layer, "kernel")}
+    assert shapes["stem"] == (3, 3, 3, 7)  # channel 7 dropped from the stream's producers
+    assert shapes["block0_b"] == (3, 3, 4, 7) and shapes["block1_b"][-1] == 7
+    assert shapes["block0_a"] == (3, 3, 7, 4) and shapes["block1_a"][2] == 7
+    assert shapes["head"] == (7, 4)
+    assert compressed.count_params() < _resnet().count_params() // 2
+
+
+def test_compress_concatenated_branches_folds_each_branch_scale():
+    inputs = keras.Input((5, 5, 2))
+    left = SBPDropout()(SparseVDConv2D(4, 3, activation="relu")(inputs))
+    right = keras.layers.MaxPooling2D(1)(SparseVDConv2D(3, 3, activation="relu")(inputs))
+    merged = keras.layers.Flatten()(keras.layers.Concatenate()([left, right]))
+    model = keras.Model(inputs, SparseVDDense(2)(merged))
+    _randomize_posteriors(model, seed=5)
+    sbp = [layer for layer in model.layers if isinstance(layer, SBPDropout)][0]
+    kept = _kept_units(sbp)
+    assert 0 < kept.sum() < 4
+    x = np.random.default_rng(6).normal(size=(7, 5, 5, 2)).astype("float32")
+    compressed = sparsity.compress(model)
+    assert not isinstance(compressed, keras.Sequential)
+    np.testing.assert_allclose(compressed(x).numpy(), model(x).numpy(), rtol=1e-5, atol=1e-5)
+    left_conv = [l for l in compressed.layers if hasattr(l, "kernel")][0]
+    assert left_conv.filters <= kept.sum()
+
+
+def test_compress_conv3d_with_3d_pooling():
+    model = keras.Sequential([keras.Input((4, 6, 6, 2)),
+                              SparseVDConv3D(5, 3, padding="same", activation="relu"),
+                              SBPDropout(), keras.layers.MaxPooling3D(),
+                              keras.layers.GlobalAveragePooling3D(), SparseVDDense(3)])
+    _randomize_posteriors(model, seed=7)
+    model.layers[1].mu.assign(np.full(5, -3.0))
+    model.layers[1].log_sigma.assign([-4.0, 1.5, -4.0, 1.5, -4.0])  # units 1 and 3: SNR < 1
+    x = np.random.default_rng(8).normal(size=(3, 4, 6, 6, 2)).astype("float32")
+    compressed = sparsity.compress(model)
+    np.testing.assert_allclose(compressed(x).numpy(), model(x).numpy(), rtol=1e-5, atol=1e-5)
+    assert compressed.layers[0].filters <= _kept_units(model.layers[1]).sum() < 5
+    report = sparsity.sparsity_report(model)
+    assert report.flops_note is None
+    assert report.layers[0]["flops_before"] == 4 * 6 * 6 * 3 ** 3 * 2 * 5
+
+
+def test_report_of_a_model_compress_refuses_says_why_flops_are_missing():
+    model = keras.Sequential([keras.Input((4,)), SparseVDDense(3),
+                              keras.layers.BatchNormalization(), keras.layers.Dense(1)])
+    report = sparsity.sparsity_report(model)
+    assert report.total["flops_before"] is None
+    assert "BatchNormalization" in report.flops_note and report.flops_note in str(report)
+    assert report.to_dict()["flops_note"] == report.flops_note
+
+
+def test_importing_sparsity_alone_registers_the_keras_layer_rules():
+    import subprocess
+    import sys
+    code = ("import keras, sys; import tfbayes.sparsity as s; "
+            "assert 'tfbayes.layers' not in sys.modules; "
+            "assert all(s._rule(c.__new__(c)) is not None for c in (keras.layers.Embedding, "
+            "keras.layers.LSTM, keras.layers.GRU, keras.layers.Conv3D))")
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+
+
+def test_compress_shrinks_a_plain_gru_to_the_units_the_head_reads():
+    gru = keras.layers.GRU(5, name="gru")
+    model = keras.Sequential([keras.Input((4, 3)), gru, SparseVDDense(2, name="head")])
+    rng = np.random.default_rng(9)
+    recurrent = gru.cell.recurrent_kernel.numpy()
+    recurrent[:, np.tile(np.arange(5) < 3, 3)] = 0  # units 0-2 read no other unit
+    recurrent[3:, :] = 0  # and no unit reads units 3, 4 through the recurrence
+    gru.cell.recurrent_kernel.assign(recurrent)
+    _prune(model.layers[-1], inputs=[3, 4])
+    x = rng.normal(size=(6, 4, 3)).astype("float32")
+    compressed = sparsity.compress(model)
+    np.testing.assert_allclose(compressed(x).numpy(), model(x).numpy(), rtol=1e-5, atol=1e-5)
+    assert compressed.layers[0].units == 3
+
+
+def _agreement_accuracy(reference, x):
+    labels = np.argmax(reference(x).numpy(), axis=1)
+    return lambda m: float(np.mean(np.argmax(m(x).numpy(), axis=1) == labels))
+
+
+def test_select_threshold_takes_the_most_compression_within_the_budget():
+    model = keras.Sequential([keras.Input((6,)), SparseVDDense(8, activation="relu"),
+                              SparseVDDense(3)])
+    _randomize_posteriors(model, seed=10)
+    x = np.random.default_rng(10).normal(size=(200, 6)).astype("float32")
+    accuracy = _agreement_accuracy(model, x)  # 1 at the trained thresholds
+    grid = (0.0, 1.0, 2.0, 3.0)
+    chosen_model, chosen, sweep = sparsity.select_threshold(
+        model, accuracy, reference_accuracy=1.0, max_loss_pt=5.0, grid=grid,
+        record={"kept": lambda m: sparsity.sparsity_report(m).total["weights_kept"]})
+    # Brute force: each threshold's accuracy and compression, then the rule.
+    rows = []
+    for threshold in grid:
+        copy = sparsity.with_thresholds(model, threshold=threshold)
+        rows.append((threshold, accuracy(copy), sparsity.sparsity_report(copy).total))
+    assert [r["threshold"] for r in sweep] == list(grid)
+    assert [r["kept"] for r in sweep] == [r[2]["weights_kept"] for r in rows]
+    within = [r for r in rows if 100 * (1.0 - r[1]) <= 5.0]
+    assert chosen == max(within, key=lambda r: (r[2]["compression"], r[1]))[0]
+    assert all(l.threshold == chosen for l in chosen_model.layers if isinstance(l, SparseVDLayer))
+    # A 2-point loss is within a 2.5-point budget, but not once the standard error of an
+    # accuracy of 0.9 on 100 examples (3 points) is taken off it: then the default (3) is kept.
+    flat = lambda m: 0.88  # noqa: E731
+    assert sparsity.select_threshold(model, flat, 0.9, 2.5, grid=(0.0, 1.0))[1] == 0.0
+    assert sparsity.select_threshold(model, flat, 0.9, 2.5, validation_size=100,
+                                     grid=(0.0, 1.0))[1] == 3.0
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"setting": "alpha"}, "setting: expected one of"),
+    ({"objective": "speed"}, "objective: expected 'compression' or 'flops_reduction'"),
+    ({"max_loss_pt": -1.0}, "max_loss_pt: expected a non-negative finite number, got -1.0"),
+    ({"reference_accuracy": 1.5}, "reference_accuracy: expected an accuracy in"),
+    ({"validation_size": 0}, "validation_size: expected a positive int or None, got 0"),
+    ({"grid": ()}, "grid: expected at least one threshold"),
+])
+def test_select_threshold_names_bad_arguments(kwargs, message):
+    arguments = dict(model=None, validation_accuracy=None, reference_accuracy=0.9,
+                     max_loss_pt=1.0)
+    arguments.update(kwargs)
+    with pytest.raises(ValueError, match=message):
+        sparsity.select_threshold(**arguments)
+
+
+def test_compress_keeps_a_grouped_convolution_whole_and_refuses_to_cut_its_inputs():
+    model = keras.Sequential([keras.Input((6, 6, 2)), SparseVDConv2D(4, 3, activation="relu"),
+                              SparseVDConv2D(6, 3, groups=2, activation="relu"),
+                              keras.layers.Flatten(), SparseVDDense(3)])
+    _randomize_posteriors(model, seed=11)
+    _prune(model.layers[0], outputs=[0])  # a dead input channel of the grouped convolution
+    x = np.random.default_rng(12).normal(size=(4, 6, 6, 2)).astype("float32")
+    compressed = sparsity.compress(model)
+    np.testing.assert_allclose(compressed(x).numpy(), model(x).numpy(), rtol=1e-5, atol=1e-5)
+    grouped = compressed.layers[1]
+    assert grouped.groups == 2 and grouped.kernel.shape == (3, 3, 2, 6)
+    assert compressed.layers[0].filters == 4
+    with_sbp = keras.Sequential([keras.Input((6, 6, 2)), SparseVDConv2D(4, 3), SBPDropout(),
+                                 SparseVDConv2D(6, 3, groups=2), keras.layers.Flatten(),
+                                 SparseVDDense(3)])
+    _randomize_posteriors(with_sbp, seed=13)
+    with_sbp.layers[1].mu.assign([0.0, -3.0, 0.0, 0.0])
+    with_sbp.layers[1].log_sigma.assign([-4.0, 1.5, -4.0, -4.0])  # channel 1 removed by SBP
+    with pytest.raises(ValueError, match="cannot remove input channels of a grouped convolution"):
+        sparsity.compress(with_sbp)

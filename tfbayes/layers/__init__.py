@@ -2,8 +2,8 @@
 from tfbayes.layers.base import BayesianLayer, KLWarmup, set_num_examples
 from tfbayes.layers import kl
 from tfbayes.layers.sbp import SBPDropout
-from tfbayes.layers.sparse_vd import (SparseVDConv1D, SparseVDConv2D, SparseVDDense,
-                                       SparseVDLayer, local_reparameterization)
+from tfbayes.layers.sparse_vd import (SparseVDConv1D, SparseVDConv2D, SparseVDConv3D,
+                                       SparseVDDense, SparseVDLayer, local_reparameterization)
 from tfbayes.layers.sparse_vd_embedding import SparseVDEmbedding
 from tfbayes.layers.sparse_vd_lstm import SparseVDLSTM
 from tfbayes.layers.sparse_vd_lstm import SparseVDLSTMCell

@@ -11,22 +11,34 @@ estimated on a mini-batch. ``N`` is given once for a whole model with
 :func:`set_num_examples` (or per layer as ``num_examples=``), and
 ``kl_weight`` (1 by default) is ramped from 0 by the :class:`KLWarmup` callback
 (to 1, or to another ``end`` for a tempered ELBO).
+
+Mixed precision: under a policy such as ``mixed_float16`` Keras keeps the
+variables in float32 and casts them to the compute dtype when a layer reads
+them in ``call``. The KL is a sum over every weight, which float16 overflows
+(a LeNet-300-100 layer's KL/N is ~8 nats, its KL ~5e5), so
+:meth:`BayesianLayer.add_kl_loss` evaluates :meth:`~BayesianLayer.kl_divergence`
+with the variables in their variable dtype (:func:`variable_dtype_scope`) and adds
+it to the losses in float32 (float64 when ``keras.config.floatx()`` is float64).
 """
 import keras
 import numpy as np
 import tensorflow as tf
+from keras.src.backend import AutocastScope
 
 
 class BayesianLayer(keras.layers.Layer):
     """Base class of the sparsifying layers; not used directly.
 
     Subclasses implement :meth:`kl_divergence` and call
-    ``self.add_kl_loss(training)`` once in ``call``.
+    ``self.add_kl_loss(training)`` once in ``call``. ``kl_divergence`` is
+    evaluated inside :func:`variable_dtype_scope`, so it sees the variables in
+    their variable dtype (float32 under a mixed policy), never in float16.
 
     Args:
       num_examples: the training-set size N, a positive int. May be left unset
         at construction and given later for the whole model with
         :func:`set_num_examples`. Training without it raises ``ValueError``.
+      **kwargs: ``keras.layers.Layer``'s (``name``, ``dtype``, ``activity_regularizer``...).
     """
 
     def __init__(self, num_examples=None, **kwargs):
@@ -36,12 +48,22 @@ class BayesianLayer(keras.layers.Layer):
             shape=(), initializer="ones", trainable=False, name="kl_weight",
             dtype="float32")
 
+    def __call__(self, *args, **kwargs):
+        inputs = args[0] if args else kwargs.get("inputs")
+        if (args or "inputs" in kwargs) and any(x is None for x in keras.tree.flatten(inputs)):
+            raise TypeError(f"Layer {self.name!r}: inputs: expected a tensor or array, got "
+                            f"{inputs!r}")
+        return super().__call__(*args, **kwargs)
+
     def kl_divergence(self):
         """The layer's total KL(q || p), a scalar tensor (summed over weights)."""
         raise NotImplementedError(f"{type(self).__name__} must implement kl_divergence()")
 
     def add_kl_loss(self, training):
-        """Adds ``kl_weight * KL / N`` to the model's losses.
+        """Adds ``kl_weight * KL / N`` to the model's losses, in :func:`kl_loss_dtype`.
+
+        The KL is computed from the variables in their own dtype, whatever the
+        layer's compute dtype (see the module docstring).
 
         Raises:
           ValueError: in training, when N was never given.
@@ -54,13 +76,37 @@ class BayesianLayer(keras.layers.Layer):
                     "num_examples=N to the layer (if model.fit already failed with this "
                     "error, call model.compile again after setting N).")
             return
-        kl = self.kl_divergence()
-        self.add_loss(tf.cast(self.kl_weight, kl.dtype) * kl / float(self.num_examples))
+        with variable_dtype_scope(self):
+            kl = tf.cast(self.kl_divergence(), kl_loss_dtype())
+            self.add_loss(tf.cast(self.kl_weight, kl.dtype) * kl / float(self.num_examples))
 
     def get_config(self):
         config = super().get_config()
         config["num_examples"] = self.num_examples
+        config["activity_regularizer"] = keras.regularizers.serialize(self.activity_regularizer)
         return config
+
+
+def variable_dtype_scope(layer):
+    """A context in which ``layer``'s variables read in their variable dtype.
+
+    Inside a layer's ``call`` under a mixed policy Keras reads every float
+    variable in the compute dtype (e.g. float16). Sums over many weights (a KL)
+    and special functions without a float16 kernel (SBP's inverse normal CDF)
+    read them inside this scope instead, in ``layer.variable_dtype`` (float32).
+    (Keras's own ``AutocastScope(None)`` would report such a variable's
+    ``dtype`` as ``floatx()``, wrong for float64 layers, hence the explicit dtype.)
+    """
+    return AutocastScope(layer.variable_dtype)
+
+
+def kl_loss_dtype():
+    """The dtype in which a KL enters ``add_loss``: float64 if ``floatx()`` is, else float32.
+
+    Keras sums the model's losses in one dtype; the data loss is computed in
+    ``floatx()`` (float32 by default, also under a mixed policy).
+    """
+    return "float64" if keras.config.floatx() == "float64" else "float32"
 
 
 def _check_num_examples(num_examples, allow_none=False):
@@ -85,6 +131,8 @@ def bayesian_layers(model):
     """All :class:`BayesianLayer` instances in ``model`` (nested models included)."""
     if isinstance(model, BayesianLayer):
         return [model]
+    if not isinstance(model, keras.layers.Layer):
+        raise TypeError(f"model: expected a keras.Model or layer, got {type(model).__name__}")
     return [layer for layer in model._flatten_layers(include_self=False, recursive=True)
             if isinstance(layer, BayesianLayer)]
 

@@ -34,7 +34,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tfbayes.layers.base import BayesianLayer, check_finite_real
+from tfbayes.layers.base import BayesianLayer, check_finite_real, variable_dtype_scope
 
 LOG_SIGMA_CLIP = (-20.0, 5.0)
 """``log sigma`` is clipped to this range in every computation, for numerical safety."""
@@ -215,6 +215,10 @@ class SBPDropout(BayesianLayer):
 
     Returns:
       A tensor of the input's shape. Cost: O(#inputs) plus O(#units) special functions.
+
+    Under a mixed policy ``theta`` (its sample, which needs the inverse normal
+    CDF, and its inference factor) is computed in the variable dtype, float32,
+    and only the product ``x * theta`` runs in the compute dtype.
     """
 
     def __init__(self, axis=-1, log_theta_min=-20.0, log_theta_max=0.0, snr_threshold=1.0,
@@ -278,18 +282,21 @@ class SBPDropout(BayesianLayer):
 
     def call(self, inputs, training=False):
         self.add_kl_loss(training)
-        if training:
-            noise_shape = tf.concat([tf.shape(inputs)[:1],
-                                     tf.constant(self._broadcast_shape[1:], tf.int32)], 0)
-            tiny = np.finfo(inputs.dtype.as_numpy_dtype).tiny
-            uniform = keras.random.uniform(noise_shape, minval=tiny, maxval=1.0,
-                                           dtype=inputs.dtype, seed=self.seed_generator)
-            theta = sample_truncated_log_normal(tf.reshape(self.mu, self._broadcast_shape),
-                                                tf.reshape(self.log_sigma, self._broadcast_shape),
-                                                *self._bounds(), uniform)
-        else:
-            theta = tf.reshape(self.unit_scale(), self._broadcast_shape)
-        return inputs * theta
+        # theta in the variable dtype (float32 under a mixed policy: TF has no float16 ndtri),
+        # then cast to the compute dtype of the product.
+        with variable_dtype_scope(self):
+            if training:
+                dtype = self.variable_dtype
+                noise_shape = tf.concat([tf.shape(inputs)[:1],
+                                         tf.constant(self._broadcast_shape[1:], tf.int32)], 0)
+                uniform = keras.random.uniform(noise_shape, minval=np.finfo(dtype).tiny,
+                                               maxval=1.0, dtype=dtype, seed=self.seed_generator)
+                theta = sample_truncated_log_normal(
+                    tf.reshape(self.mu, self._broadcast_shape),
+                    tf.reshape(self.log_sigma, self._broadcast_shape), *self._bounds(), uniform)
+            else:
+                theta = tf.reshape(self.unit_scale(), self._broadcast_shape)
+        return inputs * tf.cast(theta, inputs.dtype)
 
     def compute_output_shape(self, input_shape):
         return input_shape

@@ -10,7 +10,10 @@ once per sequence (Lobacheva et al. 2018, arXiv 1812.05692; Chirkova et al.
 ``theta`` and ``log sigma^2`` as created by
 :meth:`tfbayes.layers.sparse_vd.SparseVDLayer.add_variational_weight`.
 At inference both functions return the pruned means
-``theta * [log alpha < threshold]``.
+``theta * [log alpha < threshold]``. Both return the layer's compute dtype
+(float16 under ``mixed_float16``); the sample is formed in the dtype in which the
+variables are read (as Keras casts them inside ``call``, or their own dtype under
+:class:`SharedNoiseRNNCell`, which reads them uncast).
 
 :class:`SharedNoiseRNNCell` packages this for a recurrent cell, the way
 Keras's ``DropoutRNNCell`` packages dropout masks: the noise is drawn once
@@ -29,10 +32,11 @@ def _is_group(name):
 
 
 def _sample(layer, name, shape):
+    """``theta + sigma * eps`` in the dtype the variables are read in, cast to the compute dtype."""
     theta = getattr(layer, name)
-    log_sigma2 = getattr(layer, f"{name}_log_sigma2")
+    log_sigma2 = ops.cast(getattr(layer, f"{name}_log_sigma2"), theta.dtype)
     noise = keras.random.normal(shape, dtype=theta.dtype, seed=layer.seed_generator)
-    return theta + ops.exp(0.5 * log_sigma2) * noise
+    return ops.cast(theta + ops.exp(0.5 * log_sigma2) * noise, layer.compute_dtype)
 
 
 def shared_weight(layer, name, training):
@@ -43,7 +47,7 @@ def shared_weight(layer, name, training):
     """
     if training:
         return _sample(layer, name, tuple(getattr(layer, name).shape))
-    return layer.pruned_weight(name)
+    return ops.cast(layer.pruned_weight(name), layer.compute_dtype)
 
 
 def per_sequence_group(layer, name, batch_size, training):
@@ -56,7 +60,7 @@ def per_sequence_group(layer, name, batch_size, training):
     if training:
         shape = (batch_size,) + tuple(getattr(layer, name).shape)
         return _sample(layer, name, shape)
-    return layer.pruned_weight(name)[None]
+    return ops.cast(layer.pruned_weight(name), layer.compute_dtype)[None]
 
 
 class SharedNoiseRNNCell:

@@ -18,9 +18,10 @@ and is removed.
   ``'log_uniform'`` (paper eq. 14) or ``'ard'`` (Kharitonov et al. 2018), via
   :class:`tfbayes.layers.BayesianLayer`.
 
-:class:`SparseVDLayer` holds this shared logic; :class:`SparseVDDense`,
-:class:`SparseVDConv1D` and :class:`SparseVDConv2D` (and the Embedding/LSTM
-layers of :mod:`tfbayes.layers`) are thin wrappers that choose ``op``.
+:class:`SparseVDLayer` holds this shared logic; :class:`SparseVDDense` and
+:class:`SparseVDConv1D`/``2D``/``3D`` (on :class:`SparseVDKernelLayer`, which holds
+the kernel and bias arguments of the Keras layers they replace), and the
+Embedding/LSTM layers of :mod:`tfbayes.layers`, are thin wrappers that choose ``op``.
 The sparsity protocol these layers implement for :mod:`tfbayes.sparsity`
 (``sparsity_groups`` and ``plain_equivalent``) is described there.
 """
@@ -29,7 +30,7 @@ import numpy as np
 from keras import ops
 
 from tfbayes.layers import kl
-from tfbayes.layers.base import BayesianLayer, check_finite_real
+from tfbayes.layers.base import BayesianLayer, check_finite_real, variable_dtype_scope
 
 _LRT_EPS = 1e-8
 """Added to the pre-activation variance before the square root, as in the reference code."""
@@ -46,6 +47,12 @@ def local_reparameterization(op, inputs, theta, log_sigma2, seed):
     with ``eps ~ N(0, 1)`` of the output's shape (Kingma et al. 2015; Molchanov
     et al. 2017 eq. 6). Cost: two evaluations of ``op``.
 
+    Both evaluations run in ``inputs``' dtype; the square root is taken in at
+    least float32, with ``1e-8`` added to ``var`` (below float16's smallest
+    subnormal, and needed for a finite gradient where ``var = 0``). In float16,
+    where ``x^2`` overflows for ``|x| > 256``, the variance is formed as
+    ``s^2 op((x/s)^2, sigma^2)`` with ``s = max(1, max|x|)``, which is the same number.
+
     Args:
       op: a callable ``op(x, w) -> y``.
       inputs: the input tensor ``x``.
@@ -53,9 +60,18 @@ def local_reparameterization(op, inputs, theta, log_sigma2, seed):
       seed: a ``keras.random.SeedGenerator`` (or int) for ``eps``.
     """
     mean = op(inputs, theta)
-    var = op(ops.square(inputs), ops.exp(log_sigma2))
-    noise = keras.random.normal(ops.shape(mean), dtype=mean.dtype, seed=seed)
-    return mean + ops.sqrt(var + _LRT_EPS) * noise
+    dtype = keras.backend.standardize_dtype(mean.dtype)
+    wide = "float64" if dtype == "float64" else "float32"
+    if dtype != "float16":
+        var = ops.cast(op(ops.square(inputs), ops.exp(log_sigma2)), wide)
+        std = ops.sqrt(var + _LRT_EPS)
+    else:
+        scale = ops.stop_gradient(ops.maximum(ops.max(ops.abs(inputs)), 1.0))
+        var = ops.cast(op(ops.square(inputs / scale), ops.exp(log_sigma2)), wide)
+        scale = ops.cast(scale, wide)
+        std = scale * ops.sqrt(var + _LRT_EPS / ops.square(scale))
+    noise = keras.random.normal(ops.shape(mean), dtype=dtype, seed=seed)
+    return mean + ops.cast(std, dtype) * noise
 
 
 class SparseVDLayer(BayesianLayer):
@@ -89,12 +105,15 @@ class SparseVDLayer(BayesianLayer):
         self.seed_generator = keras.random.SeedGenerator(seed)
         self._variational_names = []
 
-    def add_variational_weight(self, name, shape, initializer):
+    def add_variational_weight(self, name, shape, initializer, regularizer=None, constraint=None):
         """Creates ``theta`` (named ``name``) and ``log sigma^2`` (``name + '_log_sigma2'``).
 
         Both are set as attributes of the layer under those names and returned.
+        ``regularizer`` and ``constraint`` (as for ``add_weight``) act on ``theta``,
+        as a Keras layer's ``kernel_regularizer`` acts on its kernel.
         """
-        theta = self.add_weight(name=name, shape=shape, initializer=initializer)
+        theta = self.add_weight(name=name, shape=shape, initializer=initializer,
+                                regularizer=regularizer, constraint=constraint)
         log_sigma2 = self.add_weight(
             name=f"{name}_log_sigma2", shape=shape,
             initializer=keras.initializers.Constant(self.log_sigma2_initializer))
@@ -104,26 +123,35 @@ class SparseVDLayer(BayesianLayer):
         return theta, log_sigma2
 
     def log_alpha(self, name):
-        """``log alpha`` of the variational weight ``name``, clipped to [-8, 8]."""
-        return kl.log_alpha(ops.convert_to_tensor(getattr(self, name)),
-                            ops.convert_to_tensor(getattr(self, f"{name}_log_sigma2")))
+        """``log alpha`` of the variational weight ``name``, clipped to [-8, 8].
+
+        Computed in the variable dtype (float32 under a mixed policy), also inside ``call``.
+        """
+        with variable_dtype_scope(self):
+            return kl.log_alpha(ops.convert_to_tensor(getattr(self, name)),
+                                ops.convert_to_tensor(getattr(self, f"{name}_log_sigma2")))
 
     def weight_mask(self, name):
-        """1 where the weight ``name`` is kept (``log alpha < threshold``), else 0; theta's dtype."""
-        theta = getattr(self, name)
-        return ops.cast(self.log_alpha(name) < self.threshold, theta.dtype)
+        """1 where the weight ``name`` is kept (``log alpha < threshold``), else 0 (variable
+        dtype)."""
+        return ops.cast(self.log_alpha(name) < self.threshold, self.variable_dtype)
 
     def pruned_weight(self, name):
-        """The deterministic inference weight ``theta * [log alpha < threshold]``."""
-        return getattr(self, name) * self.weight_mask(name)
+        """The deterministic inference weight ``theta * [log alpha < threshold]`` (variable
+        dtype)."""
+        with variable_dtype_scope(self):
+            return ops.convert_to_tensor(getattr(self, name)) * self.weight_mask(name)
 
     def kl_divergence(self):
-        """``sum_w KL(q(w) || p(w))`` over every variational weight, a scalar."""
+        """``sum_w KL(q(w) || p(w))`` over every variational weight, a scalar (variable dtype)."""
         return sum(ops.sum(self._prior_kl(self.log_alpha(name)))
                    for name in self._variational_names)
 
     def apply_variational(self, op, inputs, name, training):
-        """``op(inputs, W)`` for the variational weight ``name``.
+        """``op(inputs, W)`` for the variational weight ``name``, in the dtype of float ``inputs``.
+
+        Keras delivers float inputs in the compute dtype (inside a wrapper with
+        another policy, in the wrapper's), and the weights are cast to match.
 
         In training: one local-reparameterization sample
         (:func:`local_reparameterization`). Otherwise: ``op(inputs, pruned_weight(name))``.
@@ -132,7 +160,8 @@ class SparseVDLayer(BayesianLayer):
             return local_reparameterization(op, inputs, getattr(self, name),
                                             getattr(self, f"{name}_log_sigma2"),
                                             self.seed_generator)
-        return op(inputs, self.pruned_weight(name))
+        dtype = inputs.dtype if keras.backend.is_float_dtype(inputs.dtype) else self.compute_dtype
+        return op(inputs, ops.cast(self.pruned_weight(name), dtype))
 
     def sparsity_groups(self):
         """``{'weights': (kept, total)}`` over all variational weights (the sparsity protocol)."""
@@ -154,8 +183,91 @@ def _input_units(input_shape, layer, axis=-1):
     return int(units)
 
 
+def check_positive_int(value, name):
+    """``value`` as an int, or ``ValueError`` naming ``name`` unless it is a positive int."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+        raise ValueError(f"{name}: expected a positive int, got {value!r}")
+    return int(value)
+
+
+def check_unsupported(**arguments):
+    """``ValueError`` for a Keras argument that a Sparse VD layer accepts only as None.
+
+    LoRA and quantization change the kernel's parameterization, which here is
+    the variational posterior; they have no Sparse VD meaning.
+    """
+    for name, value in arguments.items():
+        if value is not None:
+            raise ValueError(f"{name}: expected None (Sparse VD layers do not support LoRA or "
+                             f"quantization), got {value!r}")
+
+
+class SparseVDKernelLayer(SparseVDLayer):
+    """Base of :class:`SparseVDDense` and :class:`SparseVDConv`: a variational kernel and a bias.
+
+    Holds the arguments they share with ``keras.layers.Dense``/``Conv*D``, with
+    the same meaning: ``activation``, ``use_bias``, and ``kernel_``/``bias_``
+    ``initializer``, ``regularizer`` and ``constraint`` (the kernel ones act on
+    ``theta``, the posterior mean); ``activity_regularizer`` acts on the output.
+    """
+
+    def __init__(self, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
+                 bias_initializer="zeros", kernel_regularizer=None, bias_regularizer=None,
+                 activity_regularizer=None, kernel_constraint=None, bias_constraint=None,
+                 **kwargs):
+        super().__init__(activity_regularizer=activity_regularizer, **kwargs)
+        self.activation = keras.activations.get(activation)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.bias_initializer = keras.initializers.get(bias_initializer)
+        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
+        self.bias_regularizer = keras.regularizers.get(bias_regularizer)
+        self.kernel_constraint = keras.constraints.get(kernel_constraint)
+        self.bias_constraint = keras.constraints.get(bias_constraint)
+
+    def build_kernel(self, kernel_shape):
+        """Creates the variational ``kernel`` and, with ``use_bias``, the ``bias``."""
+        self.add_variational_weight("kernel", kernel_shape, self.kernel_initializer,
+                                    self.kernel_regularizer, self.kernel_constraint)
+        self.bias = (self.add_weight(name="bias", shape=(kernel_shape[-1],),
+                                     initializer=self.bias_initializer,
+                                     regularizer=self.bias_regularizer,
+                                     constraint=self.bias_constraint)
+                     if self.use_bias else None)
+
+    def plain_kwargs(self):
+        """The arguments of the plain Keras layer this one replaces that both share."""
+        return dict(activation=self.activation, use_bias=self.use_bias,
+                    kernel_regularizer=self.kernel_regularizer,
+                    bias_regularizer=self.bias_regularizer,
+                    activity_regularizer=self.activity_regularizer,
+                    kernel_constraint=self.kernel_constraint,
+                    bias_constraint=self.bias_constraint, dtype=self.dtype_policy)
+
+    def plain_equivalent(self):
+        """The built plain Keras layer with kernel ``theta * mask``: the inference function."""
+        kernel = ops.convert_to_numpy(self.pruned_weight("kernel"))
+        weights = [kernel] + ([ops.convert_to_numpy(self.bias)] if self.use_bias else [])
+        plain = self.plain_layer(name=self.name)
+        plain.build(self.plain_input_shape(kernel.shape))
+        plain.set_weights(weights)
+        return plain
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(activation=keras.activations.serialize(self.activation),
+                      use_bias=self.use_bias,
+                      kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
+                      bias_initializer=keras.initializers.serialize(self.bias_initializer),
+                      kernel_regularizer=keras.regularizers.serialize(self.kernel_regularizer),
+                      bias_regularizer=keras.regularizers.serialize(self.bias_regularizer),
+                      kernel_constraint=keras.constraints.serialize(self.kernel_constraint),
+                      bias_constraint=keras.constraints.serialize(self.bias_constraint))
+        return config
+
+
 @keras.saving.register_keras_serializable(package="tfbayes")
-class SparseVDDense(SparseVDLayer):
+class SparseVDDense(SparseVDKernelLayer):
     """A drop-in for ``keras.layers.Dense`` with Sparse Variational Dropout.
 
     ``y = activation(x @ W + b)`` with ``W ~ N(theta, sigma^2)`` per weight in
@@ -164,8 +276,11 @@ class SparseVDDense(SparseVDLayer):
 
     Args:
       units: the output size, a positive int.
-      activation, use_bias, kernel_initializer, bias_initializer: as in
-        ``keras.layers.Dense`` (the initializer sets ``theta``).
+      activation, use_bias, kernel_initializer, bias_initializer, kernel_regularizer,
+        bias_regularizer, activity_regularizer, kernel_constraint, bias_constraint: as in
+        ``keras.layers.Dense``; the kernel ones act on ``theta``.
+      lora_rank, lora_alpha, quantization_config: accepted for signature
+        compatibility; must be None.
       threshold, prior, log_sigma2_initializer, seed, num_examples: see
         :class:`SparseVDLayer`.
 
@@ -183,57 +298,46 @@ class SparseVDDense(SparseVDLayer):
     (2, 4)
     """
 
-    def __init__(self, units, activation=None, use_bias=True,
-                 kernel_initializer="glorot_uniform", bias_initializer="zeros", **kwargs):
-        super().__init__(**kwargs)
-        if isinstance(units, bool) or not isinstance(units, (int, np.integer)) or units <= 0:
-            raise ValueError(f"units: expected a positive int, got {units!r}")
-        self.units = int(units)
-        self.activation = keras.activations.get(activation)
-        self.use_bias = bool(use_bias)
-        self.kernel_initializer = keras.initializers.get(kernel_initializer)
-        self.bias_initializer = keras.initializers.get(bias_initializer)
+    def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
+                 bias_initializer="zeros", kernel_regularizer=None, bias_regularizer=None,
+                 activity_regularizer=None, kernel_constraint=None, bias_constraint=None,
+                 lora_rank=None, lora_alpha=None, quantization_config=None, **kwargs):
+        super().__init__(activation=activation, use_bias=use_bias,
+                         kernel_initializer=kernel_initializer, bias_initializer=bias_initializer,
+                         kernel_regularizer=kernel_regularizer, bias_regularizer=bias_regularizer,
+                         activity_regularizer=activity_regularizer,
+                         kernel_constraint=kernel_constraint, bias_constraint=bias_constraint,
+                         **kwargs)
+        check_unsupported(lora_rank=lora_rank, lora_alpha=lora_alpha,
+                          quantization_config=quantization_config)
+        self.units = check_positive_int(units, "units")
 
     def build(self, input_shape):
         input_dim = _input_units(input_shape, self)
-        self.add_variational_weight("kernel", (input_dim, self.units), self.kernel_initializer)
-        self.bias = (self.add_weight(name="bias", shape=(self.units,),
-                                     initializer=self.bias_initializer)
-                     if self.use_bias else None)
+        self.build_kernel((input_dim, self.units))
         self.input_spec = keras.layers.InputSpec(min_ndim=2, axes={-1: input_dim})
 
     def call(self, inputs, training=False):
         self.add_kl_loss(training)
         outputs = self.apply_variational(ops.matmul, inputs, "kernel", training)
         if self.use_bias:
-            outputs = outputs + self.bias
+            outputs = ops.add(outputs, self.bias)
         return self.activation(outputs)
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[:-1]) + (self.units,)
 
-    def plain_equivalent(self):
-        """A built ``keras.layers.Dense`` with kernel ``theta * mask``: the inference function."""
-        kernel = ops.convert_to_numpy(self.pruned_weight("kernel"))
-        weights = [kernel] + ([ops.convert_to_numpy(self.bias)] if self.use_bias else [])
-        return _built_plain_layer(keras.layers.Dense(
-            self.units, activation=self.activation, use_bias=self.use_bias, dtype=self.dtype_policy,
-            name=self.name), (None, kernel.shape[0]), weights)
+    def plain_layer(self, name=None):
+        """An unbuilt ``keras.layers.Dense`` with this layer's settings."""
+        return keras.layers.Dense(self.units, name=name, **self.plain_kwargs())
+
+    def plain_input_shape(self, kernel_shape):
+        return (None, kernel_shape[0])
 
     def get_config(self):
         config = super().get_config()
-        config.update(units=self.units, activation=keras.activations.serialize(self.activation),
-                      use_bias=self.use_bias,
-                      kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
-                      bias_initializer=keras.initializers.serialize(self.bias_initializer))
+        config.update(units=self.units)
         return config
-
-
-def _built_plain_layer(layer, input_shape, weights):
-    """Builds ``layer`` for ``input_shape``, sets its ``weights`` and returns it."""
-    layer.build(input_shape)
-    layer.set_weights(weights)
-    return layer
 
 
 def _normalize_tuple(value, rank, name):
@@ -246,50 +350,63 @@ def _normalize_tuple(value, rank, name):
     return tuple(int(v) for v in values)
 
 
-class SparseVDConv(SparseVDLayer):
-    """N-D convolution with Sparse Variational Dropout; use :class:`SparseVDConv1D`/``2D``.
+class SparseVDConv(SparseVDKernelLayer):
+    """N-D convolution with Sparse Variational Dropout; use ``SparseVDConv1D``/``2D``/``3D``.
 
     ``y = activation(conv(x, W) + b)``, with ``W ~ N(theta, sigma^2)`` per weight
     in training (local reparameterization: ``mean = conv(x, theta)``,
     ``var = conv(x^2, sigma^2)``) and ``W = theta * [log alpha < threshold]`` at
-    inference. The arguments mean what they mean for ``keras.layers.Conv{1,2}D``
-    (grouped convolution is not supported).
+    inference. Every argument means what it means for ``keras.layers.Conv{rank}D``.
+    A subclass for another rank only passes ``rank`` (see :class:`SparseVDConv3D`).
 
     Args:
-      rank: 1 or 2, the number of spatial dimensions.
-      filters: the number of output channels, a positive int.
+      rank: the number of spatial dimensions (1, 2 or 3).
+      filters: the number of output channels, a positive int divisible by ``groups``.
       kernel_size, strides, dilation_rate: a positive int or a tuple of ``rank`` ints.
-      padding: ``'valid'`` or ``'same'``.
+      padding: ``'valid'`` or ``'same'`` (and ``'causal'`` for rank 1).
       data_format: ``'channels_last'`` (default) or ``'channels_first'``.
-      activation, use_bias, kernel_initializer, bias_initializer: as in Keras.
+      groups: the number of channel groups of a grouped convolution (default 1):
+        input and output channels are split into ``groups`` blocks, block ``j``
+        of the outputs reading only block ``j`` of the inputs.
+      activation, use_bias, kernel_initializer, bias_initializer, kernel_regularizer,
+        bias_regularizer, activity_regularizer, kernel_constraint, bias_constraint: as in
+        Keras; the kernel ones act on ``theta``.
       threshold, prior, log_sigma2_initializer, seed, num_examples: see
         :class:`SparseVDLayer`.
 
-    Cost: O(#output positions * prod(kernel_size) * in_channels * filters), twice in training.
+    Cost: O(#output positions * prod(kernel_size) * in_channels / groups * filters),
+    twice in training.
     """
 
     def __init__(self, rank, filters, kernel_size, strides=1, padding="valid",
-                 data_format="channels_last", dilation_rate=1, activation=None, use_bias=True,
-                 kernel_initializer="glorot_uniform", bias_initializer="zeros", **kwargs):
-        super().__init__(**kwargs)
+                 data_format="channels_last", dilation_rate=1, groups=1, activation=None,
+                 use_bias=True, kernel_initializer="glorot_uniform", bias_initializer="zeros",
+                 kernel_regularizer=None, bias_regularizer=None, activity_regularizer=None,
+                 kernel_constraint=None, bias_constraint=None, **kwargs):
+        super().__init__(activation=activation, use_bias=use_bias,
+                         kernel_initializer=kernel_initializer, bias_initializer=bias_initializer,
+                         kernel_regularizer=kernel_regularizer, bias_regularizer=bias_regularizer,
+                         activity_regularizer=activity_regularizer,
+                         kernel_constraint=kernel_constraint, bias_constraint=bias_constraint,
+                         **kwargs)
         self.rank = rank
-        if isinstance(filters, bool) or not isinstance(filters, (int, np.integer)) or filters <= 0:
-            raise ValueError(f"filters: expected a positive int, got {filters!r}")
-        self.filters = int(filters)
+        self.filters = check_positive_int(filters, "filters")
+        self.groups = check_positive_int(groups, "groups")
+        if self.filters % self.groups:
+            raise ValueError(f"groups: expected a divisor of filters={self.filters}, "
+                             f"got {groups!r}")
         self.kernel_size = _normalize_tuple(kernel_size, rank, "kernel_size")
         self.strides = _normalize_tuple(strides, rank, "strides")
         self.dilation_rate = _normalize_tuple(dilation_rate, rank, "dilation_rate")
-        if padding not in ("valid", "same"):
-            raise ValueError(f"padding: expected 'valid' or 'same', got {padding!r}")
+        paddings = ("valid", "same", "causal") if rank == 1 else ("valid", "same")
+        if padding not in paddings:
+            raise ValueError(f"padding: expected {' or '.join(map(repr, paddings))}, "
+                             f"got {padding!r}")
         self.padding = padding
         if data_format not in ("channels_last", "channels_first"):
             raise ValueError("data_format: expected 'channels_last' or 'channels_first', "
                              f"got {data_format!r}")
         self.data_format = data_format
-        self.activation = keras.activations.get(activation)
-        self.use_bias = bool(use_bias)
-        self.kernel_initializer = keras.initializers.get(kernel_initializer)
-        self.bias_initializer = keras.initializers.get(bias_initializer)
 
     @property
     def _channel_axis(self):
@@ -301,16 +418,21 @@ class SparseVDConv(SparseVDLayer):
                              f"(batch, {self.rank} spatial dims, channels), got shape "
                              f"{tuple(input_shape)}")
         in_channels = _input_units(input_shape, self, self._channel_axis)
-        self.add_variational_weight("kernel", self.kernel_size + (in_channels, self.filters),
-                                    self.kernel_initializer)
-        self.bias = (self.add_weight(name="bias", shape=(self.filters,),
-                                     initializer=self.bias_initializer)
-                     if self.use_bias else None)
+        if in_channels % self.groups:
+            raise ValueError(f"Layer {self.name!r}: groups={self.groups} must divide the input's "
+                             f"{in_channels} channels")
+        self.build_kernel(self.kernel_size + (in_channels // self.groups, self.filters))
         self.input_spec = keras.layers.InputSpec(ndim=self.rank + 2,
                                                  axes={self._channel_axis: in_channels})
 
     def _convolve(self, inputs, kernel):
-        return ops.conv(inputs, kernel, strides=self.strides, padding=self.padding,
+        padding = self.padding
+        if padding == "causal":  # as keras.layers.Conv1D: pad the past, then a valid convolution
+            left = self.dilation_rate[0] * (self.kernel_size[0] - 1)
+            pad = [[0, 0], [left, 0], [0, 0]] if self.data_format == "channels_last" \
+                else [[0, 0], [0, 0], [left, 0]]
+            inputs, padding = ops.pad(inputs, pad), "valid"
+        return ops.conv(inputs, kernel, strides=self.strides, padding=padding,
                         data_format=self.data_format, dilation_rate=self.dilation_rate)
 
     def call(self, inputs, training=False):
@@ -320,38 +442,31 @@ class SparseVDConv(SparseVDLayer):
             bias_shape = ((1,) * (self.rank + 1) + (self.filters,)
                           if self.data_format == "channels_last"
                           else (1, self.filters) + (1,) * self.rank)
-            outputs = outputs + ops.reshape(self.bias, bias_shape)
+            outputs = ops.add(outputs, ops.reshape(self.bias, bias_shape))
         return self.activation(outputs)
 
     def compute_output_shape(self, input_shape):
-        plain = self._plain_layer()
-        return plain.compute_output_shape(input_shape)
+        return self.plain_layer().compute_output_shape(input_shape)
 
-    def _plain_layer(self, name=None):
-        plain_class = {1: keras.layers.Conv1D, 2: keras.layers.Conv2D}[self.rank]
+    def plain_layer(self, name=None):
+        """An unbuilt ``keras.layers.Conv{rank}D`` with this layer's settings."""
+        plain_class = {1: keras.layers.Conv1D, 2: keras.layers.Conv2D,
+                       3: keras.layers.Conv3D}[self.rank]
         return plain_class(self.filters, self.kernel_size, strides=self.strides,
                            padding=self.padding, data_format=self.data_format,
-                           dilation_rate=self.dilation_rate, activation=self.activation,
-                           use_bias=self.use_bias, dtype=self.dtype_policy, name=name)
+                           dilation_rate=self.dilation_rate, groups=self.groups, name=name,
+                           **self.plain_kwargs())
 
-    def plain_equivalent(self):
-        """A built ``keras.layers.Conv{1,2}D`` with kernel ``theta * mask``: the inference function."""
-        kernel = ops.convert_to_numpy(self.pruned_weight("kernel"))
-        weights = [kernel] + ([ops.convert_to_numpy(self.bias)] if self.use_bias else [])
-        in_channels = kernel.shape[-2]
-        shape = ((None,) * (self.rank + 1) + (in_channels,) if self.data_format == "channels_last"
-                 else (None, in_channels) + (None,) * self.rank)
-        return _built_plain_layer(self._plain_layer(name=self.name), shape, weights)
+    def plain_input_shape(self, kernel_shape):
+        in_channels = kernel_shape[-2] * self.groups
+        return ((None,) * (self.rank + 1) + (in_channels,) if self.data_format == "channels_last"
+                else (None, in_channels) + (None,) * self.rank)
 
     def get_config(self):
         config = super().get_config()
         config.update(filters=self.filters, kernel_size=self.kernel_size, strides=self.strides,
                       padding=self.padding, data_format=self.data_format,
-                      dilation_rate=self.dilation_rate,
-                      activation=keras.activations.serialize(self.activation),
-                      use_bias=self.use_bias,
-                      kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
-                      bias_initializer=keras.initializers.serialize(self.bias_initializer))
+                      dilation_rate=self.dilation_rate, groups=self.groups)
         return config
 
 
@@ -381,3 +496,14 @@ class SparseVDConv2D(SparseVDConv):
 
     def __init__(self, filters, kernel_size, **kwargs):
         super().__init__(2, filters, kernel_size, **kwargs)
+
+
+@keras.saving.register_keras_serializable(package="tfbayes")
+class SparseVDConv3D(SparseVDConv):
+    """A drop-in for ``keras.layers.Conv3D`` with Sparse Variational Dropout.
+
+    Inputs ``[batch, depth, height, width, channels]`` (channels_last). See :class:`SparseVDConv`.
+    """
+
+    def __init__(self, filters, kernel_size, **kwargs):
+        super().__init__(3, filters, kernel_size, **kwargs)

@@ -20,14 +20,7 @@ import numpy as np
 from keras import ops
 
 from tfbayes.layers.shared_noise import per_sequence_group, shared_weight
-from tfbayes.layers.sparse_vd import SparseVDLayer
-from tfbayes.sparsity import PlainLayerRule, register_plain_layer
-
-
-def _check_positive_int(value, name):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-        raise ValueError(f"{name}: expected a positive int, got {value!r}")
-    return int(value)
+from tfbayes.layers.sparse_vd import SparseVDLayer, check_positive_int, check_unsupported
 
 
 @keras.saving.register_keras_serializable(package="tfbayes")
@@ -42,7 +35,12 @@ class SparseVDEmbedding(SparseVDLayer):
       input_dim: the vocabulary size, a positive int (ids lie in ``[0, input_dim)``).
       output_dim: the embedding size, a positive int.
       embeddings_initializer: initializer of ``theta`` (default ``"uniform"``, as Keras).
+      embeddings_regularizer, embeddings_constraint: as in ``keras.layers.Embedding``,
+        acting on ``theta``.
       mask_zero: as in ``keras.layers.Embedding``: id 0 is padding and masked.
+      weights: as in ``keras.layers.Embedding``: ``[table]``, the initial ``theta``.
+      lora_rank, lora_alpha, quantization_config: accepted for signature
+        compatibility; must be None.
       vocabulary_pruning: learn one group variable per word, so that whole
         words are dropped (default False).
       threshold, prior, log_sigma2_initializer, seed, num_examples: see
@@ -63,24 +61,40 @@ class SparseVDEmbedding(SparseVDLayer):
     (1, 3, 16)
     """
 
-    def __init__(self, input_dim, output_dim, embeddings_initializer="uniform", mask_zero=False,
+    def __init__(self, input_dim, output_dim, embeddings_initializer="uniform",
+                 embeddings_regularizer=None, embeddings_constraint=None, mask_zero=False,
+                 weights=None, lora_rank=None, lora_alpha=None, quantization_config=None,
                  vocabulary_pruning=False, **kwargs):
         super().__init__(**kwargs)
-        self.input_dim = _check_positive_int(input_dim, "input_dim")
-        self.output_dim = _check_positive_int(output_dim, "output_dim")
+        check_unsupported(lora_rank=lora_rank, lora_alpha=lora_alpha,
+                          quantization_config=quantization_config)
+        self.input_dim = check_positive_int(input_dim, "input_dim")
+        self.output_dim = check_positive_int(output_dim, "output_dim")
         self.embeddings_initializer = keras.initializers.get(embeddings_initializer)
+        self.embeddings_regularizer = keras.regularizers.get(embeddings_regularizer)
+        self.embeddings_constraint = keras.constraints.get(embeddings_constraint)
         self.mask_zero = bool(mask_zero)
         self.supports_masking = self.mask_zero
         self.vocabulary_pruning = bool(vocabulary_pruning)
+        if weights is not None:
+            table = np.asarray(weights[0] if isinstance(weights, (list, tuple)) else weights)
+            if table.shape != (self.input_dim, self.output_dim):
+                raise ValueError(f"weights: expected [table] with table of shape "
+                                 f"{(self.input_dim, self.output_dim)}, got shape {table.shape}")
+            self.build()
+            self.embeddings.assign(table)
 
     def build(self, input_shape=None):
         self.add_variational_weight("embeddings", (self.input_dim, self.output_dim),
-                                    self.embeddings_initializer)
+                                    self.embeddings_initializer, self.embeddings_regularizer,
+                                    self.embeddings_constraint)
         if self.vocabulary_pruning:
             self.add_variational_weight("vocabulary_group", (self.input_dim,), "ones")
 
     def _inference_table(self):
-        """``[input_dim, output_dim]``: the pruned means, rows scaled by the kept word means."""
+        """``[input_dim, output_dim]``: the pruned means, rows scaled by the kept word means.
+
+        In the variable dtype."""
         table = self.pruned_weight("embeddings")
         if self.vocabulary_pruning:
             table = table * ops.expand_dims(self.pruned_weight("vocabulary_group"), -1)
@@ -91,7 +105,7 @@ class SparseVDEmbedding(SparseVDLayer):
         if not str(inputs.dtype).startswith(("int", "uint")):
             inputs = ops.cast(inputs, "int32")
         if not training:
-            return ops.take(self._inference_table(), inputs, axis=0)
+            return ops.take(ops.cast(self._inference_table(), self.compute_dtype), inputs, axis=0)
         outputs = ops.take(shared_weight(self, "embeddings", training), inputs, axis=0)
         if not self.vocabulary_pruning:
             return outputs
@@ -132,7 +146,8 @@ class SparseVDEmbedding(SparseVDLayer):
         """A built ``keras.layers.Embedding`` holding the inference table (the sparsity protocol).
 
         :func:`tfbayes.sparsity.compress` then keeps only the rows of kept words
-        and the columns the next layer reads; see :func:`_embedding_shrink`.
+        and the columns the next layer reads (the ``Embedding`` rule of
+        :mod:`tfbayes.sparsity`).
         """
         plain = keras.layers.Embedding(self.input_dim, self.output_dim, mask_zero=self.mask_zero,
                                        dtype=self.dtype_policy, name=self.name)
@@ -145,51 +160,7 @@ class SparseVDEmbedding(SparseVDLayer):
         config.update(
             input_dim=self.input_dim, output_dim=self.output_dim,
             embeddings_initializer=keras.initializers.serialize(self.embeddings_initializer),
+            embeddings_regularizer=keras.regularizers.serialize(self.embeddings_regularizer),
+            embeddings_constraint=keras.constraints.serialize(self.embeddings_constraint),
             mask_zero=self.mask_zero, vocabulary_pruning=self.vocabulary_pruning)
         return config
-
-
-# --- how tfbayes.sparsity.compress shrinks a plain keras.layers.Embedding ---
-
-def _embedding_needed_inputs(embedding, needed_outputs):
-    """An Embedding reads ids, not channels: nothing upstream of it is needed channel-wise."""
-    return np.ones(0, bool)
-
-
-def _embedding_shrink(embedding, kept_inputs, input_scale, kept_columns):
-    """``[IntegerLookup, Embedding]``: a vocabulary remap and a table of the kept words only.
-
-    The remap sends every kept word to its row of the smaller table and every
-    other id to an all-zero row (``IntegerLookup``'s out-of-vocabulary index),
-    so the pair computes the same vectors on the kept columns. With
-    ``mask_zero`` the padding id 0 stays 0 (the lookup's mask token) and keeps
-    its masking. The kept words are ``lookup.get_vocabulary()``; to run the
-    table alone, remap ids in the input pipeline with that lookup.
-    """
-    table = keras.ops.convert_to_numpy(embedding.embeddings)[:, kept_columns]
-    words = np.flatnonzero(np.any(table != 0, axis=1))
-    if embedding.mask_zero:
-        words = words[words != 0]
-    if words.size == 0:
-        raise ValueError(f"Layer {embedding.name!r}: every word is pruned; compress() cannot "
-                         "build an empty vocabulary")
-    lookup = keras.layers.IntegerLookup(
-        vocabulary=words.astype("int64"), num_oov_indices=1,
-        mask_token=0 if embedding.mask_zero else None, name=f"{embedding.name}_vocabulary_remap")
-    padding = [table[:1]] if embedding.mask_zero else []
-    rows = np.concatenate(padding + [np.zeros_like(table[:1]), table[words]])
-    config = embedding.get_config()
-    config.update(input_dim=len(rows), output_dim=int(kept_columns.sum()))
-    new = keras.layers.Embedding.from_config(config)
-    new.build()
-    new.set_weights([rows])
-    return [lookup, new]
-
-
-def _embedding_flops(embedding, input_shape):
-    """A lookup has no multiply-adds."""
-    return 0, 0
-
-
-register_plain_layer(keras.layers.Embedding, PlainLayerRule(
-    _embedding_needed_inputs, _embedding_shrink, _embedding_flops))
