@@ -153,9 +153,15 @@ def gradients(func, x, name="t3f_gradients", runtime_check=True, *,
   """Riemannian gradient ``P_x(grad f(x))`` by automatic differentiation.
 
   Example:
+    >>> import t3f_ext as t3f
+    >>> t = t3f.random_tensor([3, 4, 5], tt_rank=2, dtype=tf.float64)
+    >>> x = t3f.random_tensor([3, 4, 5], tt_rank=3, dtype=tf.float64)
     >>> f = lambda x: 0.5 * t3f.flat_inner(x, t) ** 2
     >>> riemannian_grad = t3f.gradients(f, x)
-    >>> # equals t3f.project(t3f.flat_inner(x, t) * t, x)
+    >>> expected = t3f.project(t3f.flat_inner(x, t) * t, x)
+    >>> diff = riemannian_grad - expected
+    >>> bool(t3f.frobenius_norm_squared(diff) < 1e-20 * t3f.frobenius_norm_squared(expected))
+    True
 
   Args:
     func: a function from a TensorTrain (the shape of `x`) to a scalar that
@@ -193,9 +199,16 @@ def hessian_vector_product(func, x, vector,
   without the curvature term, as in T3F.
 
   Example:
-    >>> f = lambda x: 0.5 * t3f.bilinear_form(A, x, x)  # A symmetric
+    >>> import t3f_ext as t3f
+    >>> B = t3f.random_matrix(((3, 4), (3, 4)), tt_rank=2, dtype=tf.float64)
+    >>> A = t3f.matmul(t3f.transpose(B), B)             # symmetric
+    >>> x = t3f.random_matrix(((3, 4), None), tt_rank=2, dtype=tf.float64)
+    >>> v = t3f.random_matrix(((3, 4), None), tt_rank=2, dtype=tf.float64)
+    >>> f = lambda x: 0.5 * t3f.bilinear_form(A, x, x)
     >>> hv = t3f.hessian_vector_product(f, x, v)
-    >>> # equals t3f.project(t3f.matmul(A, t3f.project(v, x)), x)
+    >>> expected = t3f.project(t3f.matmul(A, t3f.project(v, x)), x)
+    >>> bool(t3f.frobenius_norm_squared(hv - expected) < 1e-20 * t3f.frobenius_norm_squared(expected))
+    True
 
   Args:
     func: as in `gradients`.

@@ -178,8 +178,8 @@ def normalize_tt_ranks(tt_rank, row_dims, col_dims):
       row_dims, col_dims: the ``d`` mode sizes ``m_k``, ``n_k``.
 
     Raises:
-      TypeError / ValueError naming ``tt_rank`` if it is not a positive int or
-      a list of the right length.
+      TypeError: naming ``tt_rank`` if it is not an int or a list of ints.
+      ValueError: naming ``tt_rank`` if it is not positive or the list has the wrong length.
     """
     num_cores = len(row_dims)
     tt_rank = check_tt_rank(tt_rank)

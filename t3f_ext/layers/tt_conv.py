@@ -60,13 +60,18 @@ class TTConv2D(keras.layers.Layer):
         ``[s_1..s_d]`` with products ``C`` and ``S``.
       num_cores: ``d``, the number of channel cores, when no factorization is
         given (default: factors ``<= 8``, as in `TTDense`).
-      strides, padding (``"valid"``/``"same"``), data_format
-        (``"channels_last"``/``"channels_first"``), dilation_rate: as in
-        `keras.layers.Conv2D`.
-      activation, use_bias, kernel_initializer, bias_initializer,
-      kernel_regularizer, bias_regularizer, activity_regularizer: as in
-      `TTDense`; the initializer's fans are ``kh kw C`` and ``kh kw S``,
-      as Keras counts them for a convolution.
+      strides: as in `keras.layers.Conv2D`.
+      padding: ``"valid"`` or ``"same"``, as in `keras.layers.Conv2D`.
+      data_format: ``"channels_last"`` or ``"channels_first"``.
+      dilation_rate: as in `keras.layers.Conv2D`.
+      activation: as in `TTDense`.
+      use_bias: as in `TTDense`.
+      kernel_initializer: as in `TTDense`; its fans are ``kh kw C`` and ``kh kw S``, as Keras
+        counts them for a convolution.
+      bias_initializer: as in `TTDense`.
+      kernel_regularizer: as in `TTDense`.
+      bias_regularizer: as in `TTDense`.
+      activity_regularizer: as in `TTDense`.
 
     Call arguments:
       inputs: ``[B, H, W, C]`` (or ``[B, C, H, W]`` for channels_first).

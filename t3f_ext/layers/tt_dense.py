@@ -58,7 +58,9 @@ class TTDense(keras.layers.Layer):
     >>> y = layer(tf.ones([32, 784]))      # 784 = 4*4*7*7, 1024 = 8*8*4*4
     >>> layer.count_params() < 784 * 1024 // 100
     True
-    >>> W = t3f_ext.full(layer.kernel)     # the [784, 1024] kernel, for checks
+    >>> import t3f_ext
+    >>> t3f_ext.full(layer.kernel).shape     # the kernel as a dense matrix, for checks
+    TensorShape([784, 1024])
     """
 
     def __init__(self, units=None, tt_rank=8, input_factorization=None, output_factorization=None,

@@ -204,8 +204,10 @@ class TRIP(distribution.AutoCompositeTensorDistribution):
     >>> trip = TRIP(locs=rng.normal(size=(m, d)), scales=np.full((m, d), 0.5),
     ...             cores=rng.uniform(size=(m, d, r, r)))
     >>> z = trip.sample(5, seed=[1, 2])            # [5, 4]
-    >>> trip.log_prob(z).shape                     # [5]
-    >>> trip.conditional(z[0], observed_mask=[True, False, True, False])  # event [2]
+    >>> trip.log_prob(z).shape
+    TensorShape([5])
+    >>> trip.conditional(z[0], observed_mask=[True, False, True, False]).event_shape
+    TensorShape([2])
     """
 
     def __init__(self, locs, scales, cores, validate_args=False, allow_nan_stats=True,

@@ -274,11 +274,13 @@ class SparseVDDense(SparseVDKernelLayer):
     training (local reparameterization) and ``W = theta * [log alpha < threshold]``
     at inference. The bias is an ordinary (point-estimate) weight.
 
+    ``activation``, ``use_bias``, ``kernel_initializer``, ``bias_initializer``,
+    ``kernel_regularizer``, ``bias_regularizer``, ``activity_regularizer``,
+    ``kernel_constraint`` and ``bias_constraint`` mean what they mean for
+    ``keras.layers.Dense``; the kernel ones act on ``theta``.
+
     Args:
       units: the output size, a positive int.
-      activation, use_bias, kernel_initializer, bias_initializer, kernel_regularizer,
-        bias_regularizer, activity_regularizer, kernel_constraint, bias_constraint: as in
-        ``keras.layers.Dense``; the kernel ones act on ``theta``.
       lora_rank, lora_alpha, quantization_config: accepted for signature
         compatibility; must be None.
       threshold, prior, log_sigma2_initializer, seed, num_examples: see
@@ -294,7 +296,7 @@ class SparseVDDense(SparseVDKernelLayer):
     Example:
 
     >>> layer = SparseVDDense(4, num_examples=1000)
-    >>> layer(np.ones((2, 3), "float32")).shape
+    >>> tuple(layer(np.ones((2, 3), "float32")).shape)
     (2, 4)
     """
 
@@ -490,7 +492,7 @@ class SparseVDConv2D(SparseVDConv):
     Example:
 
     >>> layer = SparseVDConv2D(8, 3, padding="same", activation="relu")
-    >>> layer(np.ones((1, 5, 5, 2), "float32")).shape
+    >>> tuple(layer(np.ones((1, 5, 5, 2), "float32")).shape)
     (1, 5, 5, 8)
     """
 

@@ -57,7 +57,7 @@ class SparseVDEmbedding(SparseVDLayer):
     Example:
 
     >>> layer = SparseVDEmbedding(1000, 16, vocabulary_pruning=True)
-    >>> layer(np.array([[3, 5, 0]])).shape
+    >>> tuple(layer(np.array([[3, 5, 0]])).shape)
     (1, 3, 16)
     """
 

@@ -85,7 +85,7 @@ class SparseVDGRU(SparseVDRNN):
     Example:
 
     >>> layer = SparseVDGRU(8, return_sequences=True, num_examples=1000)
-    >>> layer(np.ones((2, 5, 3), "float32")).shape
+    >>> tuple(layer(np.ones((2, 5, 3), "float32")).shape)
     (2, 5, 8)
     """
 

@@ -89,17 +89,19 @@ class SparseVDLSTM(SparseVDRNN):
     ``KL / N`` through ``add_loss``, summed over all of them; the bias is a
     plain weight.
 
+    ``activation``, ``recurrent_activation``, ``use_bias``, ``kernel_initializer``,
+    ``recurrent_initializer``, ``bias_initializer``, ``unit_forget_bias``,
+    ``kernel_regularizer``, ``recurrent_regularizer``, ``bias_regularizer``,
+    ``activity_regularizer``, ``kernel_constraint``, ``recurrent_constraint``,
+    ``bias_constraint``, ``dropout``, ``recurrent_dropout``, ``seed``,
+    ``return_sequences``, ``return_state``, ``go_backwards``, ``stateful``,
+    ``unroll`` and ``use_cudnn`` mean what they mean for ``keras.layers.LSTM``:
+    the initializers, regularizers and constraints of the kernels act on
+    ``theta``, ``seed`` also seeds the Sparse-VD noise, and ``use_cudnn`` may be
+    ``"auto"`` or False.
+
     Args:
       units: a positive int, the number of hidden units.
-      activation, recurrent_activation, use_bias, kernel_initializer,
-        recurrent_initializer, bias_initializer, unit_forget_bias,
-        kernel_regularizer, recurrent_regularizer, bias_regularizer,
-        activity_regularizer, kernel_constraint, recurrent_constraint,
-        bias_constraint, dropout, recurrent_dropout, seed, return_sequences,
-        return_state, go_backwards, stateful, unroll, use_cudnn: as in
-        ``keras.layers.LSTM`` (initializers, regularizers and constraints of
-        the kernels act on ``theta``; ``seed`` also seeds the Sparse-VD noise;
-        ``use_cudnn`` may be ``"auto"`` or False).
       groups: which group variables to learn, a subset of
         ``("inputs", "hidden", "gates")`` (all three by default).
       threshold, prior, log_sigma2_initializer, num_examples: see

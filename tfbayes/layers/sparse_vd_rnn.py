@@ -69,14 +69,15 @@ class SparseVDRNNCell(SparseVDLayer, SharedNoiseRNNCell, DropoutRNNCell):
     :meth:`gate_projections`; it may override :meth:`bias_shape` and
     :meth:`initial_bias`. See the module docstring for the model.
 
+    ``activation``, ``recurrent_activation``, ``use_bias``, ``kernel_initializer``,
+    ``recurrent_initializer``, ``bias_initializer``, ``kernel_regularizer``,
+    ``recurrent_regularizer``, ``bias_regularizer``, ``kernel_constraint``,
+    ``recurrent_constraint`` and ``bias_constraint`` mean what they mean for
+    Keras's cells; the initializers, regularizers and constraints of the
+    kernels act on ``theta``.
+
     Args:
       units: a positive int, the number of hidden units.
-      activation, recurrent_activation, use_bias, kernel_initializer,
-        recurrent_initializer, bias_initializer, kernel_regularizer,
-        recurrent_regularizer, bias_regularizer, kernel_constraint,
-        recurrent_constraint, bias_constraint: as in Keras's cells; the
-        initializers, regularizers and constraints of the kernels act on
-        ``theta``.
       dropout, recurrent_dropout: rates in [0, 1) of Keras's dropout of the
         inputs and of the recurrent input.
       groups: which group variables to learn, a subset of
@@ -284,12 +285,12 @@ class SparseVDRNN(keras.layers.RNN):
 
     A subclass sets ``cell_class`` (a :class:`SparseVDRNNCell`) and
     ``plain_class`` (the Keras layer it replaces); its constructor takes the
-    cell's arguments and these layer arguments, which mean what they mean for
-    ``keras.layers.RNN``:
+    cell's arguments and the layer arguments ``return_sequences``,
+    ``return_state``, ``go_backwards``, ``stateful``, ``unroll``,
+    ``zero_output_for_mask`` and ``activity_regularizer``, which mean what they
+    mean for ``keras.layers.RNN``.
 
     Args:
-      return_sequences, return_state, go_backwards, stateful, unroll,
-        zero_output_for_mask, activity_regularizer: as in ``keras.layers.RNN``.
       use_cudnn: ``"auto"`` or False (the noisy cell has no cuDNN kernel).
 
     Call arguments:

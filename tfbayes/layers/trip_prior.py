@@ -86,10 +86,13 @@ class TRIPPrior(keras.layers.Layer):
 
     Example:
 
+    >>> codes = np.random.default_rng(0).normal(size=(200, 6)).astype("float32")  # [n, m]
     >>> prior = TRIPPrior(num_components=5, rank=4)
-    >>> prior.initialize_from_data(codes)             # codes: [n, m] numpy
-    >>> log_pz = prior(z)                              # [batch]
-    >>> samples = prior.distribution().sample(16, seed=[0, 1])
+    >>> prior.initialize_from_data(codes)
+    >>> prior(codes[:8]).shape                    # log p(z) per code
+    TensorShape([8])
+    >>> prior.distribution().sample(16, seed=[0, 1]).shape
+    TensorShape([16, 6])
     """
 
     def __init__(self, num_components, rank, loc_initializer="random_normal",
