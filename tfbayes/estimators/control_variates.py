@@ -32,7 +32,7 @@ import tensorflow as tf
 
 from tfbayes.distributions.gamma import derive_seed
 from tfbayes.estimators.parameters import distribution_parameters
-from tfbayes.estimators.validation import evaluate
+from tfbayes.estimators.validation import check_num_samples, evaluate
 
 __all__ = ["ControlVariate", "delta_method", "surrogate"]
 
@@ -141,11 +141,12 @@ def surrogate(estimator, core, f, dist, num_samples, seed, control_variate=None,
     result = tf.reduce_mean(values) + tf.reduce_mean(terms)
     if control_variate is None:
         return result
-    h, expectation = _resolve(estimator, control_variate, f, dist)
 
     def excess():
+        """``(h, mean_s h(x_s) - E_p[h])``: zero mean; its gradient is ``g(h) - grad E_p[h]``."""
+        h, expectation = _resolve(estimator, control_variate, f, dist)
         h_values, h_terms = core(h, num_samples, seed, False)
-        return tf.reduce_mean(h_values) + tf.reduce_mean(h_terms) - expectation
+        return h, tf.reduce_mean(h_values) + tf.reduce_mean(h_terms) - expectation
 
     if isinstance(coefficient, str):
         if coefficient != "optimal":
@@ -156,19 +157,25 @@ def surrogate(estimator, core, f, dist, num_samples, seed, control_variate=None,
             raise ValueError(f"{estimator}: coefficient='optimal' needs the parameters of "
                              f"`dist`, and {type(dist).__name__} lists none (it is not a "
                              "composite tensor).")
-        fresh = num_samples if num_coefficient_samples is None else num_coefficient_samples
-        betas = optimal_coefficients(core, f, h, params, fresh, derive_seed(seed, 1))
         with tf.GradientTape() as tape:
             tape.watch([p for p in params if not isinstance(p, tf.Variable)])
-            h_excess = excess()
+            h, h_excess = excess()
         gradients = tape.gradient(h_excess, params,
                                   unconnected_gradients=tf.UnconnectedGradients.ZERO)
+        fresh = check_num_samples(
+            estimator, num_samples if num_coefficient_samples is None else num_coefficient_samples,
+            2, " to estimate the optimal coefficient", arg="num_coefficient_samples")
+        betas = optimal_coefficients(core, f, h, params, fresh, derive_seed(seed, 1))
         for param, beta, gradient in zip(params, betas, gradients):
             delta = tf.stop_gradient(-beta * gradient)
             result += tf.reduce_sum((param - tf.stop_gradient(param)) * tf.cast(delta, param.dtype))
         return result
+    if isinstance(coefficient, bool) or not isinstance(coefficient, (int, float, tf.Tensor,
+                                                                     tf.Variable)):
+        raise TypeError(f"{estimator}: `coefficient`: expected a float or 'optimal', got "
+                        f"{coefficient!r}.")
+    _, h_excess = excess()
     beta = tf.cast(coefficient, result.dtype)
-    h_excess = excess()
     return result - beta * (h_excess - tf.stop_gradient(h_excess))
 
 

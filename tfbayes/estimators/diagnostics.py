@@ -44,7 +44,7 @@ def gradient_variance(estimator, f, dist, num_samples, num_repeats, seed=None,
     updated at every repeat, as in ``R`` training steps.
     """
     num_repeats = check_num_samples("gradient_variance", num_repeats, 2,
-                                    " to estimate a variance")
+                                    " to estimate a variance", arg="num_repeats")
     if parameters is None:
         parameters = distribution_parameters(dist)
     if not parameters:

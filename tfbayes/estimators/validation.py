@@ -8,7 +8,7 @@ __all__ = ["check_num_samples", "check_distribution", "evaluate", "joint_log_pro
            "sample_dims"]
 
 
-def check_num_samples(estimator, num_samples, minimum=1, reason=""):
+def check_num_samples(estimator, num_samples, minimum=1, reason="", arg="num_samples"):
     """Returns ``num_samples`` as a Python int, or raises naming the estimator.
 
     Args:
@@ -17,12 +17,13 @@ def check_num_samples(estimator, num_samples, minimum=1, reason=""):
         integer), since it fixes the static shape of every sample tensor.
       minimum: the smallest number accepted.
       reason: appended to the message when ``num_samples < minimum``.
+      arg: the argument's name in the message.
     """
     if isinstance(num_samples, bool) or not isinstance(num_samples, numbers.Integral):
-        raise TypeError(f"{estimator}: `num_samples`: expected a Python int, got "
+        raise TypeError(f"{estimator}: `{arg}`: expected a Python int, got "
                         f"{type(num_samples).__name__} {num_samples!r}.")
     if num_samples < minimum:
-        raise ValueError(f"{estimator}: `num_samples`: expected an int >= {minimum}{reason}, "
+        raise ValueError(f"{estimator}: `{arg}`: expected an int >= {minimum}{reason}, "
                          f"got {num_samples}.")
     return int(num_samples)
 
