@@ -29,6 +29,8 @@ Usage: ``python benchmarks/estimators.py [--quick]``.
 import argparse
 import json
 import os
+import pathlib
+import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -39,6 +41,7 @@ import scipy.stats as st  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tensorflow_probability as tfp  # noqa: E402
 
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 import tfbayes.estimators as est  # noqa: E402
 
 tfd = tfp.distributions

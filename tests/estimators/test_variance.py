@@ -163,6 +163,17 @@ def test_quadratic_f_is_exact_with_the_delta_method():
         np.testing.assert_allclose(estimates.numpy(), np.broadcast_to(exact, (4, 2)), rtol=1e-10)
 
 
+def test_delta_method_for_linear_and_constant_f():
+    """f linear in x (zero Hessian) or constant: h = f, the estimate is exact."""
+    loc = tf.constant([0.3, -0.4], tf.float64)
+    for f, exact in ((lambda x: 2.0 * x[:, 0] - x[:, 1], [2.0, -1.0]),
+                     (lambda x: 0.0 * x[:, 0] + 1.5, [0.0, 0.0])):
+        stats = est.gradient_variance(est.score_function, f, tfd.Normal(loc, 1.0), 5, 3, seed=4,
+                                      parameters=[loc], control_variate="delta")
+        np.testing.assert_allclose(stats.estimates[0].numpy(), np.broadcast_to(exact, (3, 2)),
+                                   atol=1e-12)
+
+
 def test_delta_method_on_gamma_keeps_the_expectation():
     from estimator_references import GAMMA
     stats = _stats(est.score_function, GAMMA, control_variate="delta", coefficient="optimal")

@@ -76,9 +76,11 @@ def delta_method(f, dist):
         with tf.GradientTape() as inner:
             inner.watch(point)
             value = evaluate("control_variate='delta'", f, point, 1)[0]
-        gradient = tf.reshape(inner.gradient(value, point), [-1])
+        gradient = tf.reshape(inner.gradient(
+            value, point, unconnected_gradients=tf.UnconnectedGradients.ZERO), [-1])
     size = tf.size(gradient)
-    hessian = tf.reshape(outer.jacobian(gradient, point), [size, size])
+    hessian = tf.reshape(outer.jacobian(
+        gradient, point, unconnected_gradients=tf.UnconnectedGradients.ZERO), [size, size])
     value, gradient, hessian = (tf.stop_gradient(t) for t in (value, gradient, hessian))
 
     def h(x):
