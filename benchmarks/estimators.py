@@ -223,7 +223,8 @@ def tfp_estimator(model, xb, yb, kind):
 def estimators_for_regression(model, xb, yb):
     gradient_estimators = tfp.vi.GradientEstimators
     return {
-        "tfp SCORE_FUNCTION": (tfp_estimator(model, xb, yb, gradient_estimators.SCORE_FUNCTION), {}),
+        "tfp SCORE_FUNCTION": (
+            tfp_estimator(model, xb, yb, gradient_estimators.SCORE_FUNCTION), {}),
         "tfp REPARAMETERIZATION": (
             tfp_estimator(model, xb, yb, gradient_estimators.REPARAMETERIZATION), {}),
         "score_function": (est.score_function, {}),
@@ -301,7 +302,8 @@ def logistic_regression(quick):
         result = train(name, make, data, steps, quick)
         result["steps"] = steps
         results.append(result)
-        print(f"  {name:45s} var@end {result['gradient_variance'][-1]['mean_gradient_variance']:.3g}"
+        final_variance = result["gradient_variance"][-1]["mean_gradient_variance"]
+        print(f"  {name:45s} var@end {final_variance:.3g}"
               f"  ELBO {result['final_elbo']:.2f}  test acc {result['test_accuracy']:.3f}"
               f"  ({time.time() - start:.0f} s wall, not a timing)", flush=True)
     return results

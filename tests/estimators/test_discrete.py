@@ -125,7 +125,7 @@ def test_measure_valued_independent_negatives_unbiased(family):
 
 
 def test_measure_valued_probs_parameterization():
-    """With ``probs`` given directly, the gradient is the enumeration's through TFP's normalization."""
+    """Given ``probs`` directly: the enumeration's gradient, through TFP's normalization."""
     probs = tf.constant(_softmax(CATEGORICAL_LOGITS), tf.float64)
     with tf.GradientTape() as tape:
         tape.watch(probs)

@@ -145,8 +145,9 @@ def test_custom_training_loop_with_moving_average_baseline():
     @tf.function(jit_compile=True)
     def step(seed):
         with tf.GradientTape() as tape:
-            loss = -est.score_function(lambda x: tf.gather(reward, x), tfd.Categorical(logits=logits),
-                                       8, seed=seed, baseline=baseline)
+            loss = -est.score_function(lambda x: tf.gather(reward, x),
+                                       tfd.Categorical(logits=logits), 8, seed=seed,
+                                       baseline=baseline)
         optimizer.apply_gradients([(tape.gradient(loss, logits), logits)])
         return loss
 

@@ -15,7 +15,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 import tfbayes.estimators as est
-from estimator_references import NORMAL, exact_gradient, sum_of_functions
+from estimator_references import GAMMA, NORMAL, exact_gradient, sum_of_functions
 
 tfd = tfp.distributions
 
@@ -175,7 +175,6 @@ def test_delta_method_for_linear_and_constant_f():
 
 
 def test_delta_method_on_gamma_keeps_the_expectation():
-    from estimator_references import GAMMA
     stats = _stats(est.score_function, GAMMA, control_variate="delta", coefficient="optimal")
     for mean, variance, exact in zip(stats.mean, stats.variance, exact_gradient(GAMMA)):
         assert np.all(np.abs(mean.numpy() - exact)

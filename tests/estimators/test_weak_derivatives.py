@@ -67,7 +67,8 @@ def _rayleigh(x, sign):
 DECOMPOSITIONS = {
     "normal-loc": (1 / (SIGMA * np.sqrt(2 * np.pi)), lambda x: _rayleigh(x, 1),
                    lambda x: _rayleigh(x, -1),
-                   lambda t: _expect(st.norm(t, SIGMA).pdf, -np.inf, np.inf), MU, (-np.inf, np.inf)),
+                   lambda t: _expect(st.norm(t, SIGMA).pdf, -np.inf, np.inf), MU,
+                   (-np.inf, np.inf)),
     "normal-scale": (1 / SIGMA, lambda x: ((x - MU) / SIGMA) ** 2 * st.norm(MU, SIGMA).pdf(x),
                      st.norm(MU, SIGMA).pdf,
                      lambda t: _expect(st.norm(MU, t).pdf, -np.inf, np.inf), SIGMA,
