@@ -24,7 +24,8 @@ Two studies of Mohamed et al. 2020 (arXiv 1906.10652):
 No timings are reported. Results go to ``benchmarks/results/estimators.json``
 and a figure to ``benchmarks/results/estimators_section3.png``.
 
-Usage: ``python benchmarks/estimators.py [--quick]``.
+Usage: ``python benchmarks/estimators.py [--quick] [--steps N] [--skip-regression]``;
+the JSON is rewritten after each part, so an interrupted run keeps what it measured.
 """
 import argparse
 import json
@@ -290,9 +291,8 @@ def train(name, make_estimator, data, steps, quick, samples=50, batch=32, seed=0
             "test_accuracy": accuracy, "evaluations_of_f_per_estimate": cost}
 
 
-def logistic_regression(quick):
+def logistic_regression(quick, steps, save):
     data = load_breast_cancer()
-    steps = 5000 if not quick else 300
     names = list(estimators_for_regression(None, None, None))
     results = []
     for name in names:
@@ -302,6 +302,7 @@ def logistic_regression(quick):
         result = train(name, make, data, steps, quick)
         result["steps"] = steps
         results.append(result)
+        save(results)
         final_variance = result["gradient_variance"][-1]["mean_gradient_variance"]
         print(f"  {name:45s} var@end {final_variance:.3g}"
               f"  ELBO {result['final_elbo']:.2f}  test acc {result['test_accuracy']:.3f}"
@@ -312,9 +313,18 @@ def logistic_regression(quick):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small grids and 300 steps")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="training steps (default 5000, 300 with --quick)")
     parser.add_argument("--skip-regression", action="store_true")
     args = parser.parse_args()
+    steps = args.steps or (300 if args.quick else 5000)
     os.makedirs(RESULTS, exist_ok=True)
+    path = os.path.join(RESULTS, "estimators_quick.json" if args.quick else "estimators.json")
+
+    def write(output):
+        with open(path, "w") as handle:
+            json.dump(output, handle, indent=1)
+
     print("Section 3 variance study", flush=True)
     rows = section3(args.quick)
     for r in rows:
@@ -322,10 +332,16 @@ def main():
               f"var_mu {r['variance_mu']:.4g} (quad {r['quadrature_mu']:.4g})  "
               f"var_sigma {r['variance_sigma']:.4g} (quad {r['quadrature_sigma']:.4g})")
     output = {"quick": args.quick, "section3": rows}
+    write(output)
     plot_section3(rows, os.path.join(RESULTS, "estimators_section3.png"))
     if not args.skip_regression:
         print("Bayesian logistic regression (breast cancer)", flush=True)
-        output["logistic_regression"] = logistic_regression(args.quick)
+
+        def save(results):
+            output["logistic_regression"] = results
+            write(output)
+
+        output["logistic_regression"] = logistic_regression(args.quick, steps, save)
         by_name = {r["estimator"]: r for r in output["logistic_regression"]}
         tfp_sf = by_name["tfp SCORE_FUNCTION"]["gradient_variance"]
         ours = by_name["score_function+leave_one_out+delta(optimal)"]["gradient_variance"]
@@ -334,10 +350,8 @@ def main():
         print("TFP SCORE_FUNCTION variance / ours (leave-one-out + delta, optimal) at checkpoints:",
               np.round(output["variance_ratio_tfp_score_function_over_ours_with_control_variates"],
                        1))
-    name = "estimators_quick.json" if args.quick else "estimators.json"
-    with open(os.path.join(RESULTS, name), "w") as handle:
-        json.dump(output, handle, indent=1)
-    print("wrote", os.path.join(RESULTS, name))
+    write(output)
+    print("wrote", path)
 
 
 if __name__ == "__main__":

@@ -48,6 +48,8 @@ def test_modes_and_dtypes(name, mode, dtype):
 
 @pytest.mark.parametrize("mode", MODES)
 def test_control_variates_and_baselines_compile(mode):
+    """Baselines and control variates in every mode (the moving average under XLA is also
+    in the custom training loop below)."""
     loc = tf.Variable([0.3, -0.2], dtype=tf.float64)
     baseline = est.MovingAverageBaseline(0.5, dtype=tf.float64)
 

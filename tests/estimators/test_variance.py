@@ -140,6 +140,14 @@ def test_optimal_coefficient_lowers_the_score_function_variance():
         assert np.all(with_cv.numpy() < 0.25 * without.numpy())
     # Cost: one more evaluation of f (at the mean) and the fresh samples of the coefficient.
     assert controlled.cost == plain.cost + 1 + CV_SAMPLES
+    # With a baseline, which also applies to h so that it cancels in f - beta h.
+    loo = _section3_stats(scale, baseline="leave_one_out")
+    both = _section3_stats(scale, baseline="leave_one_out", control_variate="delta",
+                           coefficient="optimal")
+    for with_cv, without in zip(both.variance, loo.variance):
+        with_cv, without = with_cv.numpy(), without.numpy()
+        assert np.all(with_cv < without)
+        assert np.all(with_cv[[0, 1, 3]] < 0.25 * without[[0, 1, 3]])  # x, x^2, cos x
 
 
 def test_optimal_coefficient_limits_a_poor_control_variate():

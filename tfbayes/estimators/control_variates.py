@@ -123,10 +123,11 @@ def surrogate(estimator, core, f, dist, num_samples, seed, control_variate=None,
 
     Args:
       estimator: name for error messages.
-      core: ``core(fn, num_samples, seed, with_baseline) -> (values, terms)``,
+      core: ``core(fn, num_samples, seed) -> (values, terms)``,
         both ``[num_samples]``: ``mean(values)`` is the estimate of ``E fn``
         and the gradient of ``values + terms`` at sample ``s`` is that sample's
-        gradient estimate (``terms`` has value 0). Same seed, same samples.
+        gradient estimate (``terms`` has value 0). Same seed, same samples. A
+        baseline applies to ``h`` as to ``f``, so that it cancels in ``f - beta h``.
       f, dist, num_samples, seed: as given to the estimator (seed sanitized).
       control_variate: ``None``, ``"delta"`` or a callable
         ``(f, dist) -> (h, E_p[h])``.
@@ -139,7 +140,7 @@ def surrogate(estimator, core, f, dist, num_samples, seed, control_variate=None,
       A scalar whose value is ``mean(values)`` (the estimate of ``E f``) and
       whose gradient is the estimator's, eq. (1).
     """
-    values, terms = core(f, num_samples, seed, True)
+    values, terms = core(f, num_samples, seed)
     result = tf.reduce_mean(values) + tf.reduce_mean(terms)
     if control_variate is None:
         return result
@@ -147,7 +148,7 @@ def surrogate(estimator, core, f, dist, num_samples, seed, control_variate=None,
     def excess():
         """``(h, mean_s h(x_s) - E_p[h])``: zero mean; its gradient is ``g(h) - grad E_p[h]``."""
         h, expectation = _resolve(estimator, control_variate, f, dist)
-        h_values, h_terms = core(h, num_samples, seed, False)
+        h_values, h_terms = core(h, num_samples, seed)
         return h, tf.reduce_mean(h_values) + tf.reduce_mean(h_terms) - expectation
 
     if isinstance(coefficient, str):
@@ -189,8 +190,8 @@ def optimal_coefficients(core, f, h, params, num_samples, seed):
     """
     with tf.GradientTape(persistent=True) as tape:
         tape.watch([p for p in params if not isinstance(p, tf.Variable)])
-        f_values, f_terms = core(f, num_samples, seed, True)
-        h_values, h_terms = core(h, num_samples, seed, False)
+        f_values, f_terms = core(f, num_samples, seed)
+        h_values, h_terms = core(h, num_samples, seed)
         per_f, per_h = f_values + f_terms, h_values + h_terms
     jac_f = tape.jacobian(per_f, params, unconnected_gradients=tf.UnconnectedGradients.ZERO)
     jac_h = tape.jacobian(per_h, params, unconnected_gradients=tf.UnconnectedGradients.ZERO)

@@ -65,8 +65,7 @@ def measure_valued(f, dist, num_samples, seed=None, coupled=True, control_variat
     with tf.name_scope(name or _NAME):
         seed = sanitize_seed(seed)
 
-        def core(fn, n, core_seed, with_baseline):
-            del with_baseline
+        def core(fn, n, core_seed):
             return _measure_valued_core(fn, dist, n, core_seed, coupled)
 
         return surrogate(_NAME, core, f, dist, num_samples, seed, control_variate, coefficient,

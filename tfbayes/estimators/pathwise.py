@@ -62,8 +62,7 @@ def pathwise(f, dist, num_samples, seed=None, control_variate=None, coefficient=
     with tf.name_scope(name or _NAME):
         seed = sanitize_seed(seed)
 
-        def core(fn, n, core_seed, with_baseline):
-            del with_baseline
+        def core(fn, n, core_seed):
             values = evaluate(_NAME, fn, dist.sample(n, seed=core_seed), n)
             return values, tf.zeros_like(values)
 

@@ -74,12 +74,12 @@ def score_function(f, dist, num_samples, seed=None, baseline=None, control_varia
     with tf.name_scope(name or _NAME):
         seed = sanitize_seed(seed)
 
-        def core(fn, n, core_seed, with_baseline):
+        def core(fn, n, core_seed):
             x = tf.stop_gradient(dist.sample(n, seed=core_seed))
             values = evaluate(_NAME, fn, x, n)
             log_prob = tf.cast(joint_log_prob(dist, x), values.dtype)
             weights = values
-            if with_baseline and baseline_fn is not None:
+            if baseline_fn is not None:
                 weights = values - tf.broadcast_to(
                     tf.cast(baseline_fn(values), values.dtype), [n])
             terms = tf.stop_gradient(weights) * (log_prob - tf.stop_gradient(log_prob))
