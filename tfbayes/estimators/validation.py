@@ -4,8 +4,7 @@ import numbers
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-__all__ = ["check_num_samples", "check_distribution", "evaluate", "joint_log_prob",
-           "sample_dims"]
+__all__ = ["check_num_samples", "check_distribution", "evaluate", "joint_log_prob"]
 
 
 def check_num_samples(estimator, num_samples, minimum=1, reason="", arg="num_samples"):
@@ -33,16 +32,6 @@ def check_distribution(estimator, dist):
     if not isinstance(dist, tfp.distributions.Distribution):
         raise TypeError(f"{estimator}: `dist`: expected a tfp.distributions.Distribution, got "
                         f"{type(dist).__name__}.")
-
-
-def sample_dims(dist):
-    """Number of non-sample dimensions of one draw: ``rank(batch_shape + event_shape)``."""
-    rank = dist.batch_shape.rank
-    event_rank = tf.nest.flatten(dist.event_shape)
-    if rank is None or any(s.rank is None for s in event_rank):
-        raise ValueError(f"`dist`: expected statically known batch and event ranks, got "
-                         f"batch_shape {dist.batch_shape} and event_shape {dist.event_shape}.")
-    return rank + sum(s.rank for s in event_rank)
 
 
 def joint_log_prob(dist, x):
