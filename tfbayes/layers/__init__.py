@@ -7,3 +7,4 @@ from tfbayes.layers.sparse_vd import (SparseVDConv1D, SparseVDConv2D, SparseVDDe
 from tfbayes.layers.sparse_vd_embedding import SparseVDEmbedding
 from tfbayes.layers.sparse_vd_lstm import SparseVDLSTM
 from tfbayes.layers.trip_prior import TRIPPrior
+from tfbayes.layers.adaptive_computation import AdaptiveComputationBlock, ResidualUnit
