@@ -29,8 +29,7 @@ A layer takes part by implementing
 
 Plain ``Dense``, ``Conv1D``, ``Conv2D``, ``Conv3D`` (with groups) and
 ``DepthwiseConv2D`` layers are counted by the rules here (:func:`layer_flops`),
-and so are ``Sequential`` models and layers used as residual units, by summing
-their sublayers in order.
+and a ``Sequential`` model by summing its layers in order.
 """
 import collections
 
@@ -129,7 +128,7 @@ def layer_flops(layer, input_shape):
             total = add_flops(total, layer_flops(sublayer, shape))
             shape = tuple(sublayer.compute_output_shape(shape))
         return total
-    if any(w for w in layer.weights if w.trainable) and not isinstance(
+    if any(w.trainable for w in layer.weights) and not isinstance(
             layer, (keras.layers.BatchNormalization, keras.layers.LayerNormalization)):
         raise ValueError(f"Layer {layer.name!r} ({type(layer).__name__}): tfbayes.flops has no "
                          "rule to count this layer; give it a flops(input_shape) method")
@@ -212,7 +211,7 @@ def count_flops(model, data=None):
             continue
         input_shape = tuple(layer.input.shape)
         if data is not None and hasattr(layer, "data_flops"):
-            layer_inputs = keras.Model(model.inputs, layer.input)(data, training=False)
+            layer_inputs = keras.Model(model.input, layer.input)(data, training=False)
             count = Flops(*layer.data_flops(layer_inputs))
         else:
             count = layer_flops(layer, input_shape)
