@@ -182,6 +182,11 @@ def _row(name, cls, count):
             "actual": None if count.actual is None else float(count.actual), "speedup": speedup}
 
 
+def model_input(model):
+    """The input of a functional or Sequential model: one tensor, or the list of several."""
+    return model.inputs[0] if len(model.inputs) == 1 else model.inputs
+
+
 def count_flops(model, data=None):
     """Counts the multiply-adds per example of every weight layer of ``model``.
 
@@ -211,7 +216,7 @@ def count_flops(model, data=None):
             continue
         input_shape = tuple(layer.input.shape)
         if data is not None and hasattr(layer, "data_flops"):
-            layer_inputs = keras.Model(model.input, layer.input)(data, training=False)
+            layer_inputs = keras.Model(model_input(model), layer.input)(data, training=False)
             count = Flops(*layer.data_flops(layer_inputs))
         else:
             count = layer_flops(layer, input_shape)

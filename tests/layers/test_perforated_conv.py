@@ -5,7 +5,8 @@ import pytest
 import tensorflow as tf
 
 from tests.tf_modes import MODES, run_in_mode
-from tfbayes.layers import PerforatedConv2D, perforation_mask
+from tfbayes.flops import count_flops
+from tfbayes.layers import PerforatedConv2D, estimate_impact, perforate, perforation_mask
 
 
 def _np_conv2d(x, kernel, bias, strides, padding, dilation):
@@ -159,6 +160,68 @@ def test_mixed_precision_computes_in_float16_with_float32_weights():
     reference.build(x.shape)
     reference.set_weights(layer.get_weights())
     np.testing.assert_allclose(out.numpy(), reference(x).numpy(), rtol=1e-2, atol=1e-2)
+
+
+def test_impact_is_the_exact_loss_change_of_removing_a_position_for_a_linear_head():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(5, 4, 4, 2)).astype("float64")
+    model = keras.Sequential([keras.Input((4, 4, 2), dtype="float64"),
+                              PerforatedConv2D(3, 3, padding="same", perforation_rate=0.25,
+                                               dtype="float64"),
+                              keras.layers.Flatten(dtype="float64"),
+                              keras.layers.Dense(1, dtype="float64")])
+    layer, dense = model.layers[0], model.layers[2]
+    mask = layer.perforation_mask.numpy().copy()
+    impact = estimate_impact(model, layer, x, None, loss=lambda y, p: p[:, 0])
+    # The loss is linear in the layer's output V, so removing (i, j) changes example b's loss by
+    # exactly sum_c V[b, i, j, c] * w[i, j, c].
+    v = _np_conv2d(x, layer.kernel.numpy(), layer.bias.numpy(), (1, 1), "same", (1, 1))
+    w = dense.kernel.numpy()[:, 0].reshape(4, 4, 3)
+    np.testing.assert_allclose(impact, np.abs((v * w).sum(-1)).mean(0), rtol=1e-10)
+    np.testing.assert_array_equal(layer.perforation_mask.numpy(), mask)  # restored
+
+
+def _two_layer_model():
+    model = keras.Sequential([keras.Input((6, 6, 2)),
+                              PerforatedConv2D(3, 3, padding="same", name="constant"),
+                              PerforatedConv2D(3, 3, padding="same", name="informative"),
+                              keras.layers.Flatten(), keras.layers.Dense(1)])
+    # A zero kernel makes the first layer's output its bias everywhere: perforating it is free.
+    model.layers[0].kernel.assign(np.zeros(model.layers[0].kernel.shape, "float32"))
+    return model
+
+
+def test_perforate_greedily_takes_the_free_savings_first_and_reaches_the_target():
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(16, 6, 6, 2)).astype("float32")
+    model = _two_layer_model()
+    y = model.predict(x, verbose=0)  # the loss is 0 unperforated; perforating can only raise it
+    dense = count_flops(model).total["dense"]
+    # Per position: 3*3*2*3 = 54 (first layer), 3*3*3*3 = 81 (second); 36 positions.
+    # The grid mask keeps 2x2 = 4 positions from rate 0.15 on (round(sqrt(0.15) * 6) = 2),
+    # saving 32 * 54 = 1728; the greedy stops at the first rate that reaches the target.
+    rates = perforate(model, x, y, dense - 32 * 54, loss="mse")
+    assert rates == {"constant": 0.15, "informative": 1.0} and model.layers[0].num_kept == 4
+    assert count_flops(model, x).total["actual"] == dense - 32 * 54
+    # Further savings must come from the second layer.
+    rates = perforate(model, x, y, dense - 32 * 54 - 10 * 81, loss="mse")
+    assert rates["constant"] == 0.15 and rates["informative"] < 1.0
+    assert count_flops(model, x).total["actual"] <= dense - 32 * 54 - 10 * 81
+
+
+def test_perforate_reports_bad_targets():
+    model = _two_layer_model()
+    x, y = np.ones((2, 6, 6, 2), "float32"), np.ones((2, 1), "float32")
+    with pytest.raises(ValueError, match="target_flops: expected a number of multiply-adds "
+                                         "reachable with rates down to 0.5"):
+        perforate(model, x, y, 100, loss="mse", rates=(1.0, 0.5))
+    with pytest.raises(ValueError, match="target_flops: expected a positive number, got -1"):
+        perforate(model, x, y, -1, loss="mse")
+    with pytest.raises(ValueError, match="rates: expected a decreasing sequence"):
+        perforate(model, x, y, 100, loss="mse", rates=(0.5, 1.0))
+    with pytest.raises(ValueError, match="loss: expected a Keras loss"):
+        perforate(model, x, y, 100)
 
 
 @pytest.mark.parametrize("kwargs, message", [

@@ -26,9 +26,10 @@ removed, ``1 - perforation_rate``.
 """
 import keras
 import numpy as np
+import tensorflow as tf
 from keras import ops
 
-from tfbayes.flops import conv_flops
+from tfbayes.flops import conv_flops, count_flops, model_input
 from tfbayes.layers.base import check_finite_real
 
 STRATEGIES = ("grid", "uniform", "pooling", "impact")
@@ -166,6 +167,7 @@ class PerforatedConv2D(keras.layers.Conv2D):
                              f"got {pooling!r}")
         self.pooling = tuple(int(p) for p in pooling)
         self.seed = seed
+        self._impact = None
         if self.groups != 1:
             raise ValueError(f"groups: expected 1 (grouped perforated convolution is not "
                              f"supported), got {self.groups!r}")
@@ -211,6 +213,30 @@ class PerforatedConv2D(keras.layers.Conv2D):
         self.nearest_index.assign(nearest_kept(mask))
         self.num_kept = int(mask.sum())
 
+    def set_perforation_rate(self, perforation_rate):
+        """Changes the fraction of computed positions and rebuilds the mask by its strategy.
+
+        An ``'impact'`` layer keeps the top positions of its last :meth:`set_impact`
+        map (the grid before one is set). As for :meth:`set_mask`, traced code must
+        be traced again.
+
+        Raises:
+          ValueError: for a rate outside (0, 1], or a layer built with an explicit mask.
+        """
+        rate = check_finite_real(perforation_rate, "perforation_rate")
+        if not 0.0 < rate <= 1.0:
+            raise ValueError(f"perforation_rate: expected a number in (0, 1], got "
+                             f"{perforation_rate!r}")
+        if self._explicit_mask is not None:
+            raise ValueError(f"Layer {self.name!r}: mask: expected a strategy to change the rate "
+                             "of, got an explicit mask")
+        self.perforation_rate = rate
+        if self.mask_strategy == "impact" and self._impact is not None:
+            self.set_impact(self._impact)
+        else:
+            self.set_mask(perforation_mask(self.mask_strategy, self.output_hw, rate,
+                                           seed=self.seed, pooling=self.pooling))
+
     def set_impact(self, impact):
         """Keeps the ``round(perforation_rate * H_out * W_out)`` positions of largest ``impact``.
 
@@ -222,6 +248,7 @@ class PerforatedConv2D(keras.layers.Conv2D):
         if impact.shape != self.output_hw or not np.all(np.isfinite(impact)):
             raise ValueError(f"Layer {self.name!r}: impact: expected a finite array of shape "
                              f"{self.output_hw}, got shape {impact.shape}")
+        self._impact = impact
         kept = np.argsort(-impact.ravel(), kind="stable")[:_num_kept(self.perforation_rate,
                                                                      impact.size)]
         mask = np.zeros(impact.size, bool)
@@ -304,3 +331,126 @@ class PerforatedConv2D(keras.layers.Conv2D):
         if not isinstance(config.get("mask"), str):
             config["mask"] = np.asarray(config["mask"], bool)
         return cls(**config)
+
+
+def perforated_layers(model):
+    """All :class:`PerforatedConv2D` layers of ``model`` (nested models included), in order."""
+    return [layer for layer in model._flatten_layers(include_self=False, recursive=True)
+            if isinstance(layer, PerforatedConv2D)]
+
+
+def _loss_function(model, loss):
+    loss = loss if loss is not None else getattr(model, "loss", None)
+    if loss is None:
+        raise ValueError("loss: expected a Keras loss (or a compiled model), got None")
+    return keras.losses.get(loss) if isinstance(loss, str) else loss
+
+
+def estimate_impact(model, layer, x, y, loss=None):
+    """The impact map of ``layer``: how much removing each output position changes the loss.
+
+    For every example, the loss change when the layer's (unperforated) output
+    ``V`` at position ``(i, j)`` is set to zero is estimated to first order,
+    ``|sum_c dL/dV[i, j, c] * V[i, j, c]|``; the map is the mean over the
+    examples (paper Sec. 3.1, impact perforation). Cost: one forward and
+    backward pass over ``x``.
+
+    Args:
+      model: a functional or Sequential model containing ``layer``.
+      layer: a :class:`PerforatedConv2D` of ``model``.
+      x: a batch of inputs; y: their targets.
+      loss: a Keras loss (name, object or callable ``loss(y_true, y_pred)``);
+        by default the compiled model's loss.
+
+    Returns:
+      a NumPy array of the layer's output spatial shape.
+    """
+    if not isinstance(layer, PerforatedConv2D):
+        raise TypeError(f"layer: expected a PerforatedConv2D, got {type(layer).__name__}")
+    loss_fn = _loss_function(model, loss)
+    saved = ops.convert_to_numpy(layer.perforation_mask).astype(bool)
+    layer.set_mask(np.ones(layer.output_hw, bool))
+    try:
+        outputs = keras.Model(model_input(model), layer.output)(x, training=False)
+        head = keras.Model(layer.output, model.outputs[0])
+        with tf.GradientTape() as tape:
+            tape.watch(outputs)
+            value = ops.sum(loss_fn(y, head(outputs, training=False)))
+        gradient = tape.gradient(value, outputs)
+        impact = ops.abs(ops.sum(gradient * outputs, axis=-1))
+        return ops.convert_to_numpy(ops.mean(ops.cast(impact, "float64"), axis=0))
+    finally:
+        layer.set_mask(saved)
+
+
+def perforate(model, x, y, target_flops, loss=None, rates=(1.0, 0.8, 0.6, 0.5, 0.4, 0.3, 0.25,
+                                                             0.2, 0.15, 0.1)):
+    """Greedy per-layer perforation rates until the model needs at most ``target_flops``.
+
+    The paper's greedy scheme (Sec. 3.3): starting with every
+    :class:`PerforatedConv2D` of ``model`` unperforated, repeatedly move one
+    layer to its next rate in ``rates``, choosing the layer whose move costs
+    the least increase of the loss on ``(x, y)`` per multiply-add saved, until
+    the model's multiply-adds per example (:func:`tfbayes.flops.count_flops`)
+    are at most ``target_flops``. Fine-tune the model afterwards.
+
+    Args:
+      model: a built functional or Sequential model.
+      x: a batch of inputs; y: their targets (the loss is evaluated on them at
+        every step, so keep them modest).
+      target_flops: the multiply-adds per example to reach, a positive number.
+      loss: a Keras loss; by default the compiled model's loss.
+      rates: the decreasing ladder of perforation rates each layer may take.
+
+    Returns:
+      ``{layer name: perforation_rate}``; the layers are changed in place.
+
+    Raises:
+      ValueError: if the model has no PerforatedConv2D, or the target cannot be
+        reached with the given rates.
+
+    Cost: up to ``len(layers) * len(rates)`` steps, each ``len(layers)`` forward passes.
+    """
+    target = check_finite_real(target_flops, "target_flops")
+    if target <= 0:
+        raise ValueError(f"target_flops: expected a positive number, got {target_flops!r}")
+    layers = perforated_layers(model)
+    if not layers:
+        raise ValueError(f"model: expected a model with PerforatedConv2D layers, got "
+                         f"{model.name!r} without any")
+    loss_fn = _loss_function(model, loss)
+    if not len(rates) or any(not 0 < r <= 1 for r in rates) or any(
+            a <= b for a, b in zip(rates, rates[1:])):
+        raise ValueError(f"rates: expected a decreasing sequence of numbers in (0, 1], got {rates!r}")
+
+    def mean_loss():
+        return float(ops.convert_to_numpy(ops.mean(loss_fn(y, model(x, training=False)))))
+
+    step = {layer.name: 0 for layer in layers}
+    for layer in layers:
+        layer.set_perforation_rate(rates[0])
+    flops = count_flops(model, x).total["actual"]
+    current = mean_loss()
+    while flops > target:
+        best = None
+        for layer in layers:
+            before = layer.flops(tuple(layer.input.shape))[1]
+            # the next rate that keeps fewer positions (a grid mask may keep as many at two rates)
+            for index in range(step[layer.name] + 1, len(rates)):
+                layer.set_perforation_rate(rates[index])
+                saved = before - layer.flops(tuple(layer.input.shape))[1]
+                if saved > 0:
+                    increase = mean_loss() - current
+                    if best is None or increase / saved < best[0]:
+                        best = (increase / saved, layer, index, saved, increase)
+                    break
+            layer.set_perforation_rate(rates[step[layer.name]])
+        if best is None:
+            raise ValueError(f"target_flops: expected a number of multiply-adds reachable with "
+                             f"rates down to {rates[-1]}, got {target_flops!r} (reached {flops:,.0f})")
+        _, layer, index, saved, increase = best
+        step[layer.name] = index
+        layer.set_perforation_rate(rates[index])
+        flops -= saved
+        current += increase
+    return {layer.name: layer.perforation_rate for layer in layers}
