@@ -254,6 +254,24 @@ def test_fit_with_jit_lowers_the_ponder_cost_and_the_model_round_trips(tmp_path)
         json.dumps(block.get_config()))
 
 
+def test_ponder_map_is_a_functional_model_output_and_survives_saving(tmp_path):
+    inputs = keras.Input((5, 5, 2))
+    features, stats = AdaptiveComputationBlock(3, variant="sact", name="sact")(
+        inputs, return_ponder=True)
+    logits = keras.layers.Dense(3)(keras.layers.GlobalAveragePooling2D()(features))
+    model = keras.Model(inputs, [logits, stats["ponder_cost"], stats["num_units"]])
+    x = np.random.default_rng(0).normal(size=(4, 5, 5, 2)).astype("float32")
+    _, ponder, num_units = model.predict(x, verbose=0)
+    _, direct = model.get_layer("sact")(x, return_ponder=True)
+    assert ponder.shape == (4, 5, 5) and num_units.dtype == np.int32
+    np.testing.assert_allclose(ponder, direct["ponder_cost"].numpy(), rtol=1e-6)
+    path = tmp_path / "ponder.keras"
+    model.save(path)
+    for ours, theirs in zip(keras.models.load_model(path).predict(x, verbose=0),
+                            model.predict(x, verbose=0)):
+        np.testing.assert_array_equal(ours, theirs)
+
+
 @pytest.mark.parametrize("kwargs, message", [
     ({"eps": 0.0}, r"eps: expected a number in \(0, 1\), got 0.0"),
     ({"eps": 1.0}, r"eps: expected a number in \(0, 1\), got 1.0"),

@@ -288,11 +288,10 @@ class AdaptiveComputationBlock(keras.layers.Layer):
         """Multiply-adds of ``unit`` per example when only ``active`` positions are needed."""
         if hasattr(unit, "masked_flops"):
             return unit.masked_flops(input_shape, active)
+        # A unit of unknown structure costs its dense count times the active fraction.
         dense = layer_flops(unit, input_shape).dense
-        positions = max(_positions(input_shape), 1)
-        # A unit whose structure is unknown costs its dense count times the active fraction.
-        return (dense // positions) * _count(active) if dense % positions == 0 else \
-            ops.cast(ops.round(dense * ops.cast(_count(active), "float64") / positions), "int64")
+        fraction = ops.cast(_count(active), "float64") / max(_positions(input_shape), 1)
+        return ops.cast(ops.round(dense * fraction), "int64")
 
     def call(self, inputs, training=False, return_ponder=False):
         stats_dtype = self._stats_dtype()
@@ -355,6 +354,19 @@ class AdaptiveComputationBlock(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)
+
+    def compute_output_spec(self, inputs, training=False, return_ponder=False):
+        output = keras.KerasTensor(inputs.shape, dtype=self.compute_dtype)
+        if not return_ponder:
+            return output
+        map_shape = tuple(inputs.shape[:3] if self.variant == "sact" else inputs.shape[:1])
+        stats_dtype = self._stats_dtype()
+        return output, {
+            "ponder_cost": keras.KerasTensor(map_shape, dtype=stats_dtype),
+            "num_units": keras.KerasTensor(map_shape, dtype="int32"),
+            "halting_distribution": keras.KerasTensor(map_shape + (self.num_units,),
+                                                      dtype=stats_dtype),
+            "flops": keras.KerasTensor(map_shape[:1], dtype="int64")}
 
     def flops(self, input_shape):
         """``(dense, None)``: every unit and halting layer at every position (FLOPs protocol).
