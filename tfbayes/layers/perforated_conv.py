@@ -115,16 +115,18 @@ class PerforatedConv2D(keras.layers.Conv2D):
     mask lives on the output grid. The mask is stored in the layer
     (``perforation_mask``, saved with the model).
 
+    The arguments of ``keras.layers.Conv2D`` not listed below mean what they
+    mean there (``channels_last`` data format and ``groups=1`` only).
+
     Args:
-      filters, kernel_size, strides, padding, dilation_rate, activation, use_bias,
-        kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer,
-        activity_regularizer, kernel_constraint, bias_constraint: as in ``Conv2D``
-        (``channels_last`` data format and ``groups=1`` only).
+      filters: the number of output channels.
+      kernel_size: an int or a pair of ints.
       perforation_rate: the fraction of output positions computed, in (0, 1].
       mask: a strategy, ``'grid'`` (default), ``'uniform'``, ``'pooling'`` or
         ``'impact'``, or an explicit boolean array ``(H_out, W_out)``.
       pooling: ``(size, stride)`` of the pooling that follows, for ``'pooling'``.
       seed: the seed of the ``'uniform'`` mask, an int or None.
+      **kwargs: the other arguments of ``Conv2D`` and of the base layer.
 
     Call arguments:
       inputs: ``[batch, height, width, channels]``.
@@ -358,7 +360,8 @@ def estimate_impact(model, layer, x, y, loss=None):
     Args:
       model: a functional or Sequential model containing ``layer``.
       layer: a :class:`PerforatedConv2D` of ``model``.
-      x: a batch of inputs; y: their targets.
+      x: a batch of inputs.
+      y: their targets.
       loss: a Keras loss (name, object or callable ``loss(y_true, y_pred)``);
         by default the compiled model's loss.
 
@@ -396,8 +399,8 @@ def perforate(model, x, y, target_flops, loss=None, rates=(1.0, 0.8, 0.6, 0.5, 0
 
     Args:
       model: a built functional or Sequential model.
-      x: a batch of inputs; y: their targets (the loss is evaluated on them at
-        every step, so keep them modest).
+      x: a batch of inputs (the loss is evaluated on it at every step, so keep it modest).
+      y: their targets.
       target_flops: the multiply-adds per example to reach, a positive number.
       loss: a Keras loss; by default the compiled model's loss.
       rates: the decreasing ladder of perforation rates each layer may take.
