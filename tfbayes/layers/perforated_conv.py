@@ -92,12 +92,18 @@ def nearest_kept(mask):
     Indices count the kept positions in row-major order; the distance is
     Euclidean on the output grid, and ties go to the kept position that comes
     first in row-major order. Returns an int32 array of ``mask.size``.
+    Cost: O(mask.size * K) time, in blocks of bounded memory.
     """
     kept = np.flatnonzero(mask)
     rows, cols = np.divmod(np.arange(mask.size), mask.shape[1])
-    distance = ((rows[:, None] - rows[kept][None, :]) ** 2
-                + (cols[:, None] - cols[kept][None, :]) ** 2)
-    return np.argmin(distance, axis=1).astype(np.int32)
+    nearest = np.empty(mask.size, np.int32)
+    chunk = max(1, 2 ** 22 // len(kept))  # bounds the distance block to ~4M entries
+    for start in range(0, mask.size, chunk):
+        stop = min(start + chunk, mask.size)
+        distance = ((rows[start:stop, None] - rows[kept][None, :]) ** 2
+                    + (cols[start:stop, None] - cols[kept][None, :]) ** 2)
+        nearest[start:stop] = np.argmin(distance, axis=1)
+    return nearest
 
 
 @keras.saving.register_keras_serializable(package="tfbayes")
