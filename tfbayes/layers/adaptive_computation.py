@@ -261,14 +261,41 @@ class AdaptiveComputationBlock(keras.layers.Layer):
     def _stats_dtype(self):
         return "float64" if self.compute_dtype == "float64" else "float32"
 
-    def _halting_proba(self, index, state):
-        """``h`` of unit ``index`` (0-based) for ``state``: ``[batch]`` or ``[batch, H, W]``."""
+    def _halting_logit(self, index, state):
+        """The halting logit of unit ``index`` (0-based): ``[batch]`` or ``[batch, H, W]``."""
         spatial_axes = tuple(range(1, len(state.shape) - 1))
         pooled = ops.mean(state, axis=spatial_axes) if spatial_axes else state
         logit = self.halting_global[index](pooled)[:, 0]
         if self.variant == "sact":
             logit = self.halting_local[index](state)[..., 0] + logit[:, None, None]
-        return ops.sigmoid(ops.cast(logit, self._stats_dtype()))
+        return ops.cast(logit, self._stats_dtype())
+
+    def _map_shape(self, inputs):
+        """The shape of the halting statistics: ``[batch, H, W]`` (SACT) or ``[batch]`` (ACT)."""
+        return ops.shape(inputs)[:3] if self.variant == "sact" else ops.shape(inputs)[:1]
+
+    def _run_unit(self, index, state, active, training):
+        """``state + m * F(state)`` with ``m`` = ``active``; at inference the unit is skipped
+        (``cond``) once nothing in the batch is active."""
+        unit = self.residual_units[index]
+        if index == 0:
+            return state + unit(state, training=training)
+        mask = self._expand(active, state)
+
+        def run():
+            return state + mask * unit(state, training=training)
+
+        return run() if training else ops.cond(ops.any(active), run, lambda: state)
+
+    def _active_flops(self, index, input_shape, active):
+        """Multiply-adds per example of unit ``index`` and its halting layers for ``active``."""
+        if self.variant == "act":
+            active = ops.broadcast_to(ops.reshape(active, (-1,) + (1,) * (len(input_shape) - 2)),
+                                      (ops.shape(active)[0],) + tuple(input_shape[1:-1]))
+        count = self._unit_flops(self.residual_units[index], input_shape, active)
+        if index < self.num_units - 1:
+            count = count + self._halting_flops(int(input_shape[-1]), active)
+        return count
 
     def _expand(self, values, state):
         """``values`` ([batch] or [batch, H, W]) broadcastable against ``state``, in its dtype."""
@@ -296,9 +323,9 @@ class AdaptiveComputationBlock(keras.layers.Layer):
     def call(self, inputs, training=False, return_ponder=False):
         stats_dtype = self._stats_dtype()
         inputs = ops.cast(inputs, self.compute_dtype)
+        input_shape = tuple(inputs.shape)
         state = inputs
-        # Halting statistics per example (ACT) or per position (SACT).
-        map_shape = ops.shape(inputs)[:3] if self.variant == "sact" else ops.shape(inputs)[:1]
+        map_shape = self._map_shape(inputs)
         cumulative = ops.zeros(map_shape, stats_dtype)
         remainder = ops.ones(map_shape, stats_dtype)
         ponder = ops.ones(map_shape, stats_dtype)
@@ -306,28 +333,14 @@ class AdaptiveComputationBlock(keras.layers.Layer):
         finished = ops.zeros(map_shape, "bool")
         output = None
         distribution = []
-        flops = None
-        positions_shape = ops.shape(inputs)[:-1]
-        for index, unit in enumerate(self.residual_units):
+        flops = 0
+        for index in range(self.num_units):
             active = ops.logical_not(finished)
-            if index == 0:
-                state = state + unit(state, training=training)
-            else:
-                mask = self._expand(active, state)
-                def run(unit=unit, state=state, mask=mask):
-                    return state + mask * unit(state, training=training)
-                state = run() if training else ops.cond(ops.any(active), run, lambda s=state: s)
+            state = self._run_unit(index, state, active, training)
             if return_ponder:
-                active_positions = (active if self.variant == "sact" else
-                                    ops.broadcast_to(ops.reshape(active, (-1,) + (1,) * (
-                                        len(inputs.shape) - 2)), positions_shape))
-                unit_flops = self._unit_flops(unit, tuple(inputs.shape), active_positions)
-                if index < self.num_units - 1:
-                    unit_flops = unit_flops + self._halting_flops(int(inputs.shape[-1]),
-                                                                    active_positions)
-                flops = unit_flops if flops is None else flops + unit_flops
+                flops = flops + self._active_flops(index, input_shape, active)
             if index < self.num_units - 1:
-                halting = self._halting_proba(index, state)
+                halting = ops.sigmoid(self._halting_logit(index, state))
             else:
                 halting = ops.ones(map_shape, stats_dtype)
             cumulative = cumulative + halting
