@@ -7,7 +7,8 @@ import pytest
 import tensorflow as tf
 
 from tests.tf_modes import MODES, run_in_mode
-from tfbayes.layers import AdaptiveComputationBlock, ResidualUnit
+from tfbayes.layers import (AdaptiveComputationBlock, ProbabilisticAdaptiveComputationBlock,
+                            ResidualUnit)
 
 EPS = 0.01
 
@@ -28,11 +29,13 @@ def _sigmoid(z):
     return 1.0 / (1.0 + np.exp(-z))
 
 
-def _reference(x, unit_kernels, halting, variant, eps=EPS):
+def _reference(x, unit_kernels, halting, variant, eps=EPS, rule="act"):
     """The SACT/ACT forward pass, with the halting rule evaluated position by position.
 
     ``unit_kernels[l]`` is the 3x3 kernel of residual unit ``l`` (F_l = conv), ``halting[l]``
     the weights ``(local_kernel, local_bias, global_w, global_b)`` of unit ``l < L - 1``.
+    ``rule='act'`` halts when the cumulative score reaches 1 - eps (Graves); ``rule='pact'``
+    at the first unit with h > 1/2, and the output is then the state there.
     Returns the output, rho, N and the halting distribution.
     """
     num = len(unit_kernels)
@@ -58,25 +61,30 @@ def _reference(x, unit_kernels, halting, variant, eps=EPS):
         for idx in np.ndindex(map_shape):
             if halt_unit[idx] == 0:
                 cumulative[idx] += h[idx]
-                if cumulative[idx] >= 1 - eps:
+                if (cumulative[idx] >= 1 - eps) if rule == "act" else (h[idx] > 0.5):
                     halt_unit[idx] = l + 1
     out = np.zeros_like(x)
     rho = np.zeros(map_shape)
     distribution = np.zeros(map_shape + (num,))
     for idx in np.ndindex(map_shape):
         n = halt_unit[idx]
-        p = [probas[l][idx] for l in range(n - 1)]
-        remainder = 1.0 - sum(p)
-        p.append(remainder)
+        if rule == "act":
+            p = [probas[l][idx] for l in range(n - 1)]
+            remainder = 1.0 - sum(p)
+            p.append(remainder)
+            rho[idx] = n + remainder
+        else:
+            p = [0.0] * (n - 1) + [1.0]
+            rho[idx] = n
         distribution[idx][:n] = p
-        rho[idx] = n + remainder
         b = idx[0]
         pos = idx[1:] if variant == "sact" else (slice(None), slice(None))
         out[(b,) + pos] = sum(p[l] * states[l][(b,) + pos] for l in range(n))
     return out, rho, halt_unit, distribution
 
 
-def _block_and_reference_weights(variant, dtype, channels=3, num=4, seed=0):
+def _block_and_reference_weights(variant, dtype, channels=3, num=4, seed=0,
+                                 cls=AdaptiveComputationBlock):
     """A block of ``num`` 3x3 conv units with random weights whose halting reads channel 0.
 
     The units leave channel 0 unchanged and the halting logit has weight 1 on it, so the
@@ -86,8 +94,8 @@ def _block_and_reference_weights(variant, dtype, channels=3, num=4, seed=0):
     rng = np.random.default_rng(seed)
     units = [keras.layers.Conv2D(channels, 3, padding="same", use_bias=False,
                                  dtype=dtype.__name__) for _ in range(num)]
-    block = AdaptiveComputationBlock(units, variant=variant, eps=EPS, tau=0.5,
-                                     dtype=dtype.__name__)
+    extra = {"eps": EPS} if cls is AdaptiveComputationBlock else {}
+    block = cls(units, variant=variant, tau=0.5, dtype=dtype.__name__, **extra)
     block.build((None, 5, 6, channels))
     unit_kernels, halting = [], []
     for unit in units:
@@ -102,7 +110,7 @@ def _block_and_reference_weights(variant, dtype, channels=3, num=4, seed=0):
         if variant == "sact":
             local_k[1, 1, 0, 0] = 1.0
         local_b = rng.normal(scale=0.5)
-        global_b = rng.normal(scale=0.5) - 1.0
+        global_b = rng.normal(scale=0.3) - 1.5 + 0.7 * l  # later units halt more readily
         if variant == "sact":
             block.halting_local[l].set_weights([local_k.astype(dtype), np.array([local_b], dtype)])
             block.halting_global[l].set_weights([global_w.astype(dtype)])
@@ -272,6 +280,75 @@ def test_ponder_map_is_a_functional_model_output_and_survives_saving(tmp_path):
         np.testing.assert_array_equal(ours, theirs)
 
 
+@pytest.mark.parametrize("variant", ["sact", "act"])
+@pytest.mark.parametrize("mode", MODES)
+def test_pact_inference_equals_numpy_reference_of_the_deterministic_rule(dtype, variant, mode):
+    block, unit_kernels, halting = _block_and_reference_weights(
+        variant, dtype, cls=ProbabilisticAdaptiveComputationBlock)
+    x = _inputs(variant, dtype)
+    if variant == "act":  # pick example 2's control value so that it halts in between
+        for value in np.linspace(-3, 3, 121):
+            x[2, ..., 0] = value
+            if 1 < _reference(x.astype(np.float64), unit_kernels, halting, variant,
+                              rule="pact")[2][2] < len(unit_kernels):
+                break
+    out, stats = run_in_mode(lambda t: block(t, return_ponder=True), mode, tf.constant(x))
+    expected, rho, halt_unit, distribution = _reference(x.astype(np.float64), unit_kernels,
+                                                        halting, variant, rule="pact")
+    assert np.any(halt_unit == 1) and np.any(halt_unit == len(unit_kernels))
+    assert np.any((halt_unit > 1) & (halt_unit < len(unit_kernels)))
+    tol = dict(rtol=1e-4, atol=1e-4) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-10)
+    np.testing.assert_array_equal(stats["num_units"].numpy(), halt_unit)
+    np.testing.assert_array_equal(stats["ponder_cost"].numpy(), rho)
+    np.testing.assert_array_equal(stats["halting_distribution"].numpy(), distribution)
+    np.testing.assert_allclose(out.numpy(), expected, **tol)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_pact_training_samples_concrete_halting_with_the_right_probability(mode):
+    # Two Dense units on vectors: w_1 = z~_1, w_2 = 1 - z~_1. For a binary Concrete sample,
+    # P(z~ > 1/2) = sigmoid(logit) = h_1 exactly, at any temperature.
+    n = 4000
+    units = [keras.layers.Dense(3, dtype="float64"), keras.layers.Dense(3, dtype="float64")]
+    block = ProbabilisticAdaptiveComputationBlock(units, variant="act", tau=0.3, temperature=0.7,
+                                                  halting_bias_initializer=0.0, seed=1,
+                                                  dtype="float64")
+    x = np.repeat(np.random.default_rng(0).normal(size=(1, 3)), n, axis=0)
+    block.build(x.shape)
+    out, stats = run_in_mode(lambda t: block(t, training=True, return_ponder=True), mode,
+                             tf.constant(x))
+    x1 = x + units[0](x).numpy()
+    x2 = x1 + units[1](x1).numpy()
+    h1 = 1 / (1 + np.exp(-(block.halting_global[0](x1[:1]).numpy()[0, 0])))
+    w = stats["halting_distribution"].numpy()
+    assert 0.01 < h1 < 0.99
+    assert abs(np.mean(w[:, 0] > 0.5) - h1) < 5 * np.sqrt(h1 * (1 - h1) / n)
+    assert len(np.unique(w[:, 0])) > n // 2  # relaxed, not hard, samples
+    np.testing.assert_allclose(w.sum(-1), 1.0, rtol=1e-12)
+    np.testing.assert_allclose(stats["ponder_cost"].numpy(), w[:, 0] + 2 * w[:, 1], rtol=1e-12)
+    np.testing.assert_allclose(out.numpy(), w[:, :1] * x1 + w[:, 1:] * x2, rtol=1e-10, atol=1e-12)
+    np.testing.assert_array_equal(stats["num_units"].numpy(), 2)
+
+
+def test_pact_ponder_loss_rewards_halting_and_the_block_round_trips(tmp_path):
+    block = ProbabilisticAdaptiveComputationBlock(2, variant="sact", tau=0.5, seed=3)
+    x = np.random.default_rng(0).normal(size=(4, 5, 5, 2)).astype("float32")
+    with tf.GradientTape() as tape:
+        _, stats = block(x, training=True, return_ponder=True)
+        loss = block.losses[0]
+    assert loss.dtype == tf.float32
+    np.testing.assert_allclose(loss.numpy(), 0.5 * stats["ponder_cost"].numpy().mean(), rtol=1e-6)
+    # ponder = 2 - z~_1 and z~_1 grows with the halting logit
+    assert tape.gradient(loss, block.halting_local[0].bias).numpy()[0] < 0
+    model = keras.Sequential([keras.Input((5, 5, 2)), block])
+    path = tmp_path / "pact.keras"
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    assert json.loads(json.dumps(loaded.layers[0].get_config())) == json.loads(
+        json.dumps(block.get_config()))
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+
+
 @pytest.mark.parametrize("kwargs, message", [
     ({"eps": 0.0}, r"eps: expected a number in \(0, 1\), got 0.0"),
     ({"eps": 1.0}, r"eps: expected a number in \(0, 1\), got 1.0"),
@@ -286,6 +363,11 @@ def test_ponder_map_is_a_functional_model_output_and_survives_saving(tmp_path):
 def test_bad_arguments_raise_value_errors_naming_them(kwargs, message):
     with pytest.raises(ValueError, match=message):
         AdaptiveComputationBlock(**{"units": 2, **kwargs})
+
+
+def test_pact_temperature_must_be_positive():
+    with pytest.raises(ValueError, match="temperature: expected a positive number, got 0.0"):
+        ProbabilisticAdaptiveComputationBlock(2, temperature=0.0)
 
 
 def test_bad_inputs_are_reported():

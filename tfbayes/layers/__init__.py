@@ -7,6 +7,7 @@ from tfbayes.layers.sparse_vd import (SparseVDConv1D, SparseVDConv2D, SparseVDDe
 from tfbayes.layers.sparse_vd_embedding import SparseVDEmbedding
 from tfbayes.layers.sparse_vd_lstm import SparseVDLSTM
 from tfbayes.layers.trip_prior import TRIPPrior
-from tfbayes.layers.adaptive_computation import AdaptiveComputationBlock, ResidualUnit
+from tfbayes.layers.adaptive_computation import (AdaptiveComputationBlock,
+                                                ProbabilisticAdaptiveComputationBlock, ResidualUnit)
 from tfbayes.layers.perforated_conv import (PerforatedConv2D, estimate_impact, perforate,
                                           perforated_layers, perforation_mask)

@@ -29,10 +29,14 @@ evaluating most units.
 """
 import keras
 import numpy as np
+import tensorflow as tf
+import tensorflow_probability as tfp
 from keras import ops
 
 from tfbayes.flops import Flops, add_flops, conv_flops, dense_flops, layer_flops
 from tfbayes.layers.base import check_finite_real
+
+tfd = tfp.distributions
 
 VARIANTS = ("act", "sact")
 
@@ -417,3 +421,115 @@ class AdaptiveComputationBlock(keras.layers.Layer):
         config = dict(config)
         config["units"] = [keras.saving.deserialize_keras_object(u) for u in config["units"]]
         return cls(**config)
+
+
+@keras.saving.register_keras_serializable(package="tfbayes")
+class ProbabilisticAdaptiveComputationBlock(AdaptiveComputationBlock):
+    """A stack of residual units whose halting is a discrete latent variable (PACT).
+
+    Figurnov, Sobolev, Vetrov, "Probabilistic Adaptive Computation Time",
+    arXiv 1712.00386. After unit ``l < L`` a halting variable
+    ``z_l ~ Bernoulli(h_l)``, ``h_l = sigmoid(logit_l(x_l))`` (the same halting
+    layers as :class:`AdaptiveComputationBlock`), decides whether to stop;
+    ``z_L = 1``. The number of units is ``N = min{n : z_n = 1}`` and the output
+    ``x_N``. The prior ``p(N = n) ∝ exp(-tau * n)`` prefers fast computation, so
+    ``-log p(N)`` adds ``tau * N`` to the loss (up to a constant).
+
+    * **Training** relaxes each ``z_l`` to a Concrete (relaxed Bernoulli) sample
+      ``z~_l`` of temperature ``temperature`` (``tfp.distributions.RelaxedBernoulli``,
+      reparameterized). The halting weights ``w_n = z~_n * prod_{k<n} (1 - z~_k)``
+      sum to 1; the output is ``sum_n w_n x_n``, and ``tau * mean(sum_n n w_n)``,
+      the relaxed ``N``, is added through ``add_loss`` in float32. Every unit runs.
+    * **Inference** is deterministic: ``z_l = [h_l > 1/2]``, the most probable
+      value. Halted positions (SACT) or examples (ACT) are frozen by the residual
+      mask, so the output is simply the last state; units are skipped once the
+      whole batch has halted, and nothing but the current state is kept.
+
+    Args:
+      units: as for :class:`AdaptiveComputationBlock`.
+      variant: ``'sact'`` (per position) or ``'act'`` (per example).
+      tau: the prior's time penalty, a non-negative number.
+      temperature: the Concrete temperature, a positive number.
+      halting_bias_initializer: the initial halting logit bias, default -3.
+      halting_kernel_size: the SACT halting convolution's size, a positive odd int.
+      seed: an int seed for the Concrete noise, or None. Each training call draws
+        a stateless TFP seed from a ``keras.random.SeedGenerator`` built from it.
+      **kwargs: base layer arguments (``name``, ``dtype``).
+
+    Call arguments:
+      inputs: as for :class:`AdaptiveComputationBlock`.
+      training: Python bool; True samples the relaxed halting variables.
+      return_ponder: Python bool; also return the statistics dict.
+
+    Returns:
+      the output, and with ``return_ponder=True`` the dict of
+      :class:`AdaptiveComputationBlock`: ``'ponder_cost'`` is the (relaxed) ``N``,
+      ``'halting_distribution'`` the weights ``w`` (one-hot at inference),
+      ``'num_units'`` the units evaluated (``L`` in training) and ``'flops'``.
+    """
+
+    def __init__(self, units, variant="sact", tau=0.01, temperature=2.0 / 3.0,
+                 halting_bias_initializer=-3.0, halting_kernel_size=3, seed=None, **kwargs):
+        kwargs.pop("eps", None)  # not used by the probabilistic halting rule
+        super().__init__(units, variant=variant, tau=tau,
+                         halting_bias_initializer=halting_bias_initializer,
+                         halting_kernel_size=halting_kernel_size, **kwargs)
+        temperature = check_finite_real(temperature, "temperature")
+        if temperature <= 0:
+            raise ValueError(f"temperature: expected a positive number, got {temperature!r}")
+        self.temperature = temperature
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def _halting_sample(self, logit, training):
+        """A relaxed sample of ``z`` in training, else ``[logit > 0]``, in the logit's dtype."""
+        if not training:
+            return ops.cast(logit > 0, logit.dtype)
+        seed = tf.cast(self.seed_generator.next(), tf.int32)
+        return tfd.RelaxedBernoulli(ops.cast(self.temperature, logit.dtype),
+                                    logits=logit).sample(seed=seed)
+
+    def call(self, inputs, training=False, return_ponder=False):
+        stats_dtype = self._stats_dtype()
+        inputs = ops.cast(inputs, self.compute_dtype)
+        input_shape = tuple(inputs.shape)
+        state = inputs
+        map_shape = self._map_shape(inputs)
+        running = ops.ones(map_shape, stats_dtype)  # prod_{k<n} (1 - z_k)
+        ponder = ops.zeros(map_shape, stats_dtype)
+        num_units = ops.zeros(map_shape, "int32")
+        always = ops.ones(map_shape, "bool")
+        output = 0
+        distribution = []
+        flops = 0
+        for index in range(self.num_units):
+            active = always if training else running > 0
+            state = self._run_unit(index, state, active, training)
+            if return_ponder:
+                flops = flops + self._active_flops(index, input_shape, active)
+            if index < self.num_units - 1:
+                halt = self._halting_sample(self._halting_logit(index, state), training)
+            else:
+                halt = ops.ones(map_shape, stats_dtype)
+            weight = halt * running
+            running = running * (1 - halt)
+            ponder = ponder + (index + 1) * weight
+            num_units = num_units + ops.cast(active, "int32")
+            if training:
+                output = output + self._expand(weight, state) * state
+            distribution.append(weight)
+        if self.tau > 0:
+            self.add_loss(self.tau * ops.mean(ops.cast(ponder, "float32")))
+        if not training:
+            output = state  # halted positions were frozen at their halting state
+        if not return_ponder:
+            return output
+        stats = {"ponder_cost": ponder, "num_units": num_units,
+                 "halting_distribution": ops.stack(distribution, axis=-1), "flops": flops}
+        return output, stats
+
+    def get_config(self):
+        config = super().get_config()
+        del config["eps"]
+        config.update(temperature=self.temperature, seed=self.seed)
+        return config
