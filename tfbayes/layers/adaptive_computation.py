@@ -26,6 +26,10 @@ flow through ``R`` only, ``N`` is piecewise constant).
 
 The bias ``b`` is initialised to -3 (the reference) so that training starts by
 evaluating most units.
+
+:class:`ProbabilisticAdaptiveComputationBlock` replaces this halting rule with
+discrete halting variables (Probabilistic ACT, Figurnov, Sobolev, Vetrov,
+arXiv 1712.00386), relaxed by the Concrete distribution in training.
 """
 import keras
 import numpy as np
