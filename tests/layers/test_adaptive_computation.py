@@ -365,6 +365,20 @@ def test_bad_arguments_raise_value_errors_naming_them(kwargs, message):
         AdaptiveComputationBlock(**{"units": 2, **kwargs})
 
 
+def test_pact_gradients_stay_finite_for_saturated_halting_logits():
+    # TFP's RelaxedBernoulli sampler overflows exp() for |logit / temperature| > ~88 in
+    # float32 and returns NaN gradients; the block's sampler must not.
+    for bias in (-300.0, 300.0):
+        block = ProbabilisticAdaptiveComputationBlock(2, variant="sact", tau=1.0, seed=0,
+                                                      halting_bias_initializer=bias)
+        x = np.random.default_rng(0).normal(size=(2, 4, 4, 2)).astype("float32")
+        with tf.GradientTape() as tape:
+            out = block(x, training=True)
+            loss = tf.reduce_sum(out) + block.losses[0]
+        grads = tape.gradient(loss, block.trainable_weights)
+        assert all(np.all(np.isfinite(g.numpy())) for g in grads if g is not None), bias
+
+
 def test_pact_temperature_must_be_positive():
     with pytest.raises(ValueError, match="temperature: expected a positive number, got 0.0"):
         ProbabilisticAdaptiveComputationBlock(2, temperature=0.0)

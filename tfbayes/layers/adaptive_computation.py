@@ -440,8 +440,8 @@ class ProbabilisticAdaptiveComputationBlock(AdaptiveComputationBlock):
     ``-log p(N)`` adds ``tau * N`` to the loss (up to a constant).
 
     * **Training** relaxes each ``z_l`` to a Concrete (relaxed Bernoulli) sample
-      ``z~_l`` of temperature ``temperature`` (``tfp.distributions.RelaxedBernoulli``,
-      reparameterized). The halting weights ``w_n = z~_n * prod_{k<n} (1 - z~_k)``
+      ``z~_l = sigmoid((logit_l + L) / temperature)`` with logistic noise ``L``
+      (reparameterized; the sampling path of ``tfp.distributions.RelaxedBernoulli``). The halting weights ``w_n = z~_n * prod_{k<n} (1 - z~_k)``
       sum to 1; the output is ``sum_n w_n x_n``, and ``tau * mean(sum_n n w_n)``,
       the relaxed ``N``, is added through ``add_loss`` in float32. Every unit runs.
     * **Inference** is deterministic: ``z_l = [h_l > 1/2]``, the most probable
@@ -486,12 +486,19 @@ class ProbabilisticAdaptiveComputationBlock(AdaptiveComputationBlock):
         self.seed_generator = keras.random.SeedGenerator(seed)
 
     def _halting_sample(self, logit, training):
-        """A relaxed sample of ``z`` in training, else ``[logit > 0]``, in the logit's dtype."""
+        """A relaxed sample of ``z`` in training, else ``[logit > 0]``, in the logit's dtype.
+
+        The Concrete sample is ``sigmoid(y)`` with ``y ~ Logistic(logit / temperature,
+        1 / temperature)``, which is how ``tfp.distributions.RelaxedBernoulli`` samples; the
+        sigmoid is applied here because the bijector's ``exp`` overflows for large ``|y|``
+        and its gradient is then NaN.
+        """
         if not training:
             return ops.cast(logit > 0, logit.dtype)
         seed = tf.cast(self.seed_generator.next(), tf.int32)
-        return tfd.RelaxedBernoulli(ops.cast(self.temperature, logit.dtype),
-                                    logits=logit).sample(seed=seed)
+        temperature = ops.cast(self.temperature, logit.dtype)
+        relaxed_logit = tfd.Logistic(logit / temperature, 1 / temperature).sample(seed=seed)
+        return ops.sigmoid(relaxed_logit)
 
     def call(self, inputs, training=False, return_ponder=False):
         stats_dtype = self._stats_dtype()
