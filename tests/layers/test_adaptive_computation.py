@@ -306,10 +306,11 @@ def test_pact_inference_equals_numpy_reference_of_the_deterministic_rule(dtype, 
 
 @pytest.mark.parametrize("mode", MODES)
 def test_pact_training_samples_concrete_halting_with_the_right_probability(mode):
-    # Two Dense units on vectors: w_1 = z~_1, w_2 = 1 - z~_1. For a binary Concrete sample,
-    # P(z~ > 1/2) = sigmoid(logit) = h_1 exactly, at any temperature.
+    # Three Dense units on vectors. For a binary Concrete sample P(z~ > 1/2) = sigmoid(logit)
+    # = h_1 exactly, at any temperature. The residual masks are r_1 = 1 - z~_1 = 1 - w_1 and
+    # r_2 = (1 - z~_1)(1 - z~_2) = w_3.
     n = 4000
-    units = [keras.layers.Dense(3, dtype="float64"), keras.layers.Dense(3, dtype="float64")]
+    units = [keras.layers.Dense(3, dtype="float64") for _ in range(3)]
     block = ProbabilisticAdaptiveComputationBlock(units, variant="act", tau=0.3, temperature=0.7,
                                                   halting_bias_initializer=0.0, seed=1,
                                                   dtype="float64")
@@ -317,17 +318,18 @@ def test_pact_training_samples_concrete_halting_with_the_right_probability(mode)
     block.build(x.shape)
     out, stats = run_in_mode(lambda t: block(t, training=True, return_ponder=True), mode,
                              tf.constant(x))
-    x1 = x + units[0](x).numpy()
-    x2 = x1 + units[1](x1).numpy()
-    h1 = 1 / (1 + np.exp(-(block.halting_global[0](x1[:1]).numpy()[0, 0])))
     w = stats["halting_distribution"].numpy()
+    x1 = x + units[0](x).numpy()
+    x2 = x1 + (1 - w[:, :1]) * units[1](x1).numpy()
+    x3 = x2 + w[:, 2:] * units[2](x2).numpy()
+    h1 = 1 / (1 + np.exp(-(block.halting_global[0](x1[:1]).numpy()[0, 0])))
     assert 0.01 < h1 < 0.99
     assert abs(np.mean(w[:, 0] > 0.5) - h1) < 5 * np.sqrt(h1 * (1 - h1) / n)
     assert len(np.unique(w[:, 0])) > n // 2  # relaxed, not hard, samples
     np.testing.assert_allclose(w.sum(-1), 1.0, rtol=1e-12)
-    np.testing.assert_allclose(stats["ponder_cost"].numpy(), w[:, 0] + 2 * w[:, 1], rtol=1e-12)
-    np.testing.assert_allclose(out.numpy(), w[:, :1] * x1 + w[:, 1:] * x2, rtol=1e-10, atol=1e-12)
-    np.testing.assert_array_equal(stats["num_units"].numpy(), 2)
+    np.testing.assert_allclose(stats["ponder_cost"].numpy(), w @ [1.0, 2.0, 3.0], rtol=1e-12)
+    np.testing.assert_allclose(out.numpy(), x3, rtol=1e-10, atol=1e-12)
+    np.testing.assert_array_equal(stats["num_units"].numpy(), 3)
 
 
 def test_pact_ponder_loss_rewards_halting_and_the_block_round_trips(tmp_path):

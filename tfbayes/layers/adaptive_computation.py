@@ -441,8 +441,10 @@ class ProbabilisticAdaptiveComputationBlock(AdaptiveComputationBlock):
 
     * **Training** relaxes each ``z_l`` to a Concrete (relaxed Bernoulli) sample
       ``z~_l = sigmoid((logit_l + L) / temperature)`` with logistic noise ``L``
-      (reparameterized; the sampling path of ``tfp.distributions.RelaxedBernoulli``). The halting weights ``w_n = z~_n * prod_{k<n} (1 - z~_k)``
-      sum to 1; the output is ``sum_n w_n x_n``, and ``tau * mean(sum_n n w_n)``,
+      (reparameterized; the sampling path of ``tfp.distributions.RelaxedBernoulli``).
+      The residual mask relaxes with it: ``x_l = x_{l-1} + r_{l-1} F_l(x_{l-1})`` with
+      ``r_l = prod_{k<=l} (1 - z~_k)`` (``r_0 = 1``), and the output is ``x_L``. The
+      halting weights ``w_n = z~_n r_{n-1}`` sum to 1 and ``tau * mean(sum_n n w_n)``,
       the relaxed ``N``, is added through ``add_loss`` in float32. Every unit runs.
     * **Inference** is deterministic: ``z_l = [h_l > 1/2]``, the most probable
       value. Halted positions (SACT) or examples (ACT) are frozen by the residual
@@ -510,12 +512,12 @@ class ProbabilisticAdaptiveComputationBlock(AdaptiveComputationBlock):
         ponder = ops.zeros(map_shape, stats_dtype)
         num_units = ops.zeros(map_shape, "int32")
         always = ops.ones(map_shape, "bool")
-        output = 0
         distribution = []
         flops = 0
         for index in range(self.num_units):
             active = always if training else running > 0
-            state = self._run_unit(index, state, active, training)
+            # the residual mask is the (relaxed) indicator of still running
+            state = self._run_unit(index, state, running if training else active, training)
             if return_ponder:
                 flops = flops + self._active_flops(index, input_shape, active)
             if index < self.num_units - 1:
@@ -526,13 +528,10 @@ class ProbabilisticAdaptiveComputationBlock(AdaptiveComputationBlock):
             running = running * (1 - halt)
             ponder = ponder + (index + 1) * weight
             num_units = num_units + ops.cast(active, "int32")
-            if training:
-                output = output + self._expand(weight, state) * state
             distribution.append(weight)
         if self.tau > 0:
             self.add_loss(self.tau * ops.mean(ops.cast(ponder, "float32")))
-        if not training:
-            output = state  # halted positions were frozen at their halting state
+        output = state  # halted positions were frozen (softly in training) at their halting state
         if not return_ponder:
             return output
         stats = {"ponder_cost": ponder, "num_units": num_units,
