@@ -11,3 +11,7 @@ from tfbayes.layers.sparse_vd_gru import SparseVDGRU, SparseVDGRUCell
 from tfbayes.layers.sparse_vd_rnn import SparseVDRNN, SparseVDRNNCell
 from tfbayes.layers.shared_noise import SharedNoiseRNNCell
 from tfbayes.layers.trip_prior import TRIPPrior
+from tfbayes.layers.adaptive_computation import (AdaptiveComputationBlock,
+                                                ProbabilisticAdaptiveComputationBlock, ResidualUnit)
+from tfbayes.layers.perforated_conv import (PerforatedConv2D, estimate_impact, perforate,
+                                          perforated_layers, perforation_mask)
