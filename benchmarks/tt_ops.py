@@ -318,7 +318,9 @@ def main():
   })
   # Rows measured now replace the same (size, op, mode) of earlier runs.
   previous = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-  key = lambda row: (row["size"], row["op"], row["mode"])
+  def key(row):
+    return row["size"], row["op"], row["mode"]
+
   new = {key(row): row for row in result["rows"]}
   old_rows = previous.get("rows", [])
   result["rows"] = [new.pop(key(row), row) for row in old_rows] + list(

@@ -47,7 +47,7 @@ import keras  # noqa: E402
 from sklearn import datasets as sk_datasets  # noqa: E402
 from sklearn.ensemble import RandomForestRegressor  # noqa: E402
 from sklearn.experimental import enable_iterative_imputer  # noqa: E402, F401
-from sklearn.impute import IterativeImputer, KNNImputer, SimpleImputer  # noqa: E402
+from sklearn.impute import IterativeImputer, KNNImputer  # noqa: E402
 
 from tfbayes.datasets import load_fashion_mnist  # noqa: E402
 from tfbayes.models import VAEAC, ImageHalfMask, ImageRectangleMask, MCARMask  # noqa: E402

@@ -18,7 +18,9 @@ def _mp_truncated_normal(mu, log_sigma):
     """Density of log theta, normalised by quadrature, with mpmath at 30 digits."""
     mpmath.mp.dps = 30
     mu, sigma = mpmath.mpf(mu), mpmath.exp(log_sigma)
-    pdf = lambda t: mpmath.npdf(t, mu, sigma)
+    def pdf(t):
+        return mpmath.npdf(t, mu, sigma)
+
     points = sorted({A, B} | {min(max(mu + k * sigma, A), B) for k in (-8, -2, 0, 2, 8)})
     z = mpmath.quad(pdf, points)
     return (lambda t: pdf(t) / z), points

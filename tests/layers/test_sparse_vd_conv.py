@@ -57,7 +57,9 @@ def test_conv2d_training_mean_and_variance_match_monte_carlo(dtype, mode):
     np.testing.assert_array_less(np.abs(mc.mean(0) - exact_mean[0]), 5 * np.sqrt(exact_var[0] / 400))
     np.testing.assert_array_less(np.abs(mc.var(0) - exact_var[0]), 5 * exact_var[0] * np.sqrt(2 / 399))
     # ...and the layer's samples have them.
-    call = lambda t: layer(t, training=True)
+    def call(t):
+        return layer(t, training=True)
+
     fn = call if mode == "eager" else tf.function(call, jit_compile=True)
     ours = fn(tf.constant(np.repeat(x, samples, 0))).numpy().astype(np.float64)
     np.testing.assert_array_less(np.abs(ours.mean(0) - exact_mean[0]),

@@ -8,7 +8,7 @@ import tensorflow as tf
 
 from tfbayes import sparsity
 from tfbayes.layers import SparseVDDense, SparseVDEmbedding, SparseVDLSTM, set_num_examples
-from tf_modes import MODES, run_in_mode
+from tf_modes import run_in_mode
 
 THRESHOLD = 3.0
 

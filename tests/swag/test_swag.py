@@ -6,7 +6,7 @@ import pytest
 import scipy.stats
 import tensorflow as tf
 
-from tfbayes.swag import SWA, SWAG, SWAGDiag, FlatWeights, swa_learning_rate, update_bn
+from tfbayes.swag import SWA, SWAG, SWAGDiag, FlatWeights, swa_learning_rate
 
 
 class Recorder(keras.callbacks.Callback):

@@ -152,7 +152,9 @@ def test_compiled_matches_eager(kind, jit_compile):
 
 def test_runtime_check_catches_representation_dependent_functions():
   _, x, _ = _problem("tensor", np.float64, 6)
-  core_sum = lambda z: tf.reduce_sum(z.tt_cores[0])
+  def core_sum(z):
+    return tf.reduce_sum(z.tt_cores[0])
+
   with pytest.raises(tf.errors.InvalidArgumentError,
                      match="different values for two TT representations"):
     t3f.gradients(core_sum, x)
