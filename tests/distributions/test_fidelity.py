@@ -232,3 +232,15 @@ def test_constructors_from_mean_and_variance():
     with tf.GradientTape() as tape:
         log_prob = gamma.log_prob(tf.constant(2.5, tf.float64))
     assert np.isfinite(tape.gradient(log_prob, mean_var))
+
+
+def test_gamma_samples_at_and_below_zero_concentration_as_tfp():
+    # a = 0 is the point mass at 0; a < 0 is no distribution: NaN, as TFP's sampler.
+    concentration = tf.constant([0.0, 2.0, -0.001, -1.0, np.nan])
+    dist = Gamma(concentration, 1.0)
+    log_z = dist.log_sample(4, seed=(1, 2)).numpy()
+    assert np.all(log_z[:, 0] == -np.inf) and np.all(np.isfinite(log_z[:, 1]))
+    assert np.all(np.isnan(log_z[:, 2:]))
+    z = dist.sample(4, seed=(1, 2)).numpy()
+    np.testing.assert_array_equal(z[:, 0], 0.0)
+    np.testing.assert_array_equal(np.exp(log_z[:, 1]), z[:, 1])

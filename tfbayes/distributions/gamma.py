@@ -88,7 +88,13 @@ def _marsaglia_tsang_log_sample(concentration, seed):
     log_x = tf.math.log(d) + log_v
     u = tf.random.stateless_uniform(tf.shape(d), boost_seed, dtype=dtype, alg="philox")
     log_u = tf.math.log1p(-u)  # log of a uniform in (0, 1]
-    return tf.reshape(tf.where(boost, log_x + log_u / concentration, log_x), shape)
+    log_x = tf.where(boost, log_x + log_u / concentration, log_x)
+    # Outside the support of the parameter, as TFP: a = 0 is the point mass at
+    # x = 0 (log x = -inf), and a < 0 (or NaN) gives NaN.
+    log_x = tf.where(concentration > 0.0, log_x,
+                     tf.where(tf.equal(concentration, 0.0), tf.constant(-np.inf, dtype),
+                              tf.constant(np.nan, dtype)))
+    return tf.reshape(log_x, shape)
 
 
 def _marsaglia_tsang_proposal(params, seed):
