@@ -140,6 +140,9 @@ class LogSpaceSampleMixin(DistributionChecksMixin):
     implements ``_log_sample_n``; ``_sample_n`` is ``exp`` of it, so ``sample``
     and ``log_sample`` with the same stateless seed give the same draws."""
 
+    # Plain TF ops: autograph need not convert it (converted, it was seen to pass
+    # the wrong arguments to ``_event_shape_tensor`` inside ``tf.function``).
+    @tf.autograph.experimental.do_not_convert
     def log_sample(self, sample_shape=(), seed=None, name="log_sample"):
         """Draws ``log`` of samples, finite even where the samples underflow.
 
