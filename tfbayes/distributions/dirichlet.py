@@ -10,12 +10,14 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tfbayes.distributions.gamma import (LogSpaceSampleMixin, assert_positive,
-                                         convert_float_parameters, positive_parameter,
-                                         sample_log_standard_gamma, undefined_where)
+from tfbayes.distributions.base import (LogSpaceSampleMixin, convert_float_parameters,
+                                        finite_checks, mode_where_defined,
+                                        parameter_assertions, positive_parameter,
+                                        require_parameters, times_exp)
+from tfbayes.distributions.gamma import sample_log_standard_gamma
 from tfbayes.distributions.incomplete_gamma import gamma_log_sample_grad
 
-__all__ = ["Dirichlet", "sample_log_dirichlet", "times_exp"]
+__all__ = ["Dirichlet", "sample_log_dirichlet"]
 
 
 def sample_log_dirichlet(shape, concentration, seed):
@@ -25,7 +27,7 @@ def sample_log_dirichlet(shape, concentration, seed):
       shape: 1-D int shape of the output, ending in the event size ``k``;
         ``concentration`` (``[..., k]``) broadcasts to it.
       concentration: float tensor, positive.
-      seed: stateless seed (int or ``[2]`` int tensor).
+      seed: seed by TFP's policy (``base.sanitize_seed``).
 
     Returns:
       ``log g - logsumexp(log g, axis=-1)`` for ``log g`` from
@@ -72,16 +74,6 @@ def _normalization_vjp(gamma_grad, log_x, upstream):
     return upstream * others * gamma_grad - x_times_grad * upstream_others
 
 
-def times_exp(value, log_factor):
-    """``value * exp(log_factor)``, non-zero wherever the product is representable.
-
-    Formed as ``sign(value) exp(log_factor + log|value|)``, so a factor that
-    underflows on its own (``exp(log_factor) = 0``) still scales a large
-    ``value`` to a finite, non-zero result. Shapes broadcast; ``O(1)`` per element.
-    """
-    return tf.sign(value) * tf.exp(log_factor + tf.math.log(tf.abs(value)))
-
-
 def _leave_one_out_sum(log_x):
     """``sum_{i != j} x_i`` for every ``j``, at full relative accuracy, from ``log x``.
 
@@ -111,29 +103,42 @@ class Dirichlet(LogSpaceSampleMixin, tfp.distributions.AutoCompositeTensorDistri
 
     Args:
       concentration: float tensor of shape ``batch_shape + [k]``, positive.
-      validate_args: check that ``concentration`` is positive
-        (``InvalidArgumentError`` naming it) and that ``log_prob`` inputs lie in
-        ``[0, 1]``.
+      validate_args: check that ``concentration`` is positive and finite
+        (``InvalidArgumentError`` naming it, with TFP's messages) and that
+        ``log_prob`` inputs lie on the simplex: non-negative, summing to 1
+        along the last axis (within ``10 eps``, as ``tf.debugging.assert_near``).
       allow_nan_stats: if ``False``, ``mode`` raises where it is undefined.
+      force_probs_to_zero_outside_support: if ``True``, ``log_prob(x) = -inf``
+        off the simplex (a negative entry, or a sum further than ``10 eps``
+        from 1), as in TFP.
       name: name scope.
 
+    Seeds follow TFP's policy (``base.sanitize_seed``).
+
     Raises:
-      ValueError: if ``concentration`` is a scalar, or ``log_prob`` gets an
-        event size other than ``k``.
-      TypeError: if ``concentration`` has an integer dtype.
+      ValueError: if ``concentration`` is a scalar or has event size 1, or
+        ``log_prob`` gets a value whose shape does not broadcast.
+      TypeError: if ``concentration`` is ``None`` or has an integer dtype.
 
     Cost of ``sample(n)``: ``n * batch_size * k`` Gamma draws.
     """
 
     def __init__(self, concentration, validate_args=False, allow_nan_stats=True,
-                 name="Dirichlet"):
+                 force_probs_to_zero_outside_support=False, name="Dirichlet"):
         parameters = dict(locals())
+        require_parameters("Dirichlet", concentration=concentration)
         with tf.name_scope(name) as name:
             dtype, params = convert_float_parameters("Dirichlet", concentration=concentration)
             self._concentration = params["concentration"]
-            if self._concentration.shape.rank == 0:
-                raise ValueError("Dirichlet: `concentration` must have at least one axis (the "
-                                 "event axis of size k); got a scalar.")
+            self._force_probs_to_zero_outside_support = force_probs_to_zero_outside_support
+            shape = tf.TensorShape(self._concentration.shape)
+            if shape.rank == 0:
+                raise ValueError("Argument `concentration` must have rank at least 1. "
+                                 "(Dirichlet: `concentration` needs the event axis of size k; "
+                                 "got a scalar.)")
+            if shape.rank is not None and shape[-1] is not None and shape[-1] < 2:
+                raise ValueError("Argument `concentration` must have `event_size` at least 2. "
+                                 f"(Dirichlet: got shape {shape}.)")
             super().__init__(
                 dtype=dtype, validate_args=validate_args, allow_nan_stats=allow_nan_stats,
                 reparameterization_type=tfp.distributions.FULLY_REPARAMETERIZED,
@@ -148,6 +153,11 @@ class Dirichlet(LogSpaceSampleMixin, tfp.distributions.AutoCompositeTensorDistri
         """Concentration ``a``, shape ``batch_shape + [k]``."""
         return self._concentration
 
+    @property
+    def force_probs_to_zero_outside_support(self):
+        """Whether ``log_prob`` is ``-inf`` (rather than the formula) off the simplex."""
+        return self._force_probs_to_zero_outside_support
+
     def _event_shape_tensor(self):
         return tf.shape(self._concentration)[-1:]
 
@@ -160,10 +170,16 @@ class Dirichlet(LogSpaceSampleMixin, tfp.distributions.AutoCompositeTensorDistri
         return sample_log_dirichlet(shape, concentration, seed)
 
     def _log_prob(self, x):
+        x = self._check_value(x)
         concentration = tf.convert_to_tensor(self._concentration)
-        _check_event_size(x, concentration)
-        return (tf.reduce_sum(tf.math.xlogy(concentration - 1.0, x), axis=-1)
-                - tf.math.lbeta(concentration))
+        log_prob = (tf.reduce_sum(tf.math.xlogy(concentration - 1.0, x), axis=-1)
+                    - tf.math.lbeta(concentration))
+        if self._force_probs_to_zero_outside_support:
+            eps = np.finfo(x.dtype.as_numpy_dtype).eps
+            on_simplex = (tf.reduce_all(x >= 0.0, axis=-1)
+                          & (tf.abs(tf.reduce_sum(x, axis=-1) - 1.0) < 10.0 * eps))
+            return tf.where(on_simplex, log_prob, tf.constant(-np.inf, log_prob.dtype))
+        return log_prob
 
     def _total(self):
         return tf.reduce_sum(self._concentration, axis=-1, keepdims=True)
@@ -186,9 +202,9 @@ class Dirichlet(LogSpaceSampleMixin, tfp.distributions.AutoCompositeTensorDistri
         concentration = tf.convert_to_tensor(self._concentration)
         k = tf.cast(tf.shape(concentration)[-1], self.dtype)
         mode = (concentration - 1.0) / (self._total() - k)
-        undefined = tf.reduce_any(concentration <= 1.0, axis=-1, keepdims=True)
-        return undefined_where(self, undefined, mode,
-                               "Dirichlet mode is undefined where any `concentration` <= 1.")
+        defined = tf.reduce_all(concentration > 1.0, axis=-1, keepdims=True)
+        return mode_where_defined(self, mode, defined, [
+            (concentration, "Mode undefined when any concentration <= 1")])
 
     def _entropy(self):
         concentration = tf.convert_to_tensor(self._concentration)
@@ -201,24 +217,22 @@ class Dirichlet(LogSpaceSampleMixin, tfp.distributions.AutoCompositeTensorDistri
         return tfp.bijectors.SoftmaxCentered(validate_args=self.validate_args)
 
     def _parameter_control_dependencies(self, is_init):
-        return assert_positive(self.validate_args, is_init,
-                               {"concentration": self._concentration})
+        assertions = []
+        unknown_rank = tf.TensorShape(self._concentration.shape).rank is None
+        if is_init and self.validate_args and unknown_rank:
+            assertions.append(tf.debugging.assert_rank_at_least(
+                self._concentration, 1,
+                message="Argument `concentration` must have rank at least 1."))
+        return assertions + parameter_assertions(self.validate_args, is_init, [
+            (self._concentration, "positive", "Argument `concentration` must be positive.")]
+            + finite_checks("Dirichlet", concentration=self._concentration))
 
     def _sample_control_dependencies(self, x):
         if not self.validate_args:
             return []
-        return [tf.debugging.assert_non_negative(x, message="Dirichlet: `x` must be >= 0."),
-                tf.debugging.assert_less_equal(x, tf.ones([], x.dtype),
-                                               message="Dirichlet: `x` must be <= 1.")]
-
-
-def _check_event_size(x, concentration):
-    """Raises ``ValueError`` if ``x`` statically has the wrong event size."""
-    k = tf.compat.dimension_value(concentration.shape[-1])
-    x_size = tf.compat.dimension_value(x.shape[-1]) if x.shape.rank else None
-    if x.shape.rank == 0 or (x_size is not None and k is not None and x_size != k):
-        raise ValueError(f"Dirichlet: `x` must have event size k={k} in its last axis; got "
-                         f"shape {x.shape}.")
+        return [tf.debugging.assert_non_negative(x, message="Samples must be non-negative."),
+                tf.debugging.assert_near(tf.ones([], x.dtype), tf.reduce_sum(x, axis=-1),
+                                         message="Sample last-dimension must sum to `1`.")]
 
 
 @tfp.distributions.RegisterKL(Dirichlet, Dirichlet)

@@ -13,19 +13,21 @@ The gradient with respect to the concentration is the implicit one,
 computed by ``incomplete_gamma.gamma_log_sample_grad`` from ``log x``; the
 rate enters as ``log z = log x - log rate`` and is differentiated by autodiff.
 
-This module also holds what ``Beta`` and ``Dirichlet`` share with ``Gamma``:
-the parameter conversion with its dtype and shape checks, and the
-``log_sample`` method.
+Seeds follow TFP's policy (``base.sanitize_seed``): an int or ``None`` is
+stateful, a ``[2]`` int tensor (or pair) is stateless.
 """
 import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from tfbayes.distributions.base import (LogSpaceSampleMixin, convert_float_parameters,
+                                        derive_seed, finite_checks, mode_where_defined,
+                                        parameter_assertions, positive_parameter,
+                                        require_parameters, sanitize_seed)
 from tfbayes.distributions.incomplete_gamma import gamma_log_sample_grad
 from tfbayes.distributions.rejection import rejection_sample
 
-__all__ = ["Gamma", "sample_log_standard_gamma", "sanitize_seed", "derive_seed",
-           "LogSpaceSampleMixin"]
+__all__ = ["Gamma", "sample_log_standard_gamma"]
 
 MAX_REJECTION_ROUNDS = 50
 # Retries on 3 compacted buffers of 1/8 the size each (more than 95% accept).
@@ -38,8 +40,8 @@ def sample_log_standard_gamma(shape, concentration, seed):
     Args:
       shape: 1-D int shape of the output; ``concentration`` broadcasts to it.
       concentration: float tensor ``a > 0``.
-      seed: stateless seed, an int or a ``[2]`` int tensor
-        (``tfp.random.sanitize_seed`` semantics).
+      seed: ``None`` or an int (stateful), or a ``[2]`` int tensor or pair
+        (stateless): TFP's policy, see ``base.sanitize_seed``.
 
     Returns:
       Float tensor of ``shape``: ``log x``. Its gradient with respect to
@@ -54,7 +56,7 @@ def sample_log_standard_gamma(shape, concentration, seed):
     """
     with tf.name_scope("sample_log_standard_gamma"):
         concentration = tf.broadcast_to(tf.convert_to_tensor(concentration), shape)
-        seed = sanitize_seed(seed)
+        seed = sanitize_seed(seed, salt="tfbayes_gamma")
         log_x = _marsaglia_tsang_log_sample(tf.stop_gradient(concentration), seed)
         return _attach_log_gamma_gradient(concentration, log_x)
 
@@ -65,35 +67,6 @@ def _attach_log_gamma_gradient(concentration, log_x):
         return upstream * gamma_log_sample_grad(concentration, log_x), None
 
     return tf.identity(log_x), grad
-
-
-def sanitize_seed(seed):
-    """A ``[2]`` int32 stateless seed from an int, an int tensor, or ``None``.
-
-    ``None`` draws a fresh seed (stateful, like TFP). An int ``s``, or a
-    scalar int tensor, maps to ``[0, s]`` hashed by one Philox fold-in; a
-    ``[2]`` int tensor is used as is. A seed gives the same draws eagerly and
-    in ``tf.function``; XLA lowers the stateless kernels inside a
-    ``while_loop`` differently, so under ``jit_compile`` the draws are
-    deterministic and equally distributed but not the same numbers.
-    """
-    if seed is None:
-        return tfp.random.sanitize_seed(None)
-    if isinstance(seed, int):
-        seed = seed % 2**31
-    seed = tf.convert_to_tensor(seed)
-    if not seed.dtype.is_integer or seed.shape.rank not in (0, 1) or (
-            seed.shape.rank == 1 and seed.shape != [2]):
-        raise ValueError("`seed` must be an int, a scalar int tensor or a [2] int tensor; got "
-                         f"{seed!r}.")
-    if seed.shape.rank == 0:
-        return derive_seed(tf.stack([0, tf.cast(seed, tf.int32)]), 0x7FB0)
-    return tf.cast(seed, tf.int32)
-
-
-def derive_seed(seed, index):
-    """The ``index``-th child of a ``[2]`` stateless seed (a Philox fold-in)."""
-    return tf.random.experimental.stateless_fold_in(seed, index, alg="philox")
 
 
 def _marsaglia_tsang_log_sample(concentration, seed):
@@ -115,7 +88,13 @@ def _marsaglia_tsang_log_sample(concentration, seed):
     log_x = tf.math.log(d) + log_v
     u = tf.random.stateless_uniform(tf.shape(d), boost_seed, dtype=dtype, alg="philox")
     log_u = tf.math.log1p(-u)  # log of a uniform in (0, 1]
-    return tf.reshape(tf.where(boost, log_x + log_u / concentration, log_x), shape)
+    log_x = tf.where(boost, log_x + log_u / concentration, log_x)
+    # Outside the support of the parameter, as TFP: a = 0 is the point mass at
+    # x = 0 (log x = -inf), and a < 0 (or NaN) gives NaN.
+    log_x = tf.where(concentration > 0.0, log_x,
+                     tf.where(tf.equal(concentration, 0.0), tf.constant(-np.inf, dtype),
+                              tf.constant(np.nan, dtype)))
+    return tf.reshape(log_x, shape)
 
 
 def _marsaglia_tsang_proposal(params, seed):
@@ -135,102 +114,6 @@ def _marsaglia_tsang_proposal(params, seed):
     return log_v, accept
 
 
-def convert_float_parameters(class_name, **params):
-    """Converts named parameters to one float dtype, refusing integer tensors.
-
-    Returns ``(dtype, {name: tensor})``; ``None`` values pass through and
-    variables (anything with ``dtype`` that is not a plain tensor, e.g.
-    ``tf.Variable`` or ``tfp.util.TransformedVariable``) are kept as references
-    so that they are read, and differentiated, at each use. Python numbers and
-    lists are accepted, as in TFP; arrays, tensors and variables with an
-    integer dtype raise a ``TypeError`` naming the parameter, and so do
-    parameters of different float dtypes. Incompatible static shapes raise a
-    ``ValueError`` naming the parameters.
-    """
-    dtypes = {}
-    for name, value in params.items():
-        value_dtype = getattr(value, "dtype", None)
-        if value is None or value_dtype is None:
-            continue
-        value_dtype = tf.as_dtype(value_dtype)
-        if not value_dtype.is_floating:
-            raise TypeError(
-                f"{class_name}: `{name}` must be a floating-point tensor (float32 or float64), "
-                f"got dtype {value_dtype.name}. Cast it first, e.g. tf.cast({name}, tf.float32).")
-        dtypes[name] = value_dtype
-    if len(set(dtypes.values())) > 1:
-        given = ", ".join(f"`{n}`: {d.name}" for n, d in dtypes.items())
-        raise TypeError(f"{class_name}: parameters must share one float dtype; got {given}.")
-    dtype = next(iter(dtypes.values()), tf.float32)
-    converted = {}
-    for name, value in params.items():
-        if value is None or isinstance(value, (tf.Variable, tf.Module)):
-            converted[name] = value
-        else:
-            converted[name] = tf.convert_to_tensor(value, dtype=dtype, name=name)
-    _check_broadcastable(class_name, {n: v for n, v in converted.items() if v is not None})
-    return dtype, converted
-
-
-def _check_broadcastable(class_name, params):
-    shapes = {name: tf.TensorShape(value.shape) for name, value in params.items()}
-    shape = tf.TensorShape([])
-    for name, param_shape in shapes.items():
-        try:
-            shape = tf.broadcast_static_shape(shape, param_shape)
-        except ValueError:
-            given = ", ".join(f"`{n}`: {s}" for n, s in shapes.items())
-            raise ValueError(f"{class_name}: parameter shapes must broadcast against each "
-                             f"other; got {given}.") from None
-
-
-class LogSpaceSampleMixin:
-    """Adds ``log_sample`` to a distribution that implements ``_log_sample_n``.
-
-    ``_sample_n`` is then ``exp`` of it, so ``sample`` and ``log_sample`` with
-    the same seed give the same draws.
-    """
-
-    def log_sample(self, sample_shape=(), seed=None, name="log_sample"):
-        """Draws ``log`` of samples, finite even where the samples underflow.
-
-        Args:
-          sample_shape: int or 1-D int shape prepended to
-            ``batch_shape + event_shape``.
-          seed: stateless seed (int or ``[2]`` int tensor), as for ``sample``.
-          name: name scope.
-
-        Returns:
-          Float tensor of shape ``sample_shape + batch_shape + event_shape``,
-          equal to ``log(self.sample(sample_shape, seed))`` wherever that is
-          finite, and carrying the same implicit gradients.
-        """
-        with self._name_and_control_scope(name):
-            sample_shape = tf.reshape(tf.convert_to_tensor(sample_shape, tf.int32), [-1])
-            log_x = self._log_sample_n(tf.reduce_prod(sample_shape), seed)
-            return tf.reshape(log_x, tf.concat([sample_shape, tf.shape(log_x)[1:]], 0))
-
-    def _sample_n(self, n, seed=None):
-        return tf.exp(self._log_sample_n(n, seed))
-
-
-def positive_parameter(dtype, event_ndims=0, is_preferred=True):
-    """``ParameterProperties`` of a positive parameter: softplus-constrained above eps."""
-    eps = float(np.finfo(tf.as_dtype(dtype).as_numpy_dtype).eps)
-    return tfp.util.ParameterProperties(
-        event_ndims=event_ndims, is_preferred=is_preferred,
-        default_constraining_bijector_fn=lambda: tfp.bijectors.Softplus(low=eps))
-
-
-def assert_positive(validate_args, is_init, params):
-    """``validate_args`` assertions that each named parameter is positive."""
-    if not validate_args:
-        return []
-    return [tf.debugging.assert_positive(value, message=f"Argument `{name}` must be positive.")
-            for name, value in params.items()
-            if value is not None and is_init != isinstance(value, (tf.Variable, tf.Module))]
-
-
 class Gamma(LogSpaceSampleMixin, tfp.distributions.AutoCompositeTensorDistribution):
     """Gamma distribution with implicit reparameterization gradients.
 
@@ -246,11 +129,21 @@ class Gamma(LogSpaceSampleMixin, tfp.distributions.AutoCompositeTensorDistributi
       concentration: float tensor ``a > 0``, shape broadcasting with the rate.
       rate: float tensor ``b > 0``. Exactly one of ``rate`` / ``log_rate``.
       log_rate: float tensor ``log b``.
-      validate_args: check that parameters are positive (raising
-        ``InvalidArgumentError`` naming the parameter) and that inputs to
-        ``log_prob``/``cdf`` are non-negative.
+      validate_args: check that ``concentration`` and ``rate`` are positive
+        and every parameter finite (raising ``InvalidArgumentError`` naming the
+        parameter, with TFP's messages) and that inputs to ``log_prob``/``cdf``
+        are non-negative.
       allow_nan_stats: if ``False``, ``mode`` raises where it is undefined.
+      force_probs_to_zero_outside_support: if ``True``, ``log_prob(x) = -inf``
+        for ``x < 0`` (otherwise the density formula is evaluated there, as
+        in TFP).
       name: name scope.
+
+    Seeds: ``None`` or an int is stateful (a fresh draw at each call), a
+    ``[2]`` int tensor or pair is stateless (the same draws at each call), as
+    in TFP; see ``base.sanitize_seed``.
+
+    ``quantile(p)`` is ``P^{-1}(a, p) / b`` (``tfp.math.igammainv``).
 
     ``log_sample(sample_shape, seed)`` returns ``log z`` directly: at tiny
     concentrations the samples underflow (to exactly 0 in float32 below about
@@ -260,7 +153,7 @@ class Gamma(LogSpaceSampleMixin, tfp.distributions.AutoCompositeTensorDistributi
       ```python
       a = tf.Variable([0.5, 2.0])
       with tf.GradientTape() as tape:
-          z = Gamma(concentration=a, rate=1.0).sample(1000, seed=42)
+          z = Gamma(concentration=a, rate=1.0).sample(1000, seed=(1, 2))
           loss = tf.reduce_mean(z)
       tape.gradient(loss, a)  # ~ [1.0, 1.0], since E[z] = a / rate
       ```
@@ -271,21 +164,45 @@ class Gamma(LogSpaceSampleMixin, tfp.distributions.AutoCompositeTensorDistributi
     """
 
     def __init__(self, concentration, rate=None, log_rate=None, validate_args=False,
-                 allow_nan_stats=True, name="Gamma"):
+                 allow_nan_stats=True, force_probs_to_zero_outside_support=False,
+                 name="Gamma"):
         parameters = dict(locals())
         if (rate is None) == (log_rate is None):
             raise ValueError("Gamma: exactly one of `rate` and `log_rate` must be given; got "
                              f"rate={rate!r}, log_rate={log_rate!r}.")
+        require_parameters("Gamma", concentration=concentration)
         with tf.name_scope(name) as name:
             dtype, params = convert_float_parameters(
                 "Gamma", concentration=concentration, rate=rate, log_rate=log_rate)
             self._concentration = params["concentration"]
             self._rate = params["rate"]
             self._log_rate = params["log_rate"]
+            self._force_probs_to_zero_outside_support = force_probs_to_zero_outside_support
             super().__init__(
                 dtype=dtype, validate_args=validate_args, allow_nan_stats=allow_nan_stats,
                 reparameterization_type=tfp.distributions.FULLY_REPARAMETERIZED,
                 parameters=parameters, name=name)
+
+    @classmethod
+    def experimental_from_mean_variance(cls, mean, variance, **kwargs):
+        """The Gamma with this mean and variance: ``b = mean / variance``, ``a = mean b``.
+
+        Args:
+          mean: float tensor, positive.
+          variance: float tensor, positive, broadcasting with ``mean``.
+          **kwargs: passed to ``__init__`` (e.g. ``validate_args``).
+
+        Returns:
+          A ``Gamma`` whose parameters are ``tfp.util.DeferredTensor`` s of
+          ``mean``, so that a variable ``mean`` is read (and differentiated) at
+          each use, as in TFP.
+        """
+        dtype, params = convert_float_parameters("Gamma.experimental_from_mean_variance",
+                                                  mean=mean, variance=variance)
+        mean, variance = params["mean"], params["variance"]
+        rate = tfp.util.DeferredTensor(mean, lambda m: m / variance)
+        return cls(concentration=tfp.util.DeferredTensor(mean, lambda m: m * rate), rate=rate,
+                   **kwargs)
 
     @classmethod
     def _parameter_properties(cls, dtype, num_classes=None):
@@ -308,6 +225,11 @@ class Gamma(LogSpaceSampleMixin, tfp.distributions.AutoCompositeTensorDistributi
     def log_rate(self):
         """``log b``, or ``None`` if given as ``rate``."""
         return self._log_rate
+
+    @property
+    def force_probs_to_zero_outside_support(self):
+        """Whether ``log_prob`` is ``-inf`` (rather than the formula) for ``x < 0``."""
+        return self._force_probs_to_zero_outside_support
 
     def _rate_parameter(self):
         if self._rate is None:
@@ -333,14 +255,22 @@ class Gamma(LogSpaceSampleMixin, tfp.distributions.AutoCompositeTensorDistributi
         return sample_log_standard_gamma(shape, concentration, seed) - log_rate
 
     def _log_prob(self, x):
+        x = self._check_value(x)
         concentration = tf.convert_to_tensor(self._concentration)
         log_rate = self._log_rate_parameter()
-        return (tf.math.xlogy(concentration - 1.0, x) - tf.exp(log_rate) * x
-                + concentration * log_rate - tf.math.lgamma(concentration))
+        log_prob = (tf.math.xlogy(concentration - 1.0, x) - tf.exp(log_rate) * x
+                    + concentration * log_rate - tf.math.lgamma(concentration))
+        if self._force_probs_to_zero_outside_support:
+            return tf.where(x >= 0.0, log_prob, tf.constant(-np.inf, log_prob.dtype))
+        return log_prob
 
     def _cdf(self, x):
+        x = self._check_value(x)
         positive_x = tf.maximum(x, tf.zeros([], self.dtype))
         return tf.math.igamma(self._concentration, self._rate_parameter() * positive_x)
+
+    def _quantile(self, p):
+        return tfp.math.igammainv(self._concentration, p) / self._rate_parameter()
 
     def _mean(self):
         return self._concentration / self._rate_parameter()
@@ -354,8 +284,8 @@ class Gamma(LogSpaceSampleMixin, tfp.distributions.AutoCompositeTensorDistributi
     def _mode(self):
         concentration = tf.convert_to_tensor(self._concentration)
         mode = (concentration - 1.0) / self._rate_parameter()
-        return undefined_where(self, concentration <= 1.0, mode,
-                                "Gamma mode is undefined where `concentration` <= 1.")
+        return mode_where_defined(self, mode, concentration > 1.0, [
+            (concentration, "Mode not defined when any concentration <= 1.")])
 
     def _entropy(self):
         concentration = tf.convert_to_tensor(self._concentration)
@@ -366,22 +296,16 @@ class Gamma(LogSpaceSampleMixin, tfp.distributions.AutoCompositeTensorDistributi
         return tfp.bijectors.Softplus(validate_args=self.validate_args)
 
     def _parameter_control_dependencies(self, is_init):
-        return assert_positive(self.validate_args, is_init,
-                               {"concentration": self._concentration, "rate": self._rate})
+        return parameter_assertions(self.validate_args, is_init, [
+            (self._concentration, "positive", "Argument `concentration` must be positive."),
+            (self._rate, "positive", "Argument `rate` must be positive."),
+        ] + finite_checks("Gamma", concentration=self._concentration, rate=self._rate,
+                          log_rate=self._log_rate))
 
     def _sample_control_dependencies(self, x):
         if not self.validate_args:
             return []
-        return [tf.debugging.assert_non_negative(x, message="Gamma: `x` must be non-negative.")]
-
-
-def undefined_where(dist, undefined, value, message):
-    """NaN where ``undefined`` (or an assertion if ``allow_nan_stats=False``)."""
-    if dist.allow_nan_stats:
-        return tf.where(undefined, tf.constant(np.nan, value.dtype), value)
-    with tf.control_dependencies([tf.debugging.assert_equal(
-            tf.reduce_any(undefined), False, message=message)]):
-        return tf.identity(value)
+        return [tf.debugging.assert_non_negative(x, message="Sample must be non-negative.")]
 
 
 @tfp.distributions.RegisterKL(Gamma, Gamma)

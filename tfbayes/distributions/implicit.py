@@ -59,7 +59,8 @@ def implicit_reparameterization(sample, params, cdf=None, prob=None, standardize
         ``standardize``. Gradients are summed over broadcast axes as usual.
       cdf: callable ``(z, *params) -> F`` with ``F.shape == z.shape``.
       prob: optional callable ``(z, *params) -> q`` with ``q.shape == z.shape``,
-        the density matching ``cdf``. Ignored with ``standardize``.
+        the density matching ``cdf``; only with ``cdf`` (with ``standardize``
+        the Jacobian ``dS/dz`` plays its part, and passing ``prob`` is an error).
       standardize: callable ``(z, *params) -> eps`` with ``eps.shape == z.shape``.
       name: optional name scope.
 
@@ -69,7 +70,7 @@ def implicit_reparameterization(sample, params, cdf=None, prob=None, standardize
 
     Raises:
       ValueError: if not exactly one of ``cdf`` / ``standardize`` is given, if
-        ``params`` is empty, or if a function returns a tensor of the wrong
+        ``prob`` is given with ``standardize``, if ``params`` is empty, or if a function returns a tensor of the wrong
         shape.
       TypeError: if ``sample`` is not floating point, ``params`` is not a list
         or tuple, a parameter's dtype differs from the sample's, or
@@ -85,6 +86,11 @@ def implicit_reparameterization(sample, params, cdf=None, prob=None, standardize
         raise ValueError(
             "implicit_reparameterization: pass exactly one of `cdf` (univariate) and "
             f"`standardize` (multivariate); got cdf={cdf!r}, standardize={standardize!r}.")
+    if standardize is not None and prob is not None:
+        raise ValueError(
+            "implicit_reparameterization: `prob` is used only with `cdf`; with `standardize` "
+            "the Jacobian dS/dz takes its place, so pass prob=None; got "
+            f"prob={prob!r}.")
     for arg_name, fn in (("cdf", cdf), ("prob", prob), ("standardize", standardize)):
         if fn is not None and not callable(fn):
             raise TypeError(f"implicit_reparameterization: `{arg_name}` must be callable, "

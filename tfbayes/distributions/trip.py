@@ -36,6 +36,9 @@ from tensorflow_probability.python.internal import reparameterization
 from tensorflow_probability.python.internal import samplers
 from tensorflow_probability.python.internal import tensor_util
 
+from tfbayes.distributions.base import (DistributionChecksMixin, finite_checks,
+                                        parameter_assertions, require_parameters, sanitize_seed)
+
 __all__ = ["TRIP"]
 
 _HALF_LOG_TWO_PI = 0.5 * np.log(2.0 * np.pi)
@@ -164,7 +167,7 @@ def _static_trailing_shape(tensor, ndims, name):
     return trailing
 
 
-class TRIP(distribution.AutoCompositeTensorDistribution):
+class TRIP(DistributionChecksMixin, distribution.AutoCompositeTensorDistribution):
     """Tensor Ring Induced Prior: a tensor-ring-weighted mixture of d^m Gaussians.
 
     Event shape ``[m]``. The batch shape is the broadcast of the leading
@@ -193,9 +196,19 @@ class TRIP(distribution.AutoCompositeTensorDistribution):
       locs: float ``[..., m, d]``, Gaussian means ``mu[k, i]``.
       scales: float ``[..., m, d]``, positive standard deviations.
       cores: float ``[..., m, d, r, r]``, non-negative tensor-ring cores.
-      validate_args: if True, assert positive scales and non-negative cores.
+      validate_args: if True, assert finite parameters, positive scales,
+        non-negative cores and a positive normaliser ``Z`` (cores that are
+        all zero, or that multiply to a zero ring, give no distribution).
       allow_nan_stats: standard TFP flag.
       name: name scope.
+
+    Seeds follow TFP's policy (``base.sanitize_seed``): ``None`` or an int is
+    stateful (fresh draws at each call), a ``[2]`` int tensor or pair is
+    stateless (the same draws at each call).
+
+    Raises:
+      TypeError: if a parameter is ``None``.
+      ValueError: if the shapes do not match, or ``m``, ``d`` or ``r`` is 0.
 
     Example:
 
@@ -213,6 +226,7 @@ class TRIP(distribution.AutoCompositeTensorDistribution):
     def __init__(self, locs, scales, cores, validate_args=False, allow_nan_stats=True,
                  name="TRIP"):
         parameters = dict(locals())
+        require_parameters("TRIP", locs=locs, scales=scales, cores=cores)
         with tf.name_scope(name) as name:
             dtype = dtype_util.common_dtype([locs, scales, cores], dtype_hint=tf.float32)
             self._locs = tensor_util.convert_nonref_to_tensor(locs, dtype=dtype, name="locs")
@@ -228,6 +242,10 @@ class TRIP(distribution.AutoCompositeTensorDistribution):
                     f"[..., m, d, r, r]; got locs {self._locs.shape}, scales "
                     f"{self._scales.shape}, cores {self._cores.shape}.")
             self._num_dims, self._num_components, self._rank = m, d, cores_mdrr[2]
+            if min(m, d, cores_mdrr[2]) < 1:
+                raise ValueError(
+                    "TRIP: expected m >= 1 dimensions, d >= 1 components and rank r >= 1; "
+                    f"got m={m}, d={d}, r={cores_mdrr[2]} (cores of shape {self._cores.shape}).")
             super().__init__(
                 dtype=dtype,
                 reparameterization_type=reparameterization.NOT_REPARAMETERIZED,
@@ -286,15 +304,16 @@ class TRIP(distribution.AutoCompositeTensorDistribution):
         return identity_bijector.Identity(validate_args=self.validate_args)
 
     def _parameter_control_dependencies(self, is_init):
-        if not self.validate_args:
-            return []
-        assertions = []
-        if is_init != tensor_util.is_ref(self._scales):
-            assertions.append(assert_util.assert_positive(
-                self._scales, message="TRIP: argument `scales` must be positive."))
-        if is_init != tensor_util.is_ref(self._cores):
-            assertions.append(assert_util.assert_non_negative(
-                self._cores, message="TRIP: argument `cores` must be non-negative."))
+        assertions = parameter_assertions(self.validate_args, is_init, [
+            (self._scales, "positive", "TRIP: argument `scales` must be positive."),
+            (self._cores, "non_negative", "TRIP: argument `cores` must be non-negative."),
+        ] + finite_checks("TRIP", locs=self._locs, scales=self._scales, cores=self._cores))
+        if self.validate_args and is_init != tensor_util.is_ref(self._cores):
+            with tf.control_dependencies(assertions):
+                assertions.append(assert_util.assert_less(
+                    tf.constant(-np.inf, self.dtype), self.log_normalizer(),
+                    message="TRIP: argument `cores` must give a positive normaliser "
+                            "Z = Tr(S_1 ... S_m) (all-zero cores give none)."))
         return assertions
 
     def _check_values(self, x, name):
@@ -315,7 +334,7 @@ class TRIP(distribution.AutoCompositeTensorDistribution):
 
     def _sample_n(self, n, seed=None):
         """Exact ancestral sampling; see the class docstring for the cost."""
-        uniform_seed, normal_seed = samplers.split_seed(seed, salt="TRIP")
+        uniform_seed, normal_seed = samplers.split_seed(sanitize_seed(seed, salt="tfbayes_trip"))
         batch_shape = self.batch_shape_tensor()
         locs = tf.broadcast_to(self._locs, tf.concat([batch_shape, tf.shape(self._locs)[-2:]], 0))
         scales = tf.broadcast_to(self._scales,

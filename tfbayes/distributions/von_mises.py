@@ -19,7 +19,9 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tfbayes.distributions.gamma import convert_float_parameters, positive_parameter
+from tfbayes.distributions.base import (DistributionChecksMixin, convert_float_parameters,
+                                        finite_checks, parameter_assertions, positive_parameter,
+                                        require_parameters, sanitize_seed)
 from tfbayes.distributions.chunks import call_bucketed
 from tfbayes.distributions.rejection import rejection_sample
 from tfbayes.distributions.von_mises_numerics import von_mises_cdf, von_mises_sample_grad
@@ -123,8 +125,8 @@ def sample_standard_von_mises(shape, concentration, seed):
       concentration: float32/float64 tensor ``kappa >= 0`` (``kappa = 0`` is
         the uniform law on the circle; its gradient is then ``-sin z``, from
         ``dF/dkappa = sin(z) / (2 pi)`` and ``p = 1 / (2 pi)``).
-      seed: stateless seed, an int or a ``[2]`` int tensor
-        (``tfp.random.sanitize_seed`` semantics).
+      seed: ``None`` or an int (stateful), or a ``[2]`` int tensor or pair
+        (stateless): TFP's policy, see ``base.sanitize_seed``.
 
     Returns:
       Float tensor of ``shape`` with values in ``[-pi, pi]``; its gradient with
@@ -138,7 +140,7 @@ def sample_standard_von_mises(shape, concentration, seed):
     """
     with tf.name_scope("sample_standard_von_mises"):
         concentration = tf.convert_to_tensor(concentration)
-        seed = tfp.random.sanitize_seed(seed, salt="tfbayes_von_mises")
+        seed = sanitize_seed(seed, salt="tfbayes_von_mises")
         theta = _best_fisher(tf.broadcast_to(concentration, shape), seed)
         return _attach_implicit_gradient(tf.broadcast_to(concentration, shape), theta)
 
@@ -157,7 +159,7 @@ def _attach_implicit_gradient(concentration, theta):
     return tf.identity(theta), grad
 
 
-class VonMises(tfp.distributions.AutoCompositeTensorDistribution):
+class VonMises(DistributionChecksMixin, tfp.distributions.AutoCompositeTensorDistribution):
     """Von Mises distribution on the circle, with implicit reparameterization gradients.
 
     A drop-in for ``tfp.distributions.VonMises``: same parameters, shapes,
@@ -173,16 +175,20 @@ class VonMises(tfp.distributions.AutoCompositeTensorDistribution):
       loc: float tensor ``mu``, the circular mean.
       concentration: float tensor ``kappa >= 0``, broadcasting with ``loc``;
         ``kappa = 0`` is the uniform distribution on ``[-pi, pi]``, as in TFP.
-      validate_args: check that ``concentration`` is non-negative (raising
-        ``InvalidArgumentError`` naming it).
+      validate_args: check that ``concentration`` is non-negative and both
+        parameters finite (raising ``InvalidArgumentError`` naming them).
       allow_nan_stats: kept for the TFP interface; no statistic is undefined.
       name: name scope.
+
+    Seeds: ``None`` or an int is stateful (a fresh draw at each call), a
+    ``[2]`` int tensor or pair is stateless (the same draws at each call), as
+    in TFP; see ``base.sanitize_seed``.
 
     Example:
       ```python
       kappa = tf.Variable(4.0)
       with tf.GradientTape() as tape:
-          z = VonMises(loc=0.0, concentration=kappa).sample(10000, seed=1)
+          z = VonMises(loc=0.0, concentration=kappa).sample(10000, seed=(1, 2))
           loss = tf.reduce_mean(tf.cos(z))      # E cos z = I1(kappa) / I0(kappa)
       tape.gradient(loss, kappa)                # ~ d/dkappa I1/I0 = 0.038
       ```
@@ -195,6 +201,7 @@ class VonMises(tfp.distributions.AutoCompositeTensorDistribution):
     def __init__(self, loc, concentration, validate_args=False, allow_nan_stats=True,
                  name="VonMises"):
         parameters = dict(locals())
+        require_parameters("VonMises", loc=loc, concentration=concentration)
         with tf.name_scope(name) as name:
             dtype, params = convert_float_parameters("VonMises", loc=loc,
                                                      concentration=concentration)
@@ -235,11 +242,13 @@ class VonMises(tfp.distributions.AutoCompositeTensorDistribution):
         return z - (2.0 * np.pi) * tf.stop_gradient(tf.round(z / (2.0 * np.pi)))
 
     def _log_prob(self, x):
+        x = self._check_value(x)
         concentration = tf.convert_to_tensor(self._concentration)
         return (-2.0 * concentration * tf.square(tf.sin(0.5 * (x - self._loc)))
                 - tf.math.log(2.0 * np.pi * tf.math.bessel_i0e(concentration)))
 
     def _cdf(self, x):
+        x = self._check_value(x)
         return von_mises_cdf(x - self._loc, self._concentration)
 
     def _mean(self):
@@ -271,11 +280,10 @@ class VonMises(tfp.distributions.AutoCompositeTensorDistribution):
                                      validate_args=self.validate_args)
 
     def _parameter_control_dependencies(self, is_init):
-        if not self.validate_args or is_init == isinstance(self._concentration,
-                                                           (tf.Variable, tf.Module)):
-            return []
-        return [tf.debugging.assert_non_negative(
-            self._concentration, message="Argument `concentration` must be non-negative.")]
+        return parameter_assertions(self.validate_args, is_init, [
+            (self._concentration, "non_negative",
+             "Argument `concentration` must be non-negative.")]
+            + finite_checks("VonMises", loc=self._loc, concentration=self._concentration))
 
 
 @tfp.distributions.RegisterKL(VonMises, VonMises)

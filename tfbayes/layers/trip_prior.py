@@ -110,6 +110,10 @@ class TRIPPrior(keras.layers.Layer):
         self.core_initializer = keras.initializers.get(core_initializer)
 
     def build(self, input_shape):
+        if len(input_shape) == 0:
+            raise ValueError(
+                "TRIPPrior: expected latent codes of shape [..., m] (at least one axis); got "
+                f"input shape {tuple(input_shape)}.")
         num_dims = input_shape[-1]
         if num_dims is None:
             raise ValueError(
@@ -150,7 +154,7 @@ class TRIPPrior(keras.layers.Layer):
         noise breaks the symmetry of the ring. Cost O(n m d) per Lloyd step.
 
         Args:
-          codes: ``[n, m]`` array-like of latent codes (e.g. encoder means).
+          codes: ``[n, m]`` array-like of finite latent codes (e.g. encoder means).
           core_noise: non-negative float, log-normal jitter of the cores.
           seed: seed of that jitter.
         """
@@ -161,6 +165,10 @@ class TRIPPrior(keras.layers.Layer):
             raise ValueError(
                 f"TRIPPrior.initialize_from_data: `codes` must have shape [n, {self.num_dims}] "
                 f"with n >= 1; got shape {list(codes.shape)}.")
+        if not np.all(np.isfinite(codes)):
+            raise ValueError(
+                "TRIPPrior.initialize_from_data: `codes` must be finite; got "
+                f"{int(np.sum(~np.isfinite(codes)))} NaN or inf entries.")
         if core_noise < 0:
             raise ValueError(f"TRIPPrior.initialize_from_data: `core_noise` must be >= 0; "
                              f"got {core_noise!r}.")
