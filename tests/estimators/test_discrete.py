@@ -102,7 +102,7 @@ def test_against_enumeration(family, estimator):
     gradient, variance = reference()
     logits = tf.constant(logits, tf.float64)
     stats = est.gradient_variance(getattr(est, estimator), f, make(logits), SAMPLES, REPEATS,
-                                  seed=5, parameters=[logits])
+                                  seed=(0, 5), parameters=[logits])
     estimates = stats.estimates[0].numpy()
     mean = estimates.mean(0)
     assert np.all(np.abs(mean - gradient) <= 4 * np.sqrt(stats.variance[0].numpy() / REPEATS))
@@ -119,7 +119,7 @@ def test_measure_valued_independent_negatives_unbiased(family):
     gradient, _ = reference()
     logits = tf.constant(logits, tf.float64)
     stats = est.gradient_variance(est.measure_valued, f, make(logits), SAMPLES, REPEATS,
-                                  seed=6, parameters=[logits], coupled=False)
+                                  seed=(0, 6), parameters=[logits], coupled=False)
     mean = stats.mean[0].numpy()
     assert np.all(np.abs(mean - gradient) <= 4 * np.sqrt(stats.variance[0].numpy() / REPEATS))
 
@@ -135,7 +135,7 @@ def test_measure_valued_probs_parameterization():
                               * categorical_f(outcomes))
     exact_gradient = tape.gradient(exact, probs).numpy()
     stats = est.gradient_variance(est.measure_valued, categorical_f, tfd.Categorical(probs=probs),
-                                  SAMPLES, 100, seed=8, parameters=[probs])
+                                  SAMPLES, 100, seed=(0, 8), parameters=[probs])
     # d/dp_k of p_x / sum(p) at sum(p) = 1 is [x = k] - p_x: exactly c (p+ - p-).
     assert np.all(np.abs(stats.mean[0].numpy() - exact_gradient)
                   <= 4 * np.sqrt(stats.variance[0].numpy() / 100) + 1e-12)

@@ -107,7 +107,7 @@ def test_gradient_of_f_variables():
 
     for name, estimator in ESTIMATORS.items():
         with tf.GradientTape() as tape:
-            value = estimator(f, tfd.Normal(loc, 1.0), 20000, seed=9)
+            value = estimator(f, tfd.Normal(loc, 1.0), 20000, seed=(0, 9))
         # d/dw of w sum(x) + w^2 = sum(x) + 2 w; E sum(x) = 0.1, sd of sum(x) = sqrt(2).
         np.testing.assert_allclose(tape.gradient(value, weight).numpy(), 0.1 + 4.0,
                                    atol=5 * np.sqrt(2) / np.sqrt(20000), err_msg=name)
@@ -179,7 +179,7 @@ def test_pathwise_on_implicit_reparameterized():
     loc = tf.Variable(0.7, dtype=tf.float64)
     with tf.GradientTape() as tape:
         dist = tbd.ImplicitReparameterized(tfd.TruncatedNormal(loc, 1.0, -1.0, 3.0))
-        value = est.pathwise(lambda x: x, dist, 4, seed=1)
+        value = est.pathwise(lambda x: x, dist, 4, seed=(0, 1))
     assert np.isfinite(tape.gradient(value, loc).numpy())
 
 

@@ -95,7 +95,7 @@ def reference_variances():
 def test_reported_variance_matches_quadrature(estimator, reference_variances):
     params = [tf.constant(LOC), tf.constant(SCALE)]
     stats = est.gradient_variance(getattr(est, estimator), f, tfd.Normal(*params), SAMPLES,
-                                  REPEATS, seed=21, parameters=params)
+                                  REPEATS, seed=(0, 21), parameters=params)
     for k, (estimates, variance) in enumerate(zip(stats.estimates, stats.variance)):
         estimates = estimates.numpy()
         squared = (estimates - estimates.mean(0)) ** 2
@@ -108,7 +108,7 @@ def test_reported_variance_matches_quadrature(estimator, reference_variances):
 CV_REPEATS, CV_SAMPLES = 40, 50
 
 
-def _stats(estimator, case=NORMAL, seed=31, **options):
+def _stats(estimator, case=NORMAL, seed=(0, 31), **options):
     params = [tf.constant(p, tf.float64) for p in case.params]
     return est.gradient_variance(estimator, sum_of_functions(case), case.make(*params),
                                  CV_SAMPLES, CV_REPEATS, seed=seed, parameters=params, **options)
@@ -126,8 +126,10 @@ def test_delta_method_keeps_the_expectation(estimator, coefficient):
 
 def _section3_stats(scale, **options):
     params = [tf.constant(LOC), tf.constant(scale, tf.float64)]
-    return est.gradient_variance(est.score_function, f, tfd.Normal(*params), CV_SAMPLES, 100,
-                                 seed=3, parameters=params, **options)
+    # 400 repeats: the variance ratio at scale 0.5 is 0.16-0.20 (measured with three seeds), and
+    # with 100 repeats its estimate scatters past the 0.25 bound.
+    return est.gradient_variance(est.score_function, f, tfd.Normal(*params), CV_SAMPLES, 400,
+                                 seed=(0, 3), parameters=params, **options)
 
 
 def test_optimal_coefficient_lowers_the_score_function_variance():
@@ -166,7 +168,7 @@ def test_quadratic_f_is_exact_with_the_delta_method():
     loc, scale = tf.constant([0.3, -0.4], tf.float64), tf.constant([0.8, 1.6], tf.float64)
     stats = est.gradient_variance(
         est.score_function, lambda x: tf.reduce_sum((x - 0.2) ** 2, -1) + x[:, 0] * x[:, 1],
-        tfd.Normal(loc, scale), 5, 4, seed=2, parameters=[loc, scale], control_variate="delta")
+        tfd.Normal(loc, scale), 5, 4, seed=(0, 2), parameters=[loc, scale], control_variate="delta")
     for estimates, exact in zip(stats.estimates, [2 * (loc - 0.2) + loc[::-1], 2 * scale]):
         np.testing.assert_allclose(estimates.numpy(), np.broadcast_to(exact, (4, 2)), rtol=1e-10)
 
@@ -176,7 +178,7 @@ def test_delta_method_for_linear_and_constant_f():
     loc = tf.constant([0.3, -0.4], tf.float64)
     for f, exact in ((lambda x: 2.0 * x[:, 0] - x[:, 1], [2.0, -1.0]),
                      (lambda x: 0.0 * x[:, 0] + 1.5, [0.0, 0.0])):
-        stats = est.gradient_variance(est.score_function, f, tfd.Normal(loc, 1.0), 5, 3, seed=4,
+        stats = est.gradient_variance(est.score_function, f, tfd.Normal(loc, 1.0), 5, 3, seed=(0, 4),
                                       parameters=[loc], control_variate="delta")
         np.testing.assert_allclose(stats.estimates[0].numpy(), np.broadcast_to(exact, (3, 2)),
                                    atol=1e-12)

@@ -3,7 +3,7 @@ import collections
 
 import tensorflow as tf
 
-from tfbayes.distributions.gamma import derive_seed, sanitize_seed
+from tfbayes.distributions.base import derive_seed, sanitize_seed
 from tfbayes.estimators.parameters import distribution_parameters
 from tfbayes.estimators.validation import check_num_samples
 
@@ -30,7 +30,8 @@ def gradient_variance(estimator, f, dist, num_samples, num_repeats, seed=None,
       f, dist, num_samples, **options: passed to ``estimator``.
       num_repeats: Python int ``R >= 2``; the estimates are computed in one
         ``tf.map_fn`` over ``R`` seeds derived from ``seed``.
-      seed: stateless seed (int or ``[2]`` int tensor).
+      seed: as TFP's ``sample`` takes it: ``None`` or an int (stateful), or a
+        ``[2]`` int tensor (stateless: the same seed gives the same estimate).
       parameters: list of tensors / variables to differentiate; default the
         float tensors and variables ``dist`` is built from
         (``distribution_parameters``).
@@ -69,7 +70,7 @@ def gradient_variance(estimator, f, dist, num_samples, num_repeats, seed=None,
                           fn_output_signature=tf.int32)
         return tf.map_fn(one, seeds, fn_output_signature=[p.dtype for p in parameters])
 
-    estimates = repeats(sanitize_seed(seed))
+    estimates = repeats(sanitize_seed(seed, salt="gradient_variance"))
     mean = [tf.reduce_mean(e, axis=0) for e in estimates]
     variance = [tf.reduce_sum(tf.square(e - m), axis=0) / (num_repeats - 1.0)
                 for e, m in zip(estimates, mean)]

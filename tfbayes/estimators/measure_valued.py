@@ -21,7 +21,7 @@ discrete distributions are supported.
 """
 import tensorflow as tf
 
-from tfbayes.distributions.gamma import derive_seed, sanitize_seed
+from tfbayes.distributions.base import derive_seed, sanitize_seed
 from tfbayes.estimators.control_variates import surrogate
 from tfbayes.estimators.validation import check_distribution, check_num_samples, evaluate
 from tfbayes.estimators.weak_derivatives import weak_derivatives
@@ -41,7 +41,8 @@ def measure_valued(f, dist, num_samples, seed=None, coupled=True, control_variat
       dist: one of the families of ``weak_derivatives.SUPPORTED`` (TFP's or
         ``tfbayes.distributions.Gamma``), any batch shape, scalar events.
       num_samples: Python int ``N >= 1``.
-      seed: stateless seed (int or ``[2]`` int tensor); ``None`` draws one.
+      seed: as TFP's ``sample`` takes it: ``None`` or an int (stateful), or a
+        ``[2]`` int tensor (stateless: the same seed gives the same estimate).
       coupled: if True, the positive and negative draws share their random
         numbers (common random numbers; ``weak_derivatives`` says how per
         family), which usually lowers the variance.
@@ -63,7 +64,7 @@ def measure_valued(f, dist, num_samples, seed=None, coupled=True, control_variat
         raise ValueError(f"{_NAME}: `dist`: expected scalar events and a static batch shape, "
                          f"got event_shape {dist.event_shape}, batch_shape {dist.batch_shape}.")
     with tf.name_scope(name or _NAME):
-        seed = sanitize_seed(seed)
+        seed = sanitize_seed(seed, salt="measure_valued")
 
         def core(fn, n, core_seed):
             return _measure_valued_core(fn, dist, n, core_seed, coupled)

@@ -14,7 +14,7 @@ differentiable in ``x``.
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tfbayes.distributions.gamma import sanitize_seed
+from tfbayes.distributions.base import sanitize_seed
 from tfbayes.estimators.control_variates import surrogate
 from tfbayes.estimators.validation import check_distribution, check_num_samples, evaluate
 
@@ -33,7 +33,8 @@ def pathwise(f, dist, num_samples, seed=None, control_variate=None, coefficient=
       dist: a distribution whose ``reparameterization_type`` is
         ``FULLY_REPARAMETERIZED`` (every part of it, for a joint distribution).
       num_samples: Python int ``N >= 1``.
-      seed: stateless seed (int or ``[2]`` int tensor); ``None`` draws one.
+      seed: as TFP's ``sample`` takes it: ``None`` or an int (stateful), or a
+        ``[2]`` int tensor (stateless: the same seed gives the same estimate).
       control_variate, coefficient, num_coefficient_samples: as in
         ``score_function``; the control variate's pathwise gradient is taken
         on the same samples.
@@ -60,7 +61,7 @@ def pathwise(f, dist, num_samples, seed=None, control_variate=None, coefficient=
             "differentiable cdf in tfbayes.distributions.ImplicitReparameterized.")
     num_samples = check_num_samples(_NAME, num_samples)
     with tf.name_scope(name or _NAME):
-        seed = sanitize_seed(seed)
+        seed = sanitize_seed(seed, salt="pathwise")
 
         def core(fn, n, core_seed):
             values = evaluate(_NAME, fn, dist.sample(n, seed=core_seed), n)

@@ -10,7 +10,7 @@ needs nothing of ``f`` but its values.
 """
 import tensorflow as tf
 
-from tfbayes.distributions.gamma import sanitize_seed
+from tfbayes.distributions.base import sanitize_seed
 from tfbayes.estimators import baselines as baselines_lib
 from tfbayes.estimators.control_variates import surrogate
 from tfbayes.estimators.validation import (check_distribution, check_num_samples, evaluate,
@@ -35,8 +35,8 @@ def score_function(f, dist, num_samples, seed=None, baseline=None, control_varia
         ``log_prob`` differentiable in its parameters.
       num_samples: Python int ``N >= 1`` (``>= 2`` for the leave-one-out
         baseline).
-      seed: stateless seed (int or ``[2]`` int tensor, as TFP's ``sample``);
-        ``None`` draws a fresh one.
+      seed: as TFP's ``sample`` takes it: ``None`` or an int (stateful), or a
+        ``[2]`` int tensor (stateless: the same seed gives the same estimate).
       baseline: ``None``; ``"leave_one_out"``; a ``MovingAverageBaseline``,
         read before and updated after this estimate; or a callable ``b()``
         returning a scalar or ``[N]`` tensor that must not depend on the
@@ -72,7 +72,7 @@ def score_function(f, dist, num_samples, seed=None, baseline=None, control_varia
                                     " for baseline='leave_one_out'" if loo else "")
     baseline_fn = _baseline_function(baseline)
     with tf.name_scope(name or _NAME):
-        seed = sanitize_seed(seed)
+        seed = sanitize_seed(seed, salt="score_function")
 
         def core(fn, n, core_seed):
             x = tf.stop_gradient(dist.sample(n, seed=core_seed))
