@@ -164,8 +164,19 @@ def _per_example_brier(y_true, y_pred, from_logits=False):
     return ops.sum(ops.square(probs - one_hot), axis=-1)
 
 
+class _PerExampleMean(keras.metrics.MeanMetricWrapper):
+    """Streaming mean of a per-example score ``fn(y_true, y_pred, from_logits)``."""
+
+    def __init__(self, fn, from_logits, name, dtype):
+        super().__init__(fn, name=name, dtype=dtype, from_logits=from_logits)
+        self.from_logits = from_logits
+
+    def get_config(self):
+        return {"name": self.name, "dtype": self.dtype, "from_logits": self.from_logits}
+
+
 @keras.saving.register_keras_serializable(package="tfbayes")
-class NegativeLogLikelihood(keras.metrics.MeanMetricWrapper):
+class NegativeLogLikelihood(_PerExampleMean):
     """Streaming mean of :func:`negative_log_likelihood` (sparse or one-hot labels).
 
     Args:
@@ -173,15 +184,11 @@ class NegativeLogLikelihood(keras.metrics.MeanMetricWrapper):
     """
 
     def __init__(self, from_logits=False, name="nll", dtype=None):
-        super().__init__(_per_example_nll, name=name, dtype=dtype, from_logits=from_logits)
-        self.from_logits = from_logits
-
-    def get_config(self):
-        return {"name": self.name, "dtype": self.dtype, "from_logits": self.from_logits}
+        super().__init__(_per_example_nll, from_logits, name, dtype)
 
 
 @keras.saving.register_keras_serializable(package="tfbayes")
-class BrierScore(keras.metrics.MeanMetricWrapper):
+class BrierScore(_PerExampleMean):
     """Streaming mean of :func:`brier_score` (sparse or one-hot labels).
 
     Args:
@@ -189,11 +196,7 @@ class BrierScore(keras.metrics.MeanMetricWrapper):
     """
 
     def __init__(self, from_logits=False, name="brier", dtype=None):
-        super().__init__(_per_example_brier, name=name, dtype=dtype, from_logits=from_logits)
-        self.from_logits = from_logits
-
-    def get_config(self):
-        return {"name": self.name, "dtype": self.dtype, "from_logits": self.from_logits}
+        super().__init__(_per_example_brier, from_logits, name, dtype)
 
 
 @keras.saving.register_keras_serializable(package="tfbayes")
