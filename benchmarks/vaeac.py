@@ -143,12 +143,14 @@ def coverage_90(model, corrupted, truth, hidden, sizes, seed):
     return float(inside[scored].mean())
 
 
-def run_tables(quick, network, steps, save):
-    seeds = [0, 1] if quick else [0, 1, 2, 3, 4]
+def run_tables(quick, network, steps, save, names=None, num_seeds=5):
+    seeds = [0, 1] if quick else list(range(num_seeds))
     steps = 600 if quick else steps
     results = {"steps": steps, "seeds": seeds, "mcar_rate": 0.2, "network": network,
                "tables": {}}
     for name, (truth, sizes) in load_tables().items():
+        if names and name not in names:
+            continue
         per_method = {}
         for seed in seeds:
             rng = np.random.default_rng(seed)
@@ -245,6 +247,8 @@ def main():
     parser.add_argument("--depth", type=int, default=10, help="residual blocks (reference: 10)")
     parser.add_argument("--latent-dim", type=int, default=64, help="latent size (reference: 64)")
     parser.add_argument("--steps", type=int, default=4000, help="optimizer steps per table")
+    parser.add_argument("--tables", default="", help="comma-separated subset of the tables")
+    parser.add_argument("--seeds", type=int, default=5, help="number of mask seeds")
     args = parser.parse_args()
     network = dict(width=args.width, depth=args.depth, latent_dim=args.latent_dim)
     machine = dict(platform=platform.platform(), cpus=os.cpu_count(),
@@ -254,13 +258,20 @@ def main():
         key = part + ("_quick" if args.quick else "")
 
         def save(out):
+            # Re-read first: runs over different --tables may write the same file.
+            stored = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+            previous = stored.get(key, {})
             out["machine"] = dict(machine, load_average_1m_at_end=os.getloadavg()[0])
-            results[key] = out
+            if "tables" in out and "tables" in previous:
+                out["tables"] = {**previous["tables"], **out["tables"]}
+            stored[key] = out
+            results.update(stored)
             RESULTS.parent.mkdir(exist_ok=True)
-            RESULTS.write_text(json.dumps(results, indent=1))
+            RESULTS.write_text(json.dumps(stored, indent=1))
 
-        save(run_tables(args.quick, network, args.steps, save) if part == "tables"
-             else run_inpainting(args.quick))
+        names = [n for n in args.tables.split(",") if n]
+        save(run_tables(args.quick, network, args.steps, save, names, args.seeds)
+             if part == "tables" else run_inpainting(args.quick))
     print(json.dumps({k: results[k] for k in results}, indent=1)[:4000])
 
 
