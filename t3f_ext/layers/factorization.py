@@ -10,6 +10,7 @@ two contraction orders of ``tt_matmul`` so the cheaper one can be used.
 Everything here is plain Python over integers, run once at ``build`` time.
 """
 import math
+import numbers
 
 from t3f_ext import utils
 
@@ -222,6 +223,139 @@ def tt_matrix_num_params(row_dims, col_dims, ranks):
     return sum(ranks[k] * row_dims[k] * col_dims[k] * ranks[k + 1] for k in range(len(row_dims)))
 
 
+def tt_matmul_intermediate_size(row_dims, col_dims, ranks, right_to_left):
+    """Elements of the tensors ``contraction.dense_tt_matmul`` creates, per input row.
+
+    Each step makes one GEMM output and its transposed copy, both of
+    ``M_{<k} r_{k-1} N_{>=k}`` elements right to left (``N_{<=k} r_k M_{>k}``
+    left to right); one more transpose makes the ``N``-element output row
+    (right to left) or the ``M``-element input column (left to right). In
+    training they are kept for the backward pass.
+    """
+    total = 0
+    for k in range(len(row_dims)):
+        if right_to_left:
+            total += 2 * math.prod(row_dims[:k]) * ranks[k] * math.prod(col_dims[k:])
+        else:
+            total += 2 * math.prod(col_dims[:k + 1]) * ranks[k + 1] * math.prod(row_dims[k + 1:])
+    return total + (math.prod(col_dims) if right_to_left else math.prod(row_dims))
+
+
+def tt_full_flops(row_dims, col_dims, ranks):
+    """Multiply-add FLOPs of forming the ``M x N`` matrix from its cores (`t3f_ext.full`).
+
+    The cores are merged left to right; step ``k >= 2`` multiplies
+    ``[P_{<k}, r_{k-1}]`` by ``[r_{k-1}, m_k n_k r_k]`` with
+    ``P_{<k} = m_1 n_1 ... m_{k-1} n_{k-1}``: ``2 P_{<k} r_{k-1} m_k n_k r_k`` FLOPs.
+    """
+    total, prefix = 0, row_dims[0] * col_dims[0]
+    for k in range(1, len(row_dims)):
+        total += 2 * prefix * ranks[k] * row_dims[k] * col_dims[k] * ranks[k + 1]
+        prefix *= row_dims[k] * col_dims[k]
+    return total
+
+
+def tt_full_intermediate_size(row_dims, col_dims, ranks):
+    """Elements of the tensors `t3f_ext.full` creates: ``sum_{k>=2} P_{<=k} r_k``, plus the
+    ``M N`` of the transpose from interleaved ``(i_1 j_1 ... i_d j_d)`` to ``[M, N]``."""
+    total, prefix = 0, row_dims[0] * col_dims[0]
+    for k in range(1, len(row_dims)):
+        prefix *= row_dims[k] * col_dims[k]
+        total += prefix * ranks[k + 1]
+    return total + prefix
+
+
+def forward_costs(row_dims, col_dims, ranks, right_to_left, batch_size):
+    """FLOPs and intermediate elements of ``x @ W`` for ``batch_size`` rows, in both forms.
+
+    * factorized: ``B F_tt`` FLOPs (``tt_matmul_flops``) and ``B S_tt`` elements
+      (``tt_matmul_intermediate_size``);
+    * reconstructed: form ``W`` (``tt_full_flops``, ``tt_full_intermediate_size``),
+      then one GEMM: ``+ 2 B M N`` FLOPs and ``+ B N`` elements.
+
+    Returns ``{"factorized": {"flops": .., "memory": ..}, "reconstructed": {...}}``
+    (memory in elements).
+    """
+    in_dim, out_dim = math.prod(row_dims), math.prod(col_dims)
+    return {
+        "factorized": {
+            "flops": batch_size * tt_matmul_flops(row_dims, col_dims, ranks, right_to_left),
+            "memory": batch_size * tt_matmul_intermediate_size(row_dims, col_dims, ranks,
+                                                               right_to_left)},
+        "reconstructed": {
+            "flops": tt_full_flops(row_dims, col_dims, ranks) + 2 * batch_size * in_dim * out_dim,
+            "memory": tt_full_intermediate_size(row_dims, col_dims, ranks) + batch_size * out_dim},
+    }
+
+
+def reconstruct_threshold(row_dims, col_dims, ranks, right_to_left):
+    """The smallest batch from which the reconstructed form is cheaper, or None (never).
+
+    "Cheaper" means fewer FLOPs AND no more intermediate memory than the
+    factorized form (see ``forward_costs``). Both costs are affine in the batch
+    size ``B``, so each condition holds from one ``B`` on:
+    ``B (F_tt - 2 M N) > F_full`` and ``B (S_tt - N) >= S_full``.
+    """
+    in_dim, out_dim = math.prod(row_dims), math.prod(col_dims)
+    flops_slope = tt_matmul_flops(row_dims, col_dims, ranks, right_to_left) - 2 * in_dim * out_dim
+    memory_slope = (tt_matmul_intermediate_size(row_dims, col_dims, ranks, right_to_left)
+                    - out_dim)
+    if flops_slope <= 0 or memory_slope <= 0:
+        return None
+    by_flops = tt_full_flops(row_dims, col_dims, ranks) // flops_slope + 1
+    by_memory = -(-tt_full_intermediate_size(row_dims, col_dims, ranks) // memory_slope)
+    return max(by_flops, by_memory, 1)
+
+
+def is_rank_budget(tt_rank):
+    """Whether ``tt_rank`` is a (Python or NumPy) float: a fraction of the dense parameter count."""
+    return isinstance(tt_rank, numbers.Real) and not isinstance(tt_rank, numbers.Integral)
+
+
+def check_rank_budget(tt_rank):
+    """Validates a float ``tt_rank`` (a fraction of the dense parameters); returns it as a float.
+
+    Raises:
+      ValueError: naming ``tt_rank`` if it is not in ``(0, 1]`` (NaN included).
+    """
+    budget = float(tt_rank)
+    if not 0.0 < budget <= 1.0:
+        raise ValueError(f"`tt_rank` as a float is a fraction of the dense layer's parameters and "
+                         f"must be in (0, 1], got {tt_rank!r}.")
+    return budget
+
+
+def rank_for_budget(budget, row_dims, col_dims):
+    """The largest uniform TT-rank whose (capped) cores fit ``budget * M * N`` parameters.
+
+    The parameter count ``sum_k r_{k-1} m_k n_k r_k`` of the capped ranks
+    (``normalize_tt_ranks``) does not decrease with the rank, so a bisection
+    over ``1 .. sqrt(M N)`` (no unfolding has a larger rank) finds it.
+
+    Returns:
+      ``(rank, ranks)``: the int rank and the ``d + 1`` capped ranks, or
+      ``(None, None)`` when even rank 1 needs more parameters than the budget.
+    """
+    allowed = budget * math.prod(row_dims) * math.prod(col_dims)
+
+    def fits(rank):
+        ranks = normalize_tt_ranks(rank, row_dims, col_dims)
+        return tt_matrix_num_params(row_dims, col_dims, ranks) <= allowed
+
+    if not fits(1):
+        return None, None
+    low, high = 1, math.isqrt(math.prod(row_dims) * math.prod(col_dims)) + 1
+    while low < high:  # invariant: fits(low); the answer is < high + 1
+        middle = (low + high + 1) // 2
+        if fits(middle):
+            low = middle
+        else:
+            high = middle - 1
+    # Past the largest useful rank the capped ranks stop changing: report that one.
+    ranks = normalize_tt_ranks(low, row_dims, col_dims)
+    return min(low, max(ranks)), ranks
+
+
 def _orderings(factorization, dim, num_cores):
     """The given factorization as is, or each balanced one in ascending and descending order."""
     if factorization is not None:
@@ -235,6 +369,12 @@ def _orderings(factorization, dim, num_cores):
 def choose_tt_matrix_shape(in_dim, out_dim, tt_rank, num_cores=None,
                            input_factorization=None, output_factorization=None):
     """Resolves the TT shape of an ``in_dim x out_dim`` kernel and its contraction order.
+
+    ``tt_rank`` is an int or list (see ``normalize_tt_ranks``) or a float
+    budget in ``(0, 1]``: the cores then get the largest uniform rank whose
+    parameters are at most that fraction of ``in_dim * out_dim``
+    (``rank_for_budget``), the factorization among the candidates below that
+    allows the largest such rank, and among those the fewest FLOPs.
 
     Given factorizations are kept in the given order (they define the kernel's
     layout). Missing ones are the most balanced ``num_cores``-factorizations;
@@ -271,13 +411,26 @@ def choose_tt_matrix_shape(in_dim, out_dim, tt_rank, num_cores=None,
 
     row_options = _orderings(input_factorization, in_dim, num_cores)
     col_options = _orderings(output_factorization, out_dim, num_cores)
+    budget = check_rank_budget(tt_rank) if is_rank_budget(tt_rank) else None
     best = None
     for rows in row_options:
         for cols in col_options:
-            ranks = normalize_tt_ranks(tt_rank, rows, cols)
+            if budget is None:
+                rank, ranks = 0, normalize_tt_ranks(tt_rank, rows, cols)
+            else:
+                rank, ranks = rank_for_budget(budget, rows, cols)
+                if rank is None:
+                    continue
             for right_to_left in (True, False):
-                flops = tt_matmul_flops(rows, cols, ranks, right_to_left)
-                if best is None or flops < best[0]:
-                    best = (flops, rows, cols, ranks, right_to_left)
+                # A budget takes the largest rank it allows, then the fewest FLOPs.
+                key = (-rank, tt_matmul_flops(rows, cols, ranks, right_to_left))
+                if best is None or key < best[0]:
+                    best = (key, rows, cols, ranks, right_to_left)
+    if best is None:
+        smallest = min(tt_matrix_num_params(rows, cols, [1] * (num_cores + 1))
+                       for rows in row_options for cols in col_options)
+        raise ValueError(
+            f"`tt_rank`={tt_rank!r} allows {budget * in_dim * out_dim:.0f} of the {in_dim * out_dim} "
+            f"dense parameters, but TT-rank 1 already needs {smallest}; give a larger fraction.")
     _, rows, cols, ranks, right_to_left = best
     return tuple(rows), tuple(cols), ranks, right_to_left

@@ -58,6 +58,8 @@ CASES = [
     Case(layers.SBPDropout, dict(**N), (2, 4, 4, 3)),
     Case(layers.TRIPPrior, dict(num_components=3, rank=2), (2, 4)),
     Case(t3f_ext.layers.TTDense, dict(units=8, tt_rank=2), (2, 16)),
+    Case(t3f_ext.layers.TTDense, dict(units=8, tt_rank=0.5, implementation="reconstructed"),
+         (2, 16)),
     Case(t3f_ext.layers.TTConv2D, dict(filters=4, kernel_size=3, tt_rank=2), (2, 5, 5, 4)),
     Case(t3f_ext.layers.TTEmbedding, dict(input_dim=12, output_dim=4, tt_rank=2), (2, 3),
          input_dtype="int32"),
