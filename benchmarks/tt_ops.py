@@ -36,9 +36,15 @@ subprocess, with the one-line shim ``np.int = int`` that T3F's initializers
 need on NumPy 2 (we never call them: all inputs are built from NumPy cores).
 Our package is imported from this checkout.
 
-Run (2 shared CPU cores: about 15-25 minutes)::
+Timing follows ``benchmarks/machine.py``: the script refuses to start when
+the 1-minute load average is above ``--max-load`` (default 1.0) unless
+``--allow-load`` is given; every row records the load before and after its
+timed block, and the JSON's ``machine`` entry describes the last run (its
+``allow_load`` says whether the idle rule was overridden).
 
-    nice -n 10 python benchmarks/tt_ops.py              # -> benchmarks/results/tt_ops.json
+Run (an idle machine with 2 CPU cores: about 15-25 minutes)::
+
+    python benchmarks/tt_ops.py              # -> benchmarks/results/tt_ops.json
     python benchmarks/tt_ops.py --sizes small --ops project --repeats 3  # a subset
 
 A partial run replaces only the rows it measured in the JSON file.
@@ -48,13 +54,13 @@ import json
 import math
 import os
 import pathlib
-import platform
 import subprocess
 import sys
 import time
 
 import numpy as np
 
+import machine
 import side_venv
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
@@ -220,8 +226,9 @@ def time_side_by_side(fns, args, repeats, min_sample_s=0.02):
   return median_s, first_call_s, calls, errors
 
 
-def worker(sizes, repeats, ops, out_path):
+def worker(args):
   """Runs inside the T3F venv: times ours, T3F and dense side by side."""
+  sizes, repeats, ops = args.sizes, args.repeats, args.ops
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
   np.int = int  # T3F 1.2.0 uses np.int, which NumPy 2 removed.
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
@@ -232,6 +239,7 @@ def worker(sizes, repeats, ops, out_path):
   libs = {"ours": t3f_ext, "t3f": t3f}
   cases = {name: tt_cases(lib) for name, lib in libs.items()}
   dense = dense_cases(tf, t3f_ext)
+  log = machine.LoadLog()
   rows = []
   for size in sizes:
     np_inputs = make_inputs(size)
@@ -250,8 +258,11 @@ def worker(sizes, repeats, ops, out_path):
           fns["dense"] = tf.function(dense[case], jit_compile=(mode == "xla"))
         row = {"size": size, "op": case, "mode": mode, "repeats": repeats,
                "measured": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
-        median, first_call_s, calls, errors = time_side_by_side(
-            fns, inputs, repeats)
+        with log.block("%s %s %s" % (size, case, mode)):
+          median, first_call_s, calls, errors = time_side_by_side(
+              fns, inputs, repeats)
+        row["load_before"] = log.blocks[-1]["load_before"]
+        row["load_after"] = log.blocks[-1]["load_after"]
         for name in median:
           row[name + "_ms"] = 1e3 * median[name]
           row[name + "_first_call_s"] = first_call_s[name]
@@ -264,9 +275,10 @@ def worker(sizes, repeats, ops, out_path):
           row["dense_over_ours"] = row["dense_ms"] / row["ours_ms"]
         rows.append(row)
         print(format_row(row), flush=True)
-  with open(out_path, "w") as f:
+  with open(args.worker_out, "w") as f:
     json.dump({"rows": rows, "tf_version": tf.__version__,
-               "t3f_version": getattr(t3f, "__version__", "1.2.0")}, f)
+               "t3f_version": getattr(t3f, "__version__", "1.2.0"),
+               "machine": machine.machine_record(args, log)}, f)
 
 
 def format_row(row):
@@ -291,33 +303,33 @@ def main():
   parser.add_argument("--repeats", type=int, default=7)
   parser.add_argument("--ops", nargs="+", default=None,
                       help="only the ops whose name contains one of these")
+  parser.add_argument("--out", default=str(RESULTS))
   parser.add_argument("--worker-out", help=argparse.SUPPRESS)
+  machine.add_load_arguments(parser)
   args = parser.parse_args()
   if args.worker_out:
-    worker(args.sizes, args.repeats, args.ops, args.worker_out)
+    worker(args)
     return
+  machine.require_idle(args)
   python = ensure_t3f_venv()
-  load_before = os.getloadavg()
   tmp_out = pathlib.Path("/tmp/tt_ops_worker.json")
   subprocess.run([str(python), __file__, "--sizes", *args.sizes,
                   "--repeats", str(args.repeats), "--worker-out",
-                  str(tmp_out)] + (["--ops", *args.ops] if args.ops else []),
+                  str(tmp_out), "--max-load", str(args.max_load)]
+                 + (["--allow-load"] if args.allow_load else [])
+                 + (["--ops", *args.ops] if args.ops else []),
                  check=True)
   result = json.loads(tmp_out.read_text())
   result.update({
-      "machine": "%s, %d CPU cores (shared), Python %s" % (
-          platform.processor() or platform.machine(), os.cpu_count(),
-          platform.python_version()),
       "date of the last (partial) run": time.strftime("%Y-%m-%d %H:%M UTC",
                                                      time.gmtime()),
       "dtype": "float64",
-      "load": "1-minute load average %.1f before and %.1f after the run, on %d "
-              "cores" % (load_before[0], os.getloadavg()[0], os.cpu_count()),
       "timing": "median per-call wall time after a warm-up call; ours, T3F "
                 "and dense interleaved in one process",
   })
   # Rows measured now replace the same (size, op, mode) of earlier runs.
-  previous = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+  out = pathlib.Path(args.out)
+  previous = json.loads(out.read_text()) if out.exists() else {}
   def key(row):
     return row["size"], row["op"], row["mode"]
 
@@ -325,9 +337,9 @@ def main():
   old_rows = previous.get("rows", [])
   result["rows"] = [new.pop(key(row), row) for row in old_rows] + list(
       new.values())
-  RESULTS.parent.mkdir(parents=True, exist_ok=True)
-  RESULTS.write_text(json.dumps(result, indent=1) + "\n")
-  print("\nwrote %s" % RESULTS)
+  out.parent.mkdir(parents=True, exist_ok=True)
+  out.write_text(json.dumps(result, indent=1) + "\n")
+  print("\nwrote %s" % out)
   for row in result["rows"]:
     print(format_row(row))
 
