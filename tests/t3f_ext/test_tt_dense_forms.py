@@ -284,3 +284,38 @@ def test_fit_with_auto_trains_every_core_through_the_batch_dependent_choice(jit_
     history = model.fit(x, y, epochs=3, batch_size=32, verbose=0)
     assert all(np.abs(c.numpy() - b).max() > 1e-4 for c, b in zip(layer.cores, before))
     assert history.history["loss"][-1] < history.history["loss"][0]
+
+
+def test_from_dense_takes_a_budget():
+    from t3f_ext.layers import from_dense
+    dense = keras.layers.Dense(30)
+    dense.build((None, 24))
+    compressed = from_dense(dense, tt_rank=0.3, input_factorization=[4, 2, 3],
+                            output_factorization=[2, 3, 5])
+    reference = TTDense(30, tt_rank=0.3, input_factorization=[4, 2, 3],
+                        output_factorization=[2, 3, 5])
+    reference.build((None, 24))
+    assert compressed.tt_ranks == reference.tt_ranks
+    assert compressed.count_params() - 30 <= 0.3 * 24 * 30
+    # TT-SVD at those ranks: the error is the truncation error, below the kernel's norm.
+    kernel = dense.kernel.numpy()
+    error = np.linalg.norm(dense_from_cores([c.numpy() for c in compressed.cores]) - kernel)
+    assert 0 < error < np.linalg.norm(kernel)
+
+
+def test_t3f_keras_dense_takes_the_budget_and_the_form(tmp_path):
+    import t3f_ext
+    layer = t3f_ext.nn.KerasDense(input_dims=[4, 2, 3], output_dims=[2, 3, 5], tt_rank=0.5,
+                                  implementation="reconstructed", activation="tanh")
+    inputs = keras.Input((24,))
+    model = keras.Model(inputs, layer(inputs))
+    assert layer.tt_ranks == [1, 6, 6, 1]  # derived in test_budget_with_a_given_factorization_...
+    x = np.random.default_rng(6).normal(size=(4, 24)).astype("float32")
+    kernel = dense_from_cores([c.numpy().astype(np.float64) for c in layer.cores])
+    np.testing.assert_allclose(model(x).numpy(), np.tanh(x @ kernel + layer.b.numpy()),
+                               rtol=1e-5, atol=1e-5)
+    path = str(tmp_path / "keras_dense.keras")
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    assert loaded.layers[-1].implementation == "reconstructed"
+    np.testing.assert_array_equal(loaded(x).numpy(), model(x).numpy())
