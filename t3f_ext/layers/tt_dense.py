@@ -205,7 +205,7 @@ class TTDense(keras.layers.Layer):
         Needs a built layer.
         """
         if not self.built:
-            raise ValueError(f"TTDense.summary: layer {self.name!r} is not built; call it on data "
+            raise ValueError(f"{type(self).__name__}.summary: layer {self.name!r} is not built; call it on data "
                              "or build it first.")
         lines = [self._description()]
         lines.append("  " + f"{'batch':>7} {'form':>13} {'factorized FLOPs':>17} "
@@ -229,7 +229,7 @@ class TTDense(keras.layers.Layer):
         form = ("factorized at every batch size" if threshold is None else
                 "reconstructed at every batch size" if threshold <= 1 else
                 f"factorized below batch {threshold}, reconstructed from it on")
-        return (f"TTDense {self.name!r}: {in_dim} -> {self.units}, TT-matrix "
+        return (f"{type(self).__name__} {self.name!r}: {in_dim} -> {self.units}, TT-matrix "
                 f"{list(self.row_dims)} x {list(self.col_dims)}, TT-ranks {list(self.tt_ranks)}\n"
                 f"  kernel parameters: {tt_params:,} instead of {in_dim * self.units:,}{budget}, "
                 f"compression {in_dim * self.units / tt_params:.1f}x\n"
@@ -241,7 +241,7 @@ class TTDense(keras.layers.Layer):
         threshold = self.reconstruct_from_batch
         form = ("factorized" if threshold is None else "reconstructed" if threshold <= 1
                 else f"reconstructed from batch {threshold}")
-        return (f"<TTDense name={self.name}, {math.prod(self.row_dims)}->{self.units}, "
+        return (f"<{type(self).__name__} name={self.name}, {math.prod(self.row_dims)}->{self.units}, "
                 f"tt_ranks={list(self.tt_ranks)}, implementation={self.implementation} ({form})>")
 
     def compute_output_shape(self, input_shape):
