@@ -29,7 +29,7 @@ separately are merged into the file):
 * ``forms``: ``TTDense``'s automatic forward choice against each fixed form:
   ``implementation="factorized"``, ``"reconstructed"`` and ``"auto"`` (three
   layers with the same cores, interleaved in one process) at 1024x1024,
-  4096x4096 and 25088x4096, ranks ``--forms-ranks`` (default rank 8 and a 1 %
+  4096x4096 and 25088x4096, ranks ``--forms-ranks`` (default rank 8 and a 5 %
   budget), batch sizes ``--forms-batches`` (default 1, 8, 32, 128, 512), for
   the forward pass alone and forward + backward (``--forms-passes``). A form
   whose intermediates would exceed ``--max-memory-gb`` by the layer's own
@@ -481,7 +481,7 @@ def main():
     parser.add_argument("--finetune-epochs", type=int, default=2)
     parser.add_argument("--budgets", default="0.001,0.01,0.05",
                         help="parameter budgets (fractions) of the budget part")
-    parser.add_argument("--forms-ranks", default="8,0.01",
+    parser.add_argument("--forms-ranks", default="8,0.05",
                         help="TT-ranks (ints) and budgets (floats) of the forms part")
     parser.add_argument("--forms-batches", default="1,8,32,128,512")
     parser.add_argument("--forms-passes", default="forward,train")
