@@ -325,18 +325,26 @@ def check_rank_budget(tt_rank):
     return budget
 
 
-def rank_for_budget(budget, row_dims, col_dims):
-    """The largest uniform TT-rank whose (capped) cores fit ``budget * M * N`` parameters.
+def rank_for_budget(budget, row_dims, col_dims, dense_size=None):
+    """The largest uniform TT-rank whose (capped) cores fit ``budget * dense_size`` parameters.
 
     The parameter count ``sum_k r_{k-1} m_k n_k r_k`` of the capped ranks
     (``normalize_tt_ranks``) does not decrease with the rank, so a bisection
     over ``1 .. sqrt(M N)`` (no unfolding has a larger rank) finds it.
 
+    Args:
+      budget: the fraction, from ``check_rank_budget``.
+      row_dims, col_dims: the ``d`` mode sizes ``m_k``, ``n_k``.
+      dense_size: the dense weight count the fraction refers to; default
+        ``M N`` (an embedding passes its unpadded ``V D``).
+
     Returns:
       ``(rank, ranks)``: the int rank and the ``d + 1`` capped ranks, or
       ``(None, None)`` when even rank 1 needs more parameters than the budget.
     """
-    allowed = budget * math.prod(row_dims) * math.prod(col_dims)
+    if dense_size is None:
+        dense_size = math.prod(row_dims) * math.prod(col_dims)
+    allowed = budget * dense_size
 
     def fits(rank):
         ranks = normalize_tt_ranks(rank, row_dims, col_dims)
@@ -354,6 +362,22 @@ def rank_for_budget(budget, row_dims, col_dims):
     # Past the largest useful rank the capped ranks stop changing: report that one.
     ranks = normalize_tt_ranks(low, row_dims, col_dims)
     return min(low, max(ranks)), ranks
+
+
+def budget_error(tt_rank, dense_size, rank_one_params):
+    """The ValueError for a budget below what TT-rank 1 needs."""
+    return ValueError(
+        f"`tt_rank`={tt_rank!r} allows {float(tt_rank) * dense_size:.0f} of the {dense_size} "
+        f"dense parameters, but TT-rank 1 already needs {rank_one_params}; give a larger fraction.")
+
+
+def ranks_for_budget_or_raise(tt_rank, row_dims, col_dims, dense_size=None):
+    """``rank_for_budget(check_rank_budget(tt_rank), ...)[1]``, raising ``budget_error`` if none fit."""
+    rank, ranks = rank_for_budget(check_rank_budget(tt_rank), row_dims, col_dims, dense_size)
+    if rank is None:
+        raise budget_error(tt_rank, dense_size or math.prod(row_dims) * math.prod(col_dims),
+                           tt_matrix_num_params(row_dims, col_dims, [1] * (len(row_dims) + 1)))
+    return ranks
 
 
 def _orderings(factorization, dim, num_cores):
@@ -427,10 +451,8 @@ def choose_tt_matrix_shape(in_dim, out_dim, tt_rank, num_cores=None,
                 if best is None or key < best[0]:
                     best = (key, rows, cols, ranks, right_to_left)
     if best is None:
-        smallest = min(tt_matrix_num_params(rows, cols, [1] * (num_cores + 1))
-                       for rows in row_options for cols in col_options)
-        raise ValueError(
-            f"`tt_rank`={tt_rank!r} allows {budget * in_dim * out_dim:.0f} of the {in_dim * out_dim} "
-            f"dense parameters, but TT-rank 1 already needs {smallest}; give a larger fraction.")
+        raise budget_error(tt_rank, in_dim * out_dim,
+                           min(tt_matrix_num_params(rows, cols, [1] * (num_cores + 1))
+                               for rows in row_options for cols in col_options))
     _, rows, cols, ranks, right_to_left = best
     return tuple(rows), tuple(cols), ranks, right_to_left

@@ -55,7 +55,9 @@ class TTConv2D(keras.layers.Layer):
       kernel_size: int or pair ``(kh, kw)``.
       tt_rank: an int (all ``d`` ranks ``r_0 .. r_{d-1}``) or a list of them
         (or of all ``d + 2`` ranks with the boundary 1s). Capped at the
-        largest useful rank.
+        largest useful rank. A float in ``(0, 1]`` is a parameter budget, a
+        fraction of the ``kh kw C S`` kernel: the largest uniform rank whose
+        cores (the spatial one included) fit it (see `TTDense`).
       input_factorization, output_factorization: optional ``[c_1..c_d]`` and
         ``[s_1..s_d]`` with products ``C`` and ``S``.
       num_cores: ``d``, the number of channel cores, when no factorization is
@@ -92,7 +94,9 @@ class TTConv2D(keras.layers.Layer):
         self.filters, output_factorization = factorization.resolve_output_size(
             filters, output_factorization, "filters")
         self.kernel_size = _pair(kernel_size, "kernel_size")
-        self.tt_rank = factorization.check_tt_rank(tt_rank)
+        self.tt_rank = (factorization.check_rank_budget(tt_rank)
+                        if factorization.is_rank_budget(tt_rank)
+                        else factorization.check_tt_rank(tt_rank))
         self.input_factorization = (None if input_factorization is None
                                     else tuple(int(f) for f in input_factorization))
         self.output_factorization = output_factorization
@@ -127,13 +131,21 @@ class TTConv2D(keras.layers.Layer):
             raise ValueError(f"TTConv2D needs a known number of input channels, got input shape "
                              f"{input_shape}.")
         kh, kw = self.kernel_size
-        rank_hint = self.tt_rank if isinstance(self.tt_rank, int) else max(self.tt_rank)
-        channel_rows, channel_cols, _, _ = factorization.choose_tt_matrix_shape(
-            in_channels, self.filters, rank_hint, self.num_cores,
-            self.input_factorization, self.output_factorization)
-        self.row_dims = (kh * kw,) + channel_rows
-        self.col_dims = (1,) + channel_cols
-        self.tt_ranks = factorization.normalize_tt_ranks(self.tt_rank, self.row_dims, self.col_dims)
+        budget = factorization.is_rank_budget(self.tt_rank)
+        rank_hint = (1 if budget else self.tt_rank if isinstance(self.tt_rank, int)
+                     else max(self.tt_rank))
+        for _ in range(2 if budget else 1):
+            # A budget: the channel factorization for rank 1, then again for the rank it allows.
+            channel_rows, channel_cols, _, _ = factorization.choose_tt_matrix_shape(
+                in_channels, self.filters, rank_hint, self.num_cores,
+                self.input_factorization, self.output_factorization)
+            self.row_dims = (kh * kw,) + channel_rows
+            self.col_dims = (1,) + channel_cols
+            self.tt_ranks = (factorization.ranks_for_budget_or_raise(
+                                 self.tt_rank, self.row_dims, self.col_dims)
+                             if budget else factorization.normalize_tt_ranks(
+                                 self.tt_rank, self.row_dims, self.col_dims))
+            rank_hint = max(self.tt_ranks)
         self.conv_first = self._conv_first_is_cheaper(input_shape)
         stddev = tt_cores.core_stddev(self.kernel_initializer, kh * kw * in_channels,
                                       kh * kw * self.filters, self.tt_ranks)

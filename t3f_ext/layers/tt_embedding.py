@@ -31,7 +31,9 @@ class TTEmbedding(keras.layers.Layer):
       input_dim: ``V``, the vocabulary size.
       output_dim: ``D``, the embedding size.
       tt_rank: an int or a list of the ``d - 1`` internal ranks (or ``d + 1``
-        with the boundary 1s). Capped at the largest useful rank.
+        with the boundary 1s). Capped at the largest useful rank. A float in
+        ``(0, 1]`` is a parameter budget, a fraction of the ``V D`` table: the
+        largest uniform rank whose cores fit it (see `TTDense`).
       input_factorization: optional ``[v_1..v_d]`` with product ``>= V``.
       output_factorization: optional ``[e_1..e_d]`` with product ``D``.
       num_cores: ``d`` when no factorization is given (default 3, the
@@ -90,7 +92,10 @@ class TTEmbedding(keras.layers.Layer):
                          if output_factorization is None else
                          factorization.validate_factorization(
                              output_factorization, self.output_dim, "output_factorization"))
-        self.tt_ranks = factorization.normalize_tt_ranks(tt_rank, self.row_dims, self.col_dims)
+        self.tt_ranks = (factorization.ranks_for_budget_or_raise(
+                             tt_rank, self.row_dims, self.col_dims, self.input_dim * self.output_dim)
+                         if factorization.is_rank_budget(tt_rank) else
+                         factorization.normalize_tt_ranks(tt_rank, self.row_dims, self.col_dims))
         self.embeddings_initializer = tt_cores.check_kernel_initializer(
             embeddings_initializer, "embeddings_initializer")
         self.embeddings_regularizer = keras.regularizers.get(embeddings_regularizer)

@@ -86,7 +86,8 @@ def test_fit_with_jit_changes_every_core_and_keras_file_round_trip(tmp_path):
     ({"output_factorization": [2, 2, 5]}, ValueError, r"product 20, but the dimension is 24"),
     ({"num_cores": 2, "output_factorization": [4, 3, 2]}, ValueError, r"must agree on the number of cores"),
     ({"tt_rank": [4, 4, 4, 4, 4]}, ValueError, r"2 internal ranks"),
-    ({"tt_rank": 2.5}, TypeError, r"`tt_rank` must be a positive int"),
+    ({"tt_rank": 2.5}, ValueError, r"`tt_rank` as a float .* must be in \(0, 1\], got 2.5"),
+    ({"tt_rank": "8"}, TypeError, r"`tt_rank` must be a positive int"),
     ({"input_dim": 0}, ValueError, r"`input_dim` must be a positive int, got 0"),
     ({"embeddings_initializer": -1.0}, ValueError, r"`embeddings_initializer` must be one of"),
 ])
