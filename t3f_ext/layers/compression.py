@@ -86,10 +86,11 @@ def from_dense(layer, tt_rank, num_cores=None, input_factorization=None,
     Args:
       layer: a built `keras.layers.Dense`, `Conv2D` (``groups=1``) or
         `Embedding`.
-      tt_rank: the maximal TT-ranks (int or list, as in the TT layers). The
-        ranks of the result are at most these, lower where the kernel's
-        unfoldings have lower rank. With ranks at their maximum the TT layer
-        computes exactly what ``layer`` does (up to round-off).
+      tt_rank: the maximal TT-ranks (int or list, as in the TT layers), or a
+        float parameter budget in ``(0, 1]`` that the TT layer turns into
+        ranks. The ranks of the result are at most these, lower where the
+        kernel's unfoldings have lower rank. With ranks at their maximum the
+        TT layer computes exactly what ``layer`` does (up to round-off).
       num_cores, input_factorization, output_factorization: the TT shape, as
         in `TTDense` (channels for `TTConv2D`, vocabulary rows for
         `TTEmbedding`); default: the layers' automatic choice.
@@ -123,8 +124,8 @@ def compress_model(model, tt_rank, layer_names=None):
 
     Args:
       model: a built `keras.Sequential` or functional `keras.Model`.
-      tt_rank: an int used for every replaced layer, or a dict
-        ``{layer_name: tt_rank}``.
+      tt_rank: an int (or float budget, see `from_dense`) used for every
+        replaced layer, or a dict ``{layer_name: tt_rank}``.
       layer_names: names of the Dense / Conv2D / Embedding layers to replace.
         Default: every such layer whose TT version has fewer parameters than
         it (so tiny output layers stay dense).
