@@ -60,6 +60,9 @@ CASES = [
     Case(t3f_ext.layers.TTDense, dict(units=8, tt_rank=2), (2, 16)),
     Case(t3f_ext.layers.TTDense, dict(units=8, tt_rank=0.5, implementation="reconstructed"),
          (2, 16)),
+    # "auto" with a threshold of batch 5: a tf.cond where the batch is unknown.
+    Case(t3f_ext.layers.TTDense, dict(units=30, tt_rank=6, input_factorization=[4, 2, 3],
+                                      output_factorization=[2, 3, 5]), (8, 24)),
     Case(t3f_ext.layers.TTConv2D, dict(filters=4, kernel_size=3, tt_rank=2), (2, 5, 5, 4)),
     Case(t3f_ext.layers.TTEmbedding, dict(input_dim=12, output_dim=4, tt_rank=2), (2, 3),
          input_dtype="int32"),
