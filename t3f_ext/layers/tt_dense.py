@@ -31,7 +31,7 @@ class TTDense(keras.layers.Layer):
       right to left (``factorization.tt_matmul_flops``), and ``B S_tt``
       intermediate elements;
     * *reconstructed*: ``W`` is formed from the cores (``F_full =
-      sum_k 2 P_{<k} r_{k-1} m_k n_k r_k`` FLOPs, ``P_{<k} = prod_{j<k} m_j n_j``,
+      sum_{k>=2} 2 P_{<k} r_{k-1} m_k n_k r_k`` FLOPs, ``P_{<k} = prod_{j<k} m_j n_j``,
       and ``M N`` elements), then ``x @ W`` is one GEMM (``2 B M N``).
 
     ``"auto"`` (the default) takes the reconstructed form from the batch size
