@@ -29,7 +29,7 @@ separately are merged into the file):
 * ``forms``: ``TTDense``'s automatic forward choice against each fixed form:
   ``implementation="factorized"``, ``"reconstructed"`` and ``"auto"`` (three
   layers with the same cores, interleaved in one process) at 1024x1024,
-  4096x4096 and 25088x4096, ranks ``--forms-ranks`` (default rank 8 and a 5 %
+  4096x4096 and 25088x4096 (``--forms-shapes``), ranks ``--forms-ranks`` (default rank 8 and a 5 %
   budget), batch sizes ``--forms-batches`` (default 1, 8, 32, 128, 512), for
   the forward pass alone and forward + backward (``--forms-passes``). A form
   whose intermediates would exceed ``--max-memory-gb`` by the layer's own
@@ -49,7 +49,7 @@ are kept only when the load stayed under ``--max-load`` (or with
 
 Run::
 
-    python benchmarks/tt_layers.py --parts speed,forms   # idle machine, ~30 minutes
+    python benchmarks/tt_layers.py --parts speed,forms   # on an idle machine
     nice -n 10 python benchmarks/tt_layers.py --parts mlp,budget,choices
     nice -n 10 python benchmarks/tt_layers.py --parts cnn --cnn-epochs 2 \
         --cnn-train-size 20000 --cnn-ranks 4,16
@@ -251,7 +251,8 @@ def forms_part(args, log):
     import tensorflow as tf
     from t3f_ext.layers import TTDense
 
-    shapes = SPEED_SHAPES[:1] if args.quick else SPEED_SHAPES
+    shapes = [tuple(int(n) for n in shape.split("x")) for shape in args.forms_shapes.split(",")]
+    shapes = shapes[:1] if args.quick else shapes
     ranks = [parse_rank(r) for r in args.forms_ranks.split(",")]
     batches = [int(b) for b in args.forms_batches.split(",")]
     passes = args.forms_passes.split(",")
@@ -483,9 +484,10 @@ def main():
                         help="parameter budgets (fractions) of the budget part")
     parser.add_argument("--forms-ranks", default="8,0.05",
                         help="TT-ranks (ints) and budgets (floats) of the forms part")
+    parser.add_argument("--forms-shapes", default="1024x1024,4096x4096,25088x4096")
     parser.add_argument("--forms-batches", default="1,8,32,128,512")
     parser.add_argument("--forms-passes", default="forward,train")
-    parser.add_argument("--max-memory-gb", type=float, default=4.0,
+    parser.add_argument("--max-memory-gb", type=float, default=2.0,
                         help="forms part: skip a form whose counted intermediates exceed this")
     parser.add_argument("--cnn-epochs", type=int, default=3)
     parser.add_argument("--cnn-train-size", type=int, default=None,
