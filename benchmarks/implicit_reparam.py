@@ -19,15 +19,25 @@ Accuracy: the maximum relative error of the implicit gradient against mpmath
     fraction of exactly-zero gradients in float32 at alpha = 1e-3 (ours: the
     gradient of ``log_sample``, which is what stays representable there).
 
+Scaling (``--scaling``): throughput in ``tf.function`` (both libraries' fastest
+mode) for 1e3 to 1e7 samples, with TensorFlow limited to 1 thread and to 2
+threads (``tf.config.threading``, intra- and inter-op, each in a fresh
+process), so that the results say where each implementation wins.
+
+Timings follow the idle-machine rule of ``benchmarks/machine.py``: the script
+refuses to time when the 1-minute load average is above ``--max-load`` (1.0)
+unless ``--allow-load`` is given, and records the load before and after every
+timed block.
+
 Usage:
-  python benchmarks/implicit_reparam.py [--num-samples 1000000] [--repeats 3]
+  python benchmarks/implicit_reparam.py [--num-samples 1000000] [--repeats 3] [--scaling]
 Writes benchmarks/results/implicit_reparam.json.
 """
 import argparse
 import json
 import os
 import pathlib
-import platform
+import subprocess
 import sys
 import time
 
@@ -37,11 +47,15 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import tfbayes.distributions as ours  # noqa: E402
+from machine import LoadLog, add_load_arguments, machine_record, require_idle  # noqa: E402
 from tfbayes.distributions.von_mises_numerics import von_mises_cdf, von_mises_prob  # noqa: E402
 
 tfd = tfp.distributions
 MODES = ("eager", "function", "jit")
+SCALING_SIZES = (1_000, 10_000, 100_000, 1_000_000, 10_000_000)
+SCALING_THREADS = (1, 2)
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
                        "implicit_reparam.json")
 # name -> (parameter values, constructor(params) for ours, and for TFP).
@@ -74,7 +88,8 @@ def _time_interleaved(steps, mode, repeats):
     """
     fns, results = {}, {}
     for impl, step in steps.items():
-        fn = step if mode == "eager" else tf.function(step, jit_compile=(mode == "jit"))
+        fn = step if mode == "eager" else tf.function(step, jit_compile=(mode == "jit"),
+                                                         autograph=False)
         try:
             _, grads = fn(tf.constant([7, 0], tf.int32))
             if all(np.all(np.isfinite(g.numpy())) for g in grads):
@@ -96,14 +111,16 @@ def _time_interleaved(steps, mode, repeats):
     return results
 
 
-def throughput(num_samples, repeats, modes=MODES):
+def throughput(num_samples, repeats, modes, load_log):
     table = {}
     for name, (values, make_ours, make_tfp) in CASES.items():
         row = {}
         for mode in modes:
             steps = {impl: _sample_and_gradient(make, values, num_samples)
                      for impl, make in (("ours", make_ours), ("tfp", make_tfp))}
-            for impl, result in _time_interleaved(steps, mode, repeats).items():
+            with load_log.block(f"{name} {mode}"):
+                timed = _time_interleaved(steps, mode, repeats)
+            for impl, result in timed.items():
                 if "median_seconds" in result:
                     result["samples_per_second"] = num_samples / result["median_seconds"]
                 row[f"{impl}_{mode}"] = result
@@ -118,15 +135,46 @@ def throughput(num_samples, repeats, modes=MODES):
         ratios = {mode: (speed[f"ours_{mode}"] / speed[f"tfp_{mode}"]
                          if speed[f"ours_{mode}"] and speed[f"tfp_{mode}"] else None)
                   for mode in modes}
-        ratios["ours_jit_vs_tfp_best"] = (speed["ours_jit"] / tfp_best
-                                          if speed["ours_jit"] and tfp_best else None)
-        ratios["ours_best_vs_tfp_function"] = (ours_best / speed["tfp_function"]
-                                               if ours_best and speed["tfp_function"] else None)
+        ratios["ours_best_vs_tfp_best"] = (ours_best / tfp_best
+                                           if ours_best and tfp_best else None)
         row["ratios"] = ratios
         print(f"{name:10s} ratios ours/tfp: " + ", ".join(
             f"{k}={v:.3g}" if v else f"{k}=n/a" for k, v in ratios.items()), flush=True)
         table[name] = row
     return table
+
+
+def scaling(repeats, sizes, load_log):
+    """``{threads: {name: {size: {ours, tfp (samples/s), ratio}}}}``, one process per thread count."""
+    table = {}
+    for threads in SCALING_THREADS:
+        with load_log.block(f"scaling, {threads} thread(s)"):
+            out = subprocess.run(
+                [sys.executable, __file__, "--scaling-worker", str(threads), "--repeats",
+                 str(repeats), "--sizes", *map(str, sizes)],
+                check=True, capture_output=True, text=True).stdout
+        table[threads] = json.loads(out.strip().splitlines()[-1])
+    return table
+
+
+def _scaling_worker(threads, repeats, sizes):
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(threads)
+    table = {}
+    for name, (values, make_ours, make_tfp) in CASES.items():
+        table[name] = {}
+        for size in sizes:
+            steps = {impl: _sample_and_gradient(make, values, size)
+                     for impl, make in (("ours", make_ours), ("tfp", make_tfp))}
+            timed = _time_interleaved(steps, "function", repeats)
+            row = {impl: size / r["median_seconds"] if "median_seconds" in r else None
+                   for impl, r in timed.items()}
+            row["ratio"] = row["ours"] / row["tfp"] if row["ours"] and row["tfp"] else None
+            table[name][size] = row
+            print(f"{threads} thread(s) {name:10s} {size:>9d}: ours {row['ours']:.3g}/s, "
+                  f"tfp {row['tfp']:.3g}/s, ratio {row['ratio']:.2f}", file=sys.stderr,
+                  flush=True)
+    print(json.dumps(table))
 
 
 def _von_mises_reference(x, kappa):
@@ -243,20 +291,30 @@ def main():
                         help="comma-separated subset of " + ",".join(MODES))
     parser.add_argument("--throughput-only", action="store_true",
                         help="skip the accuracy tables")
+    parser.add_argument("--scaling", action="store_true",
+                        help="also time 1e3-1e7 samples with 1 and 2 threads")
+    parser.add_argument("--sizes", type=int, nargs="+", default=list(SCALING_SIZES),
+                        help="sample counts of --scaling")
+    parser.add_argument("--scaling-worker", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--output", default=RESULTS, help="JSON file to write")
+    add_load_arguments(parser)
     args = parser.parse_args()
+    if args.scaling_worker:
+        return _scaling_worker(args.scaling_worker, args.repeats, args.sizes)
     modes = tuple(args.modes.split(","))
     if not set(modes) <= set(MODES):
         parser.error(f"--modes must be a subset of {','.join(MODES)}; got {args.modes}")
+    require_idle(args)
+    load_log = LoadLog()
     results = {
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores "
-                   "(shared)",
-        "load_average_at_start": os.getloadavg()[0],
         "versions": {"tensorflow": tf.__version__, "tensorflow_probability": tfp.__version__},
         "command": "python benchmarks/implicit_reparam.py " + " ".join(sys.argv[1:]),
         "num_samples": args.num_samples, "repeats": args.repeats,
-        "throughput": throughput(args.num_samples, args.repeats, modes),
+        "throughput": throughput(args.num_samples, args.repeats, modes, load_log),
     }
+    if args.scaling:
+        results["scaling"] = scaling(args.repeats, args.sizes, load_log)
+    results["machine"] = machine_record(args, load_log)
     if not args.throughput_only:
         results["von_mises_accuracy"] = von_mises_accuracy()
         results["gamma_accuracy"] = gamma_accuracy()

@@ -24,6 +24,7 @@ from tfbayes.distributions.base import (LogSpaceSampleMixin, convert_float_param
                                         derive_seed, finite_checks, mode_where_defined,
                                         parameter_assertions, positive_parameter,
                                         require_parameters, sanitize_seed)
+from tfbayes.distributions.chunks import call_in_blocks
 from tfbayes.distributions.incomplete_gamma import gamma_log_sample_grad
 from tfbayes.distributions.rejection import rejection_sample
 
@@ -57,8 +58,10 @@ def sample_log_standard_gamma(shape, concentration, seed):
     with tf.name_scope("sample_log_standard_gamma"):
         concentration = tf.broadcast_to(tf.convert_to_tensor(concentration), shape)
         seed = sanitize_seed(seed, salt="tfbayes_gamma")
-        log_x = _marsaglia_tsang_log_sample(tf.stop_gradient(concentration), seed)
-        return _attach_log_gamma_gradient(concentration, log_x)
+        log_x = call_in_blocks(_marsaglia_tsang_log_sample,
+                               (tf.reshape(tf.stop_gradient(concentration), [-1]),), (1.0,),
+                               seed=seed)
+        return _attach_log_gamma_gradient(concentration, tf.reshape(log_x, shape))
 
 
 @tf.custom_gradient
@@ -69,16 +72,18 @@ def _attach_log_gamma_gradient(concentration, log_x):
     return tf.identity(log_x), grad
 
 
+@tf.function(jit_compile=True, reduce_retracing=True, autograph=False)
 def _marsaglia_tsang_log_sample(concentration, seed):
-    """Marsaglia-Tsang rejection sampler returning ``log x``; no gradients.
+    """Marsaglia-Tsang rejection sampler of 1-D ``concentration``: ``log x``, no gradients.
 
+    An XLA kernel (see ``chunks``), also for eager and ``tf.function``
+    callers: its cumulative sums and scatters run 3x faster than as TF ops.
     The retries run on compacted buffers (``rejection.rejection_sample``):
     rounds over the whole array until its last element accepts (4-5 for 1e6
-    elements) cost 1.5x (TF ops) to 2x (XLA) more, measured.
+    elements) cost 1.5x (TF ops) to 2x (XLA) more, measured. The uniforms of
+    the ``a < 1`` boost are drawn only if some element needs them.
     """
     dtype = concentration.dtype
-    shape = tf.shape(concentration)
-    concentration = tf.reshape(concentration, [-1])
     boost = concentration < 1.0
     d = tf.where(boost, concentration + 1.0, concentration) - 1.0 / 3.0
     proposal_seed, boost_seed = derive_seed(seed, 0), derive_seed(seed, 1)
@@ -86,15 +91,21 @@ def _marsaglia_tsang_log_sample(concentration, seed):
                              levels=RETRY_LEVELS, shrink=RETRY_SHRINK,
                              max_rounds=MAX_REJECTION_ROUNDS)
     log_x = tf.math.log(d) + log_v
-    u = tf.random.stateless_uniform(tf.shape(d), boost_seed, dtype=dtype, alg="philox")
-    log_u = tf.math.log1p(-u)  # log of a uniform in (0, 1]
-    log_x = tf.where(boost, log_x + log_u / concentration, log_x)
+    log_x = tf.cond(tf.reduce_any(boost), lambda: _boost(log_x, concentration, boost_seed),
+                    lambda: log_x)
     # Outside the support of the parameter, as TFP: a = 0 is the point mass at
     # x = 0 (log x = -inf), and a < 0 (or NaN) gives NaN.
     log_x = tf.where(concentration > 0.0, log_x,
                      tf.where(tf.equal(concentration, 0.0), tf.constant(-np.inf, dtype),
                               tf.constant(np.nan, dtype)))
-    return tf.reshape(log_x, shape)
+    return log_x
+
+
+def _boost(log_x, concentration, seed):
+    """``log(x U^(1/a))`` where ``a < 1``: a ``Gamma(a + 1)`` draw made a ``Gamma(a)`` one."""
+    u = tf.random.stateless_uniform(tf.shape(log_x), seed, dtype=log_x.dtype, alg="philox")
+    log_u = tf.math.log1p(-u)  # log of a uniform in (0, 1]
+    return tf.where(concentration < 1.0, log_x + log_u / concentration, log_x)
 
 
 def _marsaglia_tsang_proposal(params, seed):

@@ -83,12 +83,12 @@ ops, 60 ms as one XLA loop over the array, 34 ms in 16384-element chunks.
 Evaluating several terms per iteration (unrolled) was slower under XLA (it
 recomputes the unrolled chain once per state array). XLA compiles the kernel
 once per dtype and size (small sizes share power-of-two buckets,
-``chunks.call_bucketed``), 0.5-3 s.
+``chunks.call_in_blocks``), 0.5-3 s.
 """
 import numpy as np
 import tensorflow as tf
 
-from tfbayes.distributions.chunks import call_bucketed, map_chunks
+from tfbayes.distributions.chunks import call_in_blocks, map_chunks
 
 __all__ = ["gamma_log_sample_grad", "igamma_grad_a", "MAX_TERMS", "TEMME_MIN_CONCENTRATION"]
 
@@ -131,7 +131,7 @@ def gamma_log_sample_grad(concentration, log_x):
         log_x = tf.convert_to_tensor(log_x)
         a = tf.convert_to_tensor(concentration, dtype=log_x.dtype)
         a, log_x = _broadcast(a, log_x)
-        grad = call_bucketed(_gamma_log_sample_grad_kernel,
+        grad = call_in_blocks(_gamma_log_sample_grad_kernel,
                              (tf.reshape(a, [-1]), tf.reshape(log_x, [-1])), (1.0, 0.0))
         return tf.reshape(grad, tf.shape(a))
 

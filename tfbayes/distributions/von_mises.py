@@ -22,7 +22,7 @@ import tensorflow_probability as tfp
 from tfbayes.distributions.base import (DistributionChecksMixin, convert_float_parameters,
                                         finite_checks, parameter_assertions, positive_parameter,
                                         require_parameters, sanitize_seed)
-from tfbayes.distributions.chunks import call_bucketed
+from tfbayes.distributions.chunks import call_in_blocks
 from tfbayes.distributions.rejection import rejection_sample
 from tfbayes.distributions.von_mises_numerics import von_mises_cdf, von_mises_sample_grad
 
@@ -80,7 +80,8 @@ def _best_fisher(kappa, seed):
     which keeps relative precision for small angles (large ``kappa``).
     """
     kappa = tf.stop_gradient(kappa)
-    return tf.reshape(call_bucketed(_best_fisher_kernel, (tf.reshape(kappa, [-1]),), (1.0,), seed),
+    return tf.reshape(call_in_blocks(_best_fisher_kernel, (tf.reshape(kappa, [-1]),), (1.0,),
+                                     seed=seed),
                       tf.shape(kappa))
 
 

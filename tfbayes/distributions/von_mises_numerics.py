@@ -64,7 +64,7 @@ One ``tf.switch_case`` picks the branch a chunk needs (see ``_branches``), and
 for float32 results a chunk whose elements share one ``kappa`` sums the series
 by Clenshaw's recurrence on coefficients formed once. XLA compiles the kernel
 once per dtype and size (small sizes share power-of-two buckets,
-``chunks.call_bucketed``), 5-12 s on 2 busy
+``chunks.call_in_blocks``), 5-12 s on 2 busy
 CPU cores (a branch per regime and tier). Measured for 1e6 float32 samples at
 ``kappa = 5`` on 2 busy cores (load about 4): CDF and derivative 560 ms as TF
 ops (1100 ms under XLA) with while loops; then, interleaved, 166 ms
@@ -78,7 +78,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tfbayes.distributions.chunks import call_bucketed, map_chunks
+from tfbayes.distributions.chunks import call_in_blocks, map_chunks
 
 __all__ = ["von_mises_cdf", "von_mises_prob", "von_mises_sample_grad"]
 
@@ -310,7 +310,7 @@ def von_mises_prob(x, concentration):
 @tf.custom_gradient
 def _cdf_with_gradient(x, concentration):
     # stop_gradient: the derivatives are this function's own; no tape records the kernel.
-    cdf, dcdf = (tf.reshape(t, tf.shape(x)) for t in call_bucketed(
+    cdf, dcdf = (tf.reshape(t, tf.shape(x)) for t in call_in_blocks(
         _kernel, tuple(tf.stop_gradient(tf.reshape(t, [-1])) for t in (x, concentration)),
         (0.0, 1.0), False))
 
@@ -340,7 +340,7 @@ def von_mises_sample_grad(x, concentration):
     concentration = tf.convert_to_tensor(concentration, dtype=x.dtype)
     shape = tf.broadcast_dynamic_shape(tf.shape(x), tf.shape(concentration))
     flat = [tf.reshape(tf.broadcast_to(t, shape), [-1]) for t in (x, concentration)]
-    return tf.reshape(call_bucketed(_kernel, tuple(flat), (0.0, 1.0), True), shape)
+    return tf.reshape(call_in_blocks(_kernel, tuple(flat), (0.0, 1.0), True), shape)
 
 
 @tf.autograph.experimental.do_not_convert
