@@ -15,18 +15,26 @@ Two parts, each writing its own key of ``benchmarks/results/vaeac.json``:
   ``most_probable=True``, as the reference does; its calibration is the share of hidden real
   entries that fall inside the central 90 % interval of 100 sampled imputations.
   scikit-learn's imputers see categories as numbers and their outputs are rounded to the nearest
-  category.
+  category. VAEAC trains under one of two protocols (``--protocol``): ``validation``, the
+  reference's, holds out 25 % of the rows and keeps the checkpoint with the best validation loss;
+  ``fixed`` trains on every row for ``--steps`` steps. Every row is then imputed. Results are kept
+  per mask seed under ``tables_<protocol>``, so seeds can be added by later runs
+  (``--first-seed``).
 * ``inpainting``: Fashion-MNIST with rectangle and half-image masks: the negative log-likelihood
   of the hidden pixels (IWAE bound, K samples) in nats per hidden pixel, on pixel values in
   [0, 1], and a picture of several completions of the same masked images.
 
 The model follows the reference's imputation networks by default (width 256, 10 residual blocks,
-latent 64, Adam 3e-4, batch 64, MCAR(0.2) training masks), trained for a fixed number of optimizer
-steps; ``--width``, ``--depth``, ``--latent-dim`` and ``--steps`` give a smaller configuration.
+latent 64, Adam 3e-4, batch 64, MCAR(0.2) training masks), trained for at most ``--steps``
+optimizer steps; ``--width``, ``--depth`` and ``--latent-dim`` give a smaller configuration. One
+difference: the reference fixes every real feature's Gaussian scale to 1 for tables (its loss is
+then the squared error) and imputes the means, so its multiple imputations vary only through z;
+here the scales are learned and imputations are sampled, which is what the coverage measures.
 
 Usage (2 CPU cores):
 
     python benchmarks/vaeac.py tables [--quick] [--width 128 --depth 4 --latent-dim 32 --steps 3000]
+        [--protocol validation|fixed] [--tables iris,wine --seeds 3 --first-seed 0]
     python benchmarks/vaeac.py inpainting [--quick]
 """
 import argparse
@@ -114,14 +122,31 @@ def impute_baseline(name, imputer, corrupted, sizes):
     return round_categories(imputer.fit_transform(corrupted), sizes)
 
 
-def train_vaeac(corrupted, sizes, steps, seed, network):
+def train_vaeac(corrupted, sizes, steps, seed, network, protocol, patience_steps=300):
+    """Trains on the table with its missing values. ``protocol="fixed"``: all rows for ``steps``
+    optimizer steps. ``protocol="validation"`` (the reference's): 25 % of the rows held out, at
+    most ``steps`` steps on the rest, and the weights of the epoch with the best validation loss
+    (the negative lower bound under fresh masks) kept, stopping after ``patience_steps`` steps
+    without improvement. Returns the model and the number of epochs it was trained for."""
     keras.utils.set_random_seed(seed)
     model = VAEAC(sizes, mask_generator=MCARMask(0.2), seed=seed, **network)
     model.compile(keras.optimizers.Adam(3e-4), jit_compile=True)
-    batches_per_epoch = int(np.ceil(len(corrupted) / 64))
-    model.fit(corrupted.astype(np.float32), batch_size=64,
-              epochs=max(1, steps // batches_per_epoch), verbose=0)
-    return model
+    rows = corrupted.astype(np.float32)
+    if protocol == "fixed":
+        epochs = max(1, steps // int(np.ceil(len(rows) / 64)))
+        model.fit(rows, batch_size=64, epochs=epochs, verbose=0)
+        return model, epochs
+    order = np.random.default_rng(seed).permutation(len(rows))
+    held_out = rows[order[:int(np.ceil(0.25 * len(rows)))]]
+    train = rows[order[len(held_out):]]
+    model.adapt(rows)
+    batches_per_epoch = int(np.ceil(len(train) / 64))
+    stop = keras.callbacks.EarlyStopping(
+        monitor="val_loss", restore_best_weights=True,
+        patience=int(np.ceil(patience_steps / batches_per_epoch)))
+    history = model.fit(train, batch_size=64, epochs=max(1, steps // batches_per_epoch),
+                        validation_data=(held_out,), callbacks=[stop], verbose=0)
+    return model, int(np.argmin(history.history["val_loss"])) + 1
 
 
 def point_imputation(model, corrupted, sizes, seed):
@@ -143,45 +168,52 @@ def coverage_90(model, corrupted, truth, hidden, sizes, seed):
     return float(inside[scored].mean())
 
 
-def run_tables(quick, network, steps, save, names=None, num_seeds=5):
-    seeds = [0, 1] if quick else list(range(num_seeds))
+def summarize(per_seed):
+    """Mean ± std over the mask seeds of each method's metrics: ``{method: {metric: [mean, std]}}``."""
+    summary = {}
+    for method in next(iter(per_seed.values())):
+        records = [per_seed[seed][method] for seed in sorted(per_seed)]
+        summary[method] = {key: [float(np.mean([r[key] for r in records])),
+                                 float(np.std([r[key] for r in records]))]
+                           for key in records[0] if key != "seconds"}
+    return summary
+
+
+def run_tables(quick, network, steps, protocol, stored, save, names=None, seeds=range(5)):
+    """Runs every method on each table and mask seed; adds per-seed records to ``stored`` (the
+    results of earlier runs with the same protocol, so that seeds can be run in parts)."""
+    seeds = [0, 1] if quick else list(seeds)
     steps = 600 if quick else steps
-    results = {"steps": steps, "seeds": seeds, "mcar_rate": 0.2, "network": network,
-               "tables": {}}
+    results = {"protocol": protocol, "steps": steps, "mcar_rate": 0.2, "network": network,
+               "optimizer": "Adam 3e-4, batch 64", "tables": stored.get("tables", {})}
     for name, (truth, sizes) in load_tables().items():
         if names and name not in names:
             continue
-        per_method = {}
+        table = results["tables"].setdefault(name, {})
+        table.update(rows=int(truth.shape[0]), one_hot_max_sizes=sizes)
+        per_seed = table.setdefault("seeds", {})
         for seed in seeds:
             rng = np.random.default_rng(seed)
             hidden = rng.random(truth.shape) < 0.2
             corrupted = np.where(hidden, np.nan, truth)
+            record = {}
             for method, imputer in baseline_imputers(seed).items():
                 start = time.time()
                 imputed = impute_baseline(method, imputer, corrupted, sizes)
-                per_method.setdefault(method, []).append(
-                    (*nrmse_pfc(truth, imputed, hidden, sizes), None, time.time() - start))
+                nrmse, pfc = nrmse_pfc(truth, imputed, hidden, sizes)
+                record[method] = {"nrmse": nrmse, "pfc": pfc, "seconds": time.time() - start}
             start = time.time()
-            model = train_vaeac(corrupted, sizes, steps, seed, network)
-            imputed = point_imputation(model, corrupted, sizes, seed)
-            per_method.setdefault("vaeac", []).append(
-                (*nrmse_pfc(truth, imputed, hidden, sizes),
-                 coverage_90(model, corrupted, truth, hidden, sizes, seed), time.time() - start))
-            print(name, seed, {m: np.round(v[-1][:3], 4).tolist() if v[-1][2] is not None
-                               else np.round(v[-1][:2], 4).tolist()
-                               for m, v in per_method.items()}, flush=True)
-        summary = {}
-        for method, rows in per_method.items():
-            rows = np.array([[np.nan if v is None else v for v in r] for r in rows], float)
-            summary[method] = {
-                "nrmse_mean": float(rows[:, 0].mean()), "nrmse_std": float(rows[:, 0].std()),
-                "pfc_mean": float(rows[:, 1].mean()), "pfc_std": float(rows[:, 1].std()),
-                "seconds_mean": float(rows[:, 3].mean())}
-            if method == "vaeac":
-                summary[method]["coverage_90_mean"] = float(rows[:, 2].mean())
-        results["tables"][name] = {"rows": int(truth.shape[0]), "one_hot_max_sizes": sizes,
-                                   "methods": summary}
-        save(results)
+            model, epochs = train_vaeac(corrupted, sizes, steps, seed, network, protocol)
+            nrmse, pfc = nrmse_pfc(truth, point_imputation(model, corrupted, sizes, seed),
+                                   hidden, sizes)
+            record["vaeac"] = {"nrmse": nrmse, "pfc": pfc, "coverage_90": coverage_90(
+                model, corrupted, truth, hidden, sizes, seed), "epochs": epochs,
+                "seconds": time.time() - start}
+            per_seed[str(seed)] = record
+            table["summary"] = summarize(per_seed)
+            print(name, seed, {m: {k: round(v, 4) for k, v in r.items() if k != "seconds"}
+                               for m, r in record.items()}, flush=True)
+            save(results)
     return results
 
 
@@ -249,30 +281,34 @@ def main():
     parser.add_argument("--steps", type=int, default=4000, help="optimizer steps per table")
     parser.add_argument("--tables", default="", help="comma-separated subset of the tables")
     parser.add_argument("--seeds", type=int, default=5, help="number of mask seeds")
+    parser.add_argument("--first-seed", type=int, default=0, help="the first mask seed")
+    parser.add_argument("--protocol", choices=["validation", "fixed"], default="validation",
+                        help="validation: the reference's (25 %% of rows held out, best "
+                             "validation checkpoint); fixed: all rows, --steps steps")
     args = parser.parse_args()
     network = dict(width=args.width, depth=args.depth, latent_dim=args.latent_dim)
     machine = dict(platform=platform.platform(), cpus=os.cpu_count(),
                    load_average_1m_at_start=os.getloadavg()[0])
-    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     for part in args.parts:
-        key = part + ("_quick" if args.quick else "")
+        key = part + ("_" + args.protocol if part == "tables" else "") \
+            + ("_quick" if args.quick else "")
 
         def save(out):
-            # Re-read first: runs over different --tables may write the same file.
+            # Re-read first: other runs may have written other keys of the same file.
             stored = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-            previous = stored.get(key, {})
             out["machine"] = dict(machine, load_average_1m_at_end=os.getloadavg()[0])
-            if "tables" in out and "tables" in previous:
-                out["tables"] = {**previous["tables"], **out["tables"]}
             stored[key] = out
-            results.update(stored)
             RESULTS.parent.mkdir(exist_ok=True)
             RESULTS.write_text(json.dumps(stored, indent=1))
+            return stored
 
+        stored = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
         names = [n for n in args.tables.split(",") if n]
-        save(run_tables(args.quick, network, args.steps, save, names, args.seeds)
-             if part == "tables" else run_inpainting(args.quick))
-    print(json.dumps({k: results[k] for k in results}, indent=1)[:4000])
+        seeds = range(args.first_seed, args.first_seed + args.seeds)
+        results = save(run_tables(args.quick, network, args.steps, args.protocol,
+                                  stored.get(key, {}), save, names, seeds)
+                       if part == "tables" else run_inpainting(args.quick))
+        print(json.dumps(results[key].get("tables", results[key]), indent=1)[:4000])
 
 
 if __name__ == "__main__":

@@ -22,6 +22,13 @@ unobserved and never scored. Real features are standardised with the mean and st
 of their observed values (:meth:`VAEAC.adapt`, stored in the model, so a saved model imputes on the
 original scale).
 
+Mixed precision and distribution: under a ``keras.mixed_precision`` policy ("mixed_float16",
+"mixed_bfloat16") the networks run in the 16-bit compute dtype while the variables, the
+normalisation, the Gaussian and categorical distributions, the bound and the loss stay in float32
+(float16 cannot even hold raw values above 65,504). Built or compiled under a
+``tf.distribute`` strategy scope, ``fit`` averages the replicas' gradients as Keras does, and each
+replica draws its own training masks and latent samples.
+
 Cost per row: O(width · (width · depth + D_encoded + latent_dim)) multiply-adds for each network
 pass; :meth:`VAEAC.impute` with k imputations runs the prior network once and the generative
 network k times.
@@ -225,7 +232,8 @@ class VAEAC(keras.Model):
         """
         x = self._as_rows(x)
         if not self.built:
-            self.build((None, x.shape[1]))
+            with self.distribute_strategy.scope():  # variables belong to the model's strategy
+                self.build((None, x.shape[1]))
         mean = np.zeros(x.shape[1])
         std = np.ones(x.shape[1])
         for j in self.features.real_columns:
@@ -249,8 +257,14 @@ class VAEAC(keras.Model):
             self.adapt(x)
         return super().fit(x, y, **kwargs)
 
+    @property
+    def _stat_dtype(self):
+        """The dtype of the distributions, likelihoods and sums: float64 under a float64 policy,
+        else float32 (also under mixed precision, whose float16 range would overflow them)."""
+        return "float64" if self.compute_dtype == "float64" else "float32"
+
     def _normalize(self, x):
-        x = tf.cast(x, self.compute_dtype)
+        x = tf.cast(x, self._stat_dtype)
         return (x - tf.cast(self.feature_mean, x.dtype)) / tf.cast(self.feature_std, x.dtype)
 
     def _denormalize(self, x):
@@ -260,15 +274,36 @@ class VAEAC(keras.Model):
     def _distributions(self, x, unobserved):
         """The proposal q(z | x, b), the prior p(z | x_{1-b}, b), and the prior network's input
         and states (the generative network's skip connections). ``x`` is normalised, NaN where
-        missing; ``unobserved`` is b, ``[B, D]``."""
+        missing; ``unobserved`` is b, ``[B, D]``. The networks run in the compute dtype, the
+        distributions are in ``_stat_dtype``."""
         missing = tf.cast(tf.math.is_nan(x), x.dtype)
         observed_x = tf.where(unobserved > 0, tf.fill(tf.shape(x), tf.constant(np.nan, x.dtype)), x)
-        prior_input = tf.concat([self.features.encode(observed_x), unobserved], axis=1)
+        compute = self.compute_dtype
+        prior_input = tf.cast(tf.concat([self.features.encode(observed_x), unobserved], axis=1),
+                              compute)
         prior_states = self.prior_network(prior_input)
-        prior = _gaussian(self.prior_head(prior_states[-1]))
-        proposal_input = tf.concat([self.features.encode(x), missing, unobserved], axis=1)
-        proposal = _gaussian(self.proposal_head(self.proposal_network(proposal_input)[-1]))
+        prior = _gaussian(tf.cast(self.prior_head(prior_states[-1]), x.dtype))
+        proposal_input = tf.cast(tf.concat([self.features.encode(x), missing, unobserved], axis=1),
+                                 compute)
+        proposal = _gaussian(tf.cast(
+            self.proposal_head(self.proposal_network(proposal_input)[-1]), x.dtype))
         return proposal, prior, prior_input, prior_states
+
+    def _generate(self, z, prior_input, prior_states):
+        """The generative network's distribution parameters ``[B, param_width]`` for latents
+        ``z``, in the dtype of ``z``."""
+        params = self.generative_network(tf.cast(z, self.compute_dtype), prior_input, prior_states)
+        return tf.cast(params, z.dtype)
+
+    def _seed(self):
+        """The next training seed; under a multi-replica strategy each replica gets its own
+        (else every replica would draw the same masks for its part of the batch)."""
+        seed = tf.cast(self.seed_generator.next(), tf.int32)
+        context = tf.distribute.get_replica_context()
+        if context is not None and context.num_replicas_in_sync > 1:
+            seed = tf.random.experimental.stateless_fold_in(
+                seed, tf.cast(context.replica_id_in_sync_group, tf.int32))
+        return seed
 
     def _prior_regularizer(self, prior):
         mean, scale = prior.distribution.loc, prior.distribution.scale
@@ -281,13 +316,12 @@ class VAEAC(keras.Model):
         self._check_width(x.shape)
         x = self._normalize(x)
         batch = tf.shape(x)[0]
-        generated = tf.cast(self.mask_generator(batch, self.features.num_features,
-                                                tf.cast(self.seed_generator.next(), tf.int32)),
+        generated = tf.cast(self.mask_generator(batch, self.features.num_features, self._seed()),
                             x.dtype)
         unobserved = tf.maximum(generated, tf.cast(tf.math.is_nan(x), x.dtype))
         proposal, prior, prior_input, prior_states = self._distributions(x, unobserved)
-        z = proposal.sample(seed=tf.cast(self.seed_generator.next(), tf.int32))
-        params = self.generative_network(z, prior_input, prior_states)
+        z = proposal.sample(seed=self._seed())
+        params = self._generate(z, prior_input, prior_states)
         reconstruction = self.features.log_prob(x, params, unobserved)
         bound = (reconstruction - tfd.kl_divergence(proposal, prior)
                  + self._prior_regularizer(prior))
@@ -334,7 +368,7 @@ class VAEAC(keras.Model):
         z = proposal.sample(num_samples, seed=seed)  # [K, n, L]
 
         def log_weight(z_k):
-            params = self.generative_network(z_k, prior_input, prior_states)
+            params = self._generate(z_k, prior_input, prior_states)
             return (self.features.log_prob(x, params, unobserved) + prior.log_prob(z_k)
                     - proposal.log_prob(z_k))
 
@@ -375,7 +409,7 @@ class VAEAC(keras.Model):
 
         def draw(args):
             z_k, key = args
-            params = self.generative_network(z_k, prior_input, prior_states)
+            params = self._generate(z_k, prior_input, prior_states)
             return self.features.sample(params, key, most_probable)
 
         values = tf.map_fn(draw, (z, keys), fn_output_signature=x.dtype)  # [k, n, D]
