@@ -212,8 +212,9 @@ def count_flops(model, data=None):
     rows = []
     total = Flops(0, 0)
     for layer in model.layers:
-        if isinstance(layer, keras.layers.InputLayer):
-            continue
+        if isinstance(layer, keras.layers.InputLayer) or not (
+                layer.weights or hasattr(layer, "flops") or hasattr(layer, "data_flops")):
+            continue  # no weights, no multiply-adds (e.g. Add, whose input is a list)
         input_shape = tuple(layer.input.shape)
         if data is not None and hasattr(layer, "data_flops"):
             layer_inputs = keras.Model(model_input(model), layer.input)(data, training=False)
