@@ -67,6 +67,17 @@ def test_model_report_has_perforated_and_adaptive_layers_with_measured_savings()
     assert no_data.total["actual"] is None and no_data.total["dense"] == report.total["dense"]
 
 
+def test_functional_residual_model_counts_its_convs_and_skips_multi_input_layers():
+    # x + conv(x) with a 3x3 conv 2->2 on 5x5 'same': 25 * 9 * 2 * 2 = 900, twice.
+    inputs = keras.Input((5, 5, 2))
+    x = inputs
+    for _ in range(2):
+        x = keras.layers.Add()([x, keras.layers.Conv2D(2, 3, padding="same")(x)])
+    report = count_flops(keras.Model(inputs, x))
+    assert [row["dense"] for row in report.layers] == [900, 900]
+    assert report.total["dense"] == report.total["actual"] == 1800
+
+
 def test_errors_name_what_is_wrong():
     with pytest.raises(TypeError, match="model: expected a keras.Model, got Dense"):
         count_flops(keras.layers.Dense(2))

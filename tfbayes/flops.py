@@ -28,8 +28,11 @@ A layer takes part by implementing
     examples of the batch ``inputs``.
 
 Plain ``Dense``, ``Conv1D``, ``Conv2D``, ``Conv3D`` (with groups) and
-``DepthwiseConv2D`` layers are counted by the rules here (:func:`layer_flops`),
-and a ``Sequential`` model by summing its layers in order.
+``DepthwiseConv2D`` layers, the recurrent ``LSTM``, ``GRU`` and ``SimpleRNN``
+(``time * (|W_x| + |W_h|)``, per time step when the length is unknown),
+``Bidirectional`` (both directions) and ``Embedding`` (a lookup: 0) are counted by
+the rules here (:func:`layer_flops`), and a ``Sequential`` model by summing its
+layers in order. :func:`tfbayes.sparsity.sparsity_report` counts with the same rules.
 """
 import collections
 
@@ -87,6 +90,14 @@ def _plain_flops(layer, input_shape):
         count = conv_flops(layer.kernel_size, int(input_shape[-1]), layer.filters,
                            _positions(out), groups=layer.groups)
         return Flops(count, count)
+    if isinstance(layer, (keras.layers.LSTM, keras.layers.GRU, keras.layers.SimpleRNN)):
+        # per step, the input kernel [in, gates * units] and the recurrent kernel
+        steps = input_shape[1] or 1
+        count = steps * sum(int(np.prod(w.shape))
+                            for w in (layer.cell.kernel, layer.cell.recurrent_kernel))
+        return Flops(count, count)
+    if isinstance(layer, keras.layers.Embedding):
+        return Flops(0, 0)  # a lookup
     return None
 
 
@@ -121,6 +132,9 @@ def layer_flops(layer, input_shape):
     plain = _plain_flops(layer, input_shape)
     if plain is not None:
         return plain
+    if isinstance(layer, keras.layers.Bidirectional):
+        return add_flops(layer_flops(layer.forward_layer, input_shape),
+                         layer_flops(layer.backward_layer, input_shape))
     if isinstance(layer, keras.Sequential):
         total = Flops(0, 0)
         shape = input_shape
@@ -212,8 +226,9 @@ def count_flops(model, data=None):
     rows = []
     total = Flops(0, 0)
     for layer in model.layers:
-        if isinstance(layer, keras.layers.InputLayer):
-            continue
+        if isinstance(layer, keras.layers.InputLayer) or not (
+                layer.weights or hasattr(layer, "flops") or hasattr(layer, "data_flops")):
+            continue  # no weights, no multiply-adds (e.g. Add, whose input is a list)
         input_shape = tuple(layer.input.shape)
         if data is not None and hasattr(layer, "data_flops"):
             layer_inputs = keras.Model(model_input(model), layer.input)(data, training=False)

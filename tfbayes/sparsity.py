@@ -24,8 +24,11 @@ plain layer class through a :class:`PlainLayerRule` given to
 :func:`register_plain_layer`.
 
 FLOPs here are multiply-accumulates of the weight layers per example (biases,
-activations, ``Add`` and pooling are not counted); "after" counts only nonzero
-weights of the compressed model.
+activations, ``Add`` and pooling are not counted), counted by the rules of
+:mod:`tfbayes.flops`; "after" counts only nonzero weights of the compressed model.
+Each weight is counted once: a layer that runs sublayers (``Bidirectional``, an
+adaptive block, a nested model) has rows for them, and an ``LSTM`` or ``GRU`` row
+includes its cell.
 """
 import collections
 import typing
@@ -33,6 +36,8 @@ import typing
 import keras
 import numpy as np
 from keras.src.models.functional import Functional
+
+from tfbayes.flops import layer_flops
 
 
 class SparsifiableLayer(typing.Protocol):
@@ -161,13 +166,17 @@ def _kernel_shrink(layer, kept_inputs, input_scale, kept_outputs):
     return new
 
 
+def _dense_and_nonzero_flops(layer, input_shape, kernels):
+    """``(dense, nonzero)``: :func:`tfbayes.flops.layer_flops`'s count, and that count with
+    only the nonzero entries of ``kernels`` (every entry is used equally often)."""
+    dense = layer_flops(layer, input_shape).dense
+    arrays = [keras.ops.convert_to_numpy(k) for k in kernels]
+    size = sum(a.size for a in arrays)
+    return dense, dense // size * sum(int(np.count_nonzero(a)) for a in arrays) if size else 0
+
+
 def _kernel_flops(layer, input_shape):
-    kernel = keras.ops.convert_to_numpy(layer.kernel)
-    if isinstance(layer, keras.layers.Dense):
-        positions = int(np.prod(input_shape[1:-1], dtype=np.int64))
-    else:
-        positions = int(np.prod(layer.compute_output_shape(input_shape)[1:-1], dtype=np.int64))
-    return positions * kernel.size, positions * int(np.count_nonzero(kernel))
+    return _dense_and_nonzero_flops(layer, input_shape, [layer.kernel])
 
 
 _KERNEL_RULE = PlainLayerRule(_kernel_needed_inputs, _kernel_shrink, _kernel_flops,
@@ -215,7 +224,7 @@ def _embedding_shrink(embedding, kept_inputs, input_scale, kept_columns):
 
 def _embedding_flops(embedding, input_shape):
     """A lookup has no multiply-adds."""
-    return 0, 0
+    return tuple(layer_flops(embedding, input_shape))
 
 
 register_plain_layer(keras.layers.Embedding, PlainLayerRule(
@@ -272,10 +281,8 @@ def _rnn_shrink(rnn, kept_inputs, input_scale, needed_units):
 
 def _rnn_flops(rnn, input_shape):
     """Multiply-adds per example, ``time * (|W_x| + |W_h|)`` (per timestep if time is unknown)."""
-    kernels = [keras.ops.convert_to_numpy(w) for w in (rnn.cell.kernel, rnn.cell.recurrent_kernel)]
-    steps = input_shape[1] or 1
-    return (steps * sum(k.size for k in kernels),
-            steps * sum(int(np.count_nonzero(k)) for k in kernels))
+    return _dense_and_nonzero_flops(rnn, input_shape,
+                                    [rnn.cell.kernel, rnn.cell.recurrent_kernel])
 
 
 _RNN_RULE = PlainLayerRule(_rnn_needed_inputs, _rnn_shrink, _rnn_flops,
@@ -658,11 +665,33 @@ def select_threshold(model, validation_accuracy, reference_accuracy, max_loss_pt
 
 # --- the report ---
 
+def _counted_whole(layer):
+    """True for a layer whose report row covers its sublayers' weights too: one with
+    ``sparsity_groups`` or a :func:`compress` rule (Dense, Conv, Embedding, LSTM, GRU)."""
+    return hasattr(layer, "sparsity_groups") or _rule(layer) is not None
+
+
+def _counted_layers(layer):
+    """The layers under ``layer`` that get a report row, so that each weight is counted once.
+
+    A layer counted whole (an LSTM with its cell) is not searched further; any other
+    layer (``Bidirectional``, an adaptive block, a residual unit, a nested model) has a
+    row for its own weights only, and its sublayers are searched.
+    """
+    for child in layer._flatten_layers(include_self=False, recursive=False):
+        yield child
+        if not _counted_whole(child):
+            yield from _counted_layers(child)
+
+
 def _weight_counts(layer):
     if hasattr(layer, "sparsity_groups"):
         return layer.sparsity_groups()
+    inner = set() if _counted_whole(layer) else {
+        id(w) for child in layer._flatten_layers(include_self=False, recursive=False)
+        for w in child.weights}
     total = sum(int(np.prod(w.shape)) for w in layer.trainable_weights
-                if not w.path.endswith("bias"))
+                if not w.path.endswith("bias") and id(w) not in inner)
     return {"weights": (total, total)} if total else {}
 
 
@@ -759,9 +788,9 @@ def sparsity_report(model):
         before = after = {}
         note = f"no FLOPs: {error}"
     rows = []
-    for layer in model._flatten_layers(include_self=False, recursive=True):
+    for layer in _counted_layers(model):
         groups = _weight_counts(layer)
-        if not groups or isinstance(layer, keras.Model):
+        if not groups:
             continue
         kept, total = groups.get("weights", (0, 0))
         rows.append({

@@ -225,6 +225,43 @@ def test_units_after_halting_are_skipped_at_inference():
     assert np.all(np.isnan(block(x, training=True).numpy()))
 
 
+@pytest.mark.parametrize("cls, variant, rule", [
+    (AdaptiveComputationBlock, "sact", "act"), (AdaptiveComputationBlock, "act", "act"),
+    (ProbabilisticAdaptiveComputationBlock, "sact", "pact")])
+def test_inference_runs_each_unit_only_on_the_examples_still_running(cls, variant, rule):
+    block, unit_kernels, halting = _block_and_reference_weights(variant, np.float64, cls=cls)
+    x = _inputs(variant, np.float64)
+    x[0, ..., 0], x[1, ..., 0] = 8.0, -8.0  # example 0 halts everywhere at unit 1, 1 never halts
+    seen = []  # (unit index, batch size it was called with)
+    for index, unit in enumerate(block.residual_units):
+        unit.call = lambda t, call=unit.call, index=index: (
+            seen.append((index, int(t.shape[0]))), call(t))[1]
+    out, stats = block(tf.constant(x), return_ponder=True)
+    expected, _, halt_unit, _ = _reference(x, unit_kernels, halting, variant, rule=rule)
+    num = len(unit_kernels)
+    running = halt_unit.reshape(3, -1)  # N per position of each example
+    assert running[0].max() == 1 and running[1].min() == num
+    assert [size for _, size in seen] == [3] + [int(np.sum(running.max(1) > l))
+                                              for l in range(1, num)]
+    assert [index for index, _ in seen] == list(range(num))
+    np.testing.assert_array_equal(stats["num_units"].numpy(), halt_unit)
+    np.testing.assert_allclose(out.numpy(), expected, rtol=1e-10, atol=1e-10)
+    # The same outputs as the dense evaluation under XLA, where every example runs every unit.
+    dense = tf.function(lambda t: block(t), jit_compile=True)(tf.constant(x))
+    np.testing.assert_allclose(out.numpy(), dense.numpy(), rtol=1e-12, atol=1e-12)
+    # FLOPs by hand: each unit (a 3x3 conv 3->3, 81 multiply-adds per position) at the
+    # running positions; after unit l < L the halting layers of the examples still running:
+    # the global dense 3->1 (3) and, for SACT, the 3x3 conv 3->1 at the running positions (27).
+    positions = x.shape[1] * x.shape[2]
+    hand = np.zeros(3, np.int64)
+    for l in range(num):
+        active = (running > l).sum(1) if variant == "sact" else (running[:, 0] > l) * positions
+        hand += 81 * active
+        if l < num - 1:
+            hand += 3 * (active > 0) + (27 * active if variant == "sact" else 0)
+    np.testing.assert_array_equal(stats["flops"].numpy(), hand)
+
+
 def test_mixed_precision_keeps_variables_float32_and_the_ponder_loss_float32():
     block = AdaptiveComputationBlock(2, variant="sact", dtype="mixed_float16")
     x = np.random.default_rng(0).normal(size=(2, 4, 4, 3)).astype("float32")

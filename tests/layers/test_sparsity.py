@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 
 from tfbayes import sparsity
-from tfbayes.layers import (SBPDropout, SparseVDConv2D, SparseVDConv3D, SparseVDDense,
-                            SparseVDLayer)
+from tfbayes.flops import count_flops
+from tfbayes.layers import (AdaptiveComputationBlock, SBPDropout, SparseVDConv2D, SparseVDConv3D,
+                            SparseVDDense, SparseVDLayer)
 
 
 def _randomize_posteriors(model, seed=0):
@@ -100,6 +101,29 @@ def test_report_counts_weights_groups_and_flops():
     text = str(report)
     assert conv.name in text and "total" in text and "units" in text
     assert report.to_dict()["total"] == report.total
+
+
+def test_report_counts_each_weight_of_nested_layers_once():
+    # Bidirectional(LSTM(2)) on 5 steps of 3 features: per direction W_x 3x8 + W_h 2x8 = 40
+    # weights and 5 * 40 = 200 multiply-adds; the LSTMCell and Bidirectional get no row.
+    model = keras.Sequential([keras.Input((5, 3)), keras.layers.Bidirectional(keras.layers.LSTM(2)),
+                              keras.layers.Dense(1)])
+    report = sparsity.sparsity_report(model)
+    assert [(r["class"], r["weights_total"]) for r in report.layers] == [
+        ("LSTM", 40), ("LSTM", 40), ("Dense", 4)]
+    assert report.total["weights_total"] == 84
+    assert count_flops(model).total["dense"] == 2 * 5 * 40 + 4
+    # An adaptive block of two 3x3 residual units on 4x4x2 maps: per unit two convs (36 each)
+    # and two batch norms (gamma and beta, 4 each); halting after unit 1: dense 2->1 (2) and
+    # conv 3x3 2->1 (18); then a Dense 32->1. Rows for the leaves only.
+    inputs = keras.Input((4, 4, 2))
+    x = AdaptiveComputationBlock(2)(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(1)(keras.layers.Flatten()(x)))
+    report = sparsity.sparsity_report(model)
+    classes = [r["class"] for r in report.layers]
+    assert "AdaptiveComputationBlock" not in classes and "ResidualUnit" not in classes
+    assert classes.count("Conv2D") == 5 and classes.count("BatchNormalization") == 4
+    assert report.total["weights_total"] == 2 * (36 + 36 + 4 + 4) + 2 + 18 + 32
 
 
 def test_report_of_a_subclassed_model_has_counts_but_no_flops():

@@ -36,6 +36,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 from keras import ops
+from tensorflow.python.ops import control_flow_util
 
 from tfbayes.flops import Flops, add_flops, conv_flops, dense_flops, layer_flops
 from tfbayes.layers.base import check_finite_real
@@ -142,6 +143,11 @@ def _positions(shape):
     return int(np.prod([int(d) for d in shape[1:-1]], dtype=np.int64))
 
 
+def _in_xla_context():
+    """True while tracing code that XLA compiles (``jit_compile=True``), whose shapes are static."""
+    return control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph())
+
+
 def _count(mask):
     """The number of true entries of ``mask`` per example, int64 ``[batch]``."""
     return ops.sum(ops.reshape(ops.cast(mask, "int64"), (ops.shape(mask)[0], -1)), axis=1)
@@ -154,9 +160,12 @@ class AdaptiveComputationBlock(keras.layers.Layer):
     See the module docstring for the halting rule, the output and the ponder
     cost (SACT paper eqs. 1-7). In training, every unit runs on the whole batch
     and halted positions are masked, which gives the exact gradients of the
-    paper. At inference (``training=False``) a unit is skipped (``cond``) as
-    soon as every position of every example in the batch has halted; the
-    per-example savings are reported by the FLOPs count, as in the reference.
+    paper. At inference (``training=False``) a unit runs only on the examples
+    that still have a running position (gathered and scattered back), so an
+    example whose every position has halted skips its remaining units; under
+    XLA (static shapes) a unit is skipped only once the whole batch has halted.
+    Within an example, halted positions are masked, and the FLOPs count reports
+    the per-position savings, as in the reference.
 
     Args:
       units: a list of Keras layers, each computing a residual branch ``F_l``
@@ -283,8 +292,15 @@ class AdaptiveComputationBlock(keras.layers.Layer):
         return ops.shape(inputs)[:3] if self.variant == "sact" else ops.shape(inputs)[:1]
 
     def _run_unit(self, index, state, active, training):
-        """``state + m * F(state)`` with ``m`` = ``active``; at inference the unit is skipped
-        (``cond``) once nothing in the batch is active."""
+        """``state + m * F(state)`` with ``m`` = ``active``.
+
+        In training every example runs (masked). At inference the unit runs only
+        on the examples with an active position: they are gathered, the unit is
+        applied to them and their new states are scattered back, so a halted
+        example costs nothing; the whole unit is skipped when no example is
+        active. Under XLA, whose shapes are static, the unit is skipped only when
+        nothing in the batch is active.
+        """
         unit = self.residual_units[index]
         if index == 0:
             return state + unit(state, training=training)
@@ -293,7 +309,22 @@ class AdaptiveComputationBlock(keras.layers.Layer):
         def run():
             return state + mask * unit(state, training=training)
 
-        return run() if training else ops.cond(ops.any(active), run, lambda: state)
+        if training:
+            return run()
+        if _in_xla_context():
+            return ops.cond(ops.any(active), run, lambda: state)
+        batch = tf.shape(state)[0]
+        running = ops.any(ops.reshape(active, (batch, -1)), axis=1)
+        rows = tf.where(running)[:, 0]
+
+        def run_running_examples():
+            part = tf.gather(state, rows)
+            part = part + tf.gather(mask, rows) * unit(part, training=False)
+            return tf.tensor_scatter_nd_update(state, rows[:, None], part)
+
+        count = tf.size(rows)
+        return tf.cond(count == 0, lambda: state,
+                       lambda: tf.cond(count == batch, run, run_running_examples))
 
     def _active_flops(self, index, input_shape, active):
         """Multiply-adds per example of unit ``index`` and its halting layers for ``active``."""
@@ -448,8 +479,9 @@ class ProbabilisticAdaptiveComputationBlock(AdaptiveComputationBlock):
       the relaxed ``N``, is added through ``add_loss`` in float32. Every unit runs.
     * **Inference** is deterministic: ``z_l = [h_l > 1/2]``, the most probable
       value. Halted positions (SACT) or examples (ACT) are frozen by the residual
-      mask, so the output is simply the last state; units are skipped once the
-      whole batch has halted, and nothing but the current state is kept.
+      mask, so the output is simply the last state; examples whose every position
+      has halted skip the remaining units (as for the base class), and nothing but
+      the current state is kept.
 
     Args:
       units: as for :class:`AdaptiveComputationBlock`.
