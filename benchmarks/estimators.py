@@ -21,11 +21,28 @@ Two studies of Mohamed et al. 2020 (arXiv 1906.10652):
    final ELBO (full data, 2000 samples) and the test accuracy of the
    posterior mean.
 
-No timings are reported. Results go to ``benchmarks/results/estimators.json``
-and a figure to ``benchmarks/results/estimators_section3.png``.
+3. The cost of one gradient estimate on that model (loss and its gradient with
+   respect to the 62 variational parameters, batch 32, 50 samples), ours
+   against TFP's where both compute the same thing: ``score_function`` against
+   ``tfp.vi`` SCORE_FUNCTION and ``pathwise`` against REPARAMETERIZATION, each
+   compiled with ``tf.function``, with and without XLA. Medians of several
+   runs and their ratio. This part times, so it follows the idle-machine rule
+   of ``benchmarks/machine.py``: it refuses to run on a loaded machine unless
+   ``--allow-load`` is given (which the JSON records). Run it alone with
+   ``--timing-only``.
 
-Usage: ``python benchmarks/estimators.py [--quick] [--steps N] [--skip-regression]``;
-the JSON is rewritten after each part, so an interrupted run keeps what it measured.
+Parts 1 and 2 report no timings. Results go to
+``benchmarks/results/estimators.json`` (each part writes its own key and keeps
+the others) and a figure to ``benchmarks/results/estimators_section3.png``.
+
+Usage::
+
+    python benchmarks/estimators.py [--quick] [--steps N] [--skip-section3] [--skip-regression]
+                                    [--estimators NAME ...] [--skip-timing]
+    python benchmarks/estimators.py --timing-only [--max-load L | --allow-load]
+
+The JSON is rewritten after each part (and after each estimator of part 2), so
+an interrupted run keeps what it measured.
 """
 import argparse
 import json
@@ -44,6 +61,7 @@ import tensorflow_probability as tfp  # noqa: E402
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 import tfbayes.estimators as est  # noqa: E402
+from machine import LoadLog, add_load_arguments, machine_record, require_idle  # noqa: E402
 
 tfd = tfp.distributions
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
@@ -271,6 +289,7 @@ def train(name, make_estimator, data, steps, quick, samples=50, batch=32, seed=0
         optimizer.apply_gradients(zip(grads, [model.mu, model.rho]))
         return loss
 
+    start = time.time()
     checkpoints = sorted({0, steps // 4, steps // 2, 3 * steps // 4, steps - 1})
     variances, cost = [], None
     repeats = 50 if not quick else 20
@@ -281,6 +300,9 @@ def train(name, make_estimator, data, steps, quick, samples=50, batch=32, seed=0
                                                    samples, repeats, seed=1000 + i)
             variances.append({"step": i, "mean_gradient_variance": variance})
         step(xb, yb, tf.constant([seed, i]))
+        if (i + 1) % 500 == 0:
+            print(f"    {name}: {i + 1}/{steps} steps, {time.time() - start:.0f} s wall",
+                  flush=True)
     # Final ELBO on the full training set, and test accuracy of the posterior mean.
     w = model.q().sample(2000, seed=[9, 9])
     full = tf.constant(x_train, tf.float32), tf.constant(y_train, tf.float32)
@@ -291,10 +313,11 @@ def train(name, make_estimator, data, steps, quick, samples=50, batch=32, seed=0
             "test_accuracy": accuracy, "evaluations_of_f_per_estimate": cost}
 
 
-def logistic_regression(quick, steps, save):
+def logistic_regression(quick, steps, save, names=None, results=()):
+    """Trains with each estimator in ``names`` (default all); ``results`` are kept, by name."""
     data = load_breast_cancer()
-    names = list(estimators_for_regression(None, None, None))
-    results = []
+    names = names or list(estimators_for_regression(None, None, None))
+    results = [r for r in results if r["estimator"] not in names]
     for name in names:
         def make(model, xb, yb, name=name):
             return estimators_for_regression(model, xb, yb)[name]
@@ -310,47 +333,133 @@ def logistic_regression(quick, steps, save):
     return results
 
 
+# ---------------------------------------------------------------- cost per estimate
+
+TIMED_PAIRS = (("score_function", "tfp SCORE_FUNCTION"), ("pathwise", "tfp REPARAMETERIZATION"))
+
+
+def time_gradient_step(name, jit_compile, runs, calls, samples=50, batch=32, log=None):
+    """Median seconds per gradient estimate of one estimator, over ``runs`` runs of ``calls``."""
+    (x_train, y_train), _ = load_breast_cancer()
+    model = LogisticRegressionVI(x_train, y_train)
+    xb = tf.constant(x_train[:batch], tf.float32)
+    yb = tf.constant(y_train[:batch], tf.float32)
+    estimator, options = estimators_for_regression(model, xb, yb)[name]
+
+    @tf.function(jit_compile=jit_compile)
+    def gradient(step_seed):
+        with tf.GradientTape() as tape:
+            loss = estimator(model.objective(xb, yb), model.q(), samples, seed=step_seed,
+                             **options)
+        return tape.gradient(loss, [model.mu, model.rho])
+
+    seeds = [tf.constant([7, i]) for i in range(calls)]
+    for g in gradient(seeds[0]):      # compile and warm up outside the timed blocks
+        g.numpy()
+    times = []
+    for run in range(runs):
+        with log.block(f"{name}, jit_compile={jit_compile}, run {run}"):
+            start = time.perf_counter()
+            for s in seeds:
+                out = gradient(s)
+            for g in out:
+                g.numpy()
+            times.append((time.perf_counter() - start) / calls)
+    return float(np.median(times)), times
+
+
+def timing(args):
+    """Ours against TFP, per gradient estimate; the ratio of medians, ours / TFP."""
+    require_idle(args)
+    log = LoadLog()
+    rows = []
+    for jit_compile in (False, True):
+        for ours, theirs in TIMED_PAIRS:
+            measured = {n: time_gradient_step(n, jit_compile, args.timing_runs,
+                                              args.timing_calls, log=log)
+                        for n in (ours, theirs)}
+            row = {"ours": ours, "tfp": theirs, "jit_compile": jit_compile,
+                   "seconds_ours": measured[ours][0], "seconds_tfp": measured[theirs][0],
+                   "runs_ours": measured[ours][1], "runs_tfp": measured[theirs][1],
+                   "ratio_ours_over_tfp": measured[ours][0] / measured[theirs][0]}
+            rows.append(row)
+            print(f"  jit_compile={jit_compile!s:5s} {ours:15s} {row['seconds_ours'] * 1e3:.3f} ms"
+                  f"  {theirs:22s} {row['seconds_tfp'] * 1e3:.3f} ms"
+                  f"  ratio {row['ratio_ours_over_tfp']:.3f}", flush=True)
+    return {"what": "median seconds per gradient estimate (loss and gradient w.r.t. the 62 "
+                    "variational parameters; batch 32, 50 samples; tf.function)",
+            "runs": args.timing_runs, "calls_per_run": args.timing_calls,
+            "rows": rows, "machine": machine_record(args, log)}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small grids and 300 steps")
     parser.add_argument("--steps", type=int, default=None,
                         help="training steps (default 5000, 300 with --quick)")
+    parser.add_argument("--skip-section3", action="store_true")
     parser.add_argument("--skip-regression", action="store_true")
+    parser.add_argument("--estimators", nargs="+", default=None, metavar="NAME",
+                        choices=list(estimators_for_regression(None, None, None)),
+                        help="train only these estimators in part 2 (the others' results kept)")
+    parser.add_argument("--skip-timing", action="store_true")
+    parser.add_argument("--timing-only", action="store_true",
+                        help="only part 3, the cost per gradient estimate against TFP")
+    parser.add_argument("--timing-runs", type=int, default=7, help="timed runs (median)")
+    parser.add_argument("--timing-calls", type=int, default=200,
+                        help="gradient estimates per timed run")
+    add_load_arguments(parser)
     args = parser.parse_args()
     steps = args.steps or (300 if args.quick else 5000)
     os.makedirs(RESULTS, exist_ok=True)
     path = os.path.join(RESULTS, "estimators_quick.json" if args.quick else "estimators.json")
+    output = {}
+    if os.path.exists(path):
+        with open(path) as handle:
+            output = json.load(handle)
 
-    def write(output):
+    def write():
         with open(path, "w") as handle:
             json.dump(output, handle, indent=1)
 
-    print("Section 3 variance study", flush=True)
-    rows = section3(args.quick)
-    for r in rows:
-        print(f"  {r['f']:10s} mu={r['mu']:5.2f} sigma={r['sigma']:4.2f} {r['estimator']:22s} "
-              f"var_mu {r['variance_mu']:.4g} (quad {r['quadrature_mu']:.4g})  "
-              f"var_sigma {r['variance_sigma']:.4g} (quad {r['quadrature_sigma']:.4g})")
-    output = {"quick": args.quick, "section3": rows}
-    write(output)
-    plot_section3(rows, os.path.join(RESULTS, "estimators_section3.png"))
+    if args.timing_only:
+        args.skip_section3 = args.skip_regression = True
+    if not args.skip_section3:
+        print("Section 3 variance study", flush=True)
+        rows = section3(args.quick)
+        for r in rows:
+            print(f"  {r['f']:10s} mu={r['mu']:5.2f} sigma={r['sigma']:4.2f} "
+                  f"{r['estimator']:22s} var_mu {r['variance_mu']:.4g} "
+                  f"(quad {r['quadrature_mu']:.4g})  var_sigma {r['variance_sigma']:.4g} "
+                  f"(quad {r['quadrature_sigma']:.4g})")
+        output["quick"] = args.quick
+        output["section3"] = rows
+        write()
+        plot_section3(rows, os.path.join(RESULTS, "estimators_section3.png"))
     if not args.skip_regression:
         print("Bayesian logistic regression (breast cancer)", flush=True)
+        output.pop("logistic_regression_note", None)
 
         def save(results):
             output["logistic_regression"] = results
-            write(output)
+            write()
 
-        output["logistic_regression"] = logistic_regression(args.quick, steps, save)
+        output["logistic_regression"] = logistic_regression(
+            args.quick, steps, save, args.estimators, output.get("logistic_regression", ()))
         by_name = {r["estimator"]: r for r in output["logistic_regression"]}
-        tfp_sf = by_name["tfp SCORE_FUNCTION"]["gradient_variance"]
-        ours = by_name["score_function+leave_one_out+delta(optimal)"]["gradient_variance"]
-        output["variance_ratio_tfp_score_function_over_ours_with_control_variates"] = [
-            a["mean_gradient_variance"] / b["mean_gradient_variance"] for a, b in zip(tfp_sf, ours)]
-        print("TFP SCORE_FUNCTION variance / ours (leave-one-out + delta, optimal) at checkpoints:",
-              np.round(output["variance_ratio_tfp_score_function_over_ours_with_control_variates"],
-                       1))
-    write(output)
+        tfp_sf = by_name.get("tfp SCORE_FUNCTION")
+        ours = by_name.get("score_function+leave_one_out+delta(optimal)")
+        if tfp_sf and ours and tfp_sf["steps"] == ours["steps"]:
+            ratio = [a["mean_gradient_variance"] / b["mean_gradient_variance"]
+                     for a, b in zip(tfp_sf["gradient_variance"], ours["gradient_variance"])]
+            output["variance_ratio_tfp_score_function_over_ours_with_control_variates"] = ratio
+            print("TFP SCORE_FUNCTION variance / ours (leave-one-out + delta, optimal) at "
+                  "checkpoints:", np.round(ratio, 1))
+        write()
+    if not args.skip_timing:
+        print("Cost per gradient estimate, ours against TFP", flush=True)
+        output["timing"] = timing(args)
+        write()
     print("wrote", path)
 
 
