@@ -50,6 +50,7 @@ Run::
     python benchmarks/adaptive_computation.py --quick --output /tmp/ac.json \\
         --model-dir /tmp/ac_models                              # smoke run, ~2 min
 """
+
 import argparse
 import json
 import os
@@ -59,8 +60,10 @@ import time
 
 import numpy as np
 
-sys.path[:0] = [str(pathlib.Path(__file__).resolve().parent),
-                str(pathlib.Path(__file__).resolve().parent.parent)]
+sys.path[:0] = [
+    str(pathlib.Path(__file__).resolve().parent),
+    str(pathlib.Path(__file__).resolve().parent.parent),
+]
 import machine  # noqa: E402
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -70,8 +73,12 @@ import tensorflow as tf  # noqa: E402
 
 from tfbayes.datasets import load_fashion_mnist  # noqa: E402
 from tfbayes.flops import count_flops  # noqa: E402
-from tfbayes.layers import (AdaptiveComputationBlock, PerforatedConv2D,  # noqa: E402
-                            ProbabilisticAdaptiveComputationBlock, ResidualUnit)
+from tfbayes.layers import (  # noqa: E402
+    AdaptiveComputationBlock,
+    PerforatedConv2D,
+    ProbabilisticAdaptiveComputationBlock,
+    ResidualUnit,
+)
 from tfbayes.layers.perforated_conv import estimate_impact, perforate, perforated_layers  # noqa: E402
 from tfbayes.swag import update_bn  # noqa: E402
 
@@ -82,8 +89,11 @@ BUDGET_MINUTES = 40
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--timing-only", action="store_true",
-                        help="time the saved models instead of training (idle machine only)")
+    parser.add_argument(
+        "--timing-only",
+        action="store_true",
+        help="time the saved models instead of training (idle machine only)",
+    )
     parser.add_argument("--quick", action="store_true", help="a tiny smoke run (~2 min)")
     parser.add_argument("--train-size", type=int, default=12000)
     parser.add_argument("--test-size", type=int, default=10000)
@@ -95,8 +105,12 @@ def parse_args(argv=None):
     parser.add_argument("--sact-taus", default="0.01,0.05,0.2")
     parser.add_argument("--pact-taus", default="0.01,0.1")
     parser.add_argument("--masks", default="grid,impact", help="perforation mask strategies")
-    parser.add_argument("--perforation-target", type=float, default=0.5,
-                        help="the fraction of the plain CNN's FLOPs to perforate down to")
+    parser.add_argument(
+        "--perforation-target",
+        type=float,
+        default=0.5,
+        help="the fraction of the plain CNN's FLOPs to perforate down to",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--timing-batch", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=15)
@@ -119,13 +133,18 @@ def taus(text):
 def fashion_mnist(args):
     (x_train, y_train), (x_test, y_test) = load_fashion_mnist()
     rng = np.random.default_rng(args.seed)
-    train = rng.permutation(len(x_train))[:args.train_size]
+    train = rng.permutation(len(x_train))[: args.train_size]
     scale = lambda x: (x[..., None].astype("float32") / 255.0 - 0.286) / 0.353  # noqa: E731
-    return (scale(x_train[train]), y_train[train].astype("int32"),
-            scale(x_test[:args.test_size]), y_test[:args.test_size].astype("int32"))
+    return (
+        scale(x_train[train]),
+        y_train[train].astype("int32"),
+        scale(x_test[: args.test_size]),
+        y_test[: args.test_size].astype("int32"),
+    )
 
 
 # ------------------------------------------------------------------ networks
+
 
 def stage(kind, tau, units, name, seed):
     """One stage of ``units`` residual units: plain (baseline), ACT, SACT or PACT."""
@@ -136,36 +155,43 @@ def stage(kind, tau, units, name, seed):
             for unit in unit_layers:
                 x = keras.layers.Add(name=f"{unit.name}_add")([x, unit(x)])
             return x
+
         return apply
     if kind == "pact":
-        return ProbabilisticAdaptiveComputationBlock(units, variant="sact", tau=tau, seed=seed,
-                                                     name=name)
+        return ProbabilisticAdaptiveComputationBlock(
+            units, variant="sact", tau=tau, seed=seed, name=name
+        )
     return AdaptiveComputationBlock(units, variant=kind, tau=tau, name=name)
 
 
 def resnet(kind, tau, args):
     inputs = keras.Input((28, 28, 1))
-    x = keras.layers.Conv2D(args.width, 3, strides=2, padding="same", use_bias=False,
-                            name="stem")(inputs)
+    x = keras.layers.Conv2D(args.width, 3, strides=2, padding="same", use_bias=False, name="stem")(
+        inputs
+    )
     for index, width in enumerate((args.width, 2 * args.width)):
         if index:
             x = keras.layers.ReLU()(keras.layers.BatchNormalization()(x))
-            x = keras.layers.Conv2D(width, 3, strides=2, padding="same", use_bias=False,
-                                    name="transition")(x)
+            x = keras.layers.Conv2D(
+                width, 3, strides=2, padding="same", use_bias=False, name="transition"
+            )(x)
         x = stage(kind, tau, args.units, f"stage_{index + 1}", args.seed + index)(x)
     x = keras.layers.ReLU()(keras.layers.BatchNormalization()(x))
     x = keras.layers.GlobalAveragePooling2D()(x)
-    return keras.Model(inputs, keras.layers.Dense(10, name="classifier")(x),
-                       name=f"{kind}_tau_{tau}")
+    return keras.Model(
+        inputs, keras.layers.Dense(10, name="classifier")(x), name=f"{kind}_tau_{tau}"
+    )
 
 
 def cnn(args):
     inputs = keras.Input((28, 28, 1))
     x = inputs
-    for index, (filters, pool) in enumerate([(args.width, False), (args.width, True),
-                                             (2 * args.width, False), (2 * args.width, True)]):
-        x = PerforatedConv2D(filters, 3, padding="same", activation="relu",
-                             name=f"conv_{index + 1}")(x)
+    for index, (filters, pool) in enumerate(
+        [(args.width, False), (args.width, True), (2 * args.width, False), (2 * args.width, True)]
+    ):
+        x = PerforatedConv2D(
+            filters, 3, padding="same", activation="relu", name=f"conv_{index + 1}"
+        )(x)
         if pool:
             x = keras.layers.MaxPooling2D(2)(x)
     x = keras.layers.GlobalAveragePooling2D()(x)
@@ -174,10 +200,13 @@ def cnn(args):
 
 # ------------------------------------------------------------------ training
 
+
 def compile_model(model, lr):
-    model.compile(optimizer=keras.optimizers.Adam(lr),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                  metrics=["accuracy"])
+    model.compile(
+        optimizer=keras.optimizers.Adam(lr),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
 
 
 def train(model, data, epochs, args, lr=2e-3):
@@ -190,8 +219,11 @@ def train(model, data, epochs, args, lr=2e-3):
     x_train, y_train = data[:2]
     steps = epochs * int(np.ceil(len(x_train) / 128))
     compile_model(model, keras.optimizers.schedules.CosineDecay(lr, steps))
-    dataset = (tf.data.Dataset.from_tensor_slices((x_train, y_train))
-               .shuffle(len(x_train), seed=args.seed, reshuffle_each_iteration=True).batch(128))
+    dataset = (
+        tf.data.Dataset.from_tensor_slices((x_train, y_train))
+        .shuffle(len(x_train), seed=args.seed, reshuffle_each_iteration=True)
+        .batch(128)
+    )
     start = time.perf_counter()
     model.fit(dataset, epochs=epochs, verbose=0)
     update_bn(model, x_train)
@@ -205,8 +237,11 @@ def accuracy(model, data):
 
 def score(model, data, reference_flops=None):
     report = count_flops(model, data[2][:2000])
-    row = {"accuracy": accuracy(model, data), "dense_flops": report.total["dense"],
-           "mean_flops": report.total["actual"]}
+    row = {
+        "accuracy": accuracy(model, data),
+        "dense_flops": report.total["dense"],
+        "mean_flops": report.total["actual"],
+    }
     if reference_flops:
         row["flops_fraction"] = row["mean_flops"] / reference_flops
     blocks = [layer for layer in model.layers if isinstance(layer, AdaptiveComputationBlock)]
@@ -224,21 +259,34 @@ def accuracy_part(args, data):
     rows = []
     baseline = resnet("baseline", 0.0, args)
     seconds = train(baseline, data, args.epochs, args)
-    row = {"method": "ResNet (all units)", "kind": "baseline", "tau": None,
-           "train_seconds": round(seconds, 1), **score(baseline, data)}
+    row = {
+        "method": "ResNet (all units)",
+        "kind": "baseline",
+        "tau": None,
+        "train_seconds": round(seconds, 1),
+        **score(baseline, data),
+    }
     reference = row["mean_flops"]
     row["flops_fraction"] = 1.0
     rows.append(row)
     print(_line(row), flush=True)
     baseline.save(model_dir / "baseline.keras")
-    for kind, kind_taus in (("sact", taus(args.sact_taus)), ("pact", taus(args.pact_taus)),
-                            ("act", taus(args.act_taus))):
+    for kind, kind_taus in (
+        ("sact", taus(args.sact_taus)),
+        ("pact", taus(args.pact_taus)),
+        ("act", taus(args.act_taus)),
+    ):
         for tau in kind_taus:
             keras.utils.set_random_seed(args.seed)
             model = resnet(kind, tau, args)
             seconds = train(model, data, args.epochs, args)
-            row = {"method": kind.upper(), "kind": kind, "tau": tau,
-                   "train_seconds": round(seconds, 1), **score(model, data, reference)}
+            row = {
+                "method": kind.upper(),
+                "kind": kind,
+                "tau": tau,
+                "train_seconds": round(seconds, 1),
+                **score(model, data, reference),
+            }
             rows.append(row)
             print(_line(row), flush=True)
             model.save(model_dir / f"{kind}_tau_{tau}.keras")
@@ -252,13 +300,22 @@ def perforation_part(args, data):
     seconds = train(plain, data, args.epochs, args)
     plain.save(model_dir / "cnn.keras")
     base = score(plain, data)
-    rows = [{"method": "CNN (plain)", "mask": None, "finetuned": False,
-             "train_seconds": round(seconds, 1), **base, "flops_fraction": 1.0}]
+    rows = [
+        {
+            "method": "CNN (plain)",
+            "mask": None,
+            "finetuned": False,
+            "train_seconds": round(seconds, 1),
+            **base,
+            "flops_fraction": 1.0,
+        }
+    ]
     print(_line(rows[0]), flush=True)
     x_choose, y_choose = data[0][:1000], data[1][:1000]
     for strategy in args.masks.split(","):
-        model = keras.models.clone_model(plain, clone_function=lambda layer: _with_mask(
-            layer, strategy))
+        model = keras.models.clone_model(
+            plain, clone_function=lambda layer: _with_mask(layer, strategy)
+        )
         model.set_weights(plain.get_weights())
         compile_model(model, 1e-3)
         if strategy == "impact":
@@ -270,10 +327,14 @@ def perforation_part(args, data):
         for finetuned in (False, True):
             if finetuned:
                 seconds = train(model, data, args.finetune_epochs, args, lr=5e-4)
-            row = {"method": f"CNN perforated ({strategy} mask)", "mask": strategy,
-                   "finetuned": finetuned, "rates": rates,
-                   "perforate_seconds": round(choose_seconds, 1),
-                   **score(model, data, base["mean_flops"])}
+            row = {
+                "method": f"CNN perforated ({strategy} mask)",
+                "mask": strategy,
+                "finetuned": finetuned,
+                "rates": rates,
+                "perforate_seconds": round(choose_seconds, 1),
+                **score(model, data, base["mean_flops"]),
+            }
             if finetuned:
                 row["finetune_seconds"] = round(seconds, 1)
                 row["finetune_epochs"] = args.finetune_epochs
@@ -291,14 +352,17 @@ def _with_mask(layer, strategy):
 
 
 def _line(row):
-    text = f"{row['method']:<28} tau={row.get('tau')!s:<6} acc={row['accuracy']:.4f} " \
-           f"FLOPs={row['mean_flops']:,.0f} ({row.get('flops_fraction', 1.0):.2f})"
+    text = (
+        f"{row['method']:<28} tau={row.get('tau')!s:<6} acc={row['accuracy']:.4f} "
+        f"FLOPs={row['mean_flops']:,.0f} ({row.get('flops_fraction', 1.0):.2f})"
+    )
     if "finetuned" in row:
         text += f" finetuned={row['finetuned']}"
     return text
 
 
 # ------------------------------------------------------------------ timing
+
 
 def median_times(fns, x, repeats, log):
     """Median wall time (ms) of each ``fns[name](x)``, interleaved, after one warm-up each."""
@@ -321,10 +385,14 @@ def timing_part(args, data):
         sys.exit(f"--model-dir {model_dir}: no saved models; run the accuracy part first")
     machine.require_idle(args)
     log = machine.LoadLog()
-    x = data[2][:args.timing_batch]
+    x = data[2][: args.timing_batch]
     models = {f.stem: keras.models.load_model(f) for f in files}
-    result = {"batch": args.timing_batch, "repeats": args.repeats, "adaptive": [],
-              "perforation": []}
+    result = {
+        "batch": args.timing_batch,
+        "repeats": args.repeats,
+        "adaptive": [],
+        "perforation": [],
+    }
     adaptive = {name: m for name, m in models.items() if not name.startswith("cnn")}
     fns = {name: tf.function(lambda v, m=m: m(v, training=False)) for name, m in adaptive.items()}
     times = median_times(fns, x, args.repeats, log)
@@ -332,22 +400,34 @@ def timing_part(args, data):
     base_flops = count_flops(base, x).total["actual"]
     for name, model in adaptive.items():
         flops = count_flops(model, x).total["actual"]
-        result["adaptive"].append({"model": name, "ms": round(times[name], 2),
-                                   "speedup": times["baseline"] / times[name],
-                                   "flops_speedup": base_flops / flops})
+        result["adaptive"].append(
+            {
+                "model": name,
+                "ms": round(times[name], 2),
+                "speedup": times["baseline"] / times[name],
+                "flops_speedup": base_flops / flops,
+            }
+        )
         print(result["adaptive"][-1], flush=True)
     cnns = {name: m for name, m in models.items() if name.startswith("cnn")}
     plain_flops = count_flops(models["cnn"], x).total["actual"]
     for jit in (False, True):
-        fns = {name: tf.function(lambda v, m=m: m(v, training=False), jit_compile=jit)
-               for name, m in cnns.items()}
+        fns = {
+            name: tf.function(lambda v, m=m: m(v, training=False), jit_compile=jit)
+            for name, m in cnns.items()
+        }
         times = median_times(fns, x, args.repeats, log)
         for name, model in cnns.items():
             flops = count_flops(model, x).total["actual"]
-            result["perforation"].append({"model": name, "jit_compile": jit,
-                                          "ms": round(times[name], 2),
-                                          "speedup": times["cnn"] / times[name],
-                                          "flops_speedup": plain_flops / flops})
+            result["perforation"].append(
+                {
+                    "model": name,
+                    "jit_compile": jit,
+                    "ms": round(times[name], 2),
+                    "speedup": times["cnn"] / times[name],
+                    "flops_speedup": plain_flops / flops,
+                }
+            )
             print(result["perforation"][-1], flush=True)
     result["machine"] = machine.machine_record(args, log)
     return result
@@ -366,15 +446,31 @@ def main(argv=None):
         perforation = perforation_part(args, data)
         results["accuracy"] = {
             "command": "python benchmarks/adaptive_computation.py " + " ".join(sys.argv[1:]),
-            "config": {k: getattr(args, k) for k in (
-                "train_size", "test_size", "epochs", "finetune_epochs", "width", "units",
-                "act_taus", "sact_taus", "pact_taus", "masks", "perforation_target", "seed",
-                "quick")},
+            "config": {
+                k: getattr(args, k)
+                for k in (
+                    "train_size",
+                    "test_size",
+                    "epochs",
+                    "finetune_epochs",
+                    "width",
+                    "units",
+                    "act_taus",
+                    "sact_taus",
+                    "pact_taus",
+                    "masks",
+                    "perforation_target",
+                    "seed",
+                    "quick",
+                )
+            },
             "budget_minutes": BUDGET_MINUTES,
             "wall_minutes": round((time.perf_counter() - start) / 60, 1),
             "load_average_1m_at_end": round(machine.load_average(), 2),
             "flops_unit": "multiply-adds of weight layers per test image (tfbayes.flops)",
-            "adaptive": adaptive, "perforation": perforation}
+            "adaptive": adaptive,
+            "perforation": perforation,
+        }
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(results, indent=1) + "\n")
     print(f"wrote {output}")

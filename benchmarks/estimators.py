@@ -44,6 +44,7 @@ Usage::
 The JSON is rewritten after each part (and after each estimator of part 2), so
 an interrupted run keeps what it measured.
 """
+
 import argparse
 import json
 import os
@@ -68,18 +69,24 @@ RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
 FUNCTIONS = {
     "x": (lambda x: x, lambda x: x, lambda x: 1.0 + 0 * x, lambda x: 0.0 * x),
-    "x^2": (lambda x: x ** 2, lambda x: x ** 2, lambda x: 2 * x, lambda x: 2.0 + 0 * x),
-    "exp(-x^2)": (lambda x: tf.exp(-x ** 2), lambda x: np.exp(-x ** 2),
-                  lambda x: -2 * x * np.exp(-x ** 2), lambda x: (4 * x ** 2 - 2) * np.exp(-x ** 2)),
+    "x^2": (lambda x: x**2, lambda x: x**2, lambda x: 2 * x, lambda x: 2.0 + 0 * x),
+    "exp(-x^2)": (
+        lambda x: tf.exp(-(x**2)),
+        lambda x: np.exp(-(x**2)),
+        lambda x: -2 * x * np.exp(-(x**2)),
+        lambda x: (4 * x**2 - 2) * np.exp(-(x**2)),
+    ),
     "cos(x)": (tf.cos, np.cos, lambda x: -np.sin(x), lambda x: -np.cos(x)),
 }
 
 
 # ---------------------------------------------------------------- Section 3 quadrature
 
+
 def _gauss(fn):
-    return scipy.integrate.quad(lambda e: fn(e) * st.norm.pdf(e), -12, 12, epsabs=1e-12,
-                                limit=200)[0]
+    return scipy.integrate.quad(lambda e: fn(e) * st.norm.pdf(e), -12, 12, epsabs=1e-12, limit=200)[
+        0
+    ]
 
 
 def _var(fn):
@@ -91,8 +98,10 @@ def quadrature_variances(name, mu, sigma):
     _, h, dh, d2h = FUNCTIONS[name]
     x = lambda e: mu + sigma * e  # noqa: E731
     scores = (lambda e: e / sigma, lambda e: (e * e - 1) / sigma)
-    out = {"score_function": tuple(_var(lambda e, s=s: h(x(e)) * s(e)) for s in scores),
-           "pathwise": (_var(lambda e: dh(x(e))), _var(lambda e: dh(x(e)) * e))}
+    out = {
+        "score_function": tuple(_var(lambda e, s=s: h(x(e)) * s(e)) for s in scores),
+        "pathwise": (_var(lambda e: dh(x(e))), _var(lambda e: dh(x(e)) * e)),
+    }
     # Delta method: h_cv(x) = f(mu) + f'(mu)(x - mu) + f''(mu)(x - mu)^2 / 2; with the
     # oracle coefficient the variance is Var(g_f) - Cov(g_f, g_h)^2 / Var(g_h).
     taylor = lambda e: h(mu) + dh(mu) * sigma * e + 0.5 * d2h(mu) * (sigma * e) ** 2  # noqa
@@ -107,19 +116,23 @@ def quadrature_variances(name, mu, sigma):
     c = 1 / (sigma * np.sqrt(2 * np.pi))
 
     def rayleigh(fn):
-        return scipy.integrate.quad(lambda r: fn(r) * r * np.exp(-r * r / 2), 0, 12,
-                                    epsabs=1e-12, limit=200)[0]
+        return scipy.integrate.quad(
+            lambda r: fn(r) * r * np.exp(-r * r / 2), 0, 12, epsabs=1e-12, limit=200
+        )[0]
 
     term = lambda r: c * (h(mu + sigma * r) - h(mu - sigma * r))  # noqa: E731
     mean_var = rayleigh(lambda r: term(r) ** 2) - rayleigh(term) ** 2
 
     def maxwell(fn):
-        return scipy.integrate.dblquad(lambda u, m: fn(m, u) * m * m * st.norm.pdf(m), -12, 12,
-                                       0, 1, epsabs=1e-10)[0]
+        return scipy.integrate.dblquad(
+            lambda u, m: fn(m, u) * m * m * st.norm.pdf(m), -12, 12, 0, 1, epsabs=1e-10
+        )[0]
 
     scale_term = lambda m, u: (h(mu + sigma * m) - h(mu + sigma * m * u)) / sigma  # noqa: E731
-    out["measure_valued"] = (mean_var,
-                             maxwell(lambda m, u: scale_term(m, u) ** 2) - maxwell(scale_term) ** 2)
+    out["measure_valued"] = (
+        mean_var,
+        maxwell(lambda m, u: scale_term(m, u) ** 2) - maxwell(scale_term) ** 2,
+    )
     return out
 
 
@@ -129,9 +142,10 @@ def section3(quick):
     repeats, samples = (400, 10) if not quick else (60, 10)
     estimators = {
         "score_function": (est.score_function, {}),
-        "score_function+delta": (est.score_function,
-                                 {"control_variate": "delta", "coefficient": "optimal",
-                                  "num_coefficient_samples": 50}),
+        "score_function+delta": (
+            est.score_function,
+            {"control_variate": "delta", "coefficient": "optimal", "num_coefficient_samples": 50},
+        ),
         "pathwise": (est.pathwise, {}),
         "measure_valued": (est.measure_valued, {}),
     }
@@ -147,33 +161,55 @@ def section3(quick):
             reference = quadrature_variances(name, mu, sigma)
             params = [tf.constant([mu], tf.float64), tf.constant([sigma], tf.float64)]
             for label, (estimator, options) in estimators.items():
-                stats = est.gradient_variance(estimator, f, tfd.Normal(*params), samples, repeats,
-                                              seed=17, parameters=params, **options)
+                stats = est.gradient_variance(
+                    estimator,
+                    f,
+                    tfd.Normal(*params),
+                    samples,
+                    repeats,
+                    seed=17,
+                    parameters=params,
+                    **options,
+                )
                 measured = [float(v.numpy()[0]) * samples for v in stats.variance]
-                rows.append({"f": name, "varied": axis, "mu": mu, "sigma": sigma,
-                             "estimator": label,
-                             "variance_mu": measured[0], "variance_sigma": measured[1],
-                             "quadrature_mu": reference[label][0],
-                             "quadrature_sigma": reference[label][1],
-                             "cost_per_sample": stats.cost / samples})
+                rows.append(
+                    {
+                        "f": name,
+                        "varied": axis,
+                        "mu": mu,
+                        "sigma": sigma,
+                        "estimator": label,
+                        "variance_mu": measured[0],
+                        "variance_sigma": measured[1],
+                        "quadrature_mu": reference[label][0],
+                        "quadrature_sigma": reference[label][1],
+                        "cost_per_sample": stats.cost / samples,
+                    }
+                )
     return rows
 
 
 def plot_section3(rows, path):
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     names = list(FUNCTIONS)
     fig, axes = plt.subplots(4, 4, figsize=(16, 13))
     for i, name in enumerate(names):
-        for j, (axis, param) in enumerate([("mu", "mu"), ("mu", "sigma"), ("sigma", "mu"),
-                                           ("sigma", "sigma")]):
+        for j, (axis, param) in enumerate(
+            [("mu", "mu"), ("mu", "sigma"), ("sigma", "mu"), ("sigma", "sigma")]
+        ):
             ax = axes[i, j]
             for label in ("score_function", "score_function+delta", "pathwise", "measure_valued"):
-                sel = [r for r in rows if r["f"] == name and r["varied"] == axis
-                       and r["estimator"] == label]
+                sel = [
+                    r
+                    for r in rows
+                    if r["f"] == name and r["varied"] == axis and r["estimator"] == label
+                ]
                 xs = [r[axis] for r in sel]
-                line, = ax.plot(xs, [r["variance_" + param] for r in sel], "o", label=label)
+                (line,) = ax.plot(xs, [r["variance_" + param] for r in sel], "o", label=label)
                 ax.plot(xs, [r["quadrature_" + param] for r in sel], "-", color=line.get_color())
             ax.set_yscale("symlog", linthresh=1e-4)
             ax.set_title(f"f = {name}: Var d/d{param}, varying {axis}", fontsize=9)
@@ -186,8 +222,10 @@ def plot_section3(rows, path):
 
 # ---------------------------------------------------------------- logistic regression
 
+
 def load_breast_cancer(seed=0):
     from sklearn.datasets import load_breast_cancer as load
+
     data = load()
     x, y = data.data.astype(np.float64), data.target.astype(np.float64)
     rng = np.random.default_rng(seed)
@@ -216,26 +254,38 @@ class LogisticRegressionVI:
     def target(self, w, xb, yb):
         """``log p(w) + (n / B) sum_b log p(y_b | x_b, w)`` for ``w`` of shape ``[S, D]``."""
         logits = tf.linalg.matmul(w, xb, transpose_b=True)
-        loglik = -tf.reduce_sum(tf.nn.sigmoid_cross_entropy_with_logits(
-            labels=tf.broadcast_to(yb, tf.shape(logits)), logits=logits), -1)
+        loglik = -tf.reduce_sum(
+            tf.nn.sigmoid_cross_entropy_with_logits(
+                labels=tf.broadcast_to(yb, tf.shape(logits)), logits=logits
+            ),
+            -1,
+        )
         scale = tf.cast(self.n, w.dtype) / tf.cast(tf.shape(xb)[0], w.dtype)
         return tf.reduce_sum(self.prior.log_prob(w), -1) + scale * loglik
 
     def objective(self, xb, yb):
         """``f(w) = log q(w) - target(w)``; ``q``'s parameters enter ``f`` too."""
+
         def f(w):
             return tf.reduce_sum(self.q().log_prob(w), -1) - self.target(w, xb, yb)
+
         return f
 
 
 def tfp_estimator(model, xb, yb, kind):
     """TFP's ``monte_carlo_variational_loss`` on the same objective, in our signature."""
+
     def estimator(f, dist, num_samples, seed=None):
         del f
         posterior = tfd.Independent(dist, 1)
         return tfp.vi.monte_carlo_variational_loss(
-            lambda w: model.target(w, xb, yb), posterior, sample_size=num_samples,
-            gradient_estimator=kind, seed=seed)
+            lambda w: model.target(w, xb, yb),
+            posterior,
+            sample_size=num_samples,
+            gradient_estimator=kind,
+            seed=seed,
+        )
+
     return estimator
 
 
@@ -243,27 +293,44 @@ def estimators_for_regression(model, xb, yb):
     gradient_estimators = tfp.vi.GradientEstimators
     return {
         "tfp SCORE_FUNCTION": (
-            tfp_estimator(model, xb, yb, gradient_estimators.SCORE_FUNCTION), {}),
+            tfp_estimator(model, xb, yb, gradient_estimators.SCORE_FUNCTION),
+            {},
+        ),
         "tfp REPARAMETERIZATION": (
-            tfp_estimator(model, xb, yb, gradient_estimators.REPARAMETERIZATION), {}),
+            tfp_estimator(model, xb, yb, gradient_estimators.REPARAMETERIZATION),
+            {},
+        ),
         "score_function": (est.score_function, {}),
         "score_function+leave_one_out": (est.score_function, {"baseline": "leave_one_out"}),
-        "score_function+delta(optimal)": (est.score_function,
-                                          {"control_variate": "delta", "coefficient": "optimal"}),
+        "score_function+delta(optimal)": (
+            est.score_function,
+            {"control_variate": "delta", "coefficient": "optimal"},
+        ),
         "score_function+leave_one_out+delta(optimal)": (
-            est.score_function, {"baseline": "leave_one_out", "control_variate": "delta",
-                                 "coefficient": "optimal"}),
+            est.score_function,
+            {"baseline": "leave_one_out", "control_variate": "delta", "coefficient": "optimal"},
+        ),
         "pathwise": (est.pathwise, {}),
-        "pathwise+delta(optimal)": (est.pathwise, {"control_variate": "delta",
-                                                   "coefficient": "optimal"}),
+        "pathwise+delta(optimal)": (
+            est.pathwise,
+            {"control_variate": "delta", "coefficient": "optimal"},
+        ),
         "measure_valued": (est.measure_valued, {}),
     }
 
 
 def gradient_variance_now(model, estimator, options, xb, yb, samples, repeats, seed):
-    stats = est.gradient_variance(estimator, model.objective(xb, yb), model.q(), samples,
-                                  repeats, seed=seed, parameters=[model.mu, model.rho],
-                                  jit_compile=True, **options)
+    stats = est.gradient_variance(
+        estimator,
+        model.objective(xb, yb),
+        model.q(),
+        samples,
+        repeats,
+        seed=seed,
+        parameters=[model.mu, model.rho],
+        jit_compile=True,
+        **options,
+    )
     return float(np.mean([np.mean(v.numpy()) for v in stats.variance])), stats.cost
 
 
@@ -271,20 +338,24 @@ def train(name, make_estimator, data, steps, quick, samples=50, batch=32, seed=0
     (x_train, y_train), (x_test, y_test) = data
     model = LogisticRegressionVI(x_train, y_train)
     import keras
+
     optimizer = keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(1e-3, steps))
-    dataset = (tf.data.Dataset.from_tensor_slices((x_train.astype(np.float32),
-                                                   y_train.astype(np.float32)))
-               .shuffle(len(y_train), seed=seed, reshuffle_each_iteration=True)
-               .repeat().batch(batch, drop_remainder=True))
-    fixed_x, fixed_y = (tf.constant(x_train[:batch], tf.float32),
-                        tf.constant(y_train[:batch], tf.float32))
+    dataset = (
+        tf.data.Dataset.from_tensor_slices((x_train.astype(np.float32), y_train.astype(np.float32)))
+        .shuffle(len(y_train), seed=seed, reshuffle_each_iteration=True)
+        .repeat()
+        .batch(batch, drop_remainder=True)
+    )
+    fixed_x, fixed_y = (
+        tf.constant(x_train[:batch], tf.float32),
+        tf.constant(y_train[:batch], tf.float32),
+    )
 
     @tf.function(jit_compile=True)
     def step(xb, yb, step_seed):
         estimator, options = make_estimator(model, xb, yb)
         with tf.GradientTape() as tape:
-            loss = estimator(model.objective(xb, yb), model.q(), samples, seed=step_seed,
-                             **options)
+            loss = estimator(model.objective(xb, yb), model.q(), samples, seed=step_seed, **options)
         grads = tape.gradient(loss, [model.mu, model.rho])
         optimizer.apply_gradients(zip(grads, [model.mu, model.rho]))
         return loss
@@ -296,21 +367,28 @@ def train(name, make_estimator, data, steps, quick, samples=50, batch=32, seed=0
     for i, (xb, yb) in enumerate(dataset.take(steps)):
         if i in checkpoints:
             estimator, options = make_estimator(model, fixed_x, fixed_y)
-            variance, cost = gradient_variance_now(model, estimator, options, fixed_x, fixed_y,
-                                                   samples, repeats, seed=1000 + i)
+            variance, cost = gradient_variance_now(
+                model, estimator, options, fixed_x, fixed_y, samples, repeats, seed=1000 + i
+            )
             variances.append({"step": i, "mean_gradient_variance": variance})
         step(xb, yb, tf.constant([seed, i]))
         if (i + 1) % 500 == 0:
-            print(f"    {name}: {i + 1}/{steps} steps, {time.time() - start:.0f} s wall",
-                  flush=True)
+            print(
+                f"    {name}: {i + 1}/{steps} steps, {time.time() - start:.0f} s wall", flush=True
+            )
     # Final ELBO on the full training set, and test accuracy of the posterior mean.
     w = model.q().sample(2000, seed=[9, 9])
     full = tf.constant(x_train, tf.float32), tf.constant(y_train, tf.float32)
     elbo = -float(tf.reduce_mean(model.objective(*full)(w)).numpy())
     logits = x_test @ model.mu.numpy().astype(np.float64)
     accuracy = float(np.mean((logits > 0) == (y_test > 0.5)))
-    return {"estimator": name, "gradient_variance": variances, "final_elbo": elbo,
-            "test_accuracy": accuracy, "evaluations_of_f_per_estimate": cost}
+    return {
+        "estimator": name,
+        "gradient_variance": variances,
+        "final_elbo": elbo,
+        "test_accuracy": accuracy,
+        "evaluations_of_f_per_estimate": cost,
+    }
 
 
 def logistic_regression(quick, steps, save, names=None, results=()):
@@ -319,17 +397,22 @@ def logistic_regression(quick, steps, save, names=None, results=()):
     names = names or list(estimators_for_regression(None, None, None))
     results = [r for r in results if r["estimator"] not in names]
     for name in names:
+
         def make(model, xb, yb, name=name):
             return estimators_for_regression(model, xb, yb)[name]
+
         start = time.time()
         result = train(name, make, data, steps, quick)
         result["steps"] = steps
         results.append(result)
         save(results)
         final_variance = result["gradient_variance"][-1]["mean_gradient_variance"]
-        print(f"  {name:45s} var@end {final_variance:.3g}"
-              f"  ELBO {result['final_elbo']:.2f}  test acc {result['test_accuracy']:.3f}"
-              f"  ({time.time() - start:.0f} s wall, not a timing)", flush=True)
+        print(
+            f"  {name:45s} var@end {final_variance:.3g}"
+            f"  ELBO {result['final_elbo']:.2f}  test acc {result['test_accuracy']:.3f}"
+            f"  ({time.time() - start:.0f} s wall, not a timing)",
+            flush=True,
+        )
     return results
 
 
@@ -349,12 +432,11 @@ def time_gradient_step(name, jit_compile, runs, calls, samples=50, batch=32, log
     @tf.function(jit_compile=jit_compile)
     def gradient(step_seed):
         with tf.GradientTape() as tape:
-            loss = estimator(model.objective(xb, yb), model.q(), samples, seed=step_seed,
-                             **options)
+            loss = estimator(model.objective(xb, yb), model.q(), samples, seed=step_seed, **options)
         return tape.gradient(loss, [model.mu, model.rho])
 
     seeds = [tf.constant([7, i]) for i in range(calls)]
-    for g in gradient(seeds[0]):      # compile and warm up outside the timed blocks
+    for g in gradient(seeds[0]):  # compile and warm up outside the timed blocks
         g.numpy()
     times = []
     for run in range(runs):
@@ -375,39 +457,63 @@ def timing(args):
     rows = []
     for jit_compile in (False, True):
         for ours, theirs in TIMED_PAIRS:
-            measured = {n: time_gradient_step(n, jit_compile, args.timing_runs,
-                                              args.timing_calls, log=log)
-                        for n in (ours, theirs)}
-            row = {"ours": ours, "tfp": theirs, "jit_compile": jit_compile,
-                   "seconds_ours": measured[ours][0], "seconds_tfp": measured[theirs][0],
-                   "runs_ours": measured[ours][1], "runs_tfp": measured[theirs][1],
-                   "ratio_ours_over_tfp": measured[ours][0] / measured[theirs][0]}
+            measured = {
+                n: time_gradient_step(n, jit_compile, args.timing_runs, args.timing_calls, log=log)
+                for n in (ours, theirs)
+            }
+            row = {
+                "ours": ours,
+                "tfp": theirs,
+                "jit_compile": jit_compile,
+                "seconds_ours": measured[ours][0],
+                "seconds_tfp": measured[theirs][0],
+                "runs_ours": measured[ours][1],
+                "runs_tfp": measured[theirs][1],
+                "ratio_ours_over_tfp": measured[ours][0] / measured[theirs][0],
+            }
             rows.append(row)
-            print(f"  jit_compile={jit_compile!s:5s} {ours:15s} {row['seconds_ours'] * 1e3:.3f} ms"
-                  f"  {theirs:22s} {row['seconds_tfp'] * 1e3:.3f} ms"
-                  f"  ratio {row['ratio_ours_over_tfp']:.3f}", flush=True)
-    return {"what": "median seconds per gradient estimate (loss and gradient w.r.t. the 62 "
-                    "variational parameters; batch 32, 50 samples; tf.function)",
-            "runs": args.timing_runs, "calls_per_run": args.timing_calls,
-            "rows": rows, "machine": machine_record(args, log)}
+            print(
+                f"  jit_compile={jit_compile!s:5s} {ours:15s} {row['seconds_ours'] * 1e3:.3f} ms"
+                f"  {theirs:22s} {row['seconds_tfp'] * 1e3:.3f} ms"
+                f"  ratio {row['ratio_ours_over_tfp']:.3f}",
+                flush=True,
+            )
+    return {
+        "what": "median seconds per gradient estimate (loss and gradient w.r.t. the 62 "
+        "variational parameters; batch 32, 50 samples; tf.function)",
+        "runs": args.timing_runs,
+        "calls_per_run": args.timing_calls,
+        "rows": rows,
+        "machine": machine_record(args, log),
+    }
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small grids and 300 steps")
-    parser.add_argument("--steps", type=int, default=None,
-                        help="training steps (default 5000, 300 with --quick)")
+    parser.add_argument(
+        "--steps", type=int, default=None, help="training steps (default 5000, 300 with --quick)"
+    )
     parser.add_argument("--skip-section3", action="store_true")
     parser.add_argument("--skip-regression", action="store_true")
-    parser.add_argument("--estimators", nargs="+", default=None, metavar="NAME",
-                        choices=list(estimators_for_regression(None, None, None)),
-                        help="train only these estimators in part 2 (the others' results kept)")
+    parser.add_argument(
+        "--estimators",
+        nargs="+",
+        default=None,
+        metavar="NAME",
+        choices=list(estimators_for_regression(None, None, None)),
+        help="train only these estimators in part 2 (the others' results kept)",
+    )
     parser.add_argument("--skip-timing", action="store_true")
-    parser.add_argument("--timing-only", action="store_true",
-                        help="only part 3, the cost per gradient estimate against TFP")
+    parser.add_argument(
+        "--timing-only",
+        action="store_true",
+        help="only part 3, the cost per gradient estimate against TFP",
+    )
     parser.add_argument("--timing-runs", type=int, default=7, help="timed runs (median)")
-    parser.add_argument("--timing-calls", type=int, default=200,
-                        help="gradient estimates per timed run")
+    parser.add_argument(
+        "--timing-calls", type=int, default=200, help="gradient estimates per timed run"
+    )
     add_load_arguments(parser)
     args = parser.parse_args()
     steps = args.steps or (300 if args.quick else 5000)
@@ -428,10 +534,12 @@ def main():
         print("Section 3 variance study", flush=True)
         rows = section3(args.quick)
         for r in rows:
-            print(f"  {r['f']:10s} mu={r['mu']:5.2f} sigma={r['sigma']:4.2f} "
-                  f"{r['estimator']:22s} var_mu {r['variance_mu']:.4g} "
-                  f"(quad {r['quadrature_mu']:.4g})  var_sigma {r['variance_sigma']:.4g} "
-                  f"(quad {r['quadrature_sigma']:.4g})")
+            print(
+                f"  {r['f']:10s} mu={r['mu']:5.2f} sigma={r['sigma']:4.2f} "
+                f"{r['estimator']:22s} var_mu {r['variance_mu']:.4g} "
+                f"(quad {r['quadrature_mu']:.4g})  var_sigma {r['variance_sigma']:.4g} "
+                f"(quad {r['quadrature_sigma']:.4g})"
+            )
         output["quick"] = args.quick
         output["section3"] = rows
         write()
@@ -445,16 +553,22 @@ def main():
             write()
 
         output["logistic_regression"] = logistic_regression(
-            args.quick, steps, save, args.estimators, output.get("logistic_regression", ()))
+            args.quick, steps, save, args.estimators, output.get("logistic_regression", ())
+        )
         by_name = {r["estimator"]: r for r in output["logistic_regression"]}
         tfp_sf = by_name.get("tfp SCORE_FUNCTION")
         ours = by_name.get("score_function+leave_one_out+delta(optimal)")
         if tfp_sf and ours and tfp_sf["steps"] == ours["steps"]:
-            ratio = [a["mean_gradient_variance"] / b["mean_gradient_variance"]
-                     for a, b in zip(tfp_sf["gradient_variance"], ours["gradient_variance"])]
+            ratio = [
+                a["mean_gradient_variance"] / b["mean_gradient_variance"]
+                for a, b in zip(tfp_sf["gradient_variance"], ours["gradient_variance"])
+            ]
             output["variance_ratio_tfp_score_function_over_ours_with_control_variates"] = ratio
-            print("TFP SCORE_FUNCTION variance / ours (leave-one-out + delta, optimal) at "
-                  "checkpoints:", np.round(ratio, 1))
+            print(
+                "TFP SCORE_FUNCTION variance / ours (leave-one-out + delta, optimal) at "
+                "checkpoints:",
+                np.round(ratio, 1),
+            )
         write()
     if not args.skip_timing:
         print("Cost per gradient estimate, ours against TFP", flush=True)

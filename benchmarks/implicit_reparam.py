@@ -33,6 +33,7 @@ Usage:
   python benchmarks/implicit_reparam.py [--num-samples 1000000] [--repeats 3] [--scaling]
 Writes benchmarks/results/implicit_reparam.json.
 """
+
 import argparse
 import json
 import os
@@ -56,16 +57,19 @@ tfd = tfp.distributions
 MODES = ("eager", "function", "jit")
 SCALING_SIZES = (1_000, 10_000, 100_000, 1_000_000, 10_000_000)
 SCALING_THREADS = (1, 2)
-RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
-                       "implicit_reparam.json")
+RESULTS = os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), "results", "implicit_reparam.json"
+)
 # name -> (parameter values, constructor(params) for ours, and for TFP).
 CASES = {
     "Gamma": ([2.5, 1.0], lambda p: ours.Gamma(p[0], rate=p[1]), lambda p: tfd.Gamma(p[0], p[1])),
     "Beta": ([2.0, 3.0], lambda p: ours.Beta(p[0], p[1]), lambda p: tfd.Beta(p[0], p[1])),
-    "Dirichlet": ([[1.0, 2.0, 3.0]], lambda p: ours.Dirichlet(p[0]),
-                  lambda p: tfd.Dirichlet(p[0])),
-    "VonMises": ([0.0, 5.0], lambda p: ours.VonMises(p[0], p[1]),
-                 lambda p: tfd.VonMises(p[0], p[1])),
+    "Dirichlet": ([[1.0, 2.0, 3.0]], lambda p: ours.Dirichlet(p[0]), lambda p: tfd.Dirichlet(p[0])),
+    "VonMises": (
+        [0.0, 5.0],
+        lambda p: ours.VonMises(p[0], p[1]),
+        lambda p: tfd.VonMises(p[0], p[1]),
+    ),
 }
 
 
@@ -88,8 +92,11 @@ def _time_interleaved(steps, mode, repeats):
     """
     fns, results = {}, {}
     for impl, step in steps.items():
-        fn = step if mode == "eager" else tf.function(step, jit_compile=(mode == "jit"),
-                                                         autograph=False)
+        fn = (
+            step
+            if mode == "eager"
+            else tf.function(step, jit_compile=(mode == "jit"), autograph=False)
+        )
         try:
             _, grads = fn(tf.constant([7, 0], tf.int32))
             if all(np.all(np.isfinite(g.numpy())) for g in grads):
@@ -97,8 +104,7 @@ def _time_interleaved(steps, mode, repeats):
             else:
                 results[impl] = {"error": "non-finite gradient"}
         except Exception as error:  # noqa: BLE001 - a failing configuration is a result
-            results[impl] = {"error": f"{type(error).__name__}: "
-                                      f"{str(error).splitlines()[0][:160]}"}
+            results[impl] = {"error": f"{type(error).__name__}: {str(error).splitlines()[0][:160]}"}
     for i in range(1, repeats + 1):
         for impl, fn in fns.items():
             start = time.perf_counter()
@@ -116,30 +122,47 @@ def throughput(num_samples, repeats, modes, load_log):
     for name, (values, make_ours, make_tfp) in CASES.items():
         row = {}
         for mode in modes:
-            steps = {impl: _sample_and_gradient(make, values, num_samples)
-                     for impl, make in (("ours", make_ours), ("tfp", make_tfp))}
+            steps = {
+                impl: _sample_and_gradient(make, values, num_samples)
+                for impl, make in (("ours", make_ours), ("tfp", make_tfp))
+            }
             with load_log.block(f"{name} {mode}"):
                 timed = _time_interleaved(steps, mode, repeats)
             for impl, result in timed.items():
                 if "median_seconds" in result:
                     result["samples_per_second"] = num_samples / result["median_seconds"]
                 row[f"{impl}_{mode}"] = result
-                print(f"{name:10s} {impl:5s} {mode:9s} "
-                      + (f"{result['samples_per_second']:12.4g} samples/s"
-                         if "samples_per_second" in result else "fails: " + result["error"]),
-                      flush=True)
-        speed = {f"{impl}_{mode}": row.get(f"{impl}_{mode}", {}).get("samples_per_second")
-                 for impl in ("ours", "tfp") for mode in MODES}
+                print(
+                    f"{name:10s} {impl:5s} {mode:9s} "
+                    + (
+                        f"{result['samples_per_second']:12.4g} samples/s"
+                        if "samples_per_second" in result
+                        else "fails: " + result["error"]
+                    ),
+                    flush=True,
+                )
+        speed = {
+            f"{impl}_{mode}": row.get(f"{impl}_{mode}", {}).get("samples_per_second")
+            for impl in ("ours", "tfp")
+            for mode in MODES
+        }
         tfp_best = max((s for k, s in speed.items() if k.startswith("tfp") and s), default=None)
         ours_best = max((s for k, s in speed.items() if k.startswith("ours") and s), default=None)
-        ratios = {mode: (speed[f"ours_{mode}"] / speed[f"tfp_{mode}"]
-                         if speed[f"ours_{mode}"] and speed[f"tfp_{mode}"] else None)
-                  for mode in modes}
-        ratios["ours_best_vs_tfp_best"] = (ours_best / tfp_best
-                                           if ours_best and tfp_best else None)
+        ratios = {
+            mode: (
+                speed[f"ours_{mode}"] / speed[f"tfp_{mode}"]
+                if speed[f"ours_{mode}"] and speed[f"tfp_{mode}"]
+                else None
+            )
+            for mode in modes
+        }
+        ratios["ours_best_vs_tfp_best"] = ours_best / tfp_best if ours_best and tfp_best else None
         row["ratios"] = ratios
-        print(f"{name:10s} ratios ours/tfp: " + ", ".join(
-            f"{k}={v:.3g}" if v else f"{k}=n/a" for k, v in ratios.items()), flush=True)
+        print(
+            f"{name:10s} ratios ours/tfp: "
+            + ", ".join(f"{k}={v:.3g}" if v else f"{k}=n/a" for k, v in ratios.items()),
+            flush=True,
+        )
         table[name] = row
     return table
 
@@ -150,9 +173,20 @@ def scaling(repeats, sizes, load_log):
     for threads in SCALING_THREADS:
         with load_log.block(f"scaling, {threads} thread(s)"):
             out = subprocess.run(
-                [sys.executable, __file__, "--scaling-worker", str(threads), "--repeats",
-                 str(repeats), "--sizes", *map(str, sizes)],
-                check=True, capture_output=True, text=True).stdout
+                [
+                    sys.executable,
+                    __file__,
+                    "--scaling-worker",
+                    str(threads),
+                    "--repeats",
+                    str(repeats),
+                    "--sizes",
+                    *map(str, sizes),
+                ],
+                check=True,
+                capture_output=True,
+                text=True,
+            ).stdout
         table[threads] = json.loads(out.strip().splitlines()[-1])
     return table
 
@@ -164,16 +198,23 @@ def _scaling_worker(threads, repeats, sizes):
     for name, (values, make_ours, make_tfp) in CASES.items():
         table[name] = {}
         for size in sizes:
-            steps = {impl: _sample_and_gradient(make, values, size)
-                     for impl, make in (("ours", make_ours), ("tfp", make_tfp))}
+            steps = {
+                impl: _sample_and_gradient(make, values, size)
+                for impl, make in (("ours", make_ours), ("tfp", make_tfp))
+            }
             timed = _time_interleaved(steps, "function", repeats)
-            row = {impl: size / r["median_seconds"] if "median_seconds" in r else None
-                   for impl, r in timed.items()}
+            row = {
+                impl: size / r["median_seconds"] if "median_seconds" in r else None
+                for impl, r in timed.items()
+            }
             row["ratio"] = row["ours"] / row["tfp"] if row["ours"] and row["tfp"] else None
             table[name][size] = row
-            print(f"{threads} thread(s) {name:10s} {size:>9d}: ours {row['ours']:.3g}/s, "
-                  f"tfp {row['tfp']:.3g}/s, ratio {row['ratio']:.2f}", file=sys.stderr,
-                  flush=True)
+            print(
+                f"{threads} thread(s) {name:10s} {size:>9d}: ours {row['ours']:.3g}/s, "
+                f"tfp {row['tfp']:.3g}/s, ratio {row['ratio']:.2f}",
+                file=sys.stderr,
+                flush=True,
+            )
     print(json.dumps(table))
 
 
@@ -184,41 +225,54 @@ def _von_mises_reference(x, kappa):
         mean_cos = mpmath.besseli(1, kappa) / mpmath.besseli(0, kappa)
         lower, upper = (-mpmath.pi, x) if x <= 0 else (x, mpmath.pi)
         width = 1 / mpmath.sqrt(kappa)
-        inner = [x - j * width for j in (8, 4, 2, 1)] if x <= 0 else [x + j * width
-                                                                    for j in (1, 2, 4, 8)]
+        inner = (
+            [x - j * width for j in (8, 4, 2, 1)]
+            if x <= 0
+            else [x + j * width for j in (1, 2, 4, 8)]
+        )
         points = sorted({lower, upper, *[p for p in inner if lower < p < upper]})
-        dcdf = mpmath.quad(lambda t: (mpmath.cos(t) - mean_cos)
-                           * mpmath.exp(kappa * (mpmath.cos(t) - mpmath.cos(x))), points)
+        dcdf = mpmath.quad(
+            lambda t: (
+                (mpmath.cos(t) - mean_cos) * mpmath.exp(kappa * (mpmath.cos(t) - mpmath.cos(x)))
+            ),
+            points,
+        )
         return float(dcdf if x <= 0 else -dcdf) * -1.0
 
 
 def von_mises_accuracy():
-    kappas = [0.01, 0.1, 1.0, 5.0, 10.0, 10.49, 10.5, 10.51, 11.0, 20.0, 39.99, 40.0, 100.0,
-              1000.0]
+    kappas = [0.01, 0.1, 1.0, 5.0, 10.0, 10.49, 10.5, 10.51, 11.0, 20.0, 39.99, 40.0, 100.0, 1000.0]
     offsets = [-4.75, -3.0, -1.5, -0.2, 0.01, 1.0, 2.5, 4.75]
     result = {"kappas": kappas, "offsets": offsets}
     for dtype in (np.float32, np.float64):
-        grid = [(float(dtype(np.clip(t * min(1.0, k ** -0.5), -3.1, 3.1))), float(dtype(k)))
-                for k in kappas for t in offsets]
+        grid = [
+            (float(dtype(np.clip(t * min(1.0, k**-0.5), -3.1, 3.1))), float(dtype(k)))
+            for k in kappas
+            for t in offsets
+        ]
         x, kappa = (np.array(v) for v in zip(*grid))
         reference = np.array([_von_mises_reference(*point) for point in grid])
         x_t, kappa_t = tf.constant(x, dtype), tf.constant(kappa, dtype)
         with tf.GradientTape(persistent=True) as tape:
             tape.watch(kappa_t)
-            z = ours.implicit_reparameterization(x_t, [kappa_t], cdf=von_mises_cdf,
-                                                 prob=von_mises_prob)
+            z = ours.implicit_reparameterization(
+                x_t, [kappa_t], cdf=von_mises_cdf, prob=von_mises_prob
+            )
             tfp_cdf = tfd.VonMises(tf.zeros([], dtype), kappa_t).cdf(x_t)
         ours_dz = tape.gradient(z, kappa_t).numpy()
-        tfp_dz = (-tape.gradient(tfp_cdf, kappa_t)
-                  / tfd.VonMises(tf.zeros([], dtype), kappa_t).prob(x_t)).numpy()
+        tfp_dz = (
+            -tape.gradient(tfp_cdf, kappa_t) / tfd.VonMises(tf.zeros([], dtype), kappa_t).prob(x_t)
+        ).numpy()
         for impl, dz in (("ours", ours_dz), ("tfp", tfp_dz)):
             error = np.abs(dz.astype(np.float64) - reference) / np.abs(reference)
             per_kappa = error.reshape(len(kappas), len(offsets)).max(1)
             result[f"{impl}_{np.dtype(dtype).name}_max_rel_error"] = float(error.max())
             result[f"{impl}_{np.dtype(dtype).name}_max_rel_error_per_kappa"] = per_kappa.tolist()
-            print(f"von Mises dz/dkappa {impl:4s} {np.dtype(dtype).name}: max rel error "
-                  f"{error.max():.2e}; per kappa " + " ".join(f"{e:.1e}" for e in per_kappa),
-                  flush=True)
+            print(
+                f"von Mises dz/dkappa {impl:4s} {np.dtype(dtype).name}: max rel error "
+                f"{error.max():.2e}; per kappa " + " ".join(f"{e:.1e}" for e in per_kappa),
+                flush=True,
+            )
     return result
 
 
@@ -247,8 +301,9 @@ def _gamma_draws(impl, alpha):
             if impl == "tfp":
                 z = tfd.Gamma(alpha, tf.ones([], alpha.dtype)).sample(seed=(3, 4))
             else:
-                z = tf.random.stateless_gamma(alpha.shape, seed=(3, 4), alpha=alpha,
-                                              dtype=alpha.dtype)
+                z = tf.random.stateless_gamma(
+                    alpha.shape, seed=(3, 4), alpha=alpha, dtype=alpha.dtype
+                )
             log_z, target = tf.math.log(z), z
     grad = tape.gradient(target, alpha).numpy()
     log_z = log_z.numpy().astype(np.float64)
@@ -264,22 +319,29 @@ def gamma_accuracy(per_alpha=8):
         alpha = tf.constant(np.repeat(alphas, per_alpha), dtype)
         for impl in ("ours", "tfp", "tf.random.gamma"):
             log_z, dlog, zero = _gamma_draws(impl, alpha)
-            errors = [abs(g - _gamma_reference(float(a), lz)) / abs(_gamma_reference(float(a), lz))
-                      for a, lz, g, z0 in zip(alpha.numpy(), log_z, dlog, zero)
-                      if np.isfinite(lz) and not z0]
+            errors = [
+                abs(g - _gamma_reference(float(a), lz)) / abs(_gamma_reference(float(a), lz))
+                for a, lz, g, z0 in zip(alpha.numpy(), log_z, dlog, zero)
+                if np.isfinite(lz) and not z0
+            ]
             key = f"{impl}_{np.dtype(dtype).name}"
             result[key + "_max_rel_error"] = float(max(errors))
             result[key + "_evaluated"] = len(errors)
             result[key + "_zero_or_underflowed"] = int(len(zero) - len(errors))
-            print(f"Gamma dz/dalpha {impl:15s} {np.dtype(dtype).name}: max rel error "
-                  f"{max(errors):.2e} over {len(errors)} of {len(zero)} draws (the rest have "
-                  "z = 0 or a zero gradient)", flush=True)
+            print(
+                f"Gamma dz/dalpha {impl:15s} {np.dtype(dtype).name}: max rel error "
+                f"{max(errors):.2e} over {len(errors)} of {len(zero)} draws (the rest have "
+                "z = 0 or a zero gradient)",
+                flush=True,
+            )
     tiny = tf.fill([1000], tf.constant(1e-3, tf.float32))
     for impl in ("ours", "tfp", "tf.random.gamma"):
         fraction = float(np.mean(_gamma_draws(impl, tiny)[2]))
         result[f"{impl}_float32_zero_gradient_fraction_alpha_1e-3"] = fraction
-        print(f"Gamma float32 alpha=1e-3 {impl:15s}: fraction of zero gradients {fraction:.3f}",
-              flush=True)
+        print(
+            f"Gamma float32 alpha=1e-3 {impl:15s}: fraction of zero gradients {fraction:.3f}",
+            flush=True,
+        )
     return result
 
 
@@ -287,14 +349,20 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--num-samples", type=int, default=1_000_000)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--modes", default=",".join(MODES),
-                        help="comma-separated subset of " + ",".join(MODES))
-    parser.add_argument("--throughput-only", action="store_true",
-                        help="skip the accuracy tables")
-    parser.add_argument("--scaling", action="store_true",
-                        help="also time 1e3-1e7 samples with 1 and 2 threads")
-    parser.add_argument("--sizes", type=int, nargs="+", default=list(SCALING_SIZES),
-                        help="sample counts of --scaling")
+    parser.add_argument(
+        "--modes", default=",".join(MODES), help="comma-separated subset of " + ",".join(MODES)
+    )
+    parser.add_argument("--throughput-only", action="store_true", help="skip the accuracy tables")
+    parser.add_argument(
+        "--scaling", action="store_true", help="also time 1e3-1e7 samples with 1 and 2 threads"
+    )
+    parser.add_argument(
+        "--sizes",
+        type=int,
+        nargs="+",
+        default=list(SCALING_SIZES),
+        help="sample counts of --scaling",
+    )
     parser.add_argument("--scaling-worker", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--output", default=RESULTS, help="JSON file to write")
     add_load_arguments(parser)
@@ -309,7 +377,8 @@ def main():
     results = {
         "versions": {"tensorflow": tf.__version__, "tensorflow_probability": tfp.__version__},
         "command": "python benchmarks/implicit_reparam.py " + " ".join(sys.argv[1:]),
-        "num_samples": args.num_samples, "repeats": args.repeats,
+        "num_samples": args.num_samples,
+        "repeats": args.repeats,
         "throughput": throughput(args.num_samples, args.repeats, modes, load_log),
     }
     if args.scaling:

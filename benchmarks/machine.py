@@ -12,6 +12,7 @@ measured in one run can flip. Every timing benchmark therefore
   average before and after it, and writes ``machine_record(args, log)`` into
   its JSON.
 """
+
 import contextlib
 import os
 import platform
@@ -27,19 +28,28 @@ def load_average():
 
 def add_load_arguments(parser):
     """Adds ``--max-load`` and ``--allow-load`` to an ``argparse`` parser."""
-    parser.add_argument("--max-load", type=float, default=1.0,
-                        help="refuse to time when the 1-minute load average is above this")
-    parser.add_argument("--allow-load", action="store_true",
-                        help="time even on a loaded machine (recorded in the results)")
+    parser.add_argument(
+        "--max-load",
+        type=float,
+        default=1.0,
+        help="refuse to time when the 1-minute load average is above this",
+    )
+    parser.add_argument(
+        "--allow-load",
+        action="store_true",
+        help="time even on a loaded machine (recorded in the results)",
+    )
 
 
 def require_idle(args):
     """Exits with a message if the machine is loaded, unless ``--allow-load`` was given."""
     load = load_average()
     if load > args.max_load and not args.allow_load:
-        sys.exit(f"The 1-minute load average is {load:.2f}, above --max-load {args.max_load}: "
-                 "timings on a loaded machine are not meaningful. Stop other jobs and retry, "
-                 "or pass --allow-load (recorded in the results).")
+        sys.exit(
+            f"The 1-minute load average is {load:.2f}, above --max-load {args.max_load}: "
+            "timings on a loaded machine are not meaningful. Stop other jobs and retry, "
+            "or pass --allow-load (recorded in the results)."
+        )
     return load
 
 
@@ -53,8 +63,9 @@ class LoadLog:
     def block(self, name):
         before = load_average()
         yield
-        self.blocks.append({"block": name, "load_before": round(before, 2),
-                            "load_after": round(load_average(), 2)})
+        self.blocks.append(
+            {"block": name, "load_before": round(before, 2), "load_after": round(load_average(), 2)}
+        )
 
 
 def machine_record(args, log=None):
@@ -72,6 +83,7 @@ def machine_record(args, log=None):
     }
     if log is not None:
         record["load_per_block"] = log.blocks
-        record["max_load_at_block_start"] = max((b["load_before"] for b in log.blocks),
-                                                default=None)
+        record["max_load_at_block_start"] = max(
+            (b["load_before"] for b in log.blocks), default=None
+        )
     return record

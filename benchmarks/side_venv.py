@@ -8,6 +8,7 @@ which on a fresh machine have no TensorFlow.
 
     python benchmarks/side_venv.py /tmp/venv-t3f t3f==1.2.0    # prints the venv's python
 """
+
 import pathlib
 import subprocess
 import sys
@@ -20,16 +21,21 @@ def ensure(path, requirement):
     python = path / "bin" / "python"
     if not python.exists():
         subprocess.run([sys.executable, "-m", "venv", str(path)], check=True)
-    site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                          check=True, capture_output=True, text=True).stdout.strip()
+    site = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
     ours = sorted({sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]})
     (pathlib.Path(site) / "tfbayes_parent_env.pth").write_text("\n".join(ours) + "\n")
     name = requirement.split("==")[0]
     shown = subprocess.run([str(python), "-m", "pip", "show", name], capture_output=True, text=True)
     version = requirement.split("==")[1] if "==" in requirement else None
     if shown.returncode != 0 or (version and f"Version: {version}" not in shown.stdout):
-        subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-deps", requirement],
-                       check=True)
+        subprocess.run(
+            [str(python), "-m", "pip", "install", "-q", "--no-deps", requirement], check=True
+        )
     return python
 
 

@@ -33,6 +33,7 @@ the experiments run).
 Results are merged into ``benchmarks/results/sparsification.json``, one key
 per experiment (other experiments in the file, e.g. the LSTM one, are kept).
 """
+
 import argparse
 import json
 import os
@@ -65,13 +66,22 @@ def load_data(quick=False):
     y_train = y_train[order].astype("int64")
     x_test, y_test = (x_test[..., None] / 255.0).astype("float32"), y_test.astype("int64")
     if quick:
-        x_train, y_train, x_test, y_test = x_train[:3000], y_train[:3000], x_test[:1000], y_test[:1000]
+        x_train, y_train, x_test, y_test = (
+            x_train[:3000],
+            y_train[:3000],
+            x_test[:1000],
+            y_test[:1000],
+        )
     n_fit = int(0.9 * len(x_train))
-    return ((x_train[:n_fit], y_train[:n_fit]), (x_train[n_fit:], y_train[n_fit:]),
-            (x_test, y_test))
+    return (
+        (x_train[:n_fit], y_train[:n_fit]),
+        (x_train[n_fit:], y_train[n_fit:]),
+        (x_test, y_test),
+    )
 
 
 # --- architectures: one builder per net, parameterised by the layer kind ---
+
 
 def lenet_300_100(kind, num_examples=None, log_sigma2_init=-10.0):
     """LeNet-300-100: 784-300-100-10 with ReLU. ``kind`` in {'dense', 'sparse_vd', 'sbp'};
@@ -81,17 +91,29 @@ def lenet_300_100(kind, num_examples=None, log_sigma2_init=-10.0):
 
     def dense(units, activation=None):
         if kind == "sparse_vd":
-            return [tl.SparseVDDense(units, activation=activation, num_examples=num_examples,
-                                     log_sigma2_initializer=log_sigma2_init)]
+            return [
+                tl.SparseVDDense(
+                    units,
+                    activation=activation,
+                    num_examples=num_examples,
+                    log_sigma2_initializer=log_sigma2_init,
+                )
+            ]
         return [keras.layers.Dense(units, activation=activation)]
 
     def sbp():
         return [tl.SBPDropout(num_examples=num_examples)] if kind == "sbp" else []
 
     return keras.Sequential(
-        [keras.Input((28, 28, 1)), keras.layers.Flatten()] + sbp()
-        + dense(300, "relu") + sbp() + dense(100, "relu") + sbp() + dense(10),
-        name=f"lenet_300_100_{kind}")
+        [keras.Input((28, 28, 1)), keras.layers.Flatten()]
+        + sbp()
+        + dense(300, "relu")
+        + sbp()
+        + dense(100, "relu")
+        + sbp()
+        + dense(10),
+        name=f"lenet_300_100_{kind}",
+    )
 
 
 def lenet_5(kind, num_examples=None, log_sigma2_init=-10.0):
@@ -102,14 +124,27 @@ def lenet_5(kind, num_examples=None, log_sigma2_init=-10.0):
 
     def conv(filters):
         if kind == "sparse_vd":
-            return [tl.SparseVDConv2D(filters, 5, activation="relu", num_examples=num_examples,
-                                      log_sigma2_initializer=log_sigma2_init)]
+            return [
+                tl.SparseVDConv2D(
+                    filters,
+                    5,
+                    activation="relu",
+                    num_examples=num_examples,
+                    log_sigma2_initializer=log_sigma2_init,
+                )
+            ]
         return [keras.layers.Conv2D(filters, 5, activation="relu")]
 
     def dense(units, activation=None):
         if kind == "sparse_vd":
-            return [tl.SparseVDDense(units, activation=activation, num_examples=num_examples,
-                                     log_sigma2_initializer=log_sigma2_init)]
+            return [
+                tl.SparseVDDense(
+                    units,
+                    activation=activation,
+                    num_examples=num_examples,
+                    log_sigma2_initializer=log_sigma2_init,
+                )
+            ]
         return [keras.layers.Dense(units, activation=activation)]
 
     def sbp():
@@ -117,9 +152,20 @@ def lenet_5(kind, num_examples=None, log_sigma2_init=-10.0):
 
     pool = keras.layers.MaxPooling2D
     return keras.Sequential(
-        [keras.Input((28, 28, 1))] + conv(20) + sbp() + [pool()] + conv(50) + sbp() + [pool()]
-        + [keras.layers.Flatten()] + sbp() + dense(500, "relu") + sbp() + dense(10),
-        name=f"lenet_5_{kind}")
+        [keras.Input((28, 28, 1))]
+        + conv(20)
+        + sbp()
+        + [pool()]
+        + conv(50)
+        + sbp()
+        + [pool()]
+        + [keras.layers.Flatten()]
+        + sbp()
+        + dense(500, "relu")
+        + sbp()
+        + dense(10),
+        name=f"lenet_5_{kind}",
+    )
 
 
 ARCHITECTURES = {"lenet_300_100": lenet_300_100, "lenet_5": lenet_5}
@@ -129,7 +175,9 @@ def copy_dense_weights(dense_model, sparse_model):
     """Initialises the sparse model's theta and biases from the pretrained dense model."""
     import keras
 
-    source = [l for l in dense_model.layers if isinstance(l, (keras.layers.Dense, keras.layers.Conv2D))]
+    source = [
+        l for l in dense_model.layers if isinstance(l, (keras.layers.Dense, keras.layers.Conv2D))
+    ]
     target = [l for l in sparse_model.layers if hasattr(l, "kernel")]
     for src, dst in zip(source, target, strict=True):
         dst.kernel.assign(src.kernel)
@@ -170,11 +218,17 @@ def best_epoch_tracker(min_compression=0.0, min_flops_reduction=0.0, track_spars
                 flops_reduction = flops_reduction_dense(total)
                 self.compression.append(round(compression, 2))
                 self.flops_reduction.append(round(flops_reduction, 2))
-                print(f"epoch {epoch + 1}: compression {compression:.1f}x, FLOPs reduction "
-                      f"{flops_reduction:.2f}x, groups {total['groups']}", flush=True)
+                print(
+                    f"epoch {epoch + 1}: compression {compression:.1f}x, FLOPs reduction "
+                    f"{flops_reduction:.2f}x, groups {total['groups']}",
+                    flush=True,
+                )
             self.val_accuracy.append(float(logs["val_accuracy"]))
-            if (compression >= min_compression and flops_reduction >= min_flops_reduction
-                    and self.val_accuracy[-1] > self.best_val_accuracy):
+            if (
+                compression >= min_compression
+                and flops_reduction >= min_flops_reduction
+                and self.val_accuracy[-1] > self.best_val_accuracy
+            ):
                 self.epoch, self.best_val_accuracy = epoch + 1, self.val_accuracy[-1]
                 self.weights = self.model.get_weights()
 
@@ -196,14 +250,25 @@ def compile_and_fit(model, data, epochs, learning_rate, batch_size=128, callback
 
     (x_train, y_train), validation, _ = data
     steps = epochs * int(np.ceil(len(x_train) / batch_size))
-    schedule = keras.optimizers.schedules.PolynomialDecay(learning_rate, steps,
-                                                          0.05 * learning_rate)
-    model.compile(optimizer=keras.optimizers.Adam(schedule),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                  metrics=["accuracy"], jit_compile=False)
+    schedule = keras.optimizers.schedules.PolynomialDecay(
+        learning_rate, steps, 0.05 * learning_rate
+    )
+    model.compile(
+        optimizer=keras.optimizers.Adam(schedule),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+        jit_compile=False,
+    )
     start = time.perf_counter()
-    model.fit(x_train, y_train, batch_size=batch_size, epochs=epochs, verbose=2,
-              validation_data=validation, callbacks=list(callbacks))
+    model.fit(
+        x_train,
+        y_train,
+        batch_size=batch_size,
+        epochs=epochs,
+        verbose=2,
+        validation_data=validation,
+        callbacks=list(callbacks),
+    )
     return time.perf_counter() - start
 
 
@@ -222,8 +287,15 @@ THRESHOLD_GRIDS = {
 }
 
 
-def select_threshold(model, kind, validation_accuracy, dense_validation_accuracy, max_loss_pt,
-                     validation_size, test_accuracy):
+def select_threshold(
+    model,
+    kind,
+    validation_accuracy,
+    dense_validation_accuracy,
+    max_loss_pt,
+    validation_size,
+    test_accuracy,
+):
     """Chooses the pruning threshold of a trained model on validation data only.
 
     ``tfbayes.sparsity.select_threshold`` over its default grid for ``kind``: the
@@ -242,13 +314,22 @@ def select_threshold(model, kind, validation_accuracy, dense_validation_accuracy
 
     setting, target = THRESHOLD_GRIDS[kind]
     model, chosen, sweep = sparsity.select_threshold(
-        model, validation_accuracy, dense_validation_accuracy, max_loss_pt,
-        validation_size=validation_size, setting=setting, objective=target,
-        record={"test_accuracy": test_accuracy})
+        model,
+        validation_accuracy,
+        dense_validation_accuracy,
+        max_loss_pt,
+        validation_size=validation_size,
+        setting=setting,
+        objective=target,
+        record={"test_accuracy": test_accuracy},
+    )
     for row in sweep:
-        print(f"{setting} {row['threshold']}: val accuracy {row['val_accuracy']:.4f} (test "
-              f"{row['test_accuracy']:.4f}), compression {row['compression']:.1f}x, "
-              f"FLOPs reduction {row['flops_reduction'] or 0:.2f}x", flush=True)
+        print(
+            f"{setting} {row['threshold']}: val accuracy {row['val_accuracy']:.4f} (test "
+            f"{row['test_accuracy']:.4f}), compression {row['compression']:.1f}x, "
+            f"FLOPs reduction {row['flops_reduction'] or 0:.2f}x",
+            flush=True,
+        )
     return model, chosen, sweep
 
 
@@ -272,8 +353,11 @@ def inference_seconds(models, x, repeats=21):
     return [float(np.median(t)) for t in times]
 
 
-CACHE = pathlib.Path(os.environ.get("TFBAYES_BENCH_CACHE",
-                                   pathlib.Path(tempfile.gettempdir()) / "tfbayes_sparsification"))
+CACHE = pathlib.Path(
+    os.environ.get(
+        "TFBAYES_BENCH_CACHE", pathlib.Path(tempfile.gettempdir()) / "tfbayes_sparsification"
+    )
+)
 
 
 def pretrained_dense(arch, data, epochs):
@@ -313,21 +397,29 @@ def sparsify(arch, kind, data, recipe):
     keras.utils.set_random_seed(recipe.get("seed", 0))  # noise, batches: a rerun repeats
     dense, dense_seconds, dense_epoch = pretrained_dense(arch, data, recipe["dense_epochs"])
     (x_train, _), _, (x_test, _) = data
-    model = ARCHITECTURES[arch](kind, num_examples=len(x_train),
-                                log_sigma2_init=recipe["log_sigma2_init"])
+    model = ARCHITECTURES[arch](
+        kind, num_examples=len(x_train), log_sigma2_init=recipe["log_sigma2_init"]
+    )
     model.build((None, 28, 28, 1))
     copy_dense_weights(dense, model)
     tracker = best_epoch_tracker(recipe["min_compression"], recipe["min_flops_reduction"])
     warmup = KLWarmup(recipe["warmup_epochs"], end=recipe["kl_weight"])
-    seconds = compile_and_fit(model, data, recipe["epochs"], recipe["learning_rate"],
-                              callbacks=[warmup, tracker])
+    seconds = compile_and_fit(
+        model, data, recipe["epochs"], recipe["learning_rate"], callbacks=[warmup, tracker]
+    )
     if tracker.epoch is None:
         print("no epoch reached the recipe's targets; reporting the last one", flush=True)
     dense_val_accuracy = accuracy(dense, data[1])
     trained = model
     model, threshold, sweep = select_threshold(
-        trained, kind, lambda m: accuracy(m, data[1]), dense_val_accuracy, recipe["max_loss_pt"],
-        len(data[1][0]), lambda m: accuracy(m, data[2]))
+        trained,
+        kind,
+        lambda m: accuracy(m, data[1]),
+        dense_val_accuracy,
+        recipe["max_loss_pt"],
+        len(data[1][0]),
+        lambda m: accuracy(m, data[2]),
+    )
     compressed = sparsity.compress(model)
     report = sparsity.sparsity_report(model)
     batch = x_test[:1000]
@@ -337,29 +429,50 @@ def sparsify(arch, kind, data, recipe):
         "dense_accuracy": accuracy(dense, data[2]),
         "accuracy": accuracy(model, data[2]),
         "compressed_accuracy": accuracy(compressed, data[2]),
-        "threshold": threshold, "threshold_sweep": sweep,
+        "threshold": threshold,
+        "threshold_sweep": sweep,
         "dense_val_accuracy": dense_val_accuracy,
         "accuracy_at_default_threshold": accuracy(trained, data[2]),
-        "max_abs_diff_compressed_vs_model": float(np.max(np.abs(
-            compressed.predict(batch, verbose=0) - model.predict(batch, verbose=0)))),
-        "weights_kept": total["weights_kept"], "weights_total": total["weights_total"],
-        "compression": total["compression"], "groups": total["groups"],
-        "flops_dense": total["flops_before"], "flops_nonzero_after": total["flops_after"],
+        "max_abs_diff_compressed_vs_model": float(
+            np.max(np.abs(compressed.predict(batch, verbose=0) - model.predict(batch, verbose=0)))
+        ),
+        "weights_kept": total["weights_kept"],
+        "weights_total": total["weights_total"],
+        "compression": total["compression"],
+        "groups": total["groups"],
+        "flops_dense": total["flops_before"],
+        "flops_nonzero_after": total["flops_after"],
         "flops_dense_after": total["dense_flops_after"],
         "flops_reduction_nonzero": total["flops_before"] / total["flops_after"],
         "flops_reduction_dense": flops_reduction_dense(total),
         "inference_seconds_dense_10000": dense_time,
         "inference_seconds_compressed_10000": compressed_time,
         "cpu_speedup": dense_time / compressed_time,
-        "layers": [{k: row[k] for k in ("name", "weights_kept", "weights_total", "groups",
-                                        "flops_before", "flops_after")} for row in report.layers],
+        "layers": [
+            {
+                k: row[k]
+                for k in (
+                    "name",
+                    "weights_kept",
+                    "weights_total",
+                    "groups",
+                    "flops_before",
+                    "flops_after",
+                )
+            }
+            for row in report.layers
+        ],
         "compression_per_epoch": tracker.compression,
         "flops_reduction_per_epoch": tracker.flops_reduction,
         "val_accuracy_per_epoch": tracker.val_accuracy,
-        "selected_epoch": tracker.epoch, "dense_selected_epoch": dense_epoch,
-        "recipe": recipe, "train_size": len(x_train), "validation_size": len(data[1][0]),
+        "selected_epoch": tracker.epoch,
+        "dense_selected_epoch": dense_epoch,
+        "recipe": recipe,
+        "train_size": len(x_train),
+        "validation_size": len(data[1][0]),
         "test_size": len(x_test),
-        "train_seconds_dense": dense_seconds, "train_seconds": seconds,
+        "train_seconds_dense": dense_seconds,
+        "train_seconds": seconds,
     }
     result["accuracy_loss_pt"] = 100 * (result["dense_accuracy"] - result["accuracy"])
     print(report)
@@ -377,10 +490,22 @@ def tfmot_magnitude_pruning(arch, sparsity_level, data_quick, dense_epochs, epoc
     if not pathlib.Path(TFMOT_PYTHON).exists():
         return {"skipped": f"no tf_keras venv with tensorflow-model-optimization at {TFMOT_PYTHON}"}
     env = dict(os.environ, TF_USE_LEGACY_KERAS="1")
-    args = json.dumps({"arch": arch, "sparsity": sparsity_level, "quick": data_quick,
-                       "dense_epochs": dense_epochs, "epochs": epochs})
-    out = subprocess.run([TFMOT_PYTHON, __file__, "--tfmot-worker", args], env=env,
-                         capture_output=True, text=True, check=True)
+    args = json.dumps(
+        {
+            "arch": arch,
+            "sparsity": sparsity_level,
+            "quick": data_quick,
+            "dense_epochs": dense_epochs,
+            "epochs": epochs,
+        }
+    )
+    out = subprocess.run(
+        [TFMOT_PYTHON, __file__, "--tfmot-worker", args],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -392,61 +517,112 @@ def _tfmot_worker(args):
     (x_train, y_train), _, (x_test, y_test) = load_data(args["quick"])
     layers = tf_keras.layers
     if args["arch"] == "lenet_300_100":
-        body = [layers.Flatten(), layers.Dense(300, activation="relu"),
-                layers.Dense(100, activation="relu"), layers.Dense(10)]
+        body = [
+            layers.Flatten(),
+            layers.Dense(300, activation="relu"),
+            layers.Dense(100, activation="relu"),
+            layers.Dense(10),
+        ]
     else:
-        body = [layers.Conv2D(20, 5, activation="relu"), layers.MaxPooling2D(),
-                layers.Conv2D(50, 5, activation="relu"), layers.MaxPooling2D(), layers.Flatten(),
-                layers.Dense(500, activation="relu"), layers.Dense(10)]
+        body = [
+            layers.Conv2D(20, 5, activation="relu"),
+            layers.MaxPooling2D(),
+            layers.Conv2D(50, 5, activation="relu"),
+            layers.MaxPooling2D(),
+            layers.Flatten(),
+            layers.Dense(500, activation="relu"),
+            layers.Dense(10),
+        ]
     model = tf_keras.Sequential([layers.InputLayer((28, 28, 1))] + body)
     loss = tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     steps_per_epoch = int(np.ceil(len(x_train) / 128))
 
     def adam(epochs):  # the step schedule of compile_and_fit: 1e-3 decaying linearly to 5%
-        return tf_keras.optimizers.Adam(tf_keras.optimizers.schedules.PolynomialDecay(
-            1e-3, epochs * steps_per_epoch, 5e-5))
+        return tf_keras.optimizers.Adam(
+            tf_keras.optimizers.schedules.PolynomialDecay(1e-3, epochs * steps_per_epoch, 5e-5)
+        )
 
     model.compile(adam(args["dense_epochs"]), loss, metrics=["accuracy"])
     model.fit(x_train, y_train, batch_size=128, epochs=args["dense_epochs"], verbose=0)
     dense_acc = model.evaluate(x_test, y_test, verbose=0)[1]
     steps = steps_per_epoch * args["epochs"]
-    schedule = tfmot.sparsity.keras.PolynomialDecay(0.0, args["sparsity"], begin_step=0,
-                                                    end_step=int(0.7 * steps))
+    schedule = tfmot.sparsity.keras.PolynomialDecay(
+        0.0, args["sparsity"], begin_step=0, end_step=int(0.7 * steps)
+    )
     pruned = tfmot.sparsity.keras.prune_low_magnitude(model, pruning_schedule=schedule)
     pruned.compile(adam(args["epochs"]), loss, metrics=["accuracy"])
-    pruned.fit(x_train, y_train, batch_size=128, epochs=args["epochs"], verbose=0,
-               callbacks=[tfmot.sparsity.keras.UpdatePruningStep()])
+    pruned.fit(
+        x_train,
+        y_train,
+        batch_size=128,
+        epochs=args["epochs"],
+        verbose=0,
+        callbacks=[tfmot.sparsity.keras.UpdatePruningStep()],
+    )
     stripped = tfmot.sparsity.keras.strip_pruning(pruned)
     stripped.compile(loss=loss, metrics=["accuracy"])
     kernels = [w.numpy() for w in stripped.weights if "kernel" in w.name]
     kept = sum(int(np.count_nonzero(k)) for k in kernels)
     total = sum(k.size for k in kernels)
-    print(json.dumps({"dense_accuracy": float(dense_acc),
-                      "accuracy": float(stripped.evaluate(x_test, y_test, verbose=0)[1]),
-                      "target_sparsity": args["sparsity"], "weights_kept": kept,
-                      "weights_total": total, "compression": total / kept,
-                      "dense_epochs": args["dense_epochs"], "epochs": args["epochs"]}))
+    print(
+        json.dumps(
+            {
+                "dense_accuracy": float(dense_acc),
+                "accuracy": float(stripped.evaluate(x_test, y_test, verbose=0)[1]),
+                "target_sparsity": args["sparsity"],
+                "weights_kept": kept,
+                "weights_total": total,
+                "compression": total / kept,
+                "dense_epochs": args["dense_epochs"],
+                "epochs": args["epochs"],
+            }
+        )
+    )
 
 
 # --- experiments: each returns a JSON-able dict ---
 
 RECIPES = {
-    "lenet_300_100_sparse_vd": dict(dense_epochs=30, epochs=200, learning_rate=2e-3,
-                                    warmup_epochs=20, kl_weight=1.0, log_sigma2_init=-10.0,
-                                    min_compression=30.0, min_flops_reduction=0.0,
-                                    max_loss_pt=0.5),
-    "lenet_5_sparse_vd": dict(dense_epochs=30, epochs=200, learning_rate=1e-3, warmup_epochs=5,
-                              kl_weight=1.0, log_sigma2_init=-10.0, min_compression=100.0,
-                              min_flops_reduction=0.0, max_loss_pt=0.5),
-    "lenet_5_sbp": dict(dense_epochs=30, epochs=40, learning_rate=1.2e-2, warmup_epochs=5,
-                        kl_weight=1.0, log_sigma2_init=-10.0, min_compression=0.0,
-                        min_flops_reduction=5.0, max_loss_pt=1.0),
+    "lenet_300_100_sparse_vd": dict(
+        dense_epochs=30,
+        epochs=200,
+        learning_rate=2e-3,
+        warmup_epochs=20,
+        kl_weight=1.0,
+        log_sigma2_init=-10.0,
+        min_compression=30.0,
+        min_flops_reduction=0.0,
+        max_loss_pt=0.5,
+    ),
+    "lenet_5_sparse_vd": dict(
+        dense_epochs=30,
+        epochs=200,
+        learning_rate=1e-3,
+        warmup_epochs=5,
+        kl_weight=1.0,
+        log_sigma2_init=-10.0,
+        min_compression=100.0,
+        min_flops_reduction=0.0,
+        max_loss_pt=0.5,
+    ),
+    "lenet_5_sbp": dict(
+        dense_epochs=30,
+        epochs=40,
+        learning_rate=1.2e-2,
+        warmup_epochs=5,
+        kl_weight=1.0,
+        log_sigma2_init=-10.0,
+        min_compression=0.0,
+        min_flops_reduction=5.0,
+        max_loss_pt=1.0,
+    ),
 }
 """Per experiment: the training recipe, the targets an epoch must reach to be selected, and
 the validation-accuracy budget of the threshold selection (``select_threshold``)."""
 
-QUICK_RECIPE = dict(dense_epochs=1, epochs=1, warmup_epochs=1, min_compression=0.0,
-                    min_flops_reduction=0.0)
+QUICK_RECIPE = dict(
+    dense_epochs=1, epochs=1, warmup_epochs=1, min_compression=0.0, min_flops_reduction=0.0
+)
 
 
 def _sparsify_experiment(name, arch, kind):
@@ -458,8 +634,9 @@ def _sparsify_experiment(name, arch, kind):
     return experiment
 
 
-lenet_300_100_sparse_vd = _sparsify_experiment("lenet_300_100_sparse_vd", "lenet_300_100",
-                                               "sparse_vd")
+lenet_300_100_sparse_vd = _sparsify_experiment(
+    "lenet_300_100_sparse_vd", "lenet_300_100", "sparse_vd"
+)
 lenet_5_sparse_vd = _sparsify_experiment("lenet_5_sparse_vd", "lenet_5", "sparse_vd")
 lenet_5_sbp = _sparsify_experiment("lenet_5_sbp", "lenet_5", "sbp")
 
@@ -485,8 +662,17 @@ def lenet_5_tfmot(data, quick, overrides=None):
 
 from sparsification_lstm import lstm_sentiment  # noqa: E402  (the LSTM experiment, its own module)
 
-EXPERIMENTS = {f.__name__: f for f in (lenet_300_100_sparse_vd, lenet_5_sparse_vd, lenet_5_sbp,
-                                       lenet_300_100_tfmot, lenet_5_tfmot, lstm_sentiment)}
+EXPERIMENTS = {
+    f.__name__: f
+    for f in (
+        lenet_300_100_sparse_vd,
+        lenet_5_sparse_vd,
+        lenet_5_sbp,
+        lenet_300_100_tfmot,
+        lenet_5_tfmot,
+        lstm_sentiment,
+    )
+}
 
 
 def save_result(name, result):
@@ -503,19 +689,34 @@ def save_result(name, result):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--experiments", nargs="*", default=list(EXPERIMENTS),
-                        choices=list(EXPERIMENTS))
+    parser.add_argument(
+        "--experiments", nargs="*", default=list(EXPERIMENTS), choices=list(EXPERIMENTS)
+    )
     parser.add_argument("--quick", action="store_true", help="a smoke run on a data subset")
     parser.add_argument("--tfmot-worker", help=argparse.SUPPRESS)
-    for key, kind in (("dense_epochs", int), ("epochs", int), ("learning_rate", float),
-                      ("warmup_epochs", int), ("kl_weight", float), ("log_sigma2_init", float),
-                      ("min_compression", float),
-                      ("min_flops_reduction", float), ("max_loss_pt", float), ("seed", int)):
-        parser.add_argument("--" + key.replace("_", "-"), type=kind,
-                            help="overrides this entry of the experiments' recipes")
+    for key, kind in (
+        ("dense_epochs", int),
+        ("epochs", int),
+        ("learning_rate", float),
+        ("warmup_epochs", int),
+        ("kl_weight", float),
+        ("log_sigma2_init", float),
+        ("min_compression", float),
+        ("min_flops_reduction", float),
+        ("max_loss_pt", float),
+        ("seed", int),
+    ):
+        parser.add_argument(
+            "--" + key.replace("_", "-"),
+            type=kind,
+            help="overrides this entry of the experiments' recipes",
+        )
     args = parser.parse_args()
-    overrides = {k: v for k, v in vars(args).items()
-                 if v is not None and k not in ("experiments", "quick", "tfmot_worker")}
+    overrides = {
+        k: v
+        for k, v in vars(args).items()
+        if v is not None and k not in ("experiments", "quick", "tfmot_worker")
+    }
     if args.tfmot_worker:
         _tfmot_worker(json.loads(args.tfmot_worker))
         return

@@ -23,6 +23,7 @@ lists the recipe's hyperparameters, ``--no-save`` only prints), or as
 way the result is merged into ``benchmarks/results/sparsification.json``
 under ``lstm_sentiment``.
 """
+
 import argparse
 import collections
 import pathlib
@@ -62,7 +63,7 @@ def load_sentences(min_count=2, seed=0):
     for row, sentence in enumerate(tokens):
         sentence_ids = [index.get(w, 1) for w in sentence][-MAX_LENGTH:]
         if sentence_ids:
-            ids[row, -len(sentence_ids):] = sentence_ids
+            ids[row, -len(sentence_ids) :] = sentence_ids
     labels = (scores > 0).astype("float32")
     vocabulary = ["<pad>", "<oov>"] + words
     return (ids[train], labels[train]), (ids[test], labels[test]), vocabulary
@@ -73,17 +74,23 @@ def build(kind, vocabulary_size, embedding_dim, units, num_examples=None, log_si
     from tfbayes import layers as tl
 
     if kind == "dense":
-        body = [keras.layers.Embedding(vocabulary_size, embedding_dim, name="embedding"),
-                keras.layers.LSTM(units, name="lstm"),
-                keras.layers.Dense(1, activation="sigmoid", name="output")]
+        body = [
+            keras.layers.Embedding(vocabulary_size, embedding_dim, name="embedding"),
+            keras.layers.LSTM(units, name="lstm"),
+            keras.layers.Dense(1, activation="sigmoid", name="output"),
+        ]
     else:
         sparse = dict(num_examples=num_examples, log_sigma2_initializer=log_sigma2_init)
-        body = [tl.SparseVDEmbedding(vocabulary_size, embedding_dim, vocabulary_pruning=True,
-                                     name="embedding", **sparse),
-                tl.SparseVDLSTM(units, name="lstm", **sparse),
-                tl.SparseVDDense(1, activation="sigmoid", name="output", **sparse)]
-    return keras.Sequential([keras.Input((MAX_LENGTH,), dtype="int32")] + body,
-                            name=f"sentiment_lstm_{kind}")
+        body = [
+            tl.SparseVDEmbedding(
+                vocabulary_size, embedding_dim, vocabulary_pruning=True, name="embedding", **sparse
+            ),
+            tl.SparseVDLSTM(units, name="lstm", **sparse),
+            tl.SparseVDDense(1, activation="sigmoid", name="output", **sparse),
+        ]
+    return keras.Sequential(
+        [keras.Input((MAX_LENGTH,), dtype="int32")] + body, name=f"sentiment_lstm_{kind}"
+    )
 
 
 def copy_weights(dense, sparse):
@@ -105,13 +112,24 @@ def fit(model, train, epochs, learning_rate, callbacks=(), validation_data=None)
     import keras
 
     steps = epochs * int(np.ceil(len(train[0]) / 64))
-    schedule = keras.optimizers.schedules.PolynomialDecay(learning_rate, steps,
-                                                          0.05 * learning_rate)
-    model.compile(keras.optimizers.Adam(schedule), "binary_crossentropy",
-                  metrics=["accuracy"], jit_compile=False)
+    schedule = keras.optimizers.schedules.PolynomialDecay(
+        learning_rate, steps, 0.05 * learning_rate
+    )
+    model.compile(
+        keras.optimizers.Adam(schedule),
+        "binary_crossentropy",
+        metrics=["accuracy"],
+        jit_compile=False,
+    )
     start = time.perf_counter()
-    history = model.fit(*train, batch_size=64, epochs=epochs, verbose=2,
-                        callbacks=list(callbacks), validation_data=validation_data)
+    history = model.fit(
+        *train,
+        batch_size=64,
+        epochs=epochs,
+        verbose=2,
+        callbacks=list(callbacks),
+        validation_data=validation_data,
+    )
     return time.perf_counter() - start, history.history.get("val_accuracy")
 
 
@@ -150,23 +168,44 @@ def lstm_sentiment(data=None, quick=False, recipe=None):
     dense = build("dense", len(vocabulary), **sizes)
     dense_best = best_epoch_tracker(track_sparsity=False)
     dense_seconds, dense_val_per_epoch = fit(
-        dense, train, recipe["dense_epochs"], recipe["dense_learning_rate"],
-        callbacks=[dense_best], validation_data=validation)
-    model = build("sparse", len(vocabulary), **sizes, num_examples=len(train[0]),
-                  log_sigma2_init=recipe["log_sigma2_init"])
+        dense,
+        train,
+        recipe["dense_epochs"],
+        recipe["dense_learning_rate"],
+        callbacks=[dense_best],
+        validation_data=validation,
+    )
+    model = build(
+        "sparse",
+        len(vocabulary),
+        **sizes,
+        num_examples=len(train[0]),
+        log_sigma2_init=recipe["log_sigma2_init"],
+    )
     model.build((None, MAX_LENGTH))
     copy_weights(dense, model)
     sparse_best = best_epoch_tracker(recipe["min_compression"])
     seconds, val_accuracy_per_epoch = fit(
-        model, train, recipe["epochs"], recipe["learning_rate"], validation_data=validation,
-        callbacks=[KLWarmup(recipe["warmup_epochs"], end=recipe["kl_weight"]), sparse_best])
+        model,
+        train,
+        recipe["epochs"],
+        recipe["learning_rate"],
+        validation_data=validation,
+        callbacks=[KLWarmup(recipe["warmup_epochs"], end=recipe["kl_weight"]), sparse_best],
+    )
     if sparse_best.epoch is None:
         print(f"no epoch reached {recipe['min_compression']}x; reporting the last one")
     dense_val_accuracy = accuracy(dense, validation)
     trained = model
     model, threshold, sweep = select_threshold(
-        trained, "sparse_vd", lambda m: accuracy(m, validation), dense_val_accuracy,
-        recipe["max_loss_pt"], len(validation[0]), lambda m: accuracy(m, test))
+        trained,
+        "sparse_vd",
+        lambda m: accuracy(m, validation),
+        dense_val_accuracy,
+        recipe["max_loss_pt"],
+        len(validation[0]),
+        lambda m: accuracy(m, test),
+    )
     report = sparsity.sparsity_report(model)
     print(report)
     compressed = sparsity.compress(model)
@@ -177,27 +216,39 @@ def lstm_sentiment(data=None, quick=False, recipe=None):
         "dense_accuracy": accuracy(dense, test),
         "accuracy": accuracy(model, test),
         "compressed_accuracy": accuracy(compressed, test),
-        "threshold": threshold, "threshold_sweep": sweep,
+        "threshold": threshold,
+        "threshold_sweep": sweep,
         "dense_val_accuracy": dense_val_accuracy,
         "accuracy_at_default_threshold": accuracy(trained, test),
-        "max_abs_diff_compressed_vs_model": float(np.max(np.abs(
-            compressed.predict(test[0], verbose=0) - model.predict(test[0], verbose=0)))),
-        "weights_kept": total["weights_kept"], "weights_total": total["weights_total"],
-        "compression": total["compression"], "groups": total["groups"],
+        "max_abs_diff_compressed_vs_model": float(
+            np.max(
+                np.abs(compressed.predict(test[0], verbose=0) - model.predict(test[0], verbose=0))
+            )
+        ),
+        "weights_kept": total["weights_kept"],
+        "weights_total": total["weights_total"],
+        "compression": total["compression"],
+        "groups": total["groups"],
         "words_kept": [vocabulary[i] for i in word_ids],
         "gates_kept_per_type": gates_kept(lstm),
         "units_kept": int(lstm.kept_structure()["units"].sum()),
-        "compressed_layers": {layer.name: [list(w.shape) for w in layer.get_weights()]
-                              for layer in compressed.layers},
+        "compressed_layers": {
+            layer.name: [list(w.shape) for w in layer.get_weights()] for layer in compressed.layers
+        },
         "compression_per_epoch": sparse_best.compression,
         "val_accuracy_per_epoch": val_accuracy_per_epoch,
         "selected_epoch": sparse_best.epoch,
         "dense_val_accuracy_per_epoch": dense_val_per_epoch,
         "dense_selected_epoch": dense_best.epoch,
-        "layers": [{k: row[k] for k in ("name", "weights_kept", "weights_total", "groups")}
-                   for row in report.layers],
-        "vocabulary_size": len(vocabulary), "train_size": len(train[0]),
-        "validation_size": len(validation[0]), "test_size": len(test[0]), "recipe": recipe,
+        "layers": [
+            {k: row[k] for k in ("name", "weights_kept", "weights_total", "groups")}
+            for row in report.layers
+        ],
+        "vocabulary_size": len(vocabulary),
+        "train_size": len(train[0]),
+        "validation_size": len(validation[0]),
+        "test_size": len(test[0]),
+        "recipe": recipe,
         "max_length": MAX_LENGTH,
         "train_seconds_dense": dense_seconds,
         "train_seconds": seconds,
@@ -207,9 +258,12 @@ def lstm_sentiment(data=None, quick=False, recipe=None):
 
 
 RECIPE = dict(
-    embedding_dim=32, units=32,  # the sizes of both models
-    dense_epochs=6, dense_learning_rate=3e-3,  # the dense baseline, best epoch on validation
-    epochs=10, learning_rate=5e-3,  # the sparse model, Adam decaying linearly to 5%
+    embedding_dim=32,
+    units=32,  # the sizes of both models
+    dense_epochs=6,
+    dense_learning_rate=3e-3,  # the dense baseline, best epoch on validation
+    epochs=10,
+    learning_rate=5e-3,  # the sparse model, Adam decaying linearly to 5%
     warmup_epochs=3,  # KL weight ramped 0 -> kl_weight over these epochs
     kl_weight=1.0,  # 1: the ELBO; else the tempered data loss + kl_weight * KL / N
     log_sigma2_init=-8.0,  # start near the dense weights: alpha = sigma^2 / theta^2 tiny

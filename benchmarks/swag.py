@@ -31,6 +31,7 @@ Run: ``python benchmarks/swag.py [--quick] [--seed 0]``. ``--quick`` trains on 1
 images for 6 epochs (test on 2,000), a smoke run whose numbers are not the benchmark's.
 Writes ``benchmarks/results/swag.json`` (``swag_quick.json`` with ``--quick``).
 """
+
 import argparse
 import json
 import os
@@ -49,8 +50,15 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from tfbayes import metrics  # noqa: E402
 from tfbayes.datasets import load_fashion_mnist  # noqa: E402
-from tfbayes.swag import (FGE, SWAG, Curve, SWAGDiag, evaluate_curve, fit_curve,  # noqa: E402
-                          swa_learning_rate)
+from tfbayes.swag import (  # noqa: E402
+    FGE,
+    SWAG,
+    Curve,
+    SWAGDiag,
+    evaluate_curve,
+    fit_curve,
+    swa_learning_rate,
+)
 
 BATCH = 128
 LR = 0.05
@@ -63,7 +71,8 @@ def mnist_path(path):
         return pathlib.Path(path)
     folder = os.environ.get("TFBAYES_DATA_DIR")
     candidates = ([pathlib.Path(folder) / "mnist_10k.npz"] if folder else []) + [
-        ROOT.parent / "shared" / "data" / "mnist_10k.npz"]
+        ROOT.parent / "shared" / "data" / "mnist_10k.npz"
+    ]
     for candidate in candidates:
         if candidate.is_file():
             return candidate
@@ -87,8 +96,12 @@ def load_data(quick, mnist):
 
 
 def pipeline(x, y, seed):
-    return tf.data.Dataset.from_tensor_slices((x, y)).shuffle(
-        len(x), seed=seed, reshuffle_each_iteration=True).batch(BATCH).prefetch(2)
+    return (
+        tf.data.Dataset.from_tensor_slices((x, y))
+        .shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+        .batch(BATCH)
+        .prefetch(2)
+    )
 
 
 class MCDropout(keras.layers.Dropout):
@@ -111,15 +124,18 @@ def make_cnn(seed, dropout=0.0):
     if dropout:
         h = MCDropout(dropout, seed=seed)(h)
     model = keras.Model(inputs, keras.layers.Dense(10)(h))
-    model.compile(keras.optimizers.SGD(LR, momentum=0.9, weight_decay=WEIGHT_DECAY),
-                  keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                  metrics=["accuracy"])
+    model.compile(
+        keras.optimizers.SGD(LR, momentum=0.9, weight_decay=WEIGHT_DECAY),
+        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
     return model
 
 
 def sgd_schedule(epochs):
     return keras.callbacks.LearningRateScheduler(
-        lambda epoch: swa_learning_rate(epoch, epochs, LR, LR / 100))
+        lambda epoch: swa_learning_rate(epoch, epochs, LR, LR / 100)
+    )
 
 
 class EpochTimer(keras.callbacks.Callback):
@@ -149,19 +165,22 @@ def softmax(logits):
 
 
 def evaluate(probs_test, y_test, probs_ood):
-    return {"accuracy": float(np.mean(probs_test.argmax(-1) == y_test)),
-            "nll": metrics.negative_log_likelihood(y_test, probs_test),
-            "ece": metrics.expected_calibration_error(y_test, probs_test, num_bins=15),
-            "brier": metrics.brier_score(y_test, probs_test),
-            "ood_auroc": metrics.ood_auroc(probs_test, probs_ood)}
+    return {
+        "accuracy": float(np.mean(probs_test.argmax(-1) == y_test)),
+        "nll": metrics.negative_log_likelihood(y_test, probs_test),
+        "ece": metrics.expected_calibration_error(y_test, probs_test, num_bins=15),
+        "brier": metrics.brier_score(y_test, probs_test),
+        "ood_auroc": metrics.ood_auroc(probs_test, probs_ood),
+    }
 
 
 def fit_temperature(logits, labels):
     """The temperature minimizing the validation NLL (Guo et al. 2017)."""
+
     def nll(log_t):
         return metrics.negative_log_likelihood(labels, softmax(logits / np.exp(log_t)))
-    return float(np.exp(scipy.optimize.minimize_scalar(nll, bounds=(-3, 3),
-                                                       method="bounded").x))
+
+    return float(np.exp(scipy.optimize.minimize_scalar(nll, bounds=(-3, 3), method="bounded").x))
 
 
 def main():
@@ -180,7 +199,8 @@ def main():
     per_epoch = args.collect_per_epoch or (4 if args.quick else 1)
     curve_epochs = args.curve_epochs or (2 if args.quick else 20)
     (x_train, y_train), (x_val, y_val), (x_test, y_test), x_ood = load_data(
-        args.quick, mnist_path(args.mnist))
+        args.quick, mnist_path(args.mnist)
+    )
     x_eval = np.concatenate([x_test, x_ood])  # one prediction pass for test + OOD
     n_test = len(x_test)
     bn_data = x_train if not args.quick else x_train[:5000]
@@ -189,15 +209,21 @@ def main():
 
     def record(name, probs, extra=None):
         results[name] = dict(evaluate(probs[:n_test], y_test, probs[n_test:]), **(extra or {}))
-        print(f"{name:>16}: " + ", ".join(f"{k} {v:.4f}" for k, v in results[name].items()),
-              flush=True)
+        print(
+            f"{name:>16}: " + ", ".join(f"{k} {v:.4f}" for k, v in results[name].items()),
+            flush=True,
+        )
 
     # SGD and the ensemble members.
     members, endpoints, sgd_timer = [], [], EpochTimer()
     for member in range(5):
         model = make_cnn(args.seed + member)
-        model.fit(pipeline(x_train, y_train, args.seed + member), epochs=epochs, verbose=0,
-                  callbacks=[sgd_schedule(epochs)] + ([sgd_timer] if member == 0 else []))
+        model.fit(
+            pipeline(x_train, y_train, args.seed + member),
+            epochs=epochs,
+            verbose=0,
+            callbacks=[sgd_schedule(epochs)] + ([sgd_timer] if member == 0 else []),
+        )
         members.append(softmax(model.predict(x_eval, batch_size=512, verbose=0)))
         if member < 2:
             endpoints.append(model)
@@ -207,84 +233,158 @@ def main():
             predict_seconds = time.perf_counter() - start
             record("sgd", softmax(logits))
             temperature = fit_temperature(model.predict(x_val, batch_size=512, verbose=0), y_val)
-            record("sgd_temperature", softmax(logits / temperature),
-                   {"temperature": temperature})
+            record("sgd_temperature", softmax(logits / temperature), {"temperature": temperature})
     record("deep_ensemble_5", np.mean(members, 0), {"budgets": 5})
 
     # SWA, SWAG and SWAG-Diag from one run.
     start_epoch = epochs // 2
     every = None if per_epoch == 1 else steps // per_epoch
-    swag = TimedSWAG(start_epoch, max_rank=20, swa_lr=args.swa_lr, lr_init=LR,
-                     every_n_steps=every, bn_data=bn_data, set_weights_at_end=False)
+    swag = TimedSWAG(
+        start_epoch,
+        max_rank=20,
+        swa_lr=args.swa_lr,
+        lr_init=LR,
+        every_n_steps=every,
+        bn_data=bn_data,
+        set_weights_at_end=False,
+    )
     diag = SWAGDiag(start_epoch, every_n_steps=every, set_weights_at_end=False)
     swag_timer = EpochTimer()
     model = make_cnn(args.seed)
-    model.fit(pipeline(x_train, y_train, args.seed), epochs=epochs, verbose=0,
-              callbacks=[swag, diag, swag_timer])
+    model.fit(
+        pipeline(x_train, y_train, args.seed),
+        epochs=epochs,
+        verbose=0,
+        callbacks=[swag, diag, swag_timer],
+    )
     swag.set_average_weights(bn_data=bn_data)
-    record("swa", softmax(model.predict(x_eval, batch_size=512, verbose=0)),
-           {"collected": swag.moments.count})
+    record(
+        "swa",
+        softmax(model.predict(x_eval, batch_size=512, verbose=0)),
+        {"collected": swag.moments.count},
+    )
     start = time.perf_counter()
-    probs = swag.predict_bma(x_eval, num_samples, scale=0.5, bn_data=bn_data,
-                             seed=tf.constant([args.seed, 1]), batch_size=512, from_logits=True)
+    probs = swag.predict_bma(
+        x_eval,
+        num_samples,
+        scale=0.5,
+        bn_data=bn_data,
+        seed=tf.constant([args.seed, 1]),
+        batch_size=512,
+        from_logits=True,
+    )
     bma_seconds = time.perf_counter() - start
     record("swag", probs, {"num_samples": num_samples, "scale": 0.5, "rank": 20})
-    record("swag_diag", diag.predict_bma(x_eval, num_samples, scale=0.5, bn_data=bn_data,
-                                         seed=tf.constant([args.seed, 2]), batch_size=512,
-                                         from_logits=True), {"num_samples": num_samples})
+    record(
+        "swag_diag",
+        diag.predict_bma(
+            x_eval,
+            num_samples,
+            scale=0.5,
+            bn_data=bn_data,
+            seed=tf.constant([args.seed, 2]),
+            batch_size=512,
+            from_logits=True,
+        ),
+        {"num_samples": num_samples},
+    )
 
     # FGE: the same budget, half SGD, half cycles.
     fge_epochs = epochs // 2
     model = make_cnn(args.seed)
-    model.fit(pipeline(x_train, y_train, args.seed), epochs=epochs - fge_epochs, verbose=0,
-              callbacks=[sgd_schedule(epochs - fge_epochs)])
+    model.fit(
+        pipeline(x_train, y_train, args.seed),
+        epochs=epochs - fge_epochs,
+        verbose=0,
+        callbacks=[sgd_schedule(epochs - fge_epochs)],
+    )
     fge = FGE(cycle_epochs=1 if args.quick else 2, lr_max=0.01, lr_min=0.0005)
-    model.fit(pipeline(x_train, y_train, args.seed + 100), epochs=fge_epochs, verbose=0,
-              callbacks=[fge])
-    record("fge", fge.predict(x_eval, bn_data=bn_data, batch_size=512, from_logits=True),
-           {"snapshots": len(fge.snapshots)})
+    model.fit(
+        pipeline(x_train, y_train, args.seed + 100), epochs=fge_epochs, verbose=0, callbacks=[fge]
+    )
+    record(
+        "fge",
+        fge.predict(x_eval, bn_data=bn_data, batch_size=512, from_logits=True),
+        {"snapshots": len(fge.snapshots)},
+    )
 
     # Mode connectivity between two SGD models: a Bezier curve and the straight line.
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    bezier = fit_curve(endpoints[0], endpoints[1], pipeline(x_train, y_train, args.seed),
-                       curve="bezier", num_bends=3, epochs=curve_epochs, loss=loss,
-                       optimizer=keras.optimizers.SGD(0.01, momentum=0.9), seed=args.seed)
+    bezier = fit_curve(
+        endpoints[0],
+        endpoints[1],
+        pipeline(x_train, y_train, args.seed),
+        curve="bezier",
+        num_bends=3,
+        epochs=curve_epochs,
+        loss=loss,
+        optimizer=keras.optimizers.SGD(0.01, momentum=0.9),
+        seed=args.seed,
+    )
     ts = np.linspace(0.0, 1.0, 5 if args.quick else 11)
     curves = {"t": ts.tolist(), "curve_epochs": curve_epochs}
     for name, curve in (("bezier", bezier), ("line", Curve(endpoints[0], endpoints[1], "line"))):
-        along = evaluate_curve(curve, (x_test, y_test), ts, loss=loss, bn_data=bn_data,
-                               batch_size=512)
+        along = evaluate_curve(
+            curve, (x_test, y_test), ts, loss=loss, bn_data=bn_data, batch_size=512
+        )
         curves[f"{name}_test_error"] = (1.0 - along["accuracy"]).tolist()
-        print(f"{name:>16}: test error along t " +
-              " ".join(f"{e:.4f}" for e in curves[f"{name}_test_error"]), flush=True)
+        print(
+            f"{name:>16}: test error along t "
+            + " ".join(f"{e:.4f}" for e in curves[f"{name}_test_error"]),
+            flush=True,
+        )
     results["curves"] = curves
 
     # MC dropout.
     model = make_cnn(args.seed, dropout=0.25)
-    model.fit(pipeline(x_train, y_train, args.seed), epochs=epochs, verbose=0,
-              callbacks=[sgd_schedule(epochs)])
-    record("mc_dropout", np.mean([softmax(model.predict(x_eval, batch_size=512, verbose=0))
-                                  for _ in range(num_samples)], 0), {"num_samples": num_samples})
+    model.fit(
+        pipeline(x_train, y_train, args.seed),
+        epochs=epochs,
+        verbose=0,
+        callbacks=[sgd_schedule(epochs)],
+    )
+    record(
+        "mc_dropout",
+        np.mean(
+            [softmax(model.predict(x_eval, batch_size=512, verbose=0)) for _ in range(num_samples)],
+            0,
+        ),
+        {"num_samples": num_samples},
+    )
 
     collecting = swag_timer.times[start_epoch:]
     timings = {
         "valid": "ratios measured in one run; meaningful only on an idle machine",
         "swag_collect_fraction_of_epoch": swag.collect_seconds / max(sum(collecting), 1e-9),
-        "swag_epoch_over_sgd_epoch": float(np.median(collecting) / np.median(
-            sgd_timer.times[start_epoch:])),
+        "swag_epoch_over_sgd_epoch": float(
+            np.median(collecting) / np.median(sgd_timer.times[start_epoch:])
+        ),
         "predict_bma_per_sample_over_predict": bma_seconds / num_samples / predict_seconds,
     }
     print(json.dumps(timings, indent=1))
     out = ROOT / "benchmarks" / "results" / ("swag_quick.json" if args.quick else "swag.json")
     out.parent.mkdir(exist_ok=True)
-    config = {"quick": args.quick, "seed": args.seed, "epochs": epochs, "lr": LR,
-              "weight_decay": WEIGHT_DECAY, "swa_lr": args.swa_lr, "start_epoch": start_epoch,
-              "collect_every_n_steps": every, "num_samples": num_samples, "batch_size": BATCH,
-              "train_size": len(x_train), "test_size": n_test, "ood_size": len(x_ood),
-              "bn_data_size": len(bn_data), "tensorflow": tf.__version__,
-              "keras": keras.__version__}
-    out.write_text(json.dumps({"config": config, "results": results, "timings": timings},
-                              indent=1) + "\n")
+    config = {
+        "quick": args.quick,
+        "seed": args.seed,
+        "epochs": epochs,
+        "lr": LR,
+        "weight_decay": WEIGHT_DECAY,
+        "swa_lr": args.swa_lr,
+        "start_epoch": start_epoch,
+        "collect_every_n_steps": every,
+        "num_samples": num_samples,
+        "batch_size": BATCH,
+        "train_size": len(x_train),
+        "test_size": n_test,
+        "ood_size": len(x_ood),
+        "bn_data_size": len(bn_data),
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+    }
+    out.write_text(
+        json.dumps({"config": config, "results": results, "timings": timings}, indent=1) + "\n"
+    )
     print(f"wrote {out}")
 
 

@@ -37,6 +37,7 @@ Usage (2 CPU cores):
         [--protocol validation|fixed] [--tables iris,wine --seeds 3 --first-seed 0]
     python benchmarks/vaeac.py inpainting [--quick]
 """
+
 import argparse
 import json
 import os
@@ -66,8 +67,11 @@ RESULTS = pathlib.Path(__file__).resolve().parent / "results" / "vaeac.json"
 def load_tables():
     """``{name: (rows, one_hot_max_sizes)}``: real columns, then categorical ones."""
     tables = {}
-    for name, loader in [("iris", sk_datasets.load_iris), ("wine", sk_datasets.load_wine),
-                         ("breast_cancer", sk_datasets.load_breast_cancer)]:
+    for name, loader in [
+        ("iris", sk_datasets.load_iris),
+        ("wine", sk_datasets.load_wine),
+        ("breast_cancer", sk_datasets.load_breast_cancer),
+    ]:
         x, y = loader(return_X_y=True)
         tables[name] = (np.c_[x, y].astype(np.float64), [0] * x.shape[1] + [int(y.max()) + 1])
     x, y = sk_datasets.load_diabetes(return_X_y=True, scaled=False)
@@ -84,8 +88,9 @@ def nrmse_pfc(truth, imputed, hidden, sizes):
         if not rows.any():
             continue
         if k <= 1:
-            nrmse.append(np.sqrt(np.mean((imputed[rows, j] - truth[rows, j]) ** 2))
-                         / truth[:, j].std())
+            nrmse.append(
+                np.sqrt(np.mean((imputed[rows, j] - truth[rows, j]) ** 2)) / truth[:, j].std()
+            )
         else:
             pfc.append(np.mean(imputed[rows, j] != truth[rows, j]))
     return float(np.mean(nrmse)), float(np.mean(pfc))
@@ -106,7 +111,9 @@ def baseline_imputers(seed):
         "mice": IterativeImputer(max_iter=10, random_state=seed, sample_posterior=False),
         "missforest": IterativeImputer(
             estimator=RandomForestRegressor(n_estimators=100, random_state=seed, n_jobs=2),
-            max_iter=10, random_state=seed),
+            max_iter=10,
+            random_state=seed,
+        ),
     }
 
 
@@ -137,15 +144,23 @@ def train_vaeac(corrupted, sizes, steps, seed, network, protocol, patience_steps
         model.fit(rows, batch_size=64, epochs=epochs, verbose=0)
         return model, epochs
     order = np.random.default_rng(seed).permutation(len(rows))
-    held_out = rows[order[:int(np.ceil(0.25 * len(rows)))]]
-    train = rows[order[len(held_out):]]
+    held_out = rows[order[: int(np.ceil(0.25 * len(rows)))]]
+    train = rows[order[len(held_out) :]]
     model.adapt(rows)
     batches_per_epoch = int(np.ceil(len(train) / 64))
     stop = keras.callbacks.EarlyStopping(
-        monitor="val_loss", restore_best_weights=True,
-        patience=int(np.ceil(patience_steps / batches_per_epoch)))
-    history = model.fit(train, batch_size=64, epochs=max(1, steps // batches_per_epoch),
-                        validation_data=(held_out,), callbacks=[stop], verbose=0)
+        monitor="val_loss",
+        restore_best_weights=True,
+        patience=int(np.ceil(patience_steps / batches_per_epoch)),
+    )
+    history = model.fit(
+        train,
+        batch_size=64,
+        epochs=max(1, steps // batches_per_epoch),
+        validation_data=(held_out,),
+        callbacks=[stop],
+        verbose=0,
+    )
     return model, int(np.argmin(history.history["val_loss"])) + 1
 
 
@@ -155,7 +170,8 @@ def point_imputation(model, corrupted, sizes, seed):
     for j, k in enumerate(sizes):
         if k >= 2:
             out[:, j] = np.apply_along_axis(
-                lambda v: np.bincount(v.astype(int), minlength=k).argmax(), 1, draws[:, :, j])
+                lambda v: np.bincount(v.astype(int), minlength=k).argmax(), 1, draws[:, :, j]
+            )
     return out
 
 
@@ -173,9 +189,14 @@ def summarize(per_seed):
     summary = {}
     for method in next(iter(per_seed.values())):
         records = [per_seed[seed][method] for seed in sorted(per_seed)]
-        summary[method] = {key: [float(np.mean([r[key] for r in records])),
-                                 float(np.std([r[key] for r in records]))]
-                           for key in records[0] if key != "seconds"}
+        summary[method] = {
+            key: [
+                float(np.mean([r[key] for r in records])),
+                float(np.std([r[key] for r in records])),
+            ]
+            for key in records[0]
+            if key != "seconds"
+        }
     return summary
 
 
@@ -184,8 +205,14 @@ def run_tables(quick, network, steps, protocol, stored, save, names=None, seeds=
     results of earlier runs with the same protocol, so that seeds can be run in parts)."""
     seeds = [0, 1] if quick else list(seeds)
     steps = 600 if quick else steps
-    results = {"protocol": protocol, "steps": steps, "mcar_rate": 0.2, "network": network,
-               "optimizer": "Adam 3e-4, batch 64", "tables": stored.get("tables", {})}
+    results = {
+        "protocol": protocol,
+        "steps": steps,
+        "mcar_rate": 0.2,
+        "network": network,
+        "optimizer": "Adam 3e-4, batch 64",
+        "tables": stored.get("tables", {}),
+    }
     for name, (truth, sizes) in load_tables().items():
         if names and name not in names:
             continue
@@ -204,15 +231,27 @@ def run_tables(quick, network, steps, protocol, stored, save, names=None, seeds=
                 record[method] = {"nrmse": nrmse, "pfc": pfc, "seconds": time.time() - start}
             start = time.time()
             model, epochs = train_vaeac(corrupted, sizes, steps, seed, network, protocol)
-            nrmse, pfc = nrmse_pfc(truth, point_imputation(model, corrupted, sizes, seed),
-                                   hidden, sizes)
-            record["vaeac"] = {"nrmse": nrmse, "pfc": pfc, "coverage_90": coverage_90(
-                model, corrupted, truth, hidden, sizes, seed), "epochs": epochs,
-                "seconds": time.time() - start}
+            nrmse, pfc = nrmse_pfc(
+                truth, point_imputation(model, corrupted, sizes, seed), hidden, sizes
+            )
+            record["vaeac"] = {
+                "nrmse": nrmse,
+                "pfc": pfc,
+                "coverage_90": coverage_90(model, corrupted, truth, hidden, sizes, seed),
+                "epochs": epochs,
+                "seconds": time.time() - start,
+            }
             per_seed[str(seed)] = record
             table["summary"] = summarize(per_seed)
-            print(name, seed, {m: {k: round(v, 4) for k, v in r.items() if k != "seconds"}
-                               for m, r in record.items()}, flush=True)
+            print(
+                name,
+                seed,
+                {
+                    m: {k: round(v, 4) for k, v in r.items() if k != "seconds"}
+                    for m, r in record.items()
+                },
+                flush=True,
+            )
             save(results)
     return results
 
@@ -228,25 +267,35 @@ def run_inpainting(quick):
     epochs = 1 if quick else 10
     results = {"epochs": epochs, "train_images": len(x_train), "test_images": len(x_test)}
     rng = np.random.default_rng(0)
-    for name, generator in [("rectangle", ImageRectangleMask((28, 28))),
-                            ("half", ImageHalfMask((28, 28)))]:
+    for name, generator in [
+        ("rectangle", ImageRectangleMask((28, 28))),
+        ("half", ImageHalfMask((28, 28))),
+    ]:
         keras.utils.set_random_seed(0)
-        model = VAEAC([0] * 784, latent_dim=64, width=256, depth=4, mask_generator=generator,
-                      seed=0)
+        model = VAEAC(
+            [0] * 784, latent_dim=64, width=256, depth=4, mask_generator=generator, seed=0
+        )
         model.compile(keras.optimizers.Adam(3e-4), jit_compile=True)
         start = time.time()
         model.fit(x_train, batch_size=64, epochs=epochs, verbose=0)
         seconds = time.time() - start
         import tensorflow as tf
+
         masks = generator(len(x_test), 784, tf.constant([1, int(rng.integers(1 << 30))])).numpy()
         masks = masks.astype(bool)
-        log_lik = np.concatenate([model.iwae(x_test[i:i + 100], masks[i:i + 100], 100, seed=i)
-                                  for i in range(0, len(x_test), 100)])
+        log_lik = np.concatenate(
+            [
+                model.iwae(x_test[i : i + 100], masks[i : i + 100], 100, seed=i)
+                for i in range(0, len(x_test), 100)
+            ]
+        )
         # iwae scores standardised pixels; the density of pixel values adds -log(std) per pixel.
         log_std = np.log(model.feature_std.numpy().astype(np.float64))
         log_lik = log_lik - (masks * log_std[None, :]).sum(1)
-        results[name] = {"nll_per_hidden_pixel": float(-(log_lik.sum() / masks.sum())),
-                         "train_seconds": seconds}
+        results[name] = {
+            "nll_per_hidden_pixel": float(-(log_lik.sum() / masks.sum())),
+            "train_seconds": seconds,
+        }
         print(name, results[name], flush=True)
         if not quick:
             draw_completions(model, x_test[:6], masks[:6], name)
@@ -255,8 +304,10 @@ def run_inpainting(quick):
 
 def draw_completions(model, images, masks, name):
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     corrupted = np.where(masks, np.nan, images)
     completions = model.impute(corrupted, num_imputations=5, seed=0)
     fig, axes = plt.subplots(len(images), 7, figsize=(7, len(images)))
@@ -282,16 +333,26 @@ def main():
     parser.add_argument("--tables", default="", help="comma-separated subset of the tables")
     parser.add_argument("--seeds", type=int, default=5, help="number of mask seeds")
     parser.add_argument("--first-seed", type=int, default=0, help="the first mask seed")
-    parser.add_argument("--protocol", choices=["validation", "fixed"], default="validation",
-                        help="validation: the reference's (25 %% of rows held out, best "
-                             "validation checkpoint); fixed: all rows, --steps steps")
+    parser.add_argument(
+        "--protocol",
+        choices=["validation", "fixed"],
+        default="validation",
+        help="validation: the reference's (25 %% of rows held out, best "
+        "validation checkpoint); fixed: all rows, --steps steps",
+    )
     args = parser.parse_args()
     network = dict(width=args.width, depth=args.depth, latent_dim=args.latent_dim)
-    machine = dict(platform=platform.platform(), cpus=os.cpu_count(),
-                   load_average_1m_at_start=os.getloadavg()[0])
+    machine = dict(
+        platform=platform.platform(),
+        cpus=os.cpu_count(),
+        load_average_1m_at_start=os.getloadavg()[0],
+    )
     for part in args.parts:
-        key = part + ("_" + args.protocol if part == "tables" else "") \
+        key = (
+            part
+            + ("_" + args.protocol if part == "tables" else "")
             + ("_quick" if args.quick else "")
+        )
 
         def save(out):
             # Re-read first: other runs may have written other keys of the same file.
@@ -305,9 +366,20 @@ def main():
         stored = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
         names = [n for n in args.tables.split(",") if n]
         seeds = range(args.first_seed, args.first_seed + args.seeds)
-        results = save(run_tables(args.quick, network, args.steps, args.protocol,
-                                  stored.get(key, {}), save, names, seeds)
-                       if part == "tables" else run_inpainting(args.quick))
+        results = save(
+            run_tables(
+                args.quick,
+                network,
+                args.steps,
+                args.protocol,
+                stored.get(key, {}),
+                save,
+                names,
+                seeds,
+            )
+            if part == "tables"
+            else run_inpainting(args.quick)
+        )
         print(json.dumps(results[key].get("tables", results[key]), indent=1)[:4000])
 
 

@@ -10,6 +10,7 @@
    recovers a low-rank tensor.
 4. TRIP: a tensor-ring mixture of 10^8 Gaussians, its log-density and samples.
 """
+
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -39,12 +40,19 @@ def sparse_variational_dropout():
     model.fit(x, y, batch_size=batch_size, epochs=epochs, verbose=0)
     print(sparsity.sparsity_report(model))
     kept_inputs = np.flatnonzero(model.layers[0].weight_mask("kernel").numpy()[:, 0])
-    print("inputs kept:", kept_inputs.tolist(), "weights:",
-          np.round(model.layers[0].kernel.numpy()[kept_inputs, 0], 2).tolist())
+    print(
+        "inputs kept:",
+        kept_inputs.tolist(),
+        "weights:",
+        np.round(model.layers[0].kernel.numpy()[kept_inputs, 0], 2).tolist(),
+    )
     small = sparsity.compress(model)
     np.testing.assert_allclose(small.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-5)
-    print("compress(): a plain Keras model with kernel shape",
-          tuple(small.layers[-1].kernel.shape), "and the same predictions")
+    print(
+        "compress(): a plain Keras model with kernel shape",
+        tuple(small.layers[-1].kernel.shape),
+        "and the same predictions",
+    )
     assert kept_inputs.tolist() == [0, 1, 2]
 
 
@@ -66,12 +74,18 @@ def tensor_trains():
     w = t3f.random_matrix(((4, 8, 8), (4, 8, 8)), tt_rank=4, dtype=tf.float64)
     v = tf.random.stateless_normal((256, 1), seed=[3, 4], dtype=tf.float64)
     np.testing.assert_allclose(t3f.matmul(w, v), t3f.full(w) @ v, rtol=1e-10)
-    print("TT-matrix 256x256 at rank 4:", sum(int(tf.size(c)) for c in w.tt_cores),
-          "parameters instead of", 256 * 256)
+    print(
+        "TT-matrix 256x256 at rank 4:",
+        sum(int(tf.size(c)) for c in w.tt_cores),
+        "parameters instead of",
+        256 * 256,
+    )
     low_rank = t3f.full(t3f.random_tensor((10, 10, 10, 10), tt_rank=3, dtype=tf.float64))
     tt = t3f.to_tt_tensor(low_rank, max_tt_rank=3)
     err = float(tf.norm(t3f.full(tt) - low_rank) / tf.norm(low_rank))
-    print(f"TT-SVD of a rank-3 10^4 tensor: ranks {tt.get_tt_ranks().as_list()}, relative error {err:.1e}")
+    print(
+        f"TT-SVD of a rank-3 10^4 tensor: ranks {tt.get_tt_ranks().as_list()}, relative error {err:.1e}"
+    )
     assert err < 1e-10
 
 
@@ -79,8 +93,11 @@ def trip_prior():
     print("== 4. TRIP: a tensor-ring mixture of 10^8 Gaussians")
     m, d, r = 8, 10, 4
     rng = np.random.default_rng(0)
-    prior = tbd.TRIP(locs=rng.normal(size=(m, d)), scales=np.full((m, d), 0.5),
-                     cores=rng.uniform(size=(m, d, r, r)))
+    prior = tbd.TRIP(
+        locs=rng.normal(size=(m, d)),
+        scales=np.full((m, d), 0.5),
+        cores=rng.uniform(size=(m, d, r, r)),
+    )
     z = prior.sample(5, seed=[5, 6])
     print("samples", z.shape, "log_prob", np.round(prior.log_prob(z).numpy(), 2))
     assert np.all(np.isfinite(prior.log_prob(z).numpy()))

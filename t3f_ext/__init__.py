@@ -5,6 +5,7 @@ Use it as ``import t3f_ext as t3f``: the flat names (``t3f.full``,
 (``t3f.ops``, ``t3f.decompositions``, ``t3f.kronecker``, ...) are those of
 T3F 1.2.0, re-implemented for TF 2 / Keras 3 / NumPy 2.
 """
+
 import tfbayes  # noqa: F401  (imports TensorFlow without its C++ start-up notices)
 
 from t3f_ext.tensor_train_base import TensorTrainBase

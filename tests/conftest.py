@@ -1,4 +1,5 @@
 """Shared pytest set-up: quiet TF logs, no downloads, and fixtures for both float dtypes."""
+
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

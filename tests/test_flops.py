@@ -1,4 +1,5 @@
 """tfbayes.flops: multiply-add counts against hand counts on small layers and models."""
+
 import keras
 import numpy as np
 import pytest
@@ -12,35 +13,46 @@ def _built(layer, shape):
     return layer
 
 
-@pytest.mark.parametrize("layer, shape, expected", [
-    # Dense 5 -> 3 on one vector: 15; on 4 time steps: 60.
-    (keras.layers.Dense(3), (None, 5), 15),
-    (keras.layers.Dense(3), (None, 4, 5), 60),
-    # Conv1D k=3, 2 -> 4, 'valid' on 10 steps: 8 outputs * 3*2*4 = 192.
-    (keras.layers.Conv1D(4, 3), (None, 10, 2), 192),
-    # Conv2D 3x3, 3 -> 2, 'same' stride 2 on 7x7: 4x4 outputs * 3*3*3*2 = 16 * 54 = 864.
-    (keras.layers.Conv2D(2, 3, strides=2, padding="same"), (None, 7, 7, 3), 864),
-    # Conv2D 1x1 with 2 groups, 4 -> 6 on 2x3: 6 positions * (4/2)*6 = 72.
-    (keras.layers.Conv2D(6, 1, groups=2), (None, 2, 3, 4), 72),
-    # Depthwise 3x3, 3 channels, multiplier 2, 'valid' on 5x5: 9 positions * 3*3*1*6 = 486.
-    (keras.layers.DepthwiseConv2D(3, depth_multiplier=2), (None, 5, 5, 3), 486),
-    # Layers without weights cost nothing.
-    (keras.layers.MaxPooling2D(), (None, 4, 4, 3), 0),
-    (keras.layers.BatchNormalization(), (None, 4, 4, 3), 0),
-])
+@pytest.mark.parametrize(
+    "layer, shape, expected",
+    [
+        # Dense 5 -> 3 on one vector: 15; on 4 time steps: 60.
+        (keras.layers.Dense(3), (None, 5), 15),
+        (keras.layers.Dense(3), (None, 4, 5), 60),
+        # Conv1D k=3, 2 -> 4, 'valid' on 10 steps: 8 outputs * 3*2*4 = 192.
+        (keras.layers.Conv1D(4, 3), (None, 10, 2), 192),
+        # Conv2D 3x3, 3 -> 2, 'same' stride 2 on 7x7: 4x4 outputs * 3*3*3*2 = 16 * 54 = 864.
+        (keras.layers.Conv2D(2, 3, strides=2, padding="same"), (None, 7, 7, 3), 864),
+        # Conv2D 1x1 with 2 groups, 4 -> 6 on 2x3: 6 positions * (4/2)*6 = 72.
+        (keras.layers.Conv2D(6, 1, groups=2), (None, 2, 3, 4), 72),
+        # Depthwise 3x3, 3 channels, multiplier 2, 'valid' on 5x5: 9 positions * 3*3*1*6 = 486.
+        (keras.layers.DepthwiseConv2D(3, depth_multiplier=2), (None, 5, 5, 3), 486),
+        # Layers without weights cost nothing.
+        (keras.layers.MaxPooling2D(), (None, 4, 4, 3), 0),
+        (keras.layers.BatchNormalization(), (None, 4, 4, 3), 0),
+    ],
+)
 def test_plain_layers_equal_hand_counts(layer, shape, expected):
     assert layer_flops(_built(layer, shape), shape) == Flops(expected, expected)
 
 
 def test_sequential_sums_its_layers_on_the_shapes_they_see():
     # Conv2D 3x3 'valid' 1 -> 2 on 6x6: 16 * 9 * 2 = 288; pool -> 2x2x2; Flatten 8; Dense 8 -> 3: 24.
-    model = keras.Sequential([keras.Input((6, 6, 1)), keras.layers.Conv2D(2, 3),
-                              keras.layers.MaxPooling2D(), keras.layers.Flatten(),
-                              keras.layers.Dense(3)])
+    model = keras.Sequential(
+        [
+            keras.Input((6, 6, 1)),
+            keras.layers.Conv2D(2, 3),
+            keras.layers.MaxPooling2D(),
+            keras.layers.Flatten(),
+            keras.layers.Dense(3),
+        ]
+    )
     assert layer_flops(model, (None, 6, 6, 1)) == Flops(312, 312)
     report = count_flops(model)
     assert [(r["name"], r["dense"], r["actual"]) for r in report.layers] == [
-        (model.layers[0].name, 288, 288), (model.layers[3].name, 24, 24)]
+        (model.layers[0].name, 288, 288),
+        (model.layers[3].name, 24, 24),
+    ]
     assert report.total["dense"] == 312 and report.total["speedup"] == 1.0
 
 
@@ -81,6 +93,7 @@ def test_functional_residual_model_counts_its_convs_and_skips_multi_input_layers
 def test_errors_name_what_is_wrong():
     with pytest.raises(TypeError, match="model: expected a keras.Model, got Dense"):
         count_flops(keras.layers.Dense(2))
+
     class Scale(keras.layers.Layer):
         def build(self, shape):
             self.scale = self.add_weight(shape=(shape[-1],))

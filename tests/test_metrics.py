@@ -1,4 +1,5 @@
 """tfbayes.metrics against scikit-learn, scipy and hand computations."""
+
 import keras
 import numpy as np
 import pytest
@@ -19,9 +20,12 @@ def random_predictions(n=500, c=4, seed=0):
 def test_nll_and_brier_equal_sklearn():
     labels, probs, _ = random_predictions()
     assert metrics.negative_log_likelihood(labels, probs) == pytest.approx(
-        sklearn.metrics.log_loss(labels, probs, labels=range(4)), rel=1e-12)
-    assert metrics.brier_score(labels, probs) == pytest.approx(sklearn.metrics.brier_score_loss(
-        labels, probs, labels=range(4), scale_by_half=False), rel=1e-12)
+        sklearn.metrics.log_loss(labels, probs, labels=range(4)), rel=1e-12
+    )
+    assert metrics.brier_score(labels, probs) == pytest.approx(
+        sklearn.metrics.brier_score_loss(labels, probs, labels=range(4), scale_by_half=False),
+        rel=1e-12,
+    )
     one_hot = np.eye(4)[labels]
     assert metrics.brier_score(one_hot, probs) == metrics.brier_score(labels, probs)
     # p = 0 on the true class stays finite.
@@ -44,7 +48,7 @@ def test_ece_by_hand():
 
 def test_ece_equals_loop_reference():
     labels, probs, _ = random_predictions(seed=1)
-    probs = probs ** 3 / (probs ** 3).sum(-1, keepdims=True)  # overconfident
+    probs = probs**3 / (probs**3).sum(-1, keepdims=True)  # overconfident
     confidence, correct = probs.max(-1), probs.argmax(-1) == labels
     reference = 0.0
     for lo, hi in zip(np.linspace(0, 1, 11)[:-1], np.linspace(0, 1, 11)[1:]):
@@ -63,7 +67,8 @@ def test_ood_auroc_equals_sklearn():
     entropy = np.concatenate([scipy.stats.entropy(probs_in.T), scipy.stats.entropy(probs_out.T)])
     is_ood = np.r_[np.zeros(300), np.ones(200)]
     assert metrics.ood_auroc(probs_in, probs_out) == pytest.approx(
-        sklearn.metrics.roc_auc_score(is_ood, entropy), rel=1e-12)
+        sklearn.metrics.roc_auc_score(is_ood, entropy), rel=1e-12
+    )
     np.testing.assert_allclose(metrics.predictive_entropy(probs_in), entropy[:300], rtol=1e-12)
     uniform = np.full((5, 4), 0.25)
     confident = np.tile([[0.97, 0.01, 0.01, 0.01]], (5, 1))
@@ -75,16 +80,23 @@ def test_ood_auroc_equals_sklearn():
 def test_keras_metrics_stream_the_plain_functions(jit):
     labels, probs, logits = random_predictions(256, seed=3)
     model = keras.Sequential([keras.Input((4,)), keras.layers.Identity()])
-    model.compile(loss="sparse_categorical_crossentropy", jit_compile=jit, metrics=[
-        metrics.NegativeLogLikelihood(from_logits=True), metrics.BrierScore(from_logits=True),
-        metrics.ExpectedCalibrationError(num_bins=10, from_logits=True)])
-    result = model.evaluate(logits.astype(np.float32), labels, batch_size=50, verbose=0,
-                            return_dict=True)
-    assert result["nll"] == pytest.approx(metrics.negative_log_likelihood(labels, probs),
-                                          rel=1e-5)
+    model.compile(
+        loss="sparse_categorical_crossentropy",
+        jit_compile=jit,
+        metrics=[
+            metrics.NegativeLogLikelihood(from_logits=True),
+            metrics.BrierScore(from_logits=True),
+            metrics.ExpectedCalibrationError(num_bins=10, from_logits=True),
+        ],
+    )
+    result = model.evaluate(
+        logits.astype(np.float32), labels, batch_size=50, verbose=0, return_dict=True
+    )
+    assert result["nll"] == pytest.approx(metrics.negative_log_likelihood(labels, probs), rel=1e-5)
     assert result["brier"] == pytest.approx(metrics.brier_score(labels, probs), rel=1e-5)
     assert result["ece"] == pytest.approx(
-        metrics.expected_calibration_error(labels, probs, 10), rel=1e-4, abs=1e-6)
+        metrics.expected_calibration_error(labels, probs, 10), rel=1e-4, abs=1e-6
+    )
     ece = metrics.ExpectedCalibrationError(num_bins=10)
     ece.update_state(np.eye(4)[labels[:100]], probs[:100].astype(np.float32))
     ece.update_state(labels[100:, None], probs[100:].astype(np.float32))

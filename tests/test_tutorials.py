@@ -3,6 +3,7 @@
 The notebooks carry their own assertions (accuracies, gradient checks), so a
 tutorial that silently stops teaching what it claims fails here.
 """
+
 import os
 import pathlib
 import sys
@@ -17,8 +18,11 @@ nbclient = pytest.importorskip("nbclient")
 TUTORIALS = sorted((pathlib.Path(__file__).resolve().parent.parent / "tutorials").glob("*.ipynb"))
 
 # The corpora that only the developers' shared/data holds (or a download, which tests never do).
-DEVELOPER_CORPORA = {"load_rt_snippets": "rt-snippets", "load_brown_sentences": "brown-sentences",
-                     "load_mnist_10k": "mnist-10k"}
+DEVELOPER_CORPORA = {
+    "load_rt_snippets": "rt-snippets",
+    "load_brown_sentences": "brown-sentences",
+    "load_mnist_10k": "mnist-10k",
+}
 
 
 def _skip_without_corpora(nb):
@@ -29,8 +33,10 @@ def _skip_without_corpora(nb):
             try:
                 datasets.locate(name)
             except FileNotFoundError as error:
-                pytest.skip(f"needs {name}, which has no offline copy here and tests do not "
-                            f"download: {error}")
+                pytest.skip(
+                    f"needs {name}, which has no offline copy here and tests do not "
+                    f"download: {error}"
+                )
 
 
 @pytest.mark.parametrize("notebook", TUTORIALS, ids=[p.stem for p in TUTORIALS])
@@ -42,6 +48,9 @@ def test_tutorial_runs_in_quick_mode(notebook, monkeypatch):
     nb = nbformat.read(notebook, as_version=4)
     _skip_without_corpora(nb)
     client = nbclient.NotebookClient(
-        nb, timeout=900, kernel_name="python3",
-        resources={"metadata": {"path": str(notebook.parent)}})
+        nb,
+        timeout=900,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(notebook.parent)}},
+    )
     client.execute()

@@ -1,4 +1,5 @@
 """The three ways every test runs TF code: eagerly, in ``tf.function``, and compiled by XLA."""
+
 import tensorflow as tf
 
 MODES = ["eager", "function", "jit"]

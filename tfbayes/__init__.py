@@ -11,6 +11,7 @@ Subpackages:
   * ``tfbayes.models``: whole models built from the parts: VAEAC.
   * ``tfbayes.datasets``: loaders for the real data used by the tutorials and benchmarks.
 """
+
 from tfbayes._startup import import_tensorflow_quietly
 
 import_tensorflow_quietly()

@@ -11,6 +11,7 @@ those known start-up notices, so real warnings and errors still reach the user. 
 when TensorFlow is already imported (the user's program is the entry point, and its start-up is
 its own), or when the user asked for TensorFlow's logs by setting ``TF_CPP_MIN_LOG_LEVEL=0``.
 """
+
 import os
 import re
 import sys
@@ -23,7 +24,8 @@ _STARTUP_NOISE = re.compile(
     r"|To enable the following instructions: .* rebuild TensorFlow with the appropriate compiler"
     r" flags\."
     r"|E\d{4} .*failed call to cuInit: .*"  # no GPU present: not an error for a CPU run
-    r")$")
+    r")$"
+)
 
 
 def import_tensorflow_quietly():
@@ -50,6 +52,7 @@ def import_tensorflow_quietly():
 
 def lines_to_show(captured):
     """The lines of ``captured`` stderr text that are not TF's start-up notices, newline-ended."""
-    kept = [line for line in captured.splitlines()
-            if line.strip() and not _STARTUP_NOISE.match(line)]
+    kept = [
+        line for line in captured.splitlines() if line.strip() and not _STARTUP_NOISE.match(line)
+    ]
     return "".join(line + "\n" for line in kept)

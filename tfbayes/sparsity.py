@@ -30,6 +30,7 @@ Each weight is counted once: a layer that runs sublayers (``Bidirectional``, an
 adaptive block, a nested model) has rows for them, and an ``LSTM`` or ``GRU`` row
 includes its cell.
 """
+
 import collections
 import typing
 
@@ -74,7 +75,8 @@ class SparsifiableLayer(typing.Protocol):
 
 
 PlainLayerRule = collections.namedtuple(
-    "PlainLayerRule", ["needed_inputs", "shrink", "flops", "produced_outputs"], defaults=(None,))
+    "PlainLayerRule", ["needed_inputs", "shrink", "flops", "produced_outputs"], defaults=(None,)
+)
 PlainLayerRule.__doc__ = """How :func:`compress` shrinks a plain Keras layer class.
 
 Fields (callables; channel sets are boolean NumPy vectors over the layer's
@@ -94,13 +96,22 @@ original input or output channels):
 
 _RULES = {}
 
-_PASS_THROUGH = (keras.layers.MaxPooling1D, keras.layers.MaxPooling2D, keras.layers.MaxPooling3D,
-                 keras.layers.AveragePooling1D, keras.layers.AveragePooling2D,
-                 keras.layers.AveragePooling3D,
-                 keras.layers.GlobalMaxPooling1D, keras.layers.GlobalMaxPooling2D,
-                 keras.layers.GlobalMaxPooling3D,
-                 keras.layers.GlobalAveragePooling1D, keras.layers.GlobalAveragePooling2D,
-                 keras.layers.GlobalAveragePooling3D, keras.layers.Dropout, keras.layers.ReLU)
+_PASS_THROUGH = (
+    keras.layers.MaxPooling1D,
+    keras.layers.MaxPooling2D,
+    keras.layers.MaxPooling3D,
+    keras.layers.AveragePooling1D,
+    keras.layers.AveragePooling2D,
+    keras.layers.AveragePooling3D,
+    keras.layers.GlobalMaxPooling1D,
+    keras.layers.GlobalMaxPooling2D,
+    keras.layers.GlobalMaxPooling3D,
+    keras.layers.GlobalAveragePooling1D,
+    keras.layers.GlobalAveragePooling2D,
+    keras.layers.GlobalAveragePooling3D,
+    keras.layers.Dropout,
+    keras.layers.ReLU,
+)
 """Layers that act on each channel alone and commute with a positive per-channel scale."""
 
 
@@ -119,6 +130,7 @@ def _rule(layer):
 
 
 # --- rules for kernel layers (Dense, Conv): kernel [..., in / groups, out], bias [out] ---
+
 
 def _groups(layer):
     return getattr(layer, "groups", 1)
@@ -143,16 +155,19 @@ def _kernel_shrink(layer, kept_inputs, input_scale, kept_outputs):
     groups = _groups(layer)
     if groups > 1:
         if not kept_inputs.all():
-            raise ValueError(f"Layer {layer.name!r}: compress() cannot remove input channels of "
-                             f"a grouped convolution (groups={groups}); a channel removed "
-                             "upstream (e.g. by SBPDropout) reaches it")
+            raise ValueError(
+                f"Layer {layer.name!r}: compress() cannot remove input channels of "
+                f"a grouped convolution (groups={groups}); a channel removed "
+                "upstream (e.g. by SBPDropout) reaches it"
+            )
         # Input channel c is row c % (in / groups) of the columns of group c // (in / groups).
         per_group = input_scale.reshape(groups, -1)
         scale = np.repeat(per_group.T, kernel.shape[-1] // groups, axis=1)
         kernel = (kernel * scale).astype(kernel.dtype)
     else:
-        kernel = (kernel[..., kept_inputs, :][..., kept_outputs]
-                  * input_scale[:, None]).astype(kernel.dtype)
+        kernel = (kernel[..., kept_inputs, :][..., kept_outputs] * input_scale[:, None]).astype(
+            kernel.dtype
+        )
     config = layer.get_config()
     config["units" if isinstance(layer, keras.layers.Dense) else "filters"] = int(kernel.shape[-1])
     new = type(layer).from_config(config)
@@ -160,8 +175,9 @@ def _kernel_shrink(layer, kept_inputs, input_scale, kept_outputs):
     new.build((None,) + (None,) * rank + (kernel.shape[-2] * groups,))
     weights = [kernel]
     if layer.use_bias:
-        weights.append(keras.ops.convert_to_numpy(layer.bias)[kept_outputs if groups == 1
-                                                              else slice(None)])
+        weights.append(
+            keras.ops.convert_to_numpy(layer.bias)[kept_outputs if groups == 1 else slice(None)]
+        )
     new.set_weights(weights)
     return new
 
@@ -179,13 +195,15 @@ def _kernel_flops(layer, input_shape):
     return _dense_and_nonzero_flops(layer, input_shape, [layer.kernel])
 
 
-_KERNEL_RULE = PlainLayerRule(_kernel_needed_inputs, _kernel_shrink, _kernel_flops,
-                              produced_outputs=_kernel_produced_outputs)
+_KERNEL_RULE = PlainLayerRule(
+    _kernel_needed_inputs, _kernel_shrink, _kernel_flops, produced_outputs=_kernel_produced_outputs
+)
 for _cls in (keras.layers.Dense, keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D):
     register_plain_layer(_cls, _KERNEL_RULE)
 
 
 # --- keras.layers.Embedding: a table [input_dim, output_dim] read by ids ---
+
 
 def _embedding_needed_inputs(embedding, needed_outputs):
     """An Embedding reads ids, not channels: nothing upstream of it is needed channel-wise."""
@@ -207,11 +225,16 @@ def _embedding_shrink(embedding, kept_inputs, input_scale, kept_columns):
     if embedding.mask_zero:
         words = words[words != 0]
     if words.size == 0:
-        raise ValueError(f"Layer {embedding.name!r}: every word is pruned; compress() cannot "
-                         "build an empty vocabulary")
+        raise ValueError(
+            f"Layer {embedding.name!r}: every word is pruned; compress() cannot "
+            "build an empty vocabulary"
+        )
     lookup = keras.layers.IntegerLookup(
-        vocabulary=words.astype("int64"), num_oov_indices=1,
-        mask_token=0 if embedding.mask_zero else None, name=f"{embedding.name}_vocabulary_remap")
+        vocabulary=words.astype("int64"),
+        num_oov_indices=1,
+        mask_token=0 if embedding.mask_zero else None,
+        name=f"{embedding.name}_vocabulary_remap",
+    )
     padding = [table[:1]] if embedding.mask_zero else []
     rows = np.concatenate(padding + [np.zeros_like(table[:1]), table[words]])
     config = embedding.get_config()
@@ -227,11 +250,14 @@ def _embedding_flops(embedding, input_shape):
     return tuple(layer_flops(embedding, input_shape))
 
 
-register_plain_layer(keras.layers.Embedding, PlainLayerRule(
-    _embedding_needed_inputs, _embedding_shrink, _embedding_flops))
+register_plain_layer(
+    keras.layers.Embedding,
+    PlainLayerRule(_embedding_needed_inputs, _embedding_shrink, _embedding_flops),
+)
 
 
 # --- keras.layers.LSTM and GRU: kernel [in, k units], recurrent_kernel [units, k units] ---
+
 
 def _gate_count(rnn):
     return 4 if isinstance(rnn, keras.layers.LSTM) else 3
@@ -263,12 +289,16 @@ def _rnn_shrink(rnn, kept_inputs, input_scale, needed_units):
     """
     units = _units_read_by(rnn, needed_units)
     if not units.any():
-        raise ValueError(f"Layer {rnn.name!r}: no unit of this {type(rnn).__name__} affects the "
-                         "model's output; compress() cannot build a layer with 0 units")
+        raise ValueError(
+            f"Layer {rnn.name!r}: no unit of this {type(rnn).__name__} affects the "
+            "model's output; compress() cannot build a layer with 0 units"
+        )
     columns = np.tile(units, _gate_count(rnn))
     kernel = keras.ops.convert_to_numpy(rnn.cell.kernel)
-    weights = [(kernel[kept_inputs][:, columns] * input_scale[:, None]).astype(kernel.dtype),
-               keras.ops.convert_to_numpy(rnn.cell.recurrent_kernel)[units][:, columns]]
+    weights = [
+        (kernel[kept_inputs][:, columns] * input_scale[:, None]).astype(kernel.dtype),
+        keras.ops.convert_to_numpy(rnn.cell.recurrent_kernel)[units][:, columns],
+    ]
     if rnn.use_bias:
         weights.append(keras.ops.convert_to_numpy(rnn.cell.bias)[..., columns])
     config = rnn.get_config()
@@ -281,17 +311,18 @@ def _rnn_shrink(rnn, kept_inputs, input_scale, needed_units):
 
 def _rnn_flops(rnn, input_shape):
     """Multiply-adds per example, ``time * (|W_x| + |W_h|)`` (per timestep if time is unknown)."""
-    return _dense_and_nonzero_flops(rnn, input_shape,
-                                    [rnn.cell.kernel, rnn.cell.recurrent_kernel])
+    return _dense_and_nonzero_flops(rnn, input_shape, [rnn.cell.kernel, rnn.cell.recurrent_kernel])
 
 
-_RNN_RULE = PlainLayerRule(_rnn_needed_inputs, _rnn_shrink, _rnn_flops,
-                           produced_outputs=_units_read_by)
+_RNN_RULE = PlainLayerRule(
+    _rnn_needed_inputs, _rnn_shrink, _rnn_flops, produced_outputs=_units_read_by
+)
 for _cls in (keras.layers.LSTM, keras.layers.GRU):
     register_plain_layer(_cls, _RNN_RULE)
 
 
 # --- the graph of layers ---
+
 
 def _check_model(model, needs=None):
     """``TypeError`` unless ``model`` is a ``keras.Model``; with ``needs`` (what the caller
@@ -312,8 +343,9 @@ def _graph(model):
     Walks the graph back from the outputs. Raises ``ValueError`` for nested
     models and for a layer called more than once.
     """
-    _check_model(model, needs="compress() needs a Sequential or functional model "
-                              "(its graph is unknown)")
+    _check_model(
+        model, needs="compress() needs a Sequential or functional model (its graph is unknown)"
+    )
     if not model.built or not model.outputs:
         raise ValueError(f"model: {model.name!r} must be built (called on an input) for compress()")
     order, seen, layers = [], set(), set()
@@ -323,11 +355,15 @@ def _graph(model):
         if isinstance(layer, keras.layers.InputLayer) or (id(layer), node_index) in seen:
             return
         if isinstance(layer, keras.Model):
-            raise ValueError(f"Layer {layer.name!r}: nested models are not supported by "
-                             "compress(); flatten the model")
+            raise ValueError(
+                f"Layer {layer.name!r}: nested models are not supported by "
+                "compress(); flatten the model"
+            )
         if id(layer) in layers:
-            raise ValueError(f"Layer {layer.name!r}: compress() does not support a layer "
-                             "called more than once (shared weights)")
+            raise ValueError(
+                f"Layer {layer.name!r}: compress() does not support a layer "
+                "called more than once (shared weights)"
+            )
         seen.add((id(layer), node_index))
         layers.add(id(layer))
         node = layer._inbound_nodes[node_index]
@@ -354,8 +390,10 @@ def _kind(layer):
     plain = _plain(layer)
     if _rule(plain) is not None:
         if getattr(plain, "data_format", "channels_last") != "channels_last":
-            raise ValueError(f"Layer {layer.name!r}: compress() supports channels_last only, "
-                             f"got data_format={plain.data_format!r}")
+            raise ValueError(
+                f"Layer {layer.name!r}: compress() supports channels_last only, "
+                f"got data_format={plain.data_format!r}"
+            )
         return "weights", plain
     if isinstance(layer, keras.layers.Flatten):
         return "flatten", None
@@ -363,18 +401,25 @@ def _kind(layer):
         return "add", None
     if isinstance(layer, keras.layers.Concatenate):
         if layer.axis not in (-1,):
-            raise ValueError(f"Layer {layer.name!r}: compress() supports Concatenate on the "
-                             f"channels axis (-1) only, got axis={layer.axis}")
+            raise ValueError(
+                f"Layer {layer.name!r}: compress() supports Concatenate on the "
+                f"channels axis (-1) only, got axis={layer.axis}"
+            )
         return "concatenate", None
     if isinstance(layer, _PASS_THROUGH):
         return "pass", None
     if isinstance(layer, keras.layers.Activation):
-        return ("pass" if layer.activation in (keras.activations.relu, keras.activations.linear)
-                else "activation"), None
-    raise ValueError(f"Layer {layer.name!r} ({type(layer).__name__}): compress() does not know "
-                     "how to compress this layer type; supported are the tfbayes sparsifying "
-                     f"layers, {', '.join(c.__name__ for c in _RULES)}, Flatten, Add, "
-                     f"Concatenate, Activation, and {', '.join(c.__name__ for c in _PASS_THROUGH)}")
+        return (
+            "pass"
+            if layer.activation in (keras.activations.relu, keras.activations.linear)
+            else "activation"
+        ), None
+    raise ValueError(
+        f"Layer {layer.name!r} ({type(layer).__name__}): compress() does not know "
+        "how to compress this layer type; supported are the tfbayes sparsifying "
+        f"layers, {', '.join(c.__name__ for c in _RULES)}, Flatten, Add, "
+        f"Concatenate, Activation, and {', '.join(c.__name__ for c in _PASS_THROUGH)}"
+    )
 
 
 def _channels(tensor):
@@ -457,8 +502,10 @@ def compress(model):
     needed = _needed_channels(nodes, kinds, model)
     # Forward: build the smaller layers. Each tensor carries the original channels it
     # physically holds (`held`) and a pending per-channel scale on those channels.
-    new_inputs = [keras.Input(shape=t.shape[1:], batch_size=None, dtype=t.dtype, name=t.name)
-                  for t in model.inputs]
+    new_inputs = [
+        keras.Input(shape=t.shape[1:], batch_size=None, dtype=t.dtype, name=t.name)
+        for t in model.inputs
+    ]
     held, scale, new_tensor = {}, {}, {}
     for old, new in zip(model.inputs, new_inputs):
         held[id(old)] = np.ones(_channels(old), bool)
@@ -479,10 +526,13 @@ def compress(model):
             needed_out = needed_out & (_output_scale(layer, needed_out.size) != 0)
             new = rule.shrink(payload, ins[0], scales[0], needed_out)
             y = x[0]
-            for part in (new if isinstance(new, list) else [new]):
+            for part in new if isinstance(new, list) else [new]:
                 y = part(y)
-            produced = (needed_out if rule.produced_outputs is None
-                        else rule.produced_outputs(payload, needed_out))
+            produced = (
+                needed_out
+                if rule.produced_outputs is None
+                else rule.produced_outputs(payload, needed_out)
+            )
             held[id(out)], scale[id(out)] = produced, _output_scale(layer, produced.size)[produced]
             new_tensor[id(out)] = y
             continue
@@ -491,17 +541,23 @@ def compress(model):
             new_tensor[id(out)] = x[0]
             continue
         if kind == "activation" and not np.all(scales[0] == 1):
-            raise ValueError(f"Layer {layer.name!r}: a channel scale (from SBPDropout) cannot be "
-                             f"moved through activation {layer.activation.__name__!r}; put "
-                             "SBPDropout after the activation, or before a relu")
+            raise ValueError(
+                f"Layer {layer.name!r}: a channel scale (from SBPDropout) cannot be "
+                f"moved through activation {layer.activation.__name__!r}; put "
+                "SBPDropout after the activation, or before a relu"
+            )
         if kind == "add":
             if any(not np.array_equal(h, ins[0]) for h in ins):
-                raise ValueError(f"Layer {layer.name!r}: the inputs of this Add keep different "
-                                 "channels (a recurrent layer keeps the units its units read); "
-                                 "compress() cannot align them")
+                raise ValueError(
+                    f"Layer {layer.name!r}: the inputs of this Add keep different "
+                    "channels (a recurrent layer keeps the units its units read); "
+                    "compress() cannot align them"
+                )
             if any(not np.array_equal(s, scales[0]) for s in scales):
-                raise ValueError(f"Layer {layer.name!r}: the inputs of this Add carry different "
-                                 "channel scales (from SBPDropout); put SBPDropout after the Add")
+                raise ValueError(
+                    f"Layer {layer.name!r}: the inputs of this Add carry different "
+                    "channel scales (from SBPDropout); put SBPDropout after the Add"
+                )
             held[id(out)], scale[id(out)] = ins[0], scales[0]
         elif kind == "concatenate":
             held[id(out)], scale[id(out)] = np.concatenate(ins), np.concatenate(scales)
@@ -514,17 +570,23 @@ def compress(model):
         new_tensor[id(out)] = new_layer(x if len(x) > 1 else x[0])
     for output in model.outputs:
         if not np.all(scale[id(output)] == 1) or not np.all(held[id(output)]):
-            raise ValueError(f"Layer {output._keras_history[0].name!r}: compress() needs a weight "
-                             "layer after the last SBPDropout, to fold its scale into")
+            raise ValueError(
+                f"Layer {output._keras_history[0].name!r}: compress() needs a weight "
+                "layer after the last SBPDropout, to fold its scale into"
+            )
     name = f"{model.name}_compressed"
     outputs = [new_tensor[id(t)] for t in model.outputs]
-    functional = keras.Model(new_inputs if len(new_inputs) > 1 else new_inputs[0],
-                             outputs if len(outputs) > 1 else outputs[0], name=name)
+    functional = keras.Model(
+        new_inputs if len(new_inputs) > 1 else new_inputs[0],
+        outputs if len(outputs) > 1 else outputs[0],
+        name=name,
+    )
     if chain and len(model.inputs) == 1 and len(model.outputs) == 1:
-        return keras.Sequential([keras.Input(shape=model.inputs[0].shape[1:],
-                                             dtype=model.inputs[0].dtype)]
-                                + [l for l in functional.layers
-                                   if not isinstance(l, keras.layers.InputLayer)], name=name)
+        return keras.Sequential(
+            [keras.Input(shape=model.inputs[0].shape[1:], dtype=model.inputs[0].dtype)]
+            + [l for l in functional.layers if not isinstance(l, keras.layers.InputLayer)],
+            name=name,
+        )
     return functional
 
 
@@ -548,10 +610,16 @@ def with_thresholds(model, threshold=None, snr_threshold=None):
       ValueError: for a subclassed model (its layers cannot be rebuilt from
         configs), or an invalid threshold (from the layer that receives it).
     """
-    _check_model(model, needs="with_thresholds() needs a Sequential or functional model (it "
-                              "rebuilds the layers from configs)")
-    overrides = {k: v for k, v in (("threshold", threshold), ("snr_threshold", snr_threshold))
-                 if v is not None}
+    _check_model(
+        model,
+        needs="with_thresholds() needs a Sequential or functional model (it "
+        "rebuilds the layers from configs)",
+    )
+    overrides = {
+        k: v
+        for k, v in (("threshold", threshold), ("snr_threshold", snr_threshold))
+        if v is not None
+    }
 
     def clone_layer(layer):
         config = layer.get_config()
@@ -574,8 +642,24 @@ def with_thresholds(model, threshold=None, snr_threshold=None):
 
 
 THRESHOLD_GRIDS = {
-    "threshold": (-3.0, -2.0, -1.5, -1.0, -0.5, 0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 5.0,
-                  6.0),
+    "threshold": (
+        -3.0,
+        -2.0,
+        -1.5,
+        -1.0,
+        -0.5,
+        0.0,
+        0.5,
+        1.0,
+        1.5,
+        2.0,
+        2.5,
+        3.0,
+        3.5,
+        4.0,
+        5.0,
+        6.0,
+    ),
     "snr_threshold": (0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0, 2.5, 3.0, 4.0),
 }
 """The default grids of :func:`select_threshold`: log alpha thresholds of the Sparse VD
@@ -585,9 +669,17 @@ higher prunes more)."""
 _DEFAULT_THRESHOLDS = {"threshold": 3.0, "snr_threshold": 1.0}
 
 
-def select_threshold(model, validation_accuracy, reference_accuracy, max_loss_pt,
-                     validation_size=None, setting="threshold", grid=None,
-                     objective="compression", record=None):
+def select_threshold(
+    model,
+    validation_accuracy,
+    reference_accuracy,
+    max_loss_pt,
+    validation_size=None,
+    setting="threshold",
+    grid=None,
+    objective="compression",
+    record=None,
+):
     """Chooses a pruning threshold of a trained model on validation data, within an accuracy budget.
 
     Every threshold of ``grid`` is applied with :func:`with_thresholds` (no
@@ -624,19 +716,28 @@ def select_threshold(model, validation_accuracy, reference_accuracy, max_loss_pt
     if setting not in THRESHOLD_GRIDS:
         raise ValueError(f"setting: expected one of {sorted(THRESHOLD_GRIDS)}, got {setting!r}")
     if objective not in ("compression", "flops_reduction"):
-        raise ValueError("objective: expected 'compression' or 'flops_reduction', "
-                         f"got {objective!r}")
+        raise ValueError(
+            f"objective: expected 'compression' or 'flops_reduction', got {objective!r}"
+        )
     for name, value in (("reference_accuracy", reference_accuracy), ("max_loss_pt", max_loss_pt)):
-        if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not (
-                np.isfinite(value) and value >= 0):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float, np.number))
+            or not (np.isfinite(value) and value >= 0)
+        ):
             raise ValueError(f"{name}: expected a non-negative finite number, got {value!r}")
     if not reference_accuracy <= 1:
-        raise ValueError(f"reference_accuracy: expected an accuracy in [0, 1], got "
-                         f"{reference_accuracy!r}")
-    if validation_size is not None and (isinstance(validation_size, bool) or not isinstance(
-            validation_size, (int, np.integer)) or validation_size <= 0):
-        raise ValueError(f"validation_size: expected a positive int or None, got "
-                         f"{validation_size!r}")
+        raise ValueError(
+            f"reference_accuracy: expected an accuracy in [0, 1], got {reference_accuracy!r}"
+        )
+    if validation_size is not None and (
+        isinstance(validation_size, bool)
+        or not isinstance(validation_size, (int, np.integer))
+        or validation_size <= 0
+    ):
+        raise ValueError(
+            f"validation_size: expected a positive int or None, got {validation_size!r}"
+        )
     default = _DEFAULT_THRESHOLDS[setting]
     grid = tuple(THRESHOLD_GRIDS[setting] if grid is None else grid)
     if not grid:
@@ -645,25 +746,40 @@ def select_threshold(model, validation_accuracy, reference_accuracy, max_loss_pt
     for threshold in dict.fromkeys(grid + (default,)):
         candidate = with_thresholds(model, **{setting: threshold})
         total = sparsity_report(candidate).total
-        row = {"threshold": threshold, "val_accuracy": float(validation_accuracy(candidate)),
-               "compression": total["compression"],
-               "flops_reduction": (total["flops_before"] / total["dense_flops_after"]
-                                   if total["flops_before"] and total["dense_flops_after"]
-                                   else None)}
+        row = {
+            "threshold": threshold,
+            "val_accuracy": float(validation_accuracy(candidate)),
+            "compression": total["compression"],
+            "flops_reduction": (
+                total["flops_before"] / total["dense_flops_after"]
+                if total["flops_before"] and total["dense_flops_after"]
+                else None
+            ),
+        }
         row.update({name: f(candidate) for name, f in (record or {}).items()})
         if threshold in grid:
             sweep.append(row)
         models[threshold] = candidate
-    margin = 0.0 if validation_size is None else 100 * np.sqrt(
-        reference_accuracy * (1 - reference_accuracy) / validation_size)
-    within = [row for row in sweep if 100 * (reference_accuracy - row["val_accuracy"])
-              <= max_loss_pt - margin]
-    chosen = (max(within, key=lambda row: (row[objective] or 0.0, row["val_accuracy"]))["threshold"]
-              if within else default)
+    margin = (
+        0.0
+        if validation_size is None
+        else 100 * np.sqrt(reference_accuracy * (1 - reference_accuracy) / validation_size)
+    )
+    within = [
+        row
+        for row in sweep
+        if 100 * (reference_accuracy - row["val_accuracy"]) <= max_loss_pt - margin
+    ]
+    chosen = (
+        max(within, key=lambda row: (row[objective] or 0.0, row["val_accuracy"]))["threshold"]
+        if within
+        else default
+    )
     return models[chosen], chosen, sweep
 
 
 # --- the report ---
+
 
 def _counted_whole(layer):
     """True for a layer whose report row covers its sublayers' weights too: one with
@@ -687,11 +803,20 @@ def _counted_layers(layer):
 def _weight_counts(layer):
     if hasattr(layer, "sparsity_groups"):
         return layer.sparsity_groups()
-    inner = set() if _counted_whole(layer) else {
-        id(w) for child in layer._flatten_layers(include_self=False, recursive=False)
-        for w in child.weights}
-    total = sum(int(np.prod(w.shape)) for w in layer.trainable_weights
-                if not w.path.endswith("bias") and id(w) not in inner)
+    inner = (
+        set()
+        if _counted_whole(layer)
+        else {
+            id(w)
+            for child in layer._flatten_layers(include_self=False, recursive=False)
+            for w in child.weights
+        }
+    )
+    total = sum(
+        int(np.prod(w.shape))
+        for w in layer.trainable_weights
+        if not w.path.endswith("bias") and id(w) not in inner
+    )
     return {"weights": (total, total)} if total else {}
 
 
@@ -720,14 +845,29 @@ class SparsityReport:
         return self.to_dict()[key]
 
     def __str__(self):
-        header = ("layer", "type", "weights kept", "compression", "groups kept", "FLOPs before",
-                  "FLOPs after")
+        header = (
+            "layer",
+            "type",
+            "weights kept",
+            "compression",
+            "groups kept",
+            "FLOPs before",
+            "FLOPs after",
+        )
         rows = [header]
         for row in self.layers + [self.total]:
             groups = ", ".join(f"{k} {v[0]}/{v[1]}" for k, v in row["groups"].items())
-            rows.append((row["name"], row["class"], f"{row['weights_kept']}/{row['weights_total']}",
-                         _format_ratio(row["compression"]), groups,
-                         _format_int(row["flops_before"]), _format_int(row["flops_after"])))
+            rows.append(
+                (
+                    row["name"],
+                    row["class"],
+                    f"{row['weights_kept']}/{row['weights_total']}",
+                    _format_ratio(row["compression"]),
+                    groups,
+                    _format_int(row["flops_before"]),
+                    _format_int(row["flops_after"]),
+                )
+            )
         widths = [max(len(str(r[i])) for r in rows) for i in range(len(header))]
         lines = ["  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
         lines.insert(1, "-" * len(lines[0]))
@@ -793,13 +933,19 @@ def sparsity_report(model):
         if not groups:
             continue
         kept, total = groups.get("weights", (0, 0))
-        rows.append({
-            "name": layer.name, "class": type(layer).__name__, "weights_kept": kept,
-            "weights_total": total, "compression": _ratio(total, kept),
-            "groups": {k: list(v) for k, v in groups.items() if k != "weights"},
-            "flops_before": before[layer.name][0] if layer.name in before else None,
-            "flops_after": after[layer.name][1] if layer.name in after else None,
-            "dense_flops_after": after[layer.name][0] if layer.name in after else None})
+        rows.append(
+            {
+                "name": layer.name,
+                "class": type(layer).__name__,
+                "weights_kept": kept,
+                "weights_total": total,
+                "compression": _ratio(total, kept),
+                "groups": {k: list(v) for k, v in groups.items() if k != "weights"},
+                "flops_before": before[layer.name][0] if layer.name in before else None,
+                "flops_after": after[layer.name][1] if layer.name in after else None,
+                "dense_flops_after": after[layer.name][0] if layer.name in after else None,
+            }
+        )
     kept = sum(r["weights_kept"] for r in rows)
     total = sum(r["weights_total"] for r in rows)
     groups = collections.defaultdict(lambda: [0, 0])
@@ -810,8 +956,15 @@ def sparsity_report(model):
     flops_before = sum(v[0] for v in before.values()) if before else None
     flops_after = sum(v[1] for v in after.values()) if after else None
     dense_flops_after = sum(v[0] for v in after.values()) if after else None
-    total_row = {"name": "total", "class": "", "weights_kept": kept, "weights_total": total,
-                 "compression": _ratio(total, kept), "groups": dict(groups),
-                 "flops_before": flops_before, "flops_after": flops_after,
-                 "dense_flops_after": dense_flops_after}
+    total_row = {
+        "name": "total",
+        "class": "",
+        "weights_kept": kept,
+        "weights_total": total,
+        "compression": _ratio(total, kept),
+        "groups": dict(groups),
+        "flops_before": flops_before,
+        "flops_after": flops_after,
+        "dense_flops_after": dense_flops_after,
+    }
     return SparsityReport(rows, total_row, note)

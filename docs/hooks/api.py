@@ -6,6 +6,7 @@ a name added to a package's ``__init__`` appears in the reference without editin
 A public submodule is rendered whole when none of the package's names come from it (e.g.
 ``tfbayes.layers.kl``).
 """
+
 import importlib
 import inspect
 import re
@@ -35,6 +36,9 @@ def public_objects(package_name):
 
 def on_page_markdown(markdown, page, config, files):
     def expand(match):
-        return "\n\n".join(f"::: {path}\n    options:\n      heading_level: 2"
-                           for path in public_objects(match.group(1)))
+        return "\n\n".join(
+            f"::: {path}\n    options:\n      heading_level: 2"
+            for path in public_objects(match.group(1))
+        )
+
     return _DIRECTIVE.sub(expand, markdown)

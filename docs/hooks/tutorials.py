@@ -1,5 +1,6 @@
 """MkDocs hook: publishes the notebooks in tutorials/ with the site, so that the guides' links to
 them (written relative to the repository, ``../tutorials/name.ipynb``) resolve and are checked."""
+
 import pathlib
 import re
 
@@ -11,8 +12,14 @@ _REPO_LINK = re.compile(r"\]\(\.\./tutorials/")
 
 def on_files(files, config):
     for notebook in sorted((ROOT / "tutorials").glob("*.ipynb")):
-        files.append(File(f"tutorials/{notebook.name}", str(ROOT), config["site_dir"],
-                          config["use_directory_urls"]))
+        files.append(
+            File(
+                f"tutorials/{notebook.name}",
+                str(ROOT),
+                config["site_dir"],
+                config["use_directory_urls"],
+            )
+        )
     return files
 
 

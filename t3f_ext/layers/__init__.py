@@ -8,6 +8,7 @@
 * `from_dense` / `compress_model`: TT-SVD of trained Dense / Conv2D /
   Embedding layers into these layers, ready for fine-tuning.
 """
+
 from t3f_ext.layers.tt_dense import TTDense
 from t3f_ext.layers.tt_conv import TTConv2D
 from t3f_ext.layers.tt_embedding import TTEmbedding

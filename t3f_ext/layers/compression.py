@@ -6,6 +6,7 @@ at each unfolding is optimal, so the result is quasi-optimal in Frobenius
 norm) and copies the cores and the bias into a built TT layer that can be
 fine-tuned right away. ``compress_model`` does it for a whole model.
 """
+
 import keras
 import numpy as np
 
@@ -19,8 +20,9 @@ COMPRESSIBLE = (keras.layers.Dense, keras.layers.Conv2D, keras.layers.Embedding)
 
 def _copy_tt_svd(tt_layer, matrix, bias):
     """Writes the TT-SVD of ``matrix`` (at the built layer's shape and ranks) into its cores."""
-    tt = to_tt_matrix(matrix, (list(tt_layer.row_dims), list(tt_layer.col_dims)),
-                      max_tt_rank=tt_layer.tt_ranks)
+    tt = to_tt_matrix(
+        matrix, (list(tt_layer.row_dims), list(tt_layer.col_dims)), max_tt_rank=tt_layer.tt_ranks
+    )
     for weight, core in zip(tt_layer.cores, tt.tt_cores):
         weight.assign(core)
     if bias is not None:
@@ -33,8 +35,12 @@ def _common_config(layer):
 
 
 def _bias_config(layer):
-    return {"activation": layer.activation, "use_bias": layer.use_bias,
-            "bias_initializer": layer.bias_initializer, "bias_regularizer": layer.bias_regularizer}
+    return {
+        "activation": layer.activation,
+        "use_bias": layer.use_bias,
+        "bias_initializer": layer.bias_initializer,
+        "bias_regularizer": layer.bias_regularizer,
+    }
 
 
 def _built_input_shape(layer, fallback):
@@ -47,40 +53,66 @@ def _built_input_shape(layer, fallback):
 
 def _dense_to_tt(layer, tt_rank, **shape_kwargs):
     kernel = layer.kernel.numpy().astype(np.float64)
-    tt_layer = TTDense(kernel.shape[1], tt_rank=tt_rank, **shape_kwargs, **_bias_config(layer),
-                       **_common_config(layer))
+    tt_layer = TTDense(
+        kernel.shape[1],
+        tt_rank=tt_rank,
+        **shape_kwargs,
+        **_bias_config(layer),
+        **_common_config(layer),
+    )
     tt_layer.build((None, kernel.shape[0]))
     return _copy_tt_svd(tt_layer, kernel, layer.bias.numpy() if layer.use_bias else None)
 
 
 def _conv_to_tt(layer, tt_rank, **shape_kwargs):
     if layer.groups != 1:
-        raise ValueError(f"from_dense: Conv2D layer {layer.name!r} has groups={layer.groups}; "
-                         "only groups=1 can be written as one TT kernel.")
+        raise ValueError(
+            f"from_dense: Conv2D layer {layer.name!r} has groups={layer.groups}; "
+            "only groups=1 can be written as one TT kernel."
+        )
     kernel = layer.kernel.numpy().astype(np.float64)
     kh, kw, in_channels, filters = kernel.shape
     tt_layer = TTConv2D(
-        filters, (kh, kw), tt_rank=tt_rank, strides=layer.strides, padding=layer.padding,
-        data_format=layer.data_format, dilation_rate=layer.dilation_rate, **shape_kwargs,
-        **_bias_config(layer), **_common_config(layer))
-    fallback = ((None, None, None, in_channels) if layer.data_format == "channels_last"
-                else (None, in_channels, None, None))
+        filters,
+        (kh, kw),
+        tt_rank=tt_rank,
+        strides=layer.strides,
+        padding=layer.padding,
+        data_format=layer.data_format,
+        dilation_rate=layer.dilation_rate,
+        **shape_kwargs,
+        **_bias_config(layer),
+        **_common_config(layer),
+    )
+    fallback = (
+        (None, None, None, in_channels)
+        if layer.data_format == "channels_last"
+        else (None, in_channels, None, None)
+    )
     tt_layer.build(_built_input_shape(layer, fallback))
-    return _copy_tt_svd(tt_layer, kernel.reshape(kh * kw * in_channels, filters),
-                        layer.bias.numpy() if layer.use_bias else None)
+    return _copy_tt_svd(
+        tt_layer,
+        kernel.reshape(kh * kw * in_channels, filters),
+        layer.bias.numpy() if layer.use_bias else None,
+    )
 
 
 def _embedding_to_tt(layer, tt_rank, **shape_kwargs):
-    tt_layer = TTEmbedding(layer.input_dim, layer.output_dim, tt_rank=tt_rank,
-                           mask_zero=layer.mask_zero, **shape_kwargs, **_common_config(layer))
+    tt_layer = TTEmbedding(
+        layer.input_dim,
+        layer.output_dim,
+        tt_rank=tt_rank,
+        mask_zero=layer.mask_zero,
+        **shape_kwargs,
+        **_common_config(layer),
+    )
     tt_layer.build()
     padded = np.zeros((int(np.prod(tt_layer.row_dims)), layer.output_dim))
-    padded[:layer.input_dim] = layer.embeddings.numpy()
+    padded[: layer.input_dim] = layer.embeddings.numpy()
     return _copy_tt_svd(tt_layer, padded, None)
 
 
-def from_dense(layer, tt_rank, num_cores=None, input_factorization=None,
-               output_factorization=None):
+def from_dense(layer, tt_rank, num_cores=None, input_factorization=None, output_factorization=None):
     """A TT layer initialised with the TT-SVD of a trained layer's kernel.
 
     Args:
@@ -106,12 +138,17 @@ def from_dense(layer, tt_rank, num_cores=None, input_factorization=None,
       ValueError: if it is not built, or for a bad rank / factorization.
     """
     if not isinstance(layer, COMPRESSIBLE):
-        raise TypeError(f"from_dense: `layer` must be a keras.layers.Dense, Conv2D or Embedding, "
-                        f"got {type(layer).__name__}.")
+        raise TypeError(
+            f"from_dense: `layer` must be a keras.layers.Dense, Conv2D or Embedding, "
+            f"got {type(layer).__name__}."
+        )
     if not layer.built:
         raise ValueError(f"from_dense: `layer` {layer.name!r} is not built; call it on data first.")
-    shape_kwargs = {"num_cores": num_cores, "input_factorization": input_factorization,
-                    "output_factorization": output_factorization}
+    shape_kwargs = {
+        "num_cores": num_cores,
+        "input_factorization": input_factorization,
+        "output_factorization": output_factorization,
+    }
     if isinstance(layer, keras.layers.Embedding):
         return _embedding_to_tt(layer, tt_rank, **shape_kwargs)
     if isinstance(layer, keras.layers.Conv2D):
@@ -144,8 +181,10 @@ def compress_model(model, tt_rank, layer_names=None):
     if layer_names is not None:
         unknown = [name for name in layer_names if name not in by_name]
         if unknown:
-            raise ValueError(f"compress_model: `layer_names` {unknown} are not layers of the model; "
-                             f"its layers are {sorted(by_name)}.")
+            raise ValueError(
+                f"compress_model: `layer_names` {unknown} are not layers of the model; "
+                f"its layers are {sorted(by_name)}."
+            )
         wrong = [name for name in layer_names if not isinstance(by_name[name], COMPRESSIBLE)]
         if wrong:
             raise ValueError(f"compress_model: layers {wrong} are not Dense, Conv2D or Embedding.")
@@ -172,9 +211,11 @@ def compress_model(model, tt_rank, layer_names=None):
     try:
         compressed = keras.models.clone_model(model, clone_function=clone)
     except ValueError as error:
-        raise ValueError(f"compress_model: `model` must be a Sequential or functional model, got "
-                         f"{type(model).__name__} ({error}); call from_dense on its layers "
-                         "instead.") from error
+        raise ValueError(
+            f"compress_model: `model` must be a Sequential or functional model, got "
+            f"{type(model).__name__} ({error}); call from_dense on its layers "
+            "instead."
+        ) from error
     for copy, original in originals.values():
         copy.set_weights(original.get_weights())
     return compressed

@@ -18,6 +18,7 @@ many tiny matrices (the transpose-free layouts). The boundary ranks ``r_0`` and
 ``r_d`` may exceed 1: TTConv2D feeds the spatial core's rank in at one end.
 ``factorization.tt_matmul_flops`` counts the FLOPs of both orders.
 """
+
 import math
 
 import tensorflow as tf

@@ -11,6 +11,7 @@ full matrix (Glorot: ``2 / (fan_in + fan_out)``, He: ``2 / fan_in``, LeCun:
 ``1 / fan_in``) gives a TT-matrix whose product has exactly that variance,
 as T3F's ``glorot_initializer`` does (the rule is ``t3f_ext.initializers``').
 """
+
 import math
 
 import keras
@@ -31,13 +32,19 @@ def check_kernel_initializer(initializer, arg_name="kernel_initializer"):
         if initializer not in TARGET_VARIANCES:
             raise ValueError(
                 f"`{arg_name}` must be one of {sorted(TARGET_VARIANCES)} or a positive float "
-                f"(the std of the full matrix entries), got {initializer!r}.")
+                f"(the std of the full matrix entries), got {initializer!r}."
+            )
         return initializer
-    if isinstance(initializer, (int, float)) and not isinstance(initializer, bool) and initializer > 0:
+    if (
+        isinstance(initializer, (int, float))
+        and not isinstance(initializer, bool)
+        and initializer > 0
+    ):
         return float(initializer)
     raise ValueError(
         f"`{arg_name}` must be one of {sorted(TARGET_VARIANCES)} or a positive float "
-        f"(the std of the full matrix entries), got {initializer!r}.")
+        f"(the std of the full matrix entries), got {initializer!r}."
+    )
 
 
 def core_stddev(initializer, fan_in, fan_out, ranks):
@@ -70,8 +77,12 @@ def add_optional_bias(layer, size):
     """Adds ``layer``'s ``[size]`` bias weight when ``layer.use_bias``; returns it or None."""
     if not layer.use_bias:
         return None
-    return layer.add_weight(name="bias", shape=(size,), initializer=layer.bias_initializer,
-                            regularizer=layer.bias_regularizer)
+    return layer.add_weight(
+        name="bias",
+        shape=(size,),
+        initializer=layer.bias_initializer,
+        regularizer=layer.bias_regularizer,
+    )
 
 
 def cores_as_tensor_train(cores):

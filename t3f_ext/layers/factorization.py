@@ -9,6 +9,7 @@ two contraction orders of ``tt_matmul`` so the cheaper one can be used.
 
 Everything here is plain Python over integers, run once at ``build`` time.
 """
+
 import math
 import numbers
 
@@ -66,6 +67,7 @@ def default_num_cores(*dims, max_factor=DEFAULT_MAX_FACTOR):
     Mode sizes of 2..8 are those Novikov et al. use; here 1024 -> 4x4x8x8,
     4096 -> 8x8x8x8 and 25088 -> 7x7x8x8x8.
     """
+
     def fits(dim, d):
         bound = max([max_factor] + _prime_factors(dim))
         return any(max(c) <= bound for c in _multisets_of_factors(dim, d))
@@ -114,10 +116,12 @@ def validate_factorization(factors, dim, arg_name, allow_padding=False):
     product = math.prod(factors)
     if allow_padding and product < dim:
         raise ValueError(
-            f"`{arg_name}`={list(factors)} has product {product}, which must be >= {dim}.")
+            f"`{arg_name}`={list(factors)} has product {product}, which must be >= {dim}."
+        )
     if not allow_padding and product != dim:
         raise ValueError(
-            f"`{arg_name}`={list(factors)} has product {product}, but the dimension is {dim}.")
+            f"`{arg_name}`={list(factors)} has product {product}, but the dimension is {dim}."
+        )
     return factors
 
 
@@ -134,12 +138,14 @@ def resolve_output_size(size, output_factorization, size_name):
     """
     if output_factorization is not None:
         product = math.prod(output_factorization) if size is None else size
-        output_factorization = validate_factorization(output_factorization, product,
-                                                      "output_factorization")
+        output_factorization = validate_factorization(
+            output_factorization, product, "output_factorization"
+        )
         size = math.prod(output_factorization) if size is None else size
     if size is None or not hasattr(size, "__index__") or isinstance(size, bool) or size < 1:
-        raise ValueError(f"`{size_name}` must be a positive int (or give `output_factorization`), "
-                         f"got {size!r}.")
+        raise ValueError(
+            f"`{size_name}` must be a positive int (or give `output_factorization`), got {size!r}."
+        )
     return int(size), output_factorization
 
 
@@ -150,6 +156,7 @@ def check_tt_rank(tt_rank):
       TypeError: if ``tt_rank`` is neither an int nor a list of ints.
       ValueError: if a rank is < 1.
     """
+
     def is_int(value):
         return hasattr(value, "__index__") and not isinstance(value, bool)
 
@@ -189,16 +196,17 @@ def normalize_tt_ranks(tt_rank, row_dims, col_dims):
     elif len(tt_rank) == num_cores + 1:
         if tt_rank[0] != 1 or tt_rank[-1] != 1:
             raise ValueError(
-                f"`tt_rank` with {num_cores + 1} entries must start and end with 1, got {tt_rank}.")
+                f"`tt_rank` with {num_cores + 1} entries must start and end with 1, got {tt_rank}."
+            )
         internal = tt_rank[1:-1]
     elif len(tt_rank) == num_cores - 1:
         internal = tt_rank
     else:
         raise ValueError(
             f"`tt_rank` must have {num_cores - 1} internal ranks (or {num_cores + 1} with the "
-            f"boundary 1s) for {num_cores} cores, got {len(tt_rank)}: {tt_rank}.")
-    return utils.cap_ranks([1] + list(internal) + [1],
-                           [m * n for m, n in zip(row_dims, col_dims)])
+            f"boundary 1s) for {num_cores} cores, got {len(tt_rank)}: {tt_rank}."
+        )
+    return utils.cap_ranks([1] + list(internal) + [1], [m * n for m, n in zip(row_dims, col_dims)])
 
 
 def tt_matmul_flops(row_dims, col_dims, ranks, right_to_left):
@@ -212,9 +220,9 @@ def tt_matmul_flops(row_dims, col_dims, ranks, right_to_left):
     for k in range(len(row_dims)):
         core = ranks[k] * row_dims[k] * col_dims[k] * ranks[k + 1]
         if right_to_left:
-            total += 2 * math.prod(row_dims[:k]) * core * math.prod(col_dims[k + 1:])
+            total += 2 * math.prod(row_dims[:k]) * core * math.prod(col_dims[k + 1 :])
         else:
-            total += 2 * math.prod(col_dims[:k]) * core * math.prod(row_dims[k + 1:])
+            total += 2 * math.prod(col_dims[:k]) * core * math.prod(row_dims[k + 1 :])
     return total
 
 
@@ -237,7 +245,7 @@ def tt_matmul_intermediate_size(row_dims, col_dims, ranks, right_to_left):
         if right_to_left:
             total += 2 * math.prod(row_dims[:k]) * ranks[k] * math.prod(col_dims[k:])
         else:
-            total += 2 * math.prod(col_dims[:k + 1]) * ranks[k + 1] * math.prod(row_dims[k + 1:])
+            total += 2 * math.prod(col_dims[: k + 1]) * ranks[k + 1] * math.prod(row_dims[k + 1 :])
     return total + (math.prod(col_dims) if right_to_left else math.prod(row_dims))
 
 
@@ -280,11 +288,13 @@ def forward_costs(row_dims, col_dims, ranks, right_to_left, batch_size):
     return {
         "factorized": {
             "flops": batch_size * tt_matmul_flops(row_dims, col_dims, ranks, right_to_left),
-            "memory": batch_size * tt_matmul_intermediate_size(row_dims, col_dims, ranks,
-                                                               right_to_left)},
+            "memory": batch_size
+            * tt_matmul_intermediate_size(row_dims, col_dims, ranks, right_to_left),
+        },
         "reconstructed": {
             "flops": tt_full_flops(row_dims, col_dims, ranks) + 2 * batch_size * in_dim * out_dim,
-            "memory": tt_full_intermediate_size(row_dims, col_dims, ranks) + batch_size * out_dim},
+            "memory": tt_full_intermediate_size(row_dims, col_dims, ranks) + batch_size * out_dim,
+        },
     }
 
 
@@ -298,8 +308,7 @@ def reconstruct_threshold(row_dims, col_dims, ranks, right_to_left):
     """
     in_dim, out_dim = math.prod(row_dims), math.prod(col_dims)
     flops_slope = tt_matmul_flops(row_dims, col_dims, ranks, right_to_left) - 2 * in_dim * out_dim
-    memory_slope = (tt_matmul_intermediate_size(row_dims, col_dims, ranks, right_to_left)
-                    - out_dim)
+    memory_slope = tt_matmul_intermediate_size(row_dims, col_dims, ranks, right_to_left) - out_dim
     if flops_slope <= 0 or memory_slope <= 0:
         return None
     by_flops = tt_full_flops(row_dims, col_dims, ranks) // flops_slope + 1
@@ -320,8 +329,10 @@ def check_rank_budget(tt_rank):
     """
     budget = float(tt_rank)
     if not 0.0 < budget <= 1.0:
-        raise ValueError(f"`tt_rank` as a float is a fraction of the dense layer's parameters and "
-                         f"must be in (0, 1], got {tt_rank!r}.")
+        raise ValueError(
+            f"`tt_rank` as a float is a fraction of the dense layer's parameters and "
+            f"must be in (0, 1], got {tt_rank!r}."
+        )
     return budget
 
 
@@ -368,15 +379,19 @@ def budget_error(tt_rank, dense_size, rank_one_params):
     """The ValueError for a budget below what TT-rank 1 needs."""
     return ValueError(
         f"`tt_rank`={tt_rank!r} allows {float(tt_rank) * dense_size:.0f} of the {dense_size} "
-        f"dense parameters, but TT-rank 1 already needs {rank_one_params}; give a larger fraction.")
+        f"dense parameters, but TT-rank 1 already needs {rank_one_params}; give a larger fraction."
+    )
 
 
 def ranks_for_budget_or_raise(tt_rank, row_dims, col_dims, dense_size=None):
     """``rank_for_budget(check_rank_budget(tt_rank), ...)[1]``, raising ``budget_error`` if none fit."""
     rank, ranks = rank_for_budget(check_rank_budget(tt_rank), row_dims, col_dims, dense_size)
     if rank is None:
-        raise budget_error(tt_rank, dense_size or math.prod(row_dims) * math.prod(col_dims),
-                           tt_matrix_num_params(row_dims, col_dims, [1] * (len(row_dims) + 1)))
+        raise budget_error(
+            tt_rank,
+            dense_size or math.prod(row_dims) * math.prod(col_dims),
+            tt_matrix_num_params(row_dims, col_dims, [1] * (len(row_dims) + 1)),
+        )
     return ranks
 
 
@@ -390,8 +405,9 @@ def _orderings(factorization, dim, num_cores):
     return options
 
 
-def choose_tt_matrix_shape(in_dim, out_dim, tt_rank, num_cores=None,
-                           input_factorization=None, output_factorization=None):
+def choose_tt_matrix_shape(
+    in_dim, out_dim, tt_rank, num_cores=None, input_factorization=None, output_factorization=None
+):
     """Resolves the TT shape of an ``in_dim x out_dim`` kernel and its contraction order.
 
     ``tt_rank`` is an int or list (see ``normalize_tt_ranks``) or a float
@@ -412,13 +428,16 @@ def choose_tt_matrix_shape(in_dim, out_dim, tt_rank, num_cores=None,
     """
     if input_factorization is not None:
         input_factorization = validate_factorization(
-            input_factorization, in_dim, "input_factorization")
+            input_factorization, in_dim, "input_factorization"
+        )
     if output_factorization is not None:
         output_factorization = validate_factorization(
-            output_factorization, out_dim, "output_factorization")
+            output_factorization, out_dim, "output_factorization"
+        )
     given = [f for f in (input_factorization, output_factorization) if f is not None]
-    if num_cores is not None and (not hasattr(num_cores, "__index__") or isinstance(num_cores, bool)
-                                  or int(num_cores) < 1):
+    if num_cores is not None and (
+        not hasattr(num_cores, "__index__") or isinstance(num_cores, bool) or int(num_cores) < 1
+    ):
         raise ValueError(f"`num_cores` must be a positive int, got {num_cores!r}.")
     if given:
         lengths = {len(f) for f in given}
@@ -427,7 +446,8 @@ def choose_tt_matrix_shape(in_dim, out_dim, tt_rank, num_cores=None,
                 "`input_factorization` and `output_factorization` must have the same number of "
                 f"factors as each other and as `num_cores`; got input_factorization="
                 f"{input_factorization}, output_factorization={output_factorization}, "
-                f"num_cores={num_cores}.")
+                f"num_cores={num_cores}."
+            )
         num_cores = lengths.pop()
     elif num_cores is None:
         num_cores = default_num_cores(in_dim, out_dim)
@@ -451,8 +471,14 @@ def choose_tt_matrix_shape(in_dim, out_dim, tt_rank, num_cores=None,
                 if best is None or key < best[0]:
                     best = (key, rows, cols, ranks, right_to_left)
     if best is None:
-        raise budget_error(tt_rank, in_dim * out_dim,
-                           min(tt_matrix_num_params(rows, cols, [1] * (num_cores + 1))
-                               for rows in row_options for cols in col_options))
+        raise budget_error(
+            tt_rank,
+            in_dim * out_dim,
+            min(
+                tt_matrix_num_params(rows, cols, [1] * (num_cores + 1))
+                for rows in row_options
+                for cols in col_options
+            ),
+        )
     _, rows, cols, ranks, right_to_left = best
     return tuple(rows), tuple(cols), ranks, right_to_left

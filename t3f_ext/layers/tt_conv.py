@@ -1,4 +1,5 @@
 """TTConv2D: a 2-D convolution whose kernel is a TT-matrix (Garipov et al. 2016)."""
+
 import math
 
 import keras
@@ -12,9 +13,14 @@ from t3f_ext.layers.contraction import tt_matmul_left_to_right, tt_matmul_right_
 def _pair(value, arg_name):
     if hasattr(value, "__index__") and not isinstance(value, bool):
         value = (int(value), int(value))
-    if (not isinstance(value, (tuple, list)) or len(value) != 2
-            or not all(hasattr(v, "__index__") and not isinstance(v, bool) and v >= 1 for v in value)):
-        raise ValueError(f"`{arg_name}` must be a positive int or a pair of positive ints, got {value!r}.")
+    if (
+        not isinstance(value, (tuple, list))
+        or len(value) != 2
+        or not all(hasattr(v, "__index__") and not isinstance(v, bool) and v >= 1 for v in value)
+    ):
+        raise ValueError(
+            f"`{arg_name}` must be a positive int or a pair of positive ints, got {value!r}."
+        )
     return tuple(int(v) for v in value)
 
 
@@ -85,20 +91,40 @@ class TTConv2D(keras.layers.Layer):
     TensorShape([2, 28, 28, 64])
     """
 
-    def __init__(self, filters=None, kernel_size=3, tt_rank=8, input_factorization=None,
-                 output_factorization=None, num_cores=None, strides=(1, 1), padding="valid",
-                 data_format=None, dilation_rate=(1, 1), activation=None, use_bias=True,
-                 kernel_initializer="glorot", bias_initializer="zeros", kernel_regularizer=None,
-                 bias_regularizer=None, activity_regularizer=None, **kwargs):
+    def __init__(
+        self,
+        filters=None,
+        kernel_size=3,
+        tt_rank=8,
+        input_factorization=None,
+        output_factorization=None,
+        num_cores=None,
+        strides=(1, 1),
+        padding="valid",
+        data_format=None,
+        dilation_rate=(1, 1),
+        activation=None,
+        use_bias=True,
+        kernel_initializer="glorot",
+        bias_initializer="zeros",
+        kernel_regularizer=None,
+        bias_regularizer=None,
+        activity_regularizer=None,
+        **kwargs,
+    ):
         super().__init__(activity_regularizer=activity_regularizer, **kwargs)
         self.filters, output_factorization = factorization.resolve_output_size(
-            filters, output_factorization, "filters")
+            filters, output_factorization, "filters"
+        )
         self.kernel_size = _pair(kernel_size, "kernel_size")
-        self.tt_rank = (factorization.check_rank_budget(tt_rank)
-                        if factorization.is_rank_budget(tt_rank)
-                        else factorization.check_tt_rank(tt_rank))
-        self.input_factorization = (None if input_factorization is None
-                                    else tuple(int(f) for f in input_factorization))
+        self.tt_rank = (
+            factorization.check_rank_budget(tt_rank)
+            if factorization.is_rank_budget(tt_rank)
+            else factorization.check_tt_rank(tt_rank)
+        )
+        self.input_factorization = (
+            None if input_factorization is None else tuple(int(f) for f in input_factorization)
+        )
         self.output_factorization = output_factorization
         self.num_cores = num_cores
         self.strides = _pair(strides, "strides")
@@ -106,14 +132,16 @@ class TTConv2D(keras.layers.Layer):
         if max(self.strides) > 1 and max(self.dilation_rate) > 1:
             raise ValueError(
                 f"`strides` > 1 together with `dilation_rate` > 1 is not supported (as in Conv2D); "
-                f"got strides={self.strides}, dilation_rate={self.dilation_rate}.")
+                f"got strides={self.strides}, dilation_rate={self.dilation_rate}."
+            )
         if not isinstance(padding, str) or padding.lower() not in ("valid", "same"):
             raise ValueError(f"`padding` must be 'valid' or 'same', got {padding!r}.")
         self.padding = padding.lower()
         self.data_format = keras.backend.image_data_format() if data_format is None else data_format
         if self.data_format not in ("channels_last", "channels_first"):
             raise ValueError(
-                f"`data_format` must be 'channels_last' or 'channels_first', got {data_format!r}.")
+                f"`data_format` must be 'channels_last' or 'channels_first', got {data_format!r}."
+            )
         self.activation = keras.activations.get(activation)
         self.use_bias = bool(use_bias)
         self.kernel_initializer = tt_cores.check_kernel_initializer(kernel_initializer)
@@ -128,29 +156,39 @@ class TTConv2D(keras.layers.Layer):
     def build(self, input_shape):
         in_channels = input_shape[self._channel_axis()]
         if in_channels is None:
-            raise ValueError(f"TTConv2D needs a known number of input channels, got input shape "
-                             f"{input_shape}.")
+            raise ValueError(
+                f"TTConv2D needs a known number of input channels, got input shape {input_shape}."
+            )
         kh, kw = self.kernel_size
         budget = factorization.is_rank_budget(self.tt_rank)
-        rank_hint = (1 if budget else self.tt_rank if isinstance(self.tt_rank, int)
-                     else max(self.tt_rank))
+        rank_hint = (
+            1 if budget else self.tt_rank if isinstance(self.tt_rank, int) else max(self.tt_rank)
+        )
         for _ in range(2 if budget else 1):
             # A budget: the channel factorization for rank 1, then again for the rank it allows.
             channel_rows, channel_cols, _, _ = factorization.choose_tt_matrix_shape(
-                in_channels, self.filters, rank_hint, self.num_cores,
-                self.input_factorization, self.output_factorization)
+                in_channels,
+                self.filters,
+                rank_hint,
+                self.num_cores,
+                self.input_factorization,
+                self.output_factorization,
+            )
             self.row_dims = (kh * kw,) + channel_rows
             self.col_dims = (1,) + channel_cols
-            self.tt_ranks = (factorization.ranks_for_budget_or_raise(
-                                 self.tt_rank, self.row_dims, self.col_dims)
-                             if budget else factorization.normalize_tt_ranks(
-                                 self.tt_rank, self.row_dims, self.col_dims))
+            self.tt_ranks = (
+                factorization.ranks_for_budget_or_raise(self.tt_rank, self.row_dims, self.col_dims)
+                if budget
+                else factorization.normalize_tt_ranks(self.tt_rank, self.row_dims, self.col_dims)
+            )
             rank_hint = max(self.tt_ranks)
         self.conv_first = self._conv_first_is_cheaper(input_shape)
-        stddev = tt_cores.core_stddev(self.kernel_initializer, kh * kw * in_channels,
-                                      kh * kw * self.filters, self.tt_ranks)
+        stddev = tt_cores.core_stddev(
+            self.kernel_initializer, kh * kw * in_channels, kh * kw * self.filters, self.tt_ranks
+        )
         self.cores = tt_cores.add_tt_matrix_cores(
-            self, self.row_dims, self.col_dims, self.tt_ranks, stddev, self.kernel_regularizer)
+            self, self.row_dims, self.col_dims, self.tt_ranks, stddev, self.kernel_regularizer
+        )
         self.bias = tt_cores.add_optional_bias(self, self.filters)
         self.input_spec = keras.layers.InputSpec(ndim=4, axes={self._channel_axis(): in_channels})
 
@@ -163,19 +201,24 @@ class TTConv2D(keras.layers.Layer):
         """Compares the FLOPs of the two orders per output pixel (see the class docstring)."""
         kh, kw = self.kernel_size
         sizes_in = self._spatial_sizes(input_shape)
-        sizes_out = [_conv_output_size(size, k, s, dil, self.padding) for size, k, s, dil in
-                     zip(sizes_in, self.kernel_size, self.strides, self.dilation_rate)]
+        sizes_out = [
+            _conv_output_size(size, k, s, dil, self.padding)
+            for size, k, s, dil in zip(sizes_in, self.kernel_size, self.strides, self.dilation_rate)
+        ]
         if None in sizes_in or min(sizes_out) < 1:
             pixels_in_per_out = math.prod(self.strides)
         else:
             pixels_in_per_out = math.prod(sizes_in) / math.prod(sizes_out)
         channel_rows, channel_cols, ranks = self.row_dims[1:], self.col_dims[1:], self.tt_ranks[1:]
         rank = self.tt_ranks[1]
-        conv_first = (2 * math.prod(channel_rows) * kh * kw * rank
-                      + factorization.tt_matmul_flops(channel_rows, channel_cols, ranks, False))
-        channels_first = (pixels_in_per_out
-                          * factorization.tt_matmul_flops(channel_rows, channel_cols, ranks, True)
-                          + 2 * self.filters * kh * kw * rank)
+        conv_first = 2 * math.prod(channel_rows) * kh * kw * rank + factorization.tt_matmul_flops(
+            channel_rows, channel_cols, ranks, False
+        )
+        channels_first = (
+            pixels_in_per_out
+            * factorization.tt_matmul_flops(channel_rows, channel_cols, ranks, True)
+            + 2 * self.filters * kh * kw * rank
+        )
         return conv_first <= channels_first
 
     @property
@@ -188,8 +231,13 @@ class TTConv2D(keras.layers.Layer):
         return tt_cores.cores_as_tensor_train(self.cores)
 
     def _conv(self, images, spatial_filter):
-        return tf.nn.conv2d(images, spatial_filter, strides=self.strides,
-                            padding=self.padding.upper(), dilations=self.dilation_rate)
+        return tf.nn.conv2d(
+            images,
+            spatial_filter,
+            strides=self.strides,
+            padding=self.padding.upper(),
+            dilations=self.dilation_rate,
+        )
 
     def call(self, inputs, training=None):
         kh, kw = self.kernel_size
@@ -197,7 +245,9 @@ class TTConv2D(keras.layers.Layer):
         spatial_core, channel_cores = self.cores[0], self.cores[1:]
         channel_rows, channel_cols = self.row_dims[1:], self.col_dims[1:]
         in_channels = math.prod(channel_rows)
-        images = inputs if self.data_format == "channels_last" else tf.transpose(inputs, [0, 2, 3, 1])
+        images = (
+            inputs if self.data_format == "channels_last" else tf.transpose(inputs, [0, 2, 3, 1])
+        )
         batch, height, width = tf.shape(images)[0], tf.shape(images)[1], tf.shape(images)[2]
         if self.conv_first:
             # [B, H, W, C] -> [B C, H, W, 1] -conv-> [B C, H', W', r_0] -> [r_0, C, B H' W'].
@@ -225,9 +275,12 @@ class TTConv2D(keras.layers.Layer):
         return outputs
 
     def compute_output_shape(self, input_shape):
-        sizes = [_conv_output_size(size, k, s, dil, self.padding) for size, k, s, dil in
-                 zip(self._spatial_sizes(input_shape), self.kernel_size, self.strides,
-                     self.dilation_rate)]
+        sizes = [
+            _conv_output_size(size, k, s, dil, self.padding)
+            for size, k, s, dil in zip(
+                self._spatial_sizes(input_shape), self.kernel_size, self.strides, self.dilation_rate
+            )
+        ]
         if self.data_format == "channels_last":
             return (input_shape[0], sizes[0], sizes[1], self.filters)
         return (input_shape[0], self.filters, sizes[0], sizes[1])
@@ -235,24 +288,32 @@ class TTConv2D(keras.layers.Layer):
     def get_config(self):
         config = super().get_config()
         built = self.built
-        config.update({
-            "filters": self.filters,
-            "kernel_size": list(self.kernel_size),
-            "tt_rank": list(self.tt_ranks) if built else self.tt_rank,
-            "input_factorization": (list(self.row_dims[1:]) if built
-                                    else list(self.input_factorization or []) or None),
-            "output_factorization": (list(self.col_dims[1:]) if built
-                                     else list(self.output_factorization or []) or None),
-            "num_cores": self.num_cores,
-            "strides": list(self.strides),
-            "padding": self.padding,
-            "data_format": self.data_format,
-            "dilation_rate": list(self.dilation_rate),
-            "activation": keras.activations.serialize(self.activation),
-            "use_bias": self.use_bias,
-            "kernel_initializer": self.kernel_initializer,
-            "bias_initializer": keras.initializers.serialize(self.bias_initializer),
-            "kernel_regularizer": keras.regularizers.serialize(self.kernel_regularizer),
-            "bias_regularizer": keras.regularizers.serialize(self.bias_regularizer),
-        })
+        config.update(
+            {
+                "filters": self.filters,
+                "kernel_size": list(self.kernel_size),
+                "tt_rank": list(self.tt_ranks) if built else self.tt_rank,
+                "input_factorization": (
+                    list(self.row_dims[1:])
+                    if built
+                    else list(self.input_factorization or []) or None
+                ),
+                "output_factorization": (
+                    list(self.col_dims[1:])
+                    if built
+                    else list(self.output_factorization or []) or None
+                ),
+                "num_cores": self.num_cores,
+                "strides": list(self.strides),
+                "padding": self.padding,
+                "data_format": self.data_format,
+                "dilation_rate": list(self.dilation_rate),
+                "activation": keras.activations.serialize(self.activation),
+                "use_bias": self.use_bias,
+                "kernel_initializer": self.kernel_initializer,
+                "bias_initializer": keras.initializers.serialize(self.bias_initializer),
+                "kernel_regularizer": keras.regularizers.serialize(self.kernel_regularizer),
+                "bias_regularizer": keras.regularizers.serialize(self.bias_regularizer),
+            }
+        )
         return config

@@ -1,4 +1,5 @@
 """TTDense: a Dense layer whose kernel is a TT-matrix (Novikov et al. 2015)."""
+
 import math
 
 import keras
@@ -98,22 +99,40 @@ class TTDense(keras.layers.Layer):
     ('factorized', 'reconstructed')
     """
 
-    def __init__(self, units=None, tt_rank=8, input_factorization=None, output_factorization=None,
-                 num_cores=None, activation=None, use_bias=True, kernel_initializer="glorot",
-                 bias_initializer="zeros", kernel_regularizer=None, bias_regularizer=None,
-                 activity_regularizer=None, implementation="auto", **kwargs):
+    def __init__(
+        self,
+        units=None,
+        tt_rank=8,
+        input_factorization=None,
+        output_factorization=None,
+        num_cores=None,
+        activation=None,
+        use_bias=True,
+        kernel_initializer="glorot",
+        bias_initializer="zeros",
+        kernel_regularizer=None,
+        bias_regularizer=None,
+        activity_regularizer=None,
+        implementation="auto",
+        **kwargs,
+    ):
         super().__init__(activity_regularizer=activity_regularizer, **kwargs)
         self.units, output_factorization = factorization.resolve_output_size(
-            units, output_factorization, "units")
-        self.tt_rank = (factorization.check_rank_budget(tt_rank)
-                        if factorization.is_rank_budget(tt_rank)
-                        else factorization.check_tt_rank(tt_rank))
+            units, output_factorization, "units"
+        )
+        self.tt_rank = (
+            factorization.check_rank_budget(tt_rank)
+            if factorization.is_rank_budget(tt_rank)
+            else factorization.check_tt_rank(tt_rank)
+        )
         if implementation not in IMPLEMENTATIONS:
-            raise ValueError(f"`implementation` must be one of {list(IMPLEMENTATIONS)}, "
-                             f"got {implementation!r}.")
+            raise ValueError(
+                f"`implementation` must be one of {list(IMPLEMENTATIONS)}, got {implementation!r}."
+            )
         self.implementation = implementation
-        self.input_factorization = (None if input_factorization is None
-                                    else tuple(int(f) for f in input_factorization))
+        self.input_factorization = (
+            None if input_factorization is None else tuple(int(f) for f in input_factorization)
+        )
         self.output_factorization = output_factorization
         self.num_cores = num_cores
         self.activation = keras.activations.get(activation)
@@ -127,20 +146,31 @@ class TTDense(keras.layers.Layer):
     def build(self, input_shape):
         in_dim = input_shape[-1]
         if in_dim is None:
-            raise ValueError(f"TTDense needs a known last input dimension, got input shape {input_shape}.")
-        (self.row_dims, self.col_dims, self.tt_ranks,
-         self.right_to_left) = factorization.choose_tt_matrix_shape(
-            in_dim, self.units, self.tt_rank, self.num_cores,
-            self.input_factorization, self.output_factorization)
+            raise ValueError(
+                f"TTDense needs a known last input dimension, got input shape {input_shape}."
+            )
+        (self.row_dims, self.col_dims, self.tt_ranks, self.right_to_left) = (
+            factorization.choose_tt_matrix_shape(
+                in_dim,
+                self.units,
+                self.tt_rank,
+                self.num_cores,
+                self.input_factorization,
+                self.output_factorization,
+            )
+        )
         stddev = tt_cores.core_stddev(self.kernel_initializer, in_dim, self.units, self.tt_ranks)
         self.cores = tt_cores.add_tt_matrix_cores(
-            self, self.row_dims, self.col_dims, self.tt_ranks, stddev, self.kernel_regularizer)
+            self, self.row_dims, self.col_dims, self.tt_ranks, stddev, self.kernel_regularizer
+        )
         self.bias = tt_cores.add_optional_bias(self, self.units)
         self.input_spec = keras.layers.InputSpec(min_ndim=2, axes={-1: in_dim})
         self.reconstruct_from_batch = {
-            "factorized": None, "reconstructed": 1,
+            "factorized": None,
+            "reconstructed": 1,
             "auto": factorization.reconstruct_threshold(
-                self.row_dims, self.col_dims, self.tt_ranks, self.right_to_left),
+                self.row_dims, self.col_dims, self.tt_ranks, self.right_to_left
+            ),
         }[self.implementation]
 
     @property
@@ -151,16 +181,18 @@ class TTDense(keras.layers.Layer):
     @property
     def flops_per_example(self):
         """Multiply-add FLOPs of the factorized ``x @ W`` for one input row (2 M N for a Dense)."""
-        return factorization.tt_matmul_flops(self.row_dims, self.col_dims, self.tt_ranks,
-                                             self.right_to_left)
+        return factorization.tt_matmul_flops(
+            self.row_dims, self.col_dims, self.tt_ranks, self.right_to_left
+        )
 
     def forward_costs(self, batch_size):
         """FLOPs and intermediate elements of both forms for ``batch_size`` rows.
 
         See ``factorization.forward_costs``; available after ``build``.
         """
-        return factorization.forward_costs(self.row_dims, self.col_dims, self.tt_ranks,
-                                           self.right_to_left, batch_size)
+        return factorization.forward_costs(
+            self.row_dims, self.col_dims, self.tt_ranks, self.right_to_left, batch_size
+        )
 
     def implementation_for(self, batch_size):
         """``"factorized"`` or ``"reconstructed"``: the form ``call`` uses for ``batch_size`` rows."""
@@ -180,9 +212,11 @@ class TTDense(keras.layers.Layer):
 
     def _matmul(self, flat):
         """``flat @ W`` in the form chosen for the number of rows (statically if known)."""
+
         def factorized():
-            return dense_tt_matmul(flat, self.cores, self.row_dims, self.col_dims,
-                                   self.right_to_left)
+            return dense_tt_matmul(
+                flat, self.cores, self.row_dims, self.col_dims, self.right_to_left
+            )
 
         def reconstructed():
             return tf.matmul(flat, ops.full(tt_cores.cores_as_tensor_train(self.cores)))
@@ -205,44 +239,68 @@ class TTDense(keras.layers.Layer):
         Needs a built layer.
         """
         if not self.built:
-            raise ValueError(f"{type(self).__name__}.summary: layer {self.name!r} is not built; call it on data "
-                             "or build it first.")
+            raise ValueError(
+                f"{type(self).__name__}.summary: layer {self.name!r} is not built; call it on data "
+                "or build it first."
+            )
         lines = [self._description()]
-        lines.append("  " + f"{'batch':>7} {'form':>13} {'factorized FLOPs':>17} "
-                     f"{'reconstructed FLOPs':>20} {'factorized mem':>15} {'reconstructed mem':>18}")
+        lines.append(
+            "  " + f"{'batch':>7} {'form':>13} {'factorized FLOPs':>17} "
+            f"{'reconstructed FLOPs':>20} {'factorized mem':>15} {'reconstructed mem':>18}"
+        )
         for batch in batch_sizes:
             costs = self.forward_costs(batch)
-            lines.append("  " + f"{batch:>7} {self.implementation_for(batch):>13} "
-                         f"{costs['factorized']['flops']:>17.3g} "
-                         f"{costs['reconstructed']['flops']:>20.3g} "
-                         f"{costs['factorized']['memory']:>15.3g} "
-                         f"{costs['reconstructed']['memory']:>18.3g}")
+            lines.append(
+                "  " + f"{batch:>7} {self.implementation_for(batch):>13} "
+                f"{costs['factorized']['flops']:>17.3g} "
+                f"{costs['reconstructed']['flops']:>20.3g} "
+                f"{costs['factorized']['memory']:>15.3g} "
+                f"{costs['reconstructed']['memory']:>18.3g}"
+            )
         (print_fn or print)("\n".join(lines))
 
     def _description(self):
-        in_dim, tt_params = math.prod(self.row_dims), factorization.tt_matrix_num_params(
-            self.row_dims, self.col_dims, self.tt_ranks)
-        budget = (f" (from the budget tt_rank={self.tt_rank:g}: <= "
-                  f"{self.tt_rank * in_dim * self.units:,.0f})"
-                  if factorization.is_rank_budget(self.tt_rank) else "")
+        in_dim, tt_params = (
+            math.prod(self.row_dims),
+            factorization.tt_matrix_num_params(self.row_dims, self.col_dims, self.tt_ranks),
+        )
+        budget = (
+            f" (from the budget tt_rank={self.tt_rank:g}: <= "
+            f"{self.tt_rank * in_dim * self.units:,.0f})"
+            if factorization.is_rank_budget(self.tt_rank)
+            else ""
+        )
         threshold = self.reconstruct_from_batch
-        form = ("factorized at every batch size" if threshold is None else
-                "reconstructed at every batch size" if threshold <= 1 else
-                f"factorized below batch {threshold}, reconstructed from it on")
-        return (f"{type(self).__name__} {self.name!r}: {in_dim} -> {self.units}, TT-matrix "
-                f"{list(self.row_dims)} x {list(self.col_dims)}, TT-ranks {list(self.tt_ranks)}\n"
-                f"  kernel parameters: {tt_params:,} instead of {in_dim * self.units:,}{budget}, "
-                f"compression {in_dim * self.units / tt_params:.1f}x\n"
-                f"  implementation={self.implementation!r}: {form}")
+        form = (
+            "factorized at every batch size"
+            if threshold is None
+            else "reconstructed at every batch size"
+            if threshold <= 1
+            else f"factorized below batch {threshold}, reconstructed from it on"
+        )
+        return (
+            f"{type(self).__name__} {self.name!r}: {in_dim} -> {self.units}, TT-matrix "
+            f"{list(self.row_dims)} x {list(self.col_dims)}, TT-ranks {list(self.tt_ranks)}\n"
+            f"  kernel parameters: {tt_params:,} instead of {in_dim * self.units:,}{budget}, "
+            f"compression {in_dim * self.units / tt_params:.1f}x\n"
+            f"  implementation={self.implementation!r}: {form}"
+        )
 
     def __repr__(self):
         if not self.built:
             return super().__repr__()
         threshold = self.reconstruct_from_batch
-        form = ("factorized" if threshold is None else "reconstructed" if threshold <= 1
-                else f"reconstructed from batch {threshold}")
-        return (f"<{type(self).__name__} name={self.name}, {math.prod(self.row_dims)}->{self.units}, "
-                f"tt_ranks={list(self.tt_ranks)}, implementation={self.implementation} ({form})>")
+        form = (
+            "factorized"
+            if threshold is None
+            else "reconstructed"
+            if threshold <= 1
+            else f"reconstructed from batch {threshold}"
+        )
+        return (
+            f"<{type(self).__name__} name={self.name}, {math.prod(self.row_dims)}->{self.units}, "
+            f"tt_ranks={list(self.tt_ranks)}, implementation={self.implementation} ({form})>"
+        )
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[:-1]) + (self.units,)
@@ -250,18 +308,26 @@ class TTDense(keras.layers.Layer):
     def get_config(self):
         config = super().get_config()
         built = self.built
-        config.update({
-            "units": self.units,
-            "tt_rank": list(self.tt_ranks) if built else self.tt_rank,
-            "input_factorization": list(self.row_dims if built else self.input_factorization or []) or None,
-            "output_factorization": list(self.col_dims if built else self.output_factorization or []) or None,
-            "num_cores": self.num_cores,
-            "activation": keras.activations.serialize(self.activation),
-            "use_bias": self.use_bias,
-            "kernel_initializer": self.kernel_initializer,
-            "bias_initializer": keras.initializers.serialize(self.bias_initializer),
-            "kernel_regularizer": keras.regularizers.serialize(self.kernel_regularizer),
-            "bias_regularizer": keras.regularizers.serialize(self.bias_regularizer),
-            "implementation": self.implementation,
-        })
+        config.update(
+            {
+                "units": self.units,
+                "tt_rank": list(self.tt_ranks) if built else self.tt_rank,
+                "input_factorization": list(
+                    self.row_dims if built else self.input_factorization or []
+                )
+                or None,
+                "output_factorization": list(
+                    self.col_dims if built else self.output_factorization or []
+                )
+                or None,
+                "num_cores": self.num_cores,
+                "activation": keras.activations.serialize(self.activation),
+                "use_bias": self.use_bias,
+                "kernel_initializer": self.kernel_initializer,
+                "bias_initializer": keras.initializers.serialize(self.bias_initializer),
+                "kernel_regularizer": keras.regularizers.serialize(self.kernel_regularizer),
+                "bias_regularizer": keras.regularizers.serialize(self.bias_regularizer),
+                "implementation": self.implementation,
+            }
+        )
         return config

@@ -1,4 +1,5 @@
 """TTEmbedding: an embedding table stored as a TT-matrix (Hrinchuk et al. 2019)."""
+
 import math
 
 import keras
@@ -60,17 +61,28 @@ class TTEmbedding(keras.layers.Layer):
     Returns ``inputs.shape + [output_dim]``.
     """
 
-    def __init__(self, input_dim, output_dim, tt_rank=8, input_factorization=None,
-                 output_factorization=None, num_cores=None, embeddings_initializer="glorot",
-                 embeddings_regularizer=None, mask_zero=False, **kwargs):
+    def __init__(
+        self,
+        input_dim,
+        output_dim,
+        tt_rank=8,
+        input_factorization=None,
+        output_factorization=None,
+        num_cores=None,
+        embeddings_initializer="glorot",
+        embeddings_regularizer=None,
+        mask_zero=False,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         for name, value in (("input_dim", input_dim), ("output_dim", output_dim)):
             if not hasattr(value, "__index__") or isinstance(value, bool) or value < 1:
                 raise ValueError(f"`{name}` must be a positive int, got {value!r}.")
         self.input_dim = int(input_dim)
         self.output_dim = int(output_dim)
-        if num_cores is not None and (not hasattr(num_cores, "__index__") or isinstance(num_cores, bool)
-                                      or num_cores < 1):
+        if num_cores is not None and (
+            not hasattr(num_cores, "__index__") or isinstance(num_cores, bool) or num_cores < 1
+        ):
             raise ValueError(f"`num_cores` must be a positive int, got {num_cores!r}.")
         lengths = {len(f) for f in (input_factorization, output_factorization) if f is not None}
         if num_cores is not None:
@@ -79,34 +91,45 @@ class TTEmbedding(keras.layers.Layer):
             raise ValueError(
                 "`input_factorization`, `output_factorization` and `num_cores` must agree on the "
                 f"number of cores; got input_factorization={input_factorization}, "
-                f"output_factorization={output_factorization}, num_cores={num_cores}.")
+                f"output_factorization={output_factorization}, num_cores={num_cores}."
+            )
         self.num_cores = num_cores
         num_cores = lengths.pop() if lengths else DEFAULT_NUM_CORES
-        self.row_dims = (factorization.padded_factorization(self.input_dim, num_cores)
-                         if input_factorization is None else
-                         factorization.validate_factorization(
-                             input_factorization, self.input_dim, "input_factorization",
-                             allow_padding=True))
-        self.col_dims = (tuple(reversed(factorization.balanced_factorizations(
-                             self.output_dim, num_cores)[0]))
-                         if output_factorization is None else
-                         factorization.validate_factorization(
-                             output_factorization, self.output_dim, "output_factorization"))
-        self.tt_ranks = (factorization.ranks_for_budget_or_raise(
-                             tt_rank, self.row_dims, self.col_dims, self.input_dim * self.output_dim)
-                         if factorization.is_rank_budget(tt_rank) else
-                         factorization.normalize_tt_ranks(tt_rank, self.row_dims, self.col_dims))
+        self.row_dims = (
+            factorization.padded_factorization(self.input_dim, num_cores)
+            if input_factorization is None
+            else factorization.validate_factorization(
+                input_factorization, self.input_dim, "input_factorization", allow_padding=True
+            )
+        )
+        self.col_dims = (
+            tuple(reversed(factorization.balanced_factorizations(self.output_dim, num_cores)[0]))
+            if output_factorization is None
+            else factorization.validate_factorization(
+                output_factorization, self.output_dim, "output_factorization"
+            )
+        )
+        self.tt_ranks = (
+            factorization.ranks_for_budget_or_raise(
+                tt_rank, self.row_dims, self.col_dims, self.input_dim * self.output_dim
+            )
+            if factorization.is_rank_budget(tt_rank)
+            else factorization.normalize_tt_ranks(tt_rank, self.row_dims, self.col_dims)
+        )
         self.embeddings_initializer = tt_cores.check_kernel_initializer(
-            embeddings_initializer, "embeddings_initializer")
+            embeddings_initializer, "embeddings_initializer"
+        )
         self.embeddings_regularizer = keras.regularizers.get(embeddings_regularizer)
         self.mask_zero = bool(mask_zero)
         self.supports_masking = self.mask_zero
 
     def build(self, input_shape=None):
-        stddev = tt_cores.core_stddev(self.embeddings_initializer, self.input_dim,
-                                      self.output_dim, self.tt_ranks)
+        stddev = tt_cores.core_stddev(
+            self.embeddings_initializer, self.input_dim, self.output_dim, self.tt_ranks
+        )
         self.cores = tt_cores.add_tt_matrix_cores(
-            self, self.row_dims, self.col_dims, self.tt_ranks, stddev, self.embeddings_regularizer)
+            self, self.row_dims, self.col_dims, self.tt_ranks, stddev, self.embeddings_regularizer
+        )
 
     @property
     def embeddings(self):
@@ -139,12 +162,16 @@ class TTEmbedding(keras.layers.Layer):
         if tf.executing_eagerly():
             if not bool(tf.reduce_all(valid)):
                 bad = tf.boolean_mask(ids, tf.logical_not(valid)).numpy()
-                raise ValueError(f"{message} {bad[:10].tolist()}"
-                                 + (f" and {bad.size - 10} more" if bad.size > 10 else ""))
+                raise ValueError(
+                    f"{message} {bad[:10].tolist()}"
+                    + (f" and {bad.size - 10} more" if bad.size > 10 else "")
+                )
             return rows
         check = tf.debugging.Assert(
-            tf.reduce_all(valid), [message, tf.boolean_mask(ids, tf.logical_not(valid))],
-            summarize=10)
+            tf.reduce_all(valid),
+            [message, tf.boolean_mask(ids, tf.logical_not(valid))],
+            summarize=10,
+        )
         with tf.control_dependencies([check]):
             return tf.identity(rows)
 
@@ -158,15 +185,17 @@ class TTEmbedding(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update({
-            "input_dim": self.input_dim,
-            "output_dim": self.output_dim,
-            "tt_rank": list(self.tt_ranks),
-            "input_factorization": list(self.row_dims),
-            "output_factorization": list(self.col_dims),
-            "num_cores": self.num_cores,
-            "embeddings_initializer": self.embeddings_initializer,
-            "embeddings_regularizer": keras.regularizers.serialize(self.embeddings_regularizer),
-            "mask_zero": self.mask_zero,
-        })
+        config.update(
+            {
+                "input_dim": self.input_dim,
+                "output_dim": self.output_dim,
+                "tt_rank": list(self.tt_ranks),
+                "input_factorization": list(self.row_dims),
+                "output_factorization": list(self.col_dims),
+                "num_cores": self.num_cores,
+                "embeddings_initializer": self.embeddings_initializer,
+                "embeddings_regularizer": keras.regularizers.serialize(self.embeddings_regularizer),
+                "mask_zero": self.mask_zero,
+            }
+        )
         return config

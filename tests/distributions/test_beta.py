@@ -1,4 +1,5 @@
 """tfbayes.distributions.Beta: gradients through log-Gammas, statistics, errors."""
+
 import numpy as np
 import pytest
 import scipy.integrate
@@ -27,7 +28,9 @@ def test_per_sample_gradients_match_mpmath(dtype, mode):
             log_x = Beta(c1, c0).log_sample(seed=(0, 21))
         # x = g1 / (g1 + g0): the same Gamma draws ([2, 1, batch]), to evaluate the reference at.
         stacked = tf.stack([c1, c0])[:, None]
-        log_gamma = tf.transpose(sample_log_standard_gamma(tf.shape(stacked), stacked, (0, 21))[:, 0])
+        log_gamma = tf.transpose(
+            sample_log_standard_gamma(tf.shape(stacked), stacked, (0, 21))[:, 0]
+        )
         return log_x, log_gamma, tape.gradient(log_x, c1), tape.gradient(log_x, c0)
 
     log_x, log_gamma, d_c1, d_c0 = (t.numpy() for t in run_in_mode(draw, mode, c1, c0))
@@ -37,8 +40,10 @@ def test_per_sample_gradients_match_mpmath(dtype, mode):
     representable = np.abs(ref) > 1e3 * np.finfo(dtype).tiny
     assert np.all(ours[representable] != 0)
     rel = np.abs(ours - ref)[representable] / np.abs(ref[representable])
-    print(f"Beta d log x/d a1, d log x/d a0, {np.dtype(dtype).name}, {mode}: max relative error "
-          f"{rel.max():.2e} over {rel.size} entries")
+    print(
+        f"Beta d log x/d a1, d log x/d a0, {np.dtype(dtype).name}, {mode}: max relative error "
+        f"{rel.max():.2e} over {rel.size} entries"
+    )
     assert rel.max() <= RTOL[dtype]
 
 
@@ -51,10 +56,12 @@ def test_monte_carlo_gradients_match_closed_forms():
         tape.watch([c1, c0])
         log_x = Beta(c1, c0).log_sample(seed=(0, 17))
         x = tf.exp(log_x)
-    cases = [(tape.gradient(x, c1), a0 / (a1 + a0) ** 2),
-             (tape.gradient(x, c0), -a1 / (a1 + a0) ** 2),
-             (tape.gradient(log_x, c1), sc.polygamma(1, a1) - sc.polygamma(1, a1 + a0)),
-             (tape.gradient(log_x, c0), -sc.polygamma(1, a1 + a0))]
+    cases = [
+        (tape.gradient(x, c1), a0 / (a1 + a0) ** 2),
+        (tape.gradient(x, c0), -a1 / (a1 + a0) ** 2),
+        (tape.gradient(log_x, c1), sc.polygamma(1, a1) - sc.polygamma(1, a1 + a0)),
+        (tape.gradient(log_x, c0), -sc.polygamma(1, a1 + a0)),
+    ]
     for values, truth in cases:
         values = values.numpy()
         se = values.std() / np.sqrt(n)
@@ -64,8 +71,9 @@ def test_monte_carlo_gradients_match_closed_forms():
 @pytest.mark.parametrize("mode", ["eager", "jit"])
 def test_samples_follow_the_beta_law(mode):
     c1, c0 = np.array([0.3, 2.0, 40.0]), np.array([0.5, 2.0, 3.0])
-    x = run_in_mode(lambda a, b: Beta(a, b).sample(3000, seed=(0, 4)), mode,
-             tf.constant(c1), tf.constant(c0)).numpy()
+    x = run_in_mode(
+        lambda a, b: Beta(a, b).sample(3000, seed=(0, 4)), mode, tf.constant(c1), tf.constant(c0)
+    ).numpy()
     for j in range(3):
         assert st.kstest(x[:, j], st.beta(c1[j], c0[j]).cdf).pvalue > 1e-3
 
@@ -87,8 +95,11 @@ def test_statistics_match_scipy(dtype):
     mode = dist.mode().numpy()
     assert np.isnan(mode[:2]).all()
     np.testing.assert_allclose(mode[2:], ((c1 - 1) / (c1 + c0 - 2))[2:], rtol=rtol)
-    np.testing.assert_allclose(dist.cdf(np.array([-0.5, 1.5, 0.3, 0.3], dtype)),
-                               [0.0, 1.0, ref.cdf(0.3)[2], ref.cdf(0.3)[3]], rtol=rtol)
+    np.testing.assert_allclose(
+        dist.cdf(np.array([-0.5, 1.5, 0.3, 0.3], dtype)),
+        [0.0, 1.0, ref.cdf(0.3)[2], ref.cdf(0.3)[3]],
+        rtol=rtol,
+    )
 
 
 def test_kl_matches_numerical_integration():
@@ -107,5 +118,7 @@ def test_validate_args_and_shape_errors():
         Beta([1.0, 2.0, 3.0], [1.0, 2.0])
     with pytest.raises(TypeError, match="`concentration0` must be a floating-point tensor"):
         Beta(1.0, tf.constant(2))
-    with pytest.raises(tf.errors.InvalidArgumentError, match="Sample must be less than or equal to `1`"):
+    with pytest.raises(
+        tf.errors.InvalidArgumentError, match="Sample must be less than or equal to `1`"
+    ):
         Beta(1.0, 2.0, validate_args=True).log_prob(1.5)

@@ -1,4 +1,5 @@
 """tfbayes.distributions.Dirichlet: gradients through log-Gammas, statistics, errors."""
+
 import mpmath
 import numpy as np
 import pytest
@@ -13,8 +14,9 @@ from tf_modes import MODES, run_in_mode
 
 # The issue's accuracy table: Beta and Dirichlet gradients w.r.t. each concentration.
 RTOL = {np.float32: 1e-4, np.float64: 1e-10}
-CONCENTRATIONS = np.array([[1e-3, 0.5, 20.0], [3.0, 1e3, 0.02], [1.0, 1.0, 1.0],
-                           [1e-3, 1e-3, 1e-3], [250.0, 7.0, 0.1]])
+CONCENTRATIONS = np.array(
+    [[1e-3, 0.5, 20.0], [3.0, 1e3, 0.02], [1.0, 1.0, 1.0], [1e-3, 1e-3, 1e-3], [250.0, 7.0, 0.1]]
+)
 
 
 def mp_log_simplex_jacobian(concentration, log_gamma):
@@ -24,7 +26,8 @@ def mp_log_simplex_jacobian(concentration, log_gamma):
     ``1 - x_i = sum_{l != i} x_l``. Shapes: ``[..., k]`` in, ``[..., k, k]`` out.
     """
     grads = mp_gamma_log_grads(concentration.ravel(), log_gamma.ravel()).reshape(
-        concentration.shape)
+        concentration.shape
+    )
     k = concentration.shape[-1]
     out = np.zeros(concentration.shape + (k,))
     with mpmath.workdps(40):
@@ -34,7 +37,7 @@ def mp_log_simplex_jacobian(concentration, log_gamma):
             x = [mpmath.exp(v) / total for v in log_g]
             for i in range(k):
                 for j in range(k):
-                    weight = (mpmath.fsum(x[m] for m in range(k) if m != i) if i == j else -x[j])
+                    weight = mpmath.fsum(x[m] for m in range(k) if m != i) if i == j else -x[j]
                     out[index + (i, j)] = float(weight * grads[index + (j,)])
     return out
 
@@ -54,15 +57,20 @@ def test_per_sample_gradients_match_mpmath(dtype, mode):
 
     log_x, log_gamma, jacobian = (t.numpy() for t in run_in_mode(draw, mode, a))
     np.testing.assert_allclose(
-        log_x, log_gamma - np.log(np.exp(log_gamma.astype(float)).sum(-1, keepdims=True)),
-        rtol=0, atol=8 * np.finfo(dtype).eps * np.abs(log_gamma).max())
+        log_x,
+        log_gamma - np.log(np.exp(log_gamma.astype(float)).sum(-1, keepdims=True)),
+        rtol=0,
+        atol=8 * np.finfo(dtype).eps * np.abs(log_gamma).max(),
+    )
     ref = mp_log_simplex_jacobian(a.numpy(), log_gamma)
     representable = np.abs(ref) > 1e3 * np.finfo(dtype).tiny
     assert np.all(np.isfinite(jacobian))
     assert np.all(jacobian[representable] != 0)
     rel = np.abs(jacobian - ref)[representable] / np.abs(ref[representable])
-    print(f"Dirichlet d log x_i/d a_j, {np.dtype(dtype).name}, {mode}: max relative error "
-          f"{rel.max():.2e} over {rel.size} entries")
+    print(
+        f"Dirichlet d log x_i/d a_j, {np.dtype(dtype).name}, {mode}: max relative error "
+        f"{rel.max():.2e} over {rel.size} entries"
+    )
     assert rel.max() <= RTOL[dtype]
 
 
@@ -77,7 +85,7 @@ def test_monte_carlo_gradients_match_closed_form():
     c = base.sum()
     for i, row in enumerate(rows):
         per_sample = tape.gradient(row, a).numpy()
-        truth = ((i == np.arange(3)) * c - base[i]) / c ** 2
+        truth = ((i == np.arange(3)) * c - base[i]) / c**2
         se = per_sample.std(0) / np.sqrt(n)
         assert np.all(np.abs(per_sample.mean(0) - truth) < 4 * se), (i, per_sample.mean(0), truth)
 
@@ -130,8 +138,9 @@ def test_validate_args_and_shape_errors():
         Dirichlet(1.0)
     with pytest.raises(ValueError, match="`value` of shape \\(2,\\) does not broadcast"):
         Dirichlet([1.0, 2.0, 3.0]).log_prob([0.5, 0.5])
-    with pytest.raises(TypeError, match="`concentration` must be a floating-point tensor .* "
-                                        "got dtype int32"):
+    with pytest.raises(
+        TypeError, match="`concentration` must be a floating-point tensor .* got dtype int32"
+    ):
         Dirichlet(tf.constant([1, 2, 3]))
     with pytest.raises(tf.errors.InvalidArgumentError, match="Samples must be non-negative"):
         Dirichlet([1.0, 2.0], validate_args=True).log_prob([-0.5, 1.5])

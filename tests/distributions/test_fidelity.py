@@ -3,14 +3,21 @@
 References: TFP's own classes (same call, same kind of result or the same error
 message), scipy's quantiles and densities, and closed-form moments.
 """
+
 import numpy as np
 import pytest
 import scipy.stats as st
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tfbayes.distributions import TRIP, Beta, Dirichlet, Gamma, VonMises, \
-    implicit_reparameterization
+from tfbayes.distributions import (
+    TRIP,
+    Beta,
+    Dirichlet,
+    Gamma,
+    VonMises,
+    implicit_reparameterization,
+)
 from tfbayes.layers import TRIPPrior
 
 tfd = tfp.distributions
@@ -19,14 +26,22 @@ TRIP_PARAMS = (RNG.normal(size=(3, 2)), np.full((3, 2), 0.5), RNG.uniform(size=(
 
 # name -> (ours, TFP's counterpart or None), each a function of a float dtype.
 DISTRIBUTIONS = {
-    "Gamma": (lambda dt: Gamma(tf.constant([0.5, 2.0], dt), tf.constant(1.5, dt)),
-              lambda dt: tfd.Gamma(tf.constant([0.5, 2.0], dt), tf.constant(1.5, dt))),
-    "Beta": (lambda dt: Beta(tf.constant([0.5, 2.0], dt), tf.constant(3.0, dt)),
-             lambda dt: tfd.Beta(tf.constant([0.5, 2.0], dt), tf.constant(3.0, dt))),
-    "Dirichlet": (lambda dt: Dirichlet(tf.constant([0.5, 2.0, 1.0], dt)),
-                  lambda dt: tfd.Dirichlet(tf.constant([0.5, 2.0, 1.0], dt))),
-    "VonMises": (lambda dt: VonMises(tf.constant(0.3, dt), tf.constant([0.0, 4.0], dt)),
-                 lambda dt: tfd.VonMises(tf.constant(0.3, dt), tf.constant([0.0, 4.0], dt))),
+    "Gamma": (
+        lambda dt: Gamma(tf.constant([0.5, 2.0], dt), tf.constant(1.5, dt)),
+        lambda dt: tfd.Gamma(tf.constant([0.5, 2.0], dt), tf.constant(1.5, dt)),
+    ),
+    "Beta": (
+        lambda dt: Beta(tf.constant([0.5, 2.0], dt), tf.constant(3.0, dt)),
+        lambda dt: tfd.Beta(tf.constant([0.5, 2.0], dt), tf.constant(3.0, dt)),
+    ),
+    "Dirichlet": (
+        lambda dt: Dirichlet(tf.constant([0.5, 2.0, 1.0], dt)),
+        lambda dt: tfd.Dirichlet(tf.constant([0.5, 2.0, 1.0], dt)),
+    ),
+    "VonMises": (
+        lambda dt: VonMises(tf.constant(0.3, dt), tf.constant([0.0, 4.0], dt)),
+        lambda dt: tfd.VonMises(tf.constant(0.3, dt), tf.constant([0.0, 4.0], dt)),
+    ),
     "TRIP": (lambda dt: TRIP(*(tf.constant(p, dt) for p in TRIP_PARAMS)), None),
 }
 
@@ -66,27 +81,35 @@ def test_sample_shapes_that_wrap_or_are_negative_are_refused(name):
     for shape in (2**32 + 3, [2**16, 2**16], 2**31):
         with pytest.raises(ValueError, match="`sample_shape`: expected at most 2\\*\\*31 - 1"):
             dist.sample(shape, seed=(1, 2))
-    with pytest.raises(ValueError,
-                       match="`sample_shape`: expected non-negative sizes, got \\[-1\\]"):
+    with pytest.raises(
+        ValueError, match="`sample_shape`: expected non-negative sizes, got \\[-1\\]"
+    ):
         dist.sample(-1, seed=(1, 2))
     assert dist.sample([0, 2], seed=(1, 2)).shape[:2] == [0, 2]
 
 
-@pytest.mark.parametrize("make, argument", [
-    (lambda: Gamma(1.0, log_rate=np.nan, validate_args=True), "log_rate"),
-    (lambda: Gamma(np.inf, 1.0, validate_args=True), "concentration"),
-    (lambda: Gamma(1.0, rate=np.inf, validate_args=True), "rate"),
-    (lambda: Beta(1.0, np.inf, validate_args=True), "concentration0"),
-    (lambda: Beta(np.nan, 1.0, validate_args=True), "concentration1"),
-    (lambda: Dirichlet([np.inf, 1.0], validate_args=True), "concentration"),
-    (lambda: VonMises(np.nan, 1.0, validate_args=True), "loc"),
-    (lambda: VonMises(np.inf, 1.0, validate_args=True), "loc"),
-    (lambda: VonMises(0.0, np.inf, validate_args=True), "concentration"),
-    (lambda: TRIP(TRIP_PARAMS[0] * np.nan, *TRIP_PARAMS[1:], validate_args=True), "locs"),
-    (lambda: TRIP(TRIP_PARAMS[0], TRIP_PARAMS[1] * np.inf, TRIP_PARAMS[2], validate_args=True),
-     "scales"),
-    (lambda: TRIP(*TRIP_PARAMS[:2], np.zeros((3, 2, 2, 2)), validate_args=True), "cores"),
-])
+@pytest.mark.parametrize(
+    "make, argument",
+    [
+        (lambda: Gamma(1.0, log_rate=np.nan, validate_args=True), "log_rate"),
+        (lambda: Gamma(np.inf, 1.0, validate_args=True), "concentration"),
+        (lambda: Gamma(1.0, rate=np.inf, validate_args=True), "rate"),
+        (lambda: Beta(1.0, np.inf, validate_args=True), "concentration0"),
+        (lambda: Beta(np.nan, 1.0, validate_args=True), "concentration1"),
+        (lambda: Dirichlet([np.inf, 1.0], validate_args=True), "concentration"),
+        (lambda: VonMises(np.nan, 1.0, validate_args=True), "loc"),
+        (lambda: VonMises(np.inf, 1.0, validate_args=True), "loc"),
+        (lambda: VonMises(0.0, np.inf, validate_args=True), "concentration"),
+        (lambda: TRIP(TRIP_PARAMS[0] * np.nan, *TRIP_PARAMS[1:], validate_args=True), "locs"),
+        (
+            lambda: TRIP(
+                TRIP_PARAMS[0], TRIP_PARAMS[1] * np.inf, TRIP_PARAMS[2], validate_args=True
+            ),
+            "scales",
+        ),
+        (lambda: TRIP(*TRIP_PARAMS[:2], np.zeros((3, 2, 2, 2)), validate_args=True), "cores"),
+    ],
+)
 def test_validate_args_refuses_non_finite_parameters(make, argument):
     with pytest.raises(tf.errors.InvalidArgumentError, match=f"`{argument}`"):
         make()
@@ -100,31 +123,59 @@ def test_validate_args_checks_variables_at_each_use():
         dist.log_prob(0.0)
 
 
-@pytest.mark.parametrize("make, pattern, error", [
-    (lambda: Dirichlet(None), "Dirichlet: `concentration` must be a float tensor; got None",
-     TypeError),
-    (lambda: Gamma(None, 1.0), "Gamma: `concentration`", TypeError),
-    (lambda: Beta(1.0, None), "Beta: `concentration0`", TypeError),
-    (lambda: VonMises(None, 1.0), "VonMises: `loc`", TypeError),
-    (lambda: TRIP(None, *TRIP_PARAMS[1:]), "TRIP: `locs` must be a float tensor", TypeError),
-    (lambda: TRIP(np.zeros((3, 0)), np.zeros((3, 0)), np.zeros((3, 0, 2, 2))), "d=0", ValueError),
-    (lambda: TRIP(*TRIP_PARAMS[:2], np.zeros((3, 2, 0, 0))), "r=0", ValueError),
-    (lambda: TRIP(np.zeros((0, 2)), np.ones((0, 2)), np.ones((0, 2, 2, 2))), "m=0", ValueError),
-    (lambda: Gamma([1.0, 2.0], 1.0).log_prob(tf.ones([3])), "`value` of shape \\(3,\\)",
-     ValueError),
-    (lambda: Beta([1.0, 2.0], 1.0).cdf(tf.ones([3])), "`value` of shape \\(3,\\)", ValueError),
-    (lambda: VonMises([1.0, 2.0], 1.0).log_prob(tf.ones([3])), "`value`", ValueError),
-    (lambda: Dirichlet([1.0, 2.0, 3.0]).log_prob([0.5, 0.5]), "`value` of shape \\(2,\\)",
-     ValueError),
-    (lambda: implicit_reparameterization(tf.zeros([2, 3]), [tf.zeros([3])],
-                                         standardize=lambda z, m: z - m,
-                                         prob=lambda z, m: z), "`prob` is used only with `cdf`",
-     ValueError),
-    (lambda: TRIPPrior(3, 2).initialize_from_data(np.array([[0.0, np.nan], [1.0, 2.0]])),
-     "`codes` must be finite; got 1 NaN", ValueError),
-    (lambda: TRIPPrior(3, 2)(tf.constant(1.0)), "expected latent codes of shape \\[\\.\\.\\., m\\]",
-     ValueError),
-])
+@pytest.mark.parametrize(
+    "make, pattern, error",
+    [
+        (
+            lambda: Dirichlet(None),
+            "Dirichlet: `concentration` must be a float tensor; got None",
+            TypeError,
+        ),
+        (lambda: Gamma(None, 1.0), "Gamma: `concentration`", TypeError),
+        (lambda: Beta(1.0, None), "Beta: `concentration0`", TypeError),
+        (lambda: VonMises(None, 1.0), "VonMises: `loc`", TypeError),
+        (lambda: TRIP(None, *TRIP_PARAMS[1:]), "TRIP: `locs` must be a float tensor", TypeError),
+        (
+            lambda: TRIP(np.zeros((3, 0)), np.zeros((3, 0)), np.zeros((3, 0, 2, 2))),
+            "d=0",
+            ValueError,
+        ),
+        (lambda: TRIP(*TRIP_PARAMS[:2], np.zeros((3, 2, 0, 0))), "r=0", ValueError),
+        (lambda: TRIP(np.zeros((0, 2)), np.ones((0, 2)), np.ones((0, 2, 2, 2))), "m=0", ValueError),
+        (
+            lambda: Gamma([1.0, 2.0], 1.0).log_prob(tf.ones([3])),
+            "`value` of shape \\(3,\\)",
+            ValueError,
+        ),
+        (lambda: Beta([1.0, 2.0], 1.0).cdf(tf.ones([3])), "`value` of shape \\(3,\\)", ValueError),
+        (lambda: VonMises([1.0, 2.0], 1.0).log_prob(tf.ones([3])), "`value`", ValueError),
+        (
+            lambda: Dirichlet([1.0, 2.0, 3.0]).log_prob([0.5, 0.5]),
+            "`value` of shape \\(2,\\)",
+            ValueError,
+        ),
+        (
+            lambda: implicit_reparameterization(
+                tf.zeros([2, 3]),
+                [tf.zeros([3])],
+                standardize=lambda z, m: z - m,
+                prob=lambda z, m: z,
+            ),
+            "`prob` is used only with `cdf`",
+            ValueError,
+        ),
+        (
+            lambda: TRIPPrior(3, 2).initialize_from_data(np.array([[0.0, np.nan], [1.0, 2.0]])),
+            "`codes` must be finite; got 1 NaN",
+            ValueError,
+        ),
+        (
+            lambda: TRIPPrior(3, 2)(tf.constant(1.0)),
+            "expected latent codes of shape \\[\\.\\.\\., m\\]",
+            ValueError,
+        ),
+    ],
+)
 def test_bad_inputs_get_errors_that_name_them(make, pattern, error):
     with pytest.raises(error, match=pattern):
         make()
@@ -132,29 +183,74 @@ def test_bad_inputs_get_errors_that_name_them(make, pattern, error):
 
 # (ours, TFP's, the operation, TFP's message): both must raise with TFP's message.
 TFP_MESSAGES = [
-    (Gamma, tfd.Gamma, ([-1.0], 1.0), lambda d: d.mean(),
-     "Argument `concentration` must be positive."),
+    (
+        Gamma,
+        tfd.Gamma,
+        ([-1.0], 1.0),
+        lambda d: d.mean(),
+        "Argument `concentration` must be positive.",
+    ),
     (Gamma, tfd.Gamma, (1.0, [0.0]), lambda d: d.mean(), "Argument `rate` must be positive."),
     (Gamma, tfd.Gamma, (1.0, 1.0), lambda d: d.log_prob(-1.0), "Sample must be non-negative."),
-    (Gamma, tfd.Gamma, ([0.5, 2.0], 1.0), lambda d: d.mode(),
-     "Mode not defined when any concentration <= 1."),
-    (Beta, tfd.Beta, ([-1.0], 1.0), lambda d: d.mean(),
-     "Concentration parameter must be positive."),
+    (
+        Gamma,
+        tfd.Gamma,
+        ([0.5, 2.0], 1.0),
+        lambda d: d.mode(),
+        "Mode not defined when any concentration <= 1.",
+    ),
+    (
+        Beta,
+        tfd.Beta,
+        ([-1.0], 1.0),
+        lambda d: d.mean(),
+        "Concentration parameter must be positive.",
+    ),
     (Beta, tfd.Beta, (1.0, 1.0), lambda d: d.log_prob(-0.5), "Sample must be non-negative."),
-    (Beta, tfd.Beta, (1.0, 1.0), lambda d: d.log_prob(1.5),
-     "Sample must be less than or equal to `1`."),
+    (
+        Beta,
+        tfd.Beta,
+        (1.0, 1.0),
+        lambda d: d.log_prob(1.5),
+        "Sample must be less than or equal to `1`.",
+    ),
     (Beta, tfd.Beta, (0.5, 2.0), lambda d: d.mode(), "Mode undefined for concentration1 <= 1."),
     (Beta, tfd.Beta, (2.0, 0.5), lambda d: d.mode(), "Mode undefined for concentration0 <= 1."),
-    (Dirichlet, tfd.Dirichlet, ([1.0, -1.0],), lambda d: d.mean(),
-     "Argument `concentration` must be positive."),
-    (Dirichlet, tfd.Dirichlet, ([1.0, 2.0, 3.0],), lambda d: d.prob([0.1, 0.2, 0.8]),
-     "Sample last-dimension must sum to `1`."),
-    (Dirichlet, tfd.Dirichlet, ([1.0, 2.0],), lambda d: d.prob([-0.5, 1.5]),
-     "Samples must be non-negative."),
-    (Dirichlet, tfd.Dirichlet, ([0.5, 2.0],), lambda d: d.mode(),
-     "Mode undefined when any concentration <= 1"),
-    (VonMises, tfd.VonMises, (0.0, -0.01), lambda d: d.mean(),
-     "Argument `concentration` must be non-negative"),
+    (
+        Dirichlet,
+        tfd.Dirichlet,
+        ([1.0, -1.0],),
+        lambda d: d.mean(),
+        "Argument `concentration` must be positive.",
+    ),
+    (
+        Dirichlet,
+        tfd.Dirichlet,
+        ([1.0, 2.0, 3.0],),
+        lambda d: d.prob([0.1, 0.2, 0.8]),
+        "Sample last-dimension must sum to `1`.",
+    ),
+    (
+        Dirichlet,
+        tfd.Dirichlet,
+        ([1.0, 2.0],),
+        lambda d: d.prob([-0.5, 1.5]),
+        "Samples must be non-negative.",
+    ),
+    (
+        Dirichlet,
+        tfd.Dirichlet,
+        ([0.5, 2.0],),
+        lambda d: d.mode(),
+        "Mode undefined when any concentration <= 1",
+    ),
+    (
+        VonMises,
+        tfd.VonMises,
+        (0.0, -0.01),
+        lambda d: d.mean(),
+        "Argument `concentration` must be non-negative",
+    ),
 ]
 
 
@@ -167,8 +263,9 @@ def test_errors_carry_tfps_messages(ours, theirs, args, operation, message):
 
 def test_dirichlet_validate_args_checks_the_simplex():
     dist = Dirichlet([1.0, 2.0, 3.0], validate_args=True)
-    np.testing.assert_allclose(dist.prob([0.1, 0.2, 0.7]),
-                               st.dirichlet([1.0, 2.0, 3.0]).pdf([0.1, 0.2, 0.7]), rtol=1e-5)
+    np.testing.assert_allclose(
+        dist.prob([0.1, 0.2, 0.7]), st.dirichlet([1.0, 2.0, 3.0]).pdf([0.1, 0.2, 0.7]), rtol=1e-5
+    )
     with pytest.raises(tf.errors.InvalidArgumentError, match="must sum to `1`"):
         dist.prob([0.1, 0.2, 0.8])
 
@@ -179,10 +276,10 @@ def test_quantiles_match_scipy(dtype):
     a, b = np.array([0.3, 2.5], dtype)[:, None], np.array([1.7, 0.4], dtype)[:, None]
     gamma = Gamma(a, rate=b)
     np.testing.assert_allclose(gamma.quantile(p), st.gamma(a, scale=1 / b).ppf(p), rtol=tol)
-    np.testing.assert_allclose(gamma.cdf(gamma.quantile(p)), np.broadcast_to(p, [2, 6]),
-                               rtol=tol)
-    np.testing.assert_allclose(Gamma(a, log_rate=np.log(b)).quantile(p), gamma.quantile(p),
-                               rtol=tol)
+    np.testing.assert_allclose(gamma.cdf(gamma.quantile(p)), np.broadcast_to(p, [2, 6]), rtol=tol)
+    np.testing.assert_allclose(
+        Gamma(a, log_rate=np.log(b)).quantile(p), gamma.quantile(p), rtol=tol
+    )
     # TFP's own Beta.quantile (tfp.math.betaincinv) is 42% off at the median of
     # Beta(0.3, 1.7) in float64; ours refines it. In float32, x is limited by
     # float32's betainc (about 1e-4 relative where the CDF is steep).
@@ -207,8 +304,9 @@ def test_force_probs_to_zero_outside_support():
         theirs = tfd.Dirichlet([4.0, 3.0, 2.0], force_probs_to_zero_outside_support=force)
         values = np.array([inside, [0.7, 0.21, 0.1], [1.1, 0.0, -0.1]], np.float32)
         np.testing.assert_allclose(ours.log_prob(values), theirs.log_prob(values), rtol=1e-6)
-    np.testing.assert_allclose(ours.log_prob(inside), st.dirichlet([4, 3, 2]).logpdf(inside),
-                               rtol=1e-5)
+    np.testing.assert_allclose(
+        ours.log_prob(inside), st.dirichlet([4, 3, 2]).logpdf(inside), rtol=1e-5
+    )
     assert ours.log_prob([0.7, 0.21, 0.1]) == -np.inf
 
 
@@ -221,8 +319,10 @@ def test_constructors_from_mean_and_variance():
     np.testing.assert_allclose(beta.mean(), mean[:1], rtol=1e-12)
     np.testing.assert_allclose(beta.variance(), variance[:1], rtol=1e-12)
     beta = Beta.experimental_from_mean_concentration(0.25, 8.0)
-    np.testing.assert_allclose([tf.convert_to_tensor(beta.concentration1),
-                                tf.convert_to_tensor(beta.concentration0)], [2.0, 6.0])
+    np.testing.assert_allclose(
+        [tf.convert_to_tensor(beta.concentration1), tf.convert_to_tensor(beta.concentration0)],
+        [2.0, 6.0],
+    )
     # A variable mean is read at each use and trained through the parameters.
     mean_var = tf.Variable(2.0, dtype=tf.float64)
     gamma = Gamma.experimental_from_mean_variance(mean_var, tf.constant(0.5, tf.float64))

@@ -1,4 +1,5 @@
 """tfbayes.distributions.Gamma: sampler, implicit gradients, statistics, errors."""
+
 import mpmath
 import numpy as np
 import pytest
@@ -31,8 +32,10 @@ def test_per_sample_gradients_match_mpmath(dtype, mode):
     ref = mp_gamma_log_grads(a.numpy().ravel(), log_x.ravel()).reshape(log_z.shape)
     assert np.all(np.isfinite(dlog_z)) and np.all(dlog_z != 0)
     rel = np.abs(dlog_z - ref) / np.abs(ref)
-    print(f"Gamma sample d log z/da, {np.dtype(dtype).name}, {mode}: max relative error "
-          f"{rel.max():.2e} over {rel.size} draws")
+    print(
+        f"Gamma sample d log z/da, {np.dtype(dtype).name}, {mode}: max relative error "
+        f"{rel.max():.2e} over {rel.size} draws"
+    )
     assert rel.max() <= RTOL[dtype]
 
 
@@ -46,10 +49,12 @@ def test_sample_is_exp_log_sample_with_its_gradient(dtype):
     # Compared where z is a normal number (TF flushes subnormals to 0).
     normal = np.exp(log_z.numpy()) > 1e3 * np.finfo(dtype).tiny
     assert normal.sum() > 30
-    np.testing.assert_allclose(z.numpy()[normal], np.exp(log_z.numpy())[normal],
-                               rtol=4 * np.finfo(dtype).eps)
-    np.testing.assert_allclose(dz[normal], (z.numpy() * dlog_z)[normal],
-                               rtol=4 * np.finfo(dtype).eps)
+    np.testing.assert_allclose(
+        z.numpy()[normal], np.exp(log_z.numpy())[normal], rtol=4 * np.finfo(dtype).eps
+    )
+    np.testing.assert_allclose(
+        dz[normal], (z.numpy() * dlog_z)[normal], rtol=4 * np.finfo(dtype).eps
+    )
 
 
 def test_tiny_concentration_float32_gradients_are_never_zero():
@@ -73,8 +78,10 @@ def test_monte_carlo_gradients_match_closed_forms(concentration):
         dist = Gamma(a, rate=rate)
         log_z = dist.log_sample(seed=(0, 11))
         z = tf.exp(log_z)
-    for values, truth in ((tape.gradient(z, a), 1 / rate),
-                          (tape.gradient(log_z, a), sc.polygamma(1, concentration))):
+    for values, truth in (
+        (tape.gradient(z, a), 1 / rate),
+        (tape.gradient(log_z, a), sc.polygamma(1, concentration)),
+    ):
         values = values.numpy()
         se = values.std() / np.sqrt(n)
         assert abs(values.mean() - truth) < 4 * se, (values.mean(), truth, se)
@@ -89,17 +96,20 @@ def test_rate_and_log_rate_gradients(dtype):
         z_log_rate = Gamma(tf.constant(2.0, dtype), log_rate=log_rate).sample(5, seed=(0, 1))
     np.testing.assert_allclose(z_rate.numpy(), z_log_rate.numpy(), rtol=10 * np.finfo(dtype).eps)
     # z = x / rate:  dz/drate = -z / rate,  dz/dlog_rate = -z.
-    np.testing.assert_allclose(tape.gradient(z_rate, rate).numpy(),
-                               -(z_rate.numpy() / rate.numpy()).sum(0), rtol=1e-5)
-    np.testing.assert_allclose(tape.gradient(z_log_rate, log_rate).numpy(),
-                               -z_log_rate.numpy().sum(0), rtol=1e-5)
+    np.testing.assert_allclose(
+        tape.gradient(z_rate, rate).numpy(), -(z_rate.numpy() / rate.numpy()).sum(0), rtol=1e-5
+    )
+    np.testing.assert_allclose(
+        tape.gradient(z_log_rate, log_rate).numpy(), -z_log_rate.numpy().sum(0), rtol=1e-5
+    )
 
 
 @pytest.mark.parametrize("mode", ["eager", "jit"])
 def test_samples_follow_the_gamma_law(mode):
     concentration = np.array([0.3, 1.0, 4.5, 50.0])
-    log_z = run_in_mode(lambda a: Gamma(a, rate=2.0).log_sample(3000, seed=(0, 5)), mode,
-                 tf.constant(concentration)).numpy()
+    log_z = run_in_mode(
+        lambda a: Gamma(a, rate=2.0).log_sample(3000, seed=(0, 5)), mode, tf.constant(concentration)
+    ).numpy()
     for j, a in enumerate(concentration):
         assert st.kstest(np.exp(log_z[:, j]) * 2.0, st.gamma(a).cdf).pvalue > 1e-3
 
@@ -134,7 +144,9 @@ def test_statistics_match_scipy(dtype):
     assert np.isnan(mode[0]) and np.isnan(mode[1])  # undefined for a <= 1, as in TFP
     np.testing.assert_allclose(mode[2:], ((a - 1) / rate)[2:], rtol=rtol)
     assert dist.cdf(dtype(-1.0)).numpy()[0] == 0.0
-    with pytest.raises(tf.errors.InvalidArgumentError, match="Mode not defined when any concentration <= 1"):
+    with pytest.raises(
+        tf.errors.InvalidArgumentError, match="Mode not defined when any concentration <= 1"
+    ):
         Gamma(a, rate=rate, allow_nan_stats=False).mode()
 
 
@@ -149,8 +161,10 @@ def test_seeds_are_stateless_and_reproducible():
     dist = Gamma(tf.constant([0.5, 2.0]), rate=1.0)
     first, again = dist.sample(6, seed=(0, 42)), dist.sample(6, seed=(0, 42))
     np.testing.assert_array_equal(first, again)
-    np.testing.assert_array_equal(dist.sample(6, seed=tf.constant([3, 4])),
-                                  tf.function(lambda: dist.sample(6, seed=tf.constant([3, 4])))())
+    np.testing.assert_array_equal(
+        dist.sample(6, seed=tf.constant([3, 4])),
+        tf.function(lambda: dist.sample(6, seed=tf.constant([3, 4])))(),
+    )
     assert not np.array_equal(first, dist.sample(6, seed=(0, 43)))
     np.testing.assert_array_equal(first, dist.sample(6, seed=tf.constant(42)))
     # A composite tensor: the distribution itself crosses the tf.function boundary.
@@ -182,14 +196,17 @@ def test_validate_args_errors():
         dist.sample(seed=(0, 1))
     with pytest.raises(tf.errors.InvalidArgumentError, match="Sample must be non-negative"):
         Gamma(1.0, rate=1.0, validate_args=True).log_prob(-1.0)
-    with pytest.raises(ValueError, match="shapes must broadcast.*`concentration`: \\(3,\\).*"
-                                         "`rate`: \\(2,\\)"):
+    with pytest.raises(
+        ValueError, match="shapes must broadcast.*`concentration`: \\(3,\\).*`rate`: \\(2,\\)"
+    ):
         Gamma([1.0, 2.0, 3.0], rate=[1.0, 2.0])
-    with pytest.raises(TypeError, match="`concentration` must be a floating-point tensor .* "
-                                        "got dtype int32"):
+    with pytest.raises(
+        TypeError, match="`concentration` must be a floating-point tensor .* got dtype int32"
+    ):
         Gamma(tf.constant([1, 2]), rate=1.0)
-    with pytest.raises(TypeError,
-                       match="`rate` must be a floating-point tensor .* got dtype int64"):
+    with pytest.raises(
+        TypeError, match="`rate` must be a floating-point tensor .* got dtype int64"
+    ):
         Gamma(1.0, rate=np.array([1, 2]))
     with pytest.raises(TypeError, match="share one float dtype"):
         Gamma(tf.constant(1.0, tf.float32), rate=tf.constant(1.0, tf.float64))

@@ -1,4 +1,5 @@
 """Tests of `implicit_reparameterization` against closed forms and mpmath."""
+
 import mpmath
 import numpy as np
 import pytest
@@ -33,17 +34,20 @@ def test_normal_matches_location_scale_gradient(dtype, mode, with_prob):
     def grads():
         with tf.GradientTape() as tape:
             tape.watch([loc, scale])
-            out = implicit_reparameterization(z, [loc, scale], cdf=_normal_cdf,
-                                              prob=prob if with_prob else None)
+            out = implicit_reparameterization(
+                z, [loc, scale], cdf=_normal_cdf, prob=prob if with_prob else None
+            )
         return out, tape.gradient(out, [loc, scale], output_gradients=upstream)
 
     out, (g_loc, g_scale) = run_in_mode(grads, mode)
     np.testing.assert_array_equal(out.numpy(), z.numpy())
     g = upstream.numpy()
-    np.testing.assert_allclose(g_loc.numpy(), g.sum(axis=(0, 2))[:, None], rtol=_tol(dtype),
-                               atol=_tol(dtype))
-    np.testing.assert_allclose(g_scale.numpy(), (g * eps).sum(axis=(0, 1)), rtol=_tol(dtype),
-                               atol=_tol(dtype) * 10)
+    np.testing.assert_allclose(
+        g_loc.numpy(), g.sum(axis=(0, 2))[:, None], rtol=_tol(dtype), atol=_tol(dtype)
+    )
+    np.testing.assert_allclose(
+        g_scale.numpy(), (g * eps).sum(axis=(0, 1)), rtol=_tol(dtype), atol=_tol(dtype) * 10
+    )
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -54,12 +58,12 @@ def test_exponential_rate_gradient_is_minus_z_over_rate(dtype, mode):
     def grads():
         with tf.GradientTape() as tape:
             tape.watch(rate)
-            out = implicit_reparameterization(
-                z, (rate,), cdf=lambda x, r: -tf.math.expm1(-r * x))
+            out = implicit_reparameterization(z, (rate,), cdf=lambda x, r: -tf.math.expm1(-r * x))
         return tape.gradient(out, rate)
 
-    np.testing.assert_allclose(run_in_mode(grads, mode).numpy(), (-z.numpy() / rate.numpy()).sum(0),
-                               rtol=10 * _tol(dtype))
+    np.testing.assert_allclose(
+        run_in_mode(grads, mode).numpy(), (-z.numpy() / rate.numpy()).sum(0), rtol=10 * _tol(dtype)
+    )
 
 
 def _kumaraswamy_cdf(z, a, b):
@@ -85,7 +89,7 @@ def test_kumaraswamy_against_mpmath_finite_differences(dtype, mode):
     da, db = run_in_mode(grads, mode)
 
     def cdf(x, p, q):
-        return 1 - (1 - x ** p) ** q
+        return 1 - (1 - x**p) ** q
 
     for i in range(3):
         x, p, q = (mpmath.mpf(float(v)) for v in (z_np[i], a_np[i], b_np[i]))

@@ -1,4 +1,5 @@
 """Tests of `ImplicitReparameterized` on TFP distributions TFP does not reparameterize."""
+
 import mpmath
 import numpy as np
 import pytest
@@ -21,14 +22,16 @@ def _truncated_cauchy_quantile(u, loc, scale, low, high):
 def _truncated_cauchy_mean(loc, scale, low, high):
     """``E z = loc + scale log((1 + beta^2) / (1 + alpha^2)) / (2 (atan beta - atan alpha))``."""
     alpha, beta = (low - loc) / scale, (high - loc) / scale
-    return loc + scale * mpmath.log((1 + beta ** 2) / (1 + alpha ** 2)) / (
-        2 * (mpmath.atan(beta) - mpmath.atan(alpha)))
+    return loc + scale * mpmath.log((1 + beta**2) / (1 + alpha**2)) / (
+        2 * (mpmath.atan(beta) - mpmath.atan(alpha))
+    )
 
 
 @pytest.mark.parametrize("mode", MODES)
 def test_truncated_cauchy_gradients_match_quantile_derivatives(dtype, mode):
-    assert tfd.TruncatedCauchy(0.0, 1.0, -1.0, 1.0).reparameterization_type == \
-        tfd.NOT_REPARAMETERIZED
+    assert (
+        tfd.TruncatedCauchy(0.0, 1.0, -1.0, 1.0).reparameterization_type == tfd.NOT_REPARAMETERIZED
+    )
     values = [0.3, 1.5, -1.0, 4.0]
     # Six batch copies of the parameters: one backward pass gives per-sample gradients.
     params = [tf.Variable(tf.fill([6], tf.constant(v, dtype))) for v in values]
@@ -47,9 +50,12 @@ def test_truncated_cauchy_gradients_match_quantile_derivatives(dtype, mode):
         for zi, grad in zip(z.numpy(), grads):
             u = mpmath.findroot(lambda t: _truncated_cauchy_quantile(t, *values) - float(zi), 0.5)
             for i, g in enumerate(grad):
+
                 def quantile_of(theta, i=i):
                     return _truncated_cauchy_quantile(
-                        u, *[theta if j == i else v for j, v in enumerate(values)])
+                        u, *[theta if j == i else v for j, v in enumerate(values)]
+                    )
+
                 exact = float(mpmath.diff(quantile_of, values[i]))
                 rtol = 2e-4 if dtype == np.float32 else 1e-9
                 np.testing.assert_allclose(g, exact, rtol=rtol, atol=rtol * 1e-2)
@@ -65,10 +71,14 @@ def test_truncated_cauchy_monte_carlo_gradient_of_mean():
     per_sample = [g.numpy() for g in tape.gradient(z, params)]
     with mpmath.workdps(30):
         for i, samples in enumerate(per_sample):
-            exact = float(mpmath.diff(
-                lambda t: _truncated_cauchy_mean(
-                    *[t if j == i else v for j, v in enumerate(values)]),
-                values[i]))
+            exact = float(
+                mpmath.diff(
+                    lambda t: _truncated_cauchy_mean(
+                        *[t if j == i else v for j, v in enumerate(values)]
+                    ),
+                    values[i],
+                )
+            )
             assert abs(samples.mean() - exact) <= 4 * samples.std() / np.sqrt(n)
 
 
@@ -98,17 +108,20 @@ def test_normal_mixture_gradients_match_mpmath_implicit_function(dtype, mode):
         def cdf(x, lg, mu, sd):
             weights = [mpmath.exp(l) for l in lg]
             return sum(w * mpmath.ncdf((x - m) / s) for w, m, s in zip(weights, mu, sd)) / sum(
-                weights)
+                weights
+            )
 
         for zi, grad in zip(z.numpy(), grads):
             x = mpmath.mpf(float(zi))
             density = mpmath.diff(lambda t: cdf(t, *theta), x)
             for group, g in enumerate(grad):
                 for k in range(3):
+
                     def cdf_k(t, group=group, k=k):
                         perturbed = [list(p) for p in theta]
                         perturbed[group][k] = t
                         return cdf(x, *perturbed)
+
                     exact = float(-mpmath.diff(cdf_k, theta[group][k]) / density)
                     tol = 1e-4 if dtype == np.float32 else 1e-10
                     np.testing.assert_allclose(g[k], exact, rtol=tol, atol=tol)
@@ -124,8 +137,8 @@ def test_normal_mixture_monte_carlo_gradient_of_mean():
     with tf.GradientTape() as tape:
         tape.watch([batch_logits, batch_loc])
         z = ImplicitReparameterized(
-            _mixture(batch_logits, batch_loc, tf.constant([0.7, 1.3, 0.4], tf.float64))).sample(
-                seed=2)
+            _mixture(batch_logits, batch_loc, tf.constant([0.7, 1.3, 0.4], tf.float64))
+        ).sample(seed=2)
     d_logits, d_loc = (g.numpy() for g in tape.gradient(z, [batch_logits, batch_loc]))
     weights = np.exp(logits) / np.exp(logits).sum()
     mean = weights @ loc
@@ -143,7 +156,9 @@ def test_sample_values_and_other_methods_are_the_wrapped_ones():
         np.testing.assert_array_equal(getattr(wrapped, method)(x), getattr(base, method)(x))
     np.testing.assert_array_equal(wrapped.mean(), base.mean())
     assert wrapped.batch_shape == base.batch_shape and wrapped.event_shape == []
-    batched = ImplicitReparameterized(tfd.TruncatedCauchy(tf.zeros([2, 1]), tf.ones([3]), -1., 1.))
+    batched = ImplicitReparameterized(
+        tfd.TruncatedCauchy(tf.zeros([2, 1]), tf.ones([3]), -1.0, 1.0)
+    )
     assert batched.batch_shape == [2, 3] and batched.sample(4, seed=1).shape == [4, 2, 3]
 
 

@@ -1,4 +1,5 @@
 """dP(a, x)/da and the Gamma implicit gradient against mpmath at 40 digits."""
+
 import functools
 
 import mpmath
@@ -46,26 +47,38 @@ def mp_gamma_log_grads(a, log_x):
 @pytest.mark.parametrize("mode", ["eager", "function", "jit"])
 def test_log_sample_grad_accuracy_table(dtype, mode):
     grid = _grid().astype(dtype)  # the reference is evaluated at the rounded inputs
-    fn = gamma_log_sample_grad if mode == "eager" else tf.function(
-        gamma_log_sample_grad, jit_compile=(mode == "jit"))
+    fn = (
+        gamma_log_sample_grad
+        if mode == "eager"
+        else tf.function(gamma_log_sample_grad, jit_compile=(mode == "jit"))
+    )
     ours = fn(tf.constant(grid[:, 0]), tf.constant(grid[:, 1])).numpy()
     ref = mp_gamma_log_grads(grid[:, 0], grid[:, 1])
     assert np.all(np.isfinite(ours)) and np.all(ours != 0)
     rel = np.abs(ours - ref) / np.abs(ref)
-    print(f"Gamma d log x/da, {np.dtype(dtype).name}, {mode}: max relative error {rel.max():.2e} "
-          f"over {len(grid)} points")
+    print(
+        f"Gamma d log x/da, {np.dtype(dtype).name}, {mode}: max relative error {rel.max():.2e} "
+        f"over {len(grid)} points"
+    )
     assert rel.max() <= RTOL[dtype], (rel.max(), grid[np.argmax(rel)])
 
 
 def test_large_concentrations_use_the_uniform_asymptotic_expansion(dtype):
     # From a = 1e4 on, Temme's expansion replaces the O(sqrt(a))-term loops near x ~ a.
-    grid = np.array([(a, np.log(sc.gammaincinv(a, p)))
-                     for a in (1e4, 3e4, 1e6) for p in (1e-6, 0.01, 0.5, 0.99, 1 - 1e-6)],
-                    dtype)
+    grid = np.array(
+        [
+            (a, np.log(sc.gammaincinv(a, p)))
+            for a in (1e4, 3e4, 1e6)
+            for p in (1e-6, 0.01, 0.5, 0.99, 1 - 1e-6)
+        ],
+        dtype,
+    )
     ours = gamma_log_sample_grad(grid[:, 0], grid[:, 1]).numpy()
     rel = np.abs(ours - mp_gamma_log_grads(grid[:, 0], grid[:, 1])) / np.abs(ours)
-    print(f"Gamma d log x/da, a in [1e4, 1e6], {np.dtype(dtype).name}: max relative error "
-          f"{rel.max():.2e}")
+    print(
+        f"Gamma d log x/da, a in [1e4, 1e6], {np.dtype(dtype).name}: max relative error "
+        f"{rel.max():.2e}"
+    )
     assert rel.max() <= RTOL[dtype]
 
 
@@ -76,8 +89,7 @@ def test_tiny_samples_keep_their_gradient_in_float32():
     ours = gamma_log_sample_grad(a, log_x).numpy()
     np.testing.assert_allclose(ours, mp_gamma_log_grads(a, log_x), rtol=RTOL[np.float32])
     # Leading term of the small-x limit: (psi(a + 1) - log x) / a.
-    np.testing.assert_allclose(ours, (sc.digamma(1.001) - log_x.astype(float)) / 1e-3,
-                               rtol=1e-5)
+    np.testing.assert_allclose(ours, (sc.digamma(1.001) - log_x.astype(float)) / 1e-3, rtol=1e-5)
 
 
 def test_igamma_grad_a_matches_mpmath_and_tf():
@@ -85,9 +97,15 @@ def test_igamma_grad_a_matches_mpmath_and_tf():
     x = np.array([1e-5, 0.05, 2.0, 7.0, 41.0, 950.0])
     ours = igamma_grad_a(a, x).numpy()
     with mpmath.workdps(40):
-        ref = [float(mpmath.diff(lambda t: mpmath.gammainc(t, 0, mpmath.mpf(xi),
-                                                           regularized=True), mpmath.mpf(ai)))
-               for ai, xi in zip(a, x)]
+        ref = [
+            float(
+                mpmath.diff(
+                    lambda t: mpmath.gammainc(t, 0, mpmath.mpf(xi), regularized=True),
+                    mpmath.mpf(ai),
+                )
+            )
+            for ai, xi in zip(a, x)
+        ]
     np.testing.assert_allclose(ours, ref, rtol=1e-12)
     # TF's own derivative of igamma agrees to its (lower) accuracy.
     at = tf.constant(a)
@@ -103,5 +121,5 @@ def test_results_do_not_depend_on_the_batch(dtype):
     a = np.array([0.5, 3.0, 1000.0], dtype)
     log_x = np.array([-0.3, 1.5, np.log(1000.0)], dtype)
     together = gamma_log_sample_grad(a, log_x).numpy()
-    alone = [gamma_log_sample_grad(a[i:i + 1], log_x[i:i + 1]).numpy()[0] for i in range(3)]
+    alone = [gamma_log_sample_grad(a[i : i + 1], log_x[i : i + 1]).numpy()[0] for i in range(3)]
     np.testing.assert_array_equal(together, alone)

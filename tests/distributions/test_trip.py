@@ -1,4 +1,5 @@
 """TRIP against brute-force enumeration of its d^m Gaussian components."""
+
 import itertools
 
 import keras
@@ -39,7 +40,7 @@ class BruteForce:
 
     def __init__(self, locs, scales, cores):
         m, d = locs.shape
-        self.index = np.array(list(itertools.product(range(d), repeat=m)))   # [d^m, m]
+        self.index = np.array(list(itertools.product(range(d), repeat=m)))  # [d^m, m]
         weights = []
         for s in self.index:
             product = np.eye(cores.shape[-1])
@@ -47,7 +48,7 @@ class BruteForce:
                 product = product @ cores[k, s[k]]
             weights.append(np.trace(product))
         self.weights = np.array(weights) / np.sum(weights)
-        self.means = locs[np.arange(m), self.index]       # [d^m, m]
+        self.means = locs[np.arange(m), self.index]  # [d^m, m]
         self.stds = scales[np.arange(m), self.index]
 
     def log_prob(self, x, dims=None):
@@ -59,7 +60,7 @@ class BruteForce:
     def moments(self):
         mean = self.weights @ self.means
         second = np.einsum("c,ck,cl->kl", self.weights, self.means, self.means)
-        second += np.diag(self.weights @ self.stds ** 2)
+        second += np.diag(self.weights @ self.stds**2)
         return mean, second - np.outer(mean, mean)
 
 
@@ -110,13 +111,15 @@ def test_density_integrates_to_one_in_1d_and_2d():
 
 
 # XLA compilation of the covariance's Hessian is slow, so it is compiled once, in float64.
-@pytest.mark.parametrize("dtype,mode", [(np.float32, "eager"), (np.float64, "eager"),
-                                        (np.float64, "xla")])
+@pytest.mark.parametrize(
+    "dtype,mode", [(np.float32, "eager"), (np.float64, "eager"), (np.float64, "xla")]
+)
 def test_moments_match_brute_force(dtype, mode):
     locs, scales, cores = random_params(m=3, d=3, r=3, seed=5)
     trip = make_trip(dtype, locs, scales, cores)
     mean, variance, covariance = run(
-        mode, lambda: (trip.mean(), trip.variance(), trip.covariance()))
+        mode, lambda: (trip.mean(), trip.variance(), trip.covariance())
+    )
     expected_mean, expected_cov = BruteForce(locs, scales, cores).moments()
     atol = {np.float32: 1e-4, np.float64: 1e-10}[dtype]
     np.testing.assert_allclose(mean, expected_mean, atol=atol)
@@ -162,10 +165,10 @@ def test_sample_component_frequencies_are_exact():
     sample = tf.function(lambda: trip.sample(n, seed=[5, 6]), jit_compile=True)().numpy()
     index = np.rint(sample / 10.0).astype(int)
     codes = (index * d ** np.arange(m)[::-1]).sum(1)
-    frequencies = np.bincount(codes, minlength=d ** m) / n
+    frequencies = np.bincount(codes, minlength=d**m) / n
     brute = BruteForce(locs, np.full((m, d), 0.01), cores)
     brute_codes = (brute.index * d ** np.arange(m)[::-1]).sum(1)
-    probs = np.zeros(d ** m)
+    probs = np.zeros(d**m)
     probs[brute_codes] = brute.weights
     se = np.sqrt(probs * (1 - probs) / n)
     assert np.all(np.abs(frequencies - probs) < 5 * se + 1e-4)
@@ -192,8 +195,10 @@ def test_marginal_matches_brute_force(dims):
     np.testing.assert_allclose(marginal.log_prob(x).numpy(), expected, rtol=1e-9)
 
 
-@pytest.mark.parametrize("dtype,mode", [(np.float32, "eager"), (np.float64, "eager"),
-                                        (np.float32, "function"), (np.float64, "xla")])
+@pytest.mark.parametrize(
+    "dtype,mode",
+    [(np.float32, "eager"), (np.float64, "eager"), (np.float32, "function"), (np.float64, "xla")],
+)
 def test_conditional_matches_brute_force(dtype, mode):
     locs, scales, cores = random_params(m=4, d=3, r=2, seed=12)
     trip = make_trip(dtype, locs, scales, cores)
@@ -213,12 +218,13 @@ def test_conditional_matches_brute_force(dtype, mode):
     expected = brute.log_prob(full) - brute.log_prob(observed[:, mask], dims=np.flatnonzero(mask))
     np.testing.assert_allclose(got, expected, rtol=RTOL[dtype])
     # Conditional mean: component posterior given the observed coordinates.
-    log_post = (np.log(brute.weights)[None]
-                + norm.logpdf(observed[:, None, mask], brute.means[None][..., mask],
-                              brute.stds[None][..., mask]).sum(-1))
+    log_post = np.log(brute.weights)[None] + norm.logpdf(
+        observed[:, None, mask], brute.means[None][..., mask], brute.stds[None][..., mask]
+    ).sum(-1)
     post = np.exp(log_post - logsumexp(log_post, axis=1, keepdims=True))
-    np.testing.assert_allclose(got_mean, post @ brute.means[:, ~mask], rtol=RTOL[dtype],
-                               atol=RTOL[dtype])
+    np.testing.assert_allclose(
+        got_mean, post @ brute.means[:, ~mask], rtol=RTOL[dtype], atol=RTOL[dtype]
+    )
 
 
 def log_space_reference(locs, scales, cores, x):
@@ -226,7 +232,7 @@ def log_space_reference(locs, scales, cores, x):
     log_cores = np.log(cores)
     r = cores.shape[-1]
 
-    def log_ring(log_weights):            # log_weights [m, d]
+    def log_ring(log_weights):  # log_weights [m, d]
         log_product = np.where(np.eye(r) > 0, 0.0, -np.inf)
         for k in range(len(log_weights)):
             log_factor = logsumexp(log_cores[k] + log_weights[k][:, None, None], axis=0)
@@ -241,8 +247,8 @@ def test_stable_for_128_dimensions(dtype):
     m, d, r = 128, 3, 3
     rng = np.random.default_rng(14)
     locs, scales = rng.normal(size=(m, d)), rng.uniform(0.2, 0.5, size=(m, d))
-    cores = rng.uniform(size=(m, d, r, r)) * 1e-3     # the plain product underflows
-    x = rng.normal(size=(4, m)) * 3.0                 # densities far below float32's range
+    cores = rng.uniform(size=(m, d, r, r)) * 1e-3  # the plain product underflows
+    x = rng.normal(size=(4, m)) * 3.0  # densities far below float32's range
     trip = make_trip(dtype, locs, scales, cores)
     got = tf.function(trip.log_prob, jit_compile=True)(x.astype(dtype)).numpy()
     expected = log_space_reference(locs, scales, cores, x)
@@ -295,7 +301,9 @@ def test_bad_shapes_raise_value_errors_naming_the_shapes():
     trip = TRIP(locs, scales, cores)
     with pytest.raises(ValueError, match=r"`value` must have shape \[\.\.\., 3\]"):
         trip.log_prob(np.zeros((5, 4)))
-    with pytest.raises(ValueError, match=r"`observed_mask` must be a boolean sequence of shape \[3\]"):
+    with pytest.raises(
+        ValueError, match=r"`observed_mask` must be a boolean sequence of shape \[3\]"
+    ):
         trip.conditional(np.zeros(3), [True, False])
     with pytest.raises(ValueError, match="`observed_mask` must be a boolean"):
         trip.conditional(np.zeros(3), [1, 0, 1])
@@ -326,8 +334,9 @@ def test_validate_args_checks_scales_and_cores():
 def test_kmeans_1d_matches_scikit_learn():
     sklearn_cluster = pytest.importorskip("sklearn.cluster")
     rng = np.random.default_rng(17)
-    values = np.concatenate([rng.normal(-4, 0.5, 300), rng.normal(0, 0.3, 200),
-                             rng.normal(3, 0.8, 500)])
+    values = np.concatenate(
+        [rng.normal(-4, 0.5, 300), rng.normal(0, 0.3, 200), rng.normal(3, 0.8, 500)]
+    )
     centers, stds, fractions = kmeans_1d(values, 3)
     reference = sklearn_cluster.KMeans(3, n_init=10, random_state=0).fit(values[:, None])
     np.testing.assert_allclose(centers, np.sort(reference.cluster_centers_[:, 0]), atol=1e-8)
@@ -346,8 +355,9 @@ def test_prior_layer_gradients_init_and_serialization(tmp_path):
     prior.initialize_from_data(codes)
     after = float(tf.reduce_mean(prior(codes)))
     assert after > before + 1.0
-    np.testing.assert_allclose(np.sort(prior.loc_params.numpy(), axis=1),
-                               np.tile([-2.0, 2.0], (3, 1)), atol=0.1)
+    np.testing.assert_allclose(
+        np.sort(prior.loc_params.numpy(), axis=1), np.tile([-2.0, 2.0], (3, 1)), atol=0.1
+    )
     with tf.GradientTape() as tape:
         loss = -tf.reduce_mean(prior(codes))
     grads = tape.gradient(loss, prior.trainable_weights)
@@ -363,8 +373,9 @@ def test_prior_layer_gradients_init_and_serialization(tmp_path):
     path = tmp_path / "trip_prior.keras"
     model.save(path)
     loaded = keras.models.load_model(path)
-    np.testing.assert_allclose(loaded.predict(codes, verbose=0), model.predict(codes, verbose=0),
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        loaded.predict(codes, verbose=0), model.predict(codes, verbose=0), rtol=1e-6
+    )
 
 
 def test_prior_layer_trains_with_xla_fit():
@@ -373,8 +384,11 @@ def test_prior_layer_trains_with_xla_fit():
     codes = codes.astype(np.float32)
     inputs = keras.Input((2,))
     model = keras.Model(inputs, TRIPPrior(num_components=2, rank=2)(inputs))
-    model.compile(optimizer=keras.optimizers.Adam(0.05), jit_compile=True,
-                  loss=lambda y_true, log_prob: -log_prob)
+    model.compile(
+        optimizer=keras.optimizers.Adam(0.05),
+        jit_compile=True,
+        loss=lambda y_true, log_prob: -log_prob,
+    )
     history = model.fit(codes, np.zeros(len(codes)), batch_size=128, epochs=8, verbose=0)
     losses = history.history["loss"]
     assert np.all(np.isfinite(losses)) and losses[-1] < losses[0] - 0.5

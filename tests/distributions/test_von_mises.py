@@ -1,4 +1,5 @@
 """Tests of `VonMises` and `von_mises_cdf` against mpmath, scipy and Monte Carlo."""
+
 import functools
 
 import mpmath
@@ -43,8 +44,9 @@ def _mpmath_reference(x, kappa):
 
         width = 1 / mpmath.sqrt(kappa)
         if x <= 0:
-            points = [-mpmath.pi] + [x - j * width for j in (8, 4, 2, 1)
-                                     if x - j * width > -mpmath.pi]
+            points = [-mpmath.pi] + [
+                x - j * width for j in (8, 4, 2, 1) if x - j * width > -mpmath.pi
+            ]
             points = sorted(points) + [x]
             cdf = mpmath.quad(density, points) / normalizer
             dcdf = mpmath.quad(density_dkappa, points) / normalizer
@@ -62,7 +64,7 @@ def _grid(dtype):
     for kappa in KAPPAS:
         kappa = float(dtype(kappa))
         for t in OFFSETS:
-            x = float(dtype(np.clip(t * min(1.0, kappa ** -0.5), -3.1, 3.1)))
+            x = float(dtype(np.clip(t * min(1.0, kappa**-0.5), -3.1, 3.1)))
             rows.append((x, kappa) + _mpmath_reference(x, kappa))
     return np.array(rows).T
 
@@ -117,8 +119,12 @@ def test_sample_gradient_matches_mpmath_at_the_drawn_samples(dtype):
         tape.watch(kappa)
         z = VonMises(tf.zeros([], dtype), kappa).sample(seed=7)
     dz = tape.gradient(z, kappa).numpy().ravel()
-    reference = np.array([_mpmath_reference(float(zi), float(ki))[1]
-                          for zi, ki in zip(z.numpy().ravel(), kappa.numpy().ravel())])
+    reference = np.array(
+        [
+            _mpmath_reference(float(zi), float(ki))[1]
+            for zi, ki in zip(z.numpy().ravel(), kappa.numpy().ravel())
+        ]
+    )
     assert np.all(np.isfinite(dz)) and np.all(dz != 0)
     assert _max_relative_error(dz, reference) <= (1e-5 if dtype == np.float32 else 1e-10)
 
@@ -185,8 +191,9 @@ def test_statistics_match_scipy(dtype, kappa):
     x = np.linspace(-np.pi, np.pi, 9)[1:-1].astype(dtype)
     law = scipy.stats.vonmises(kappa, loc=loc)
     rtol = 2e-5 if dtype == np.float32 else 1e-12
-    np.testing.assert_allclose(dist.log_prob(x), law.logpdf(np.angle(np.exp(1j * (x - loc))) + loc),
-                               rtol=rtol, atol=rtol)
+    np.testing.assert_allclose(
+        dist.log_prob(x), law.logpdf(np.angle(np.exp(1j * (x - loc))) + loc), rtol=rtol, atol=rtol
+    )
     a = scipy.special.i1e(kappa) / scipy.special.i0e(kappa)
     np.testing.assert_allclose(dist.variance(), 1 - a, rtol=rtol)
     np.testing.assert_allclose(dist.entropy(), law.entropy(), rtol=rtol)
@@ -200,8 +207,9 @@ def test_cdf_counts_periods_and_matches_tfp_away_from_its_switch():
     ours = VonMises(loc, kappa).cdf(x)
     np.testing.assert_allclose(ours, tfp.distributions.VonMises(loc, kappa).cdf(x), atol=1e-9)
     assert np.all(np.diff(ours.numpy()) > 0)
-    np.testing.assert_allclose(VonMises(loc, kappa).cdf(x + 2 * np.pi) - ours,
-                               np.ones(5), atol=1e-12)
+    np.testing.assert_allclose(
+        VonMises(loc, kappa).cdf(x + 2 * np.pi) - ours, np.ones(5), atol=1e-12
+    )
 
 
 @pytest.mark.parametrize("kappa_p, kappa_q, dloc", [(0.5, 3.0, 1.0), (20.0, 2.0, -2.5)])
@@ -209,10 +217,15 @@ def test_kl_matches_quadrature(kappa_p, kappa_q, dloc):
     p, q = scipy.stats.vonmises(kappa_p), scipy.stats.vonmises(kappa_q, loc=dloc)
     exact, _ = scipy.integrate.quad(
         lambda t: p.pdf(t) * (p.logpdf(t) - q.logpdf(np.angle(np.exp(1j * (t - dloc))) + dloc)),
-        -np.pi, np.pi, epsabs=1e-13, limit=200)
+        -np.pi,
+        np.pi,
+        epsabs=1e-13,
+        limit=200,
+    )
     f64 = functools.partial(tf.constant, dtype=tf.float64)
-    kl = tfp.distributions.kl_divergence(VonMises(f64(0.0), f64(kappa_p)),
-                                         VonMises(f64(dloc), f64(kappa_q)))
+    kl = tfp.distributions.kl_divergence(
+        VonMises(f64(0.0), f64(kappa_p)), VonMises(f64(dloc), f64(kappa_q))
+    )
     np.testing.assert_allclose(kl, exact, rtol=1e-9)
 
 
@@ -282,8 +295,9 @@ def test_zero_concentration_gradient_is_minus_sine(dtype, mode):
     np.testing.assert_allclose(dloc, np.full(3, 100.0), rtol=tol)
     np.testing.assert_allclose(dkappa, -np.sin(offsets).sum(0), rtol=0, atol=100 * tol)
     x = tf.constant(np.linspace(-3.1, 3.1, 7), dtype)
-    np.testing.assert_allclose(von_mises_cdf(x, tf.zeros([], dtype)), (x + np.pi) / (2 * np.pi),
-                               atol=tol)
+    np.testing.assert_allclose(
+        von_mises_cdf(x, tf.zeros([], dtype)), (x + np.pi) / (2 * np.pi), atol=tol
+    )
 
 
 def test_tiny_concentration_is_continuous_with_zero():

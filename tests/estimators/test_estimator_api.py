@@ -1,4 +1,5 @@
 """The estimators' interface: modes, dtypes, Keras and training loops, baselines, errors."""
+
 import keras
 import numpy as np
 import pytest
@@ -10,12 +11,15 @@ import tfbayes.estimators as est
 from tf_modes import MODES, run_in_mode
 
 tfd = tfp.distributions
-ESTIMATORS = {"score_function": est.score_function, "pathwise": est.pathwise,
-              "measure_valued": est.measure_valued}
+ESTIMATORS = {
+    "score_function": est.score_function,
+    "pathwise": est.pathwise,
+    "measure_valued": est.measure_valued,
+}
 
 
 def _square(x):
-    return tf.reduce_sum(x ** 2, -1)
+    return tf.reduce_sum(x**2, -1)
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -40,8 +44,7 @@ def test_modes_and_dtypes(name, mode, dtype):
         np.testing.assert_allclose(d_loc, eager[1], rtol=rtol, atol=rtol)
     # E x^2 = loc^2 + scale^2: value and gradients near the truth (per-sample sd < 8 here).
     tolerance = 5 * 8 / np.sqrt(n)
-    np.testing.assert_allclose(value, np.sum(loc.numpy() ** 2 + scale.numpy() ** 2),
-                               atol=tolerance)
+    np.testing.assert_allclose(value, np.sum(loc.numpy() ** 2 + scale.numpy() ** 2), atol=tolerance)
     np.testing.assert_allclose(d_loc, 2 * loc.numpy(), atol=tolerance)
     np.testing.assert_allclose(d_scale, 2 * scale.numpy(), atol=tolerance)
 
@@ -55,13 +58,21 @@ def test_control_variates_and_baselines_compile(mode):
 
     def run(seed):
         with tf.GradientTape() as tape:
-            values = [est.score_function(_cos_sum, tfd.Normal(loc, 0.5), 8,
-                                         seed=seed, baseline=baseline),
-                      est.score_function(_cos_sum, tfd.Normal(loc, 0.5), 8, seed=seed,
-                                         baseline="leave_one_out", control_variate="delta",
-                                         coefficient="optimal"),
-                      est.measure_valued(_cos_sum, tfd.Normal(loc, 0.5), 8, seed=seed,
-                                         control_variate="delta")]
+            values = [
+                est.score_function(_cos_sum, tfd.Normal(loc, 0.5), 8, seed=seed, baseline=baseline),
+                est.score_function(
+                    _cos_sum,
+                    tfd.Normal(loc, 0.5),
+                    8,
+                    seed=seed,
+                    baseline="leave_one_out",
+                    control_variate="delta",
+                    coefficient="optimal",
+                ),
+                est.measure_valued(
+                    _cos_sum, tfd.Normal(loc, 0.5), 8, seed=seed, control_variate="delta"
+                ),
+            ]
             total = tf.add_n(values)
         return total, tape.gradient(total, loc)
 
@@ -93,8 +104,8 @@ def test_gamma_under_pathwise_and_measure_valued(mode):
     copies = 1 if mode == "jit" else 2
     # d/da and d/db of a (a + 1) / b^2; per-sample sd below 10 here.
     tolerance = copies * 5 * 10 / np.sqrt(500)
-    np.testing.assert_allclose(d_a, copies * (2 * a + 1) / b ** 2, atol=tolerance)
-    np.testing.assert_allclose(d_b, copies * (-2 * a * (a + 1) / b ** 3), atol=tolerance)
+    np.testing.assert_allclose(d_a, copies * (2 * a + 1) / b**2, atol=tolerance)
+    np.testing.assert_allclose(d_b, copies * (-2 * a * (a + 1) / b**3), atol=tolerance)
 
 
 def test_gradient_of_f_variables():
@@ -103,14 +114,18 @@ def test_gradient_of_f_variables():
     loc = tf.constant([0.4, -0.3], tf.float64)
 
     def f(x):
-        return weight * tf.reduce_sum(x, -1) + weight ** 2
+        return weight * tf.reduce_sum(x, -1) + weight**2
 
     for name, estimator in ESTIMATORS.items():
         with tf.GradientTape() as tape:
             value = estimator(f, tfd.Normal(loc, 1.0), 20000, seed=(0, 9))
         # d/dw of w sum(x) + w^2 = sum(x) + 2 w; E sum(x) = 0.1, sd of sum(x) = sqrt(2).
-        np.testing.assert_allclose(tape.gradient(value, weight).numpy(), 0.1 + 4.0,
-                                   atol=5 * np.sqrt(2) / np.sqrt(20000), err_msg=name)
+        np.testing.assert_allclose(
+            tape.gradient(value, weight).numpy(),
+            0.1 + 4.0,
+            atol=5 * np.sqrt(2) / np.sqrt(20000),
+            err_msg=name,
+        )
 
 
 def test_keras_model_fit_with_the_surrogate_as_loss():
@@ -126,8 +141,13 @@ def test_keras_model_fit_with_the_surrogate_as_loss():
         def call(self, inputs):
             dist = tfd.Normal(self.loc, tf.nn.softplus(self.raw_scale))
             seed = tf.cast(self.seeds.next(), tf.int32)
-            loss = est.score_function(lambda z: tf.reduce_sum((z - [1.0, -2.0]) ** 2, -1),
-                                      dist, 16, seed=seed, baseline="leave_one_out")
+            loss = est.score_function(
+                lambda z: tf.reduce_sum((z - [1.0, -2.0]) ** 2, -1),
+                dist,
+                16,
+                seed=seed,
+                baseline="leave_one_out",
+            )
             self.add_loss(loss)
             return inputs
 
@@ -147,9 +167,13 @@ def test_custom_training_loop_with_moving_average_baseline():
     @tf.function(jit_compile=True)
     def step(seed):
         with tf.GradientTape() as tape:
-            loss = -est.score_function(lambda x: tf.gather(reward, x),
-                                       tfd.Categorical(logits=logits), 8, seed=seed,
-                                       baseline=baseline)
+            loss = -est.score_function(
+                lambda x: tf.gather(reward, x),
+                tfd.Categorical(logits=logits),
+                8,
+                seed=seed,
+                baseline=baseline,
+            )
         optimizer.apply_gradients([(tape.gradient(loss, logits), logits)])
         return loss
 
@@ -191,43 +215,106 @@ def test_distribution_parameters_lists_variables_and_tensors():
 
 
 ERRORS = [
-    (lambda: est.pathwise(_square, tfd.Bernoulli(logits=[0.0]), 4), ValueError,
-     "FULLY_REPARAMETERIZED"),
-    (lambda: est.pathwise(_square, tfd.Poisson(rate=[1.0]), 4), ValueError,
-     "ImplicitReparameterized"),
-    (lambda: est.measure_valued(_square, tfd.Beta([1.0], [2.0]), 4), ValueError,
-     "no weak-derivative decomposition for Beta"),
-    (lambda: est.measure_valued(_square, tfd.Dirichlet([1.0, 2.0]), 4), ValueError,
-     "scalar events"),
-    (lambda: est.score_function(_square, tfd.Normal([0.0], 1.0), 0), ValueError,
-     "`num_samples`: expected an int >= 1, got 0"),
-    (lambda: est.score_function(_square, tfd.Normal([0.0], 1.0), 1, baseline="leave_one_out"),
-     ValueError, ">= 2 for baseline='leave_one_out', got 1"),
-    (lambda: est.score_function(_square, tfd.Normal([0.0], 1.0), 2.0), TypeError,
-     "`num_samples`: expected a Python int"),
-    (lambda: est.pathwise(lambda x: x, tfd.Normal([0.0, 1.0], 1.0), 3), ValueError,
-     "`f`: expected an output of shape [3]"),
-    (lambda: est.measure_valued(lambda x: tf.reduce_sum(x), tfd.Normal([0.0], 1.0), 3),
-     ValueError, "`f`: expected an output of shape"),
-    (lambda: est.score_function(lambda x: tf.reduce_sum(x, -1) > 0, tfd.Normal([0.0], 1.0), 3),
-     TypeError, "`f`: expected a floating-point output"),
-    (lambda: est.score_function(_square, "normal", 3), TypeError,
-     "`dist`: expected a tfp.distributions.Distribution"),
-    (lambda: est.score_function(_square, tfd.Normal([0.0], 1.0), 3, baseline="mean"),
-     ValueError, "`baseline`: expected None, 'leave_one_out'"),
-    (lambda: est.score_function(_square, tfd.Normal([0.0], 1.0), 3, control_variate="taylor"),
-     ValueError, "`control_variate`: expected None, 'delta'"),
-    (lambda: est.score_function(_square, tfd.Normal([0.0], 1.0), 3, control_variate="delta",
-                                coefficient="best"), ValueError, "`coefficient`: expected"),
-    (lambda: est.score_function(_square, tfd.Normal([0.0], 1.0), 3, control_variate="delta",
-                                coefficient="optimal", num_coefficient_samples=1), ValueError,
-     "`num_coefficient_samples`: expected an int >= 2"),
-    (lambda: est.score_function(lambda x: tf.cast(x[:, 0], tf.float32),
-                                tfd.Bernoulli(logits=[0.0]), 3, control_variate="delta"),
-     TypeError, "expected a distribution with a floating dtype"),
+    (
+        lambda: est.pathwise(_square, tfd.Bernoulli(logits=[0.0]), 4),
+        ValueError,
+        "FULLY_REPARAMETERIZED",
+    ),
+    (
+        lambda: est.pathwise(_square, tfd.Poisson(rate=[1.0]), 4),
+        ValueError,
+        "ImplicitReparameterized",
+    ),
+    (
+        lambda: est.measure_valued(_square, tfd.Beta([1.0], [2.0]), 4),
+        ValueError,
+        "no weak-derivative decomposition for Beta",
+    ),
+    (
+        lambda: est.measure_valued(_square, tfd.Dirichlet([1.0, 2.0]), 4),
+        ValueError,
+        "scalar events",
+    ),
+    (
+        lambda: est.score_function(_square, tfd.Normal([0.0], 1.0), 0),
+        ValueError,
+        "`num_samples`: expected an int >= 1, got 0",
+    ),
+    (
+        lambda: est.score_function(_square, tfd.Normal([0.0], 1.0), 1, baseline="leave_one_out"),
+        ValueError,
+        ">= 2 for baseline='leave_one_out', got 1",
+    ),
+    (
+        lambda: est.score_function(_square, tfd.Normal([0.0], 1.0), 2.0),
+        TypeError,
+        "`num_samples`: expected a Python int",
+    ),
+    (
+        lambda: est.pathwise(lambda x: x, tfd.Normal([0.0, 1.0], 1.0), 3),
+        ValueError,
+        "`f`: expected an output of shape [3]",
+    ),
+    (
+        lambda: est.measure_valued(lambda x: tf.reduce_sum(x), tfd.Normal([0.0], 1.0), 3),
+        ValueError,
+        "`f`: expected an output of shape",
+    ),
+    (
+        lambda: est.score_function(lambda x: tf.reduce_sum(x, -1) > 0, tfd.Normal([0.0], 1.0), 3),
+        TypeError,
+        "`f`: expected a floating-point output",
+    ),
+    (
+        lambda: est.score_function(_square, "normal", 3),
+        TypeError,
+        "`dist`: expected a tfp.distributions.Distribution",
+    ),
+    (
+        lambda: est.score_function(_square, tfd.Normal([0.0], 1.0), 3, baseline="mean"),
+        ValueError,
+        "`baseline`: expected None, 'leave_one_out'",
+    ),
+    (
+        lambda: est.score_function(_square, tfd.Normal([0.0], 1.0), 3, control_variate="taylor"),
+        ValueError,
+        "`control_variate`: expected None, 'delta'",
+    ),
+    (
+        lambda: est.score_function(
+            _square, tfd.Normal([0.0], 1.0), 3, control_variate="delta", coefficient="best"
+        ),
+        ValueError,
+        "`coefficient`: expected",
+    ),
+    (
+        lambda: est.score_function(
+            _square,
+            tfd.Normal([0.0], 1.0),
+            3,
+            control_variate="delta",
+            coefficient="optimal",
+            num_coefficient_samples=1,
+        ),
+        ValueError,
+        "`num_coefficient_samples`: expected an int >= 2",
+    ),
+    (
+        lambda: est.score_function(
+            lambda x: tf.cast(x[:, 0], tf.float32),
+            tfd.Bernoulli(logits=[0.0]),
+            3,
+            control_variate="delta",
+        ),
+        TypeError,
+        "expected a distribution with a floating dtype",
+    ),
     (lambda: est.MovingAverageBaseline(decay=1.0), ValueError, "`decay`: expected a float in"),
-    (lambda: est.gradient_variance(est.pathwise, _square, tfd.Normal([0.0], 1.0), 3, 1),
-     ValueError, "`num_repeats`: expected an int >= 2"),
+    (
+        lambda: est.gradient_variance(est.pathwise, _square, tfd.Normal([0.0], 1.0), 3, 1),
+        ValueError,
+        "`num_repeats`: expected an int >= 2",
+    ),
 ]
 
 

@@ -6,13 +6,23 @@ constant, linear, quadratic, cubic and cosine test functions), the mean of
 errors (the standard error estimated from the ``R`` repeats). The closed forms
 are first checked against scipy quadrature and finite differences.
 """
+
 import numpy as np
 import pytest
 import tensorflow as tf
 
 import tfbayes.estimators as est
-from estimator_references import (CASES, EXPONENTIAL, GAMMA, NORMAL, POISSON, TFBAYES_GAMMA,
-                                  exact_gradient, quadrature_expectation, sum_of_functions)
+from estimator_references import (
+    CASES,
+    EXPONENTIAL,
+    GAMMA,
+    NORMAL,
+    POISSON,
+    TFBAYES_GAMMA,
+    exact_gradient,
+    quadrature_expectation,
+    sum_of_functions,
+)
 
 REPEATS, SAMPLES = 40, 250
 
@@ -20,8 +30,12 @@ REPEATS, SAMPLES = 40, 250
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
 def test_closed_forms_match_quadrature(case):
     params = [tf.constant(p, tf.float64) for p in case.params]
-    np.testing.assert_allclose(case.expectation(params).numpy(),
-                               quadrature_expectation(case, case.params), rtol=1e-8, atol=1e-9)
+    np.testing.assert_allclose(
+        case.expectation(params).numpy(),
+        quadrature_expectation(case, case.params),
+        rtol=1e-8,
+        atol=1e-9,
+    )
     # Gradient of the closed form vs central differences of the quadrature; member j's
     # expectation depends only on member j's parameters.
     exact = exact_gradient(case)
@@ -32,8 +46,10 @@ def test_closed_forms_match_quadrature(case):
             up[i][index] += step
             down[i][index] -= step
             member = index[:1]
-            difference = (quadrature_expectation(case, up, member)
-                          - quadrature_expectation(case, down, member))[0] / (2 * step)
+            difference = (
+                quadrature_expectation(case, up, member)
+                - quadrature_expectation(case, down, member)
+            )[0] / (2 * step)
             np.testing.assert_allclose(exact[i][index], difference, rtol=1e-5, atol=1e-6)
 
 
@@ -42,12 +58,24 @@ def _check_unbiased(case, estimator, seed, **options):
     # estimated from 20 of them).
     repeats, samples = (20, 500) if case.name.startswith("tfbayes") else (REPEATS, SAMPLES)
     params = [tf.constant(p, tf.float64) for p in case.params]
-    stats = est.gradient_variance(estimator, sum_of_functions(case), case.make(*params), samples,
-                                  repeats, seed=(0, seed), parameters=params, **options)
+    stats = est.gradient_variance(
+        estimator,
+        sum_of_functions(case),
+        case.make(*params),
+        samples,
+        repeats,
+        seed=(0, seed),
+        parameters=params,
+        **options,
+    )
     for mean, variance, exact in zip(stats.mean, stats.variance, exact_gradient(case)):
         standard_error = np.sqrt(variance.numpy() / repeats)
         assert np.all(np.abs(mean.numpy() - exact) <= 4 * standard_error + 1e-12), (
-            case.name, mean.numpy(), exact, standard_error)
+            case.name,
+            mean.numpy(),
+            exact,
+            standard_error,
+        )
     return stats
 
 
@@ -68,10 +96,16 @@ def test_pathwise_unbiased(case):
     _check_unbiased(case, est.pathwise, 12)
 
 
-@pytest.mark.parametrize("case,coupled", [(c, coupled) for c in MEASURE_VALUED_CASES
-                                          for coupled in (True, False)
-                                          if coupled or c is not TFBAYES_GAMMA],
-                         ids=lambda v: getattr(v, "name", "coupled" if v else "independent"))
+@pytest.mark.parametrize(
+    "case,coupled",
+    [
+        (c, coupled)
+        for c in MEASURE_VALUED_CASES
+        for coupled in (True, False)
+        if coupled or c is not TFBAYES_GAMMA
+    ],
+    ids=lambda v: getattr(v, "name", "coupled" if v else "independent"),
+)
 def test_measure_valued_unbiased(case, coupled):
     stats = _check_unbiased(case, est.measure_valued, 13, coupled=coupled)
     # 2 D evaluations per sample for D parameter elements, plus the N for the value.
@@ -82,8 +116,15 @@ def test_measure_valued_unbiased(case, coupled):
 
 def test_measure_valued_gradient_of_constant_is_exactly_zero():
     params = [tf.constant(p, tf.float64) for p in NORMAL.params]
-    stats = est.gradient_variance(est.measure_valued, lambda x: tf.reduce_sum(0 * x, -1) + 2.0,
-                                  NORMAL.make(*params), 10, 5, seed=(0, 1), parameters=params)
+    stats = est.gradient_variance(
+        est.measure_valued,
+        lambda x: tf.reduce_sum(0 * x, -1) + 2.0,
+        NORMAL.make(*params),
+        10,
+        5,
+        seed=(0, 1),
+        parameters=params,
+    )
     for estimates in stats.estimates:
         np.testing.assert_array_equal(estimates.numpy(), 0.0)
 
@@ -95,8 +136,14 @@ def test_score_function_with_baselines_unbiased(baseline):
     elif baseline == "callable":
         baseline = lambda: tf.constant(3.0, tf.float64)  # noqa: E731
     stats = _check_unbiased(NORMAL, est.score_function, 14, baseline=baseline)
-    plain = est.gradient_variance(est.score_function, sum_of_functions(NORMAL),
-                                  NORMAL.make(*NORMAL.params), SAMPLES, REPEATS, seed=(0, 14))
+    plain = est.gradient_variance(
+        est.score_function,
+        sum_of_functions(NORMAL),
+        NORMAL.make(*NORMAL.params),
+        SAMPLES,
+        REPEATS,
+        seed=(0, 14),
+    )
     # A baseline near E f lowers the variance of every component here.
     if not callable(baseline) or isinstance(baseline, est.MovingAverageBaseline):
         for with_baseline, without in zip(stats.variance, plain.variance):

@@ -8,6 +8,7 @@ derivation):
     quadrature) for a bounded smooth test function ``g``,
   * the draws ``weak_derivatives`` makes follow ``p+`` and ``p-`` (KS test).
 """
+
 import mpmath
 import numpy as np
 import pytest
@@ -27,8 +28,9 @@ def g(x):
 
 
 def _expect(density, lo, hi):
-    value, _ = scipy.integrate.quad(lambda x: g(x) * density(x), lo, hi, epsabs=1e-12,
-                                    epsrel=1e-11, limit=400)
+    value, _ = scipy.integrate.quad(
+        lambda x: g(x) * density(x), lo, hi, epsabs=1e-12, epsrel=1e-11, limit=400
+    )
     return value
 
 
@@ -65,23 +67,46 @@ def _rayleigh(x, sign):
 
 # (name, c, p+ density, p- density, d/dtheta E_p[g] function, support, split points)
 DECOMPOSITIONS = {
-    "normal-loc": (1 / (SIGMA * np.sqrt(2 * np.pi)), lambda x: _rayleigh(x, 1),
-                   lambda x: _rayleigh(x, -1),
-                   lambda t: _expect(st.norm(t, SIGMA).pdf, -np.inf, np.inf), MU,
-                   (-np.inf, np.inf)),
-    "normal-scale": (1 / SIGMA, lambda x: ((x - MU) / SIGMA) ** 2 * st.norm(MU, SIGMA).pdf(x),
-                     st.norm(MU, SIGMA).pdf,
-                     lambda t: _expect(st.norm(MU, t).pdf, -np.inf, np.inf), SIGMA,
-                     (-np.inf, np.inf)),
-    "exponential-rate": (1 / LAM, st.expon(scale=1 / LAM).pdf, st.gamma(2, scale=1 / LAM).pdf,
-                         lambda t: _expect(st.expon(scale=1 / t).pdf, 0, np.inf), LAM,
-                         (0, np.inf)),
-    "gamma-rate": (A / B, st.gamma(A, scale=1 / B).pdf, st.gamma(A + 1, scale=1 / B).pdf,
-                   lambda t: _expect(st.gamma(A, scale=1 / t).pdf, 0, np.inf), B, (0, np.inf)),
-    "gamma-concentration": (_gamma_shape_parts(A, B)[0], _gamma_shape_parts(A, B)[1],
-                            _gamma_shape_parts(A, B)[2],
-                            lambda t: _expect(st.gamma(t, scale=1 / B).pdf, 0, np.inf), A,
-                            (0, np.inf)),
+    "normal-loc": (
+        1 / (SIGMA * np.sqrt(2 * np.pi)),
+        lambda x: _rayleigh(x, 1),
+        lambda x: _rayleigh(x, -1),
+        lambda t: _expect(st.norm(t, SIGMA).pdf, -np.inf, np.inf),
+        MU,
+        (-np.inf, np.inf),
+    ),
+    "normal-scale": (
+        1 / SIGMA,
+        lambda x: ((x - MU) / SIGMA) ** 2 * st.norm(MU, SIGMA).pdf(x),
+        st.norm(MU, SIGMA).pdf,
+        lambda t: _expect(st.norm(MU, t).pdf, -np.inf, np.inf),
+        SIGMA,
+        (-np.inf, np.inf),
+    ),
+    "exponential-rate": (
+        1 / LAM,
+        st.expon(scale=1 / LAM).pdf,
+        st.gamma(2, scale=1 / LAM).pdf,
+        lambda t: _expect(st.expon(scale=1 / t).pdf, 0, np.inf),
+        LAM,
+        (0, np.inf),
+    ),
+    "gamma-rate": (
+        A / B,
+        st.gamma(A, scale=1 / B).pdf,
+        st.gamma(A + 1, scale=1 / B).pdf,
+        lambda t: _expect(st.gamma(A, scale=1 / t).pdf, 0, np.inf),
+        B,
+        (0, np.inf),
+    ),
+    "gamma-concentration": (
+        _gamma_shape_parts(A, B)[0],
+        _gamma_shape_parts(A, B)[1],
+        _gamma_shape_parts(A, B)[2],
+        lambda t: _expect(st.gamma(t, scale=1 / B).pdf, 0, np.inf),
+        A,
+        (0, np.inf),
+    ),
 }
 
 
@@ -104,8 +129,10 @@ def test_poisson_decomposition_by_summation():
 
 def _draws(dist, coupled, n=4000, seed=7):
     parts = weak_derivatives("test", dist, n, tf.constant([3, seed]), coupled)
-    return {p.name: (np.ravel(p.constant.numpy()), p.positive.numpy()[:, 0],
-                     p.negative.numpy()[:, 0]) for p in parts}
+    return {
+        p.name: (np.ravel(p.constant.numpy()), p.positive.numpy()[:, 0], p.negative.numpy()[:, 0])
+        for p in parts
+    }
 
 
 def _dP_da(a, x, step=1e-6):
@@ -147,6 +174,7 @@ def test_samplers_follow_the_decomposition(coupled):
     c_ref, plus, minus, split = _gamma_shape_parts(A, B)
     assert c[0] == pytest.approx(c_ref, rel=1e-9)
     assert pos.min() >= split >= neg.max()
+
     # CDFs: int_0^y (log u - psi(a)) p(u) du = dP(a, y)/da, checked against the
     # quadrature of the densities at a few points.
     def cdf_plus(x):

@@ -1,4 +1,5 @@
 """AdaptiveComputationBlock (ACT and SACT) against a NumPy reference of the halting recursion."""
+
 import json
 
 import keras
@@ -7,8 +8,11 @@ import pytest
 import tensorflow as tf
 
 from tests.tf_modes import MODES, run_in_mode
-from tfbayes.layers import (AdaptiveComputationBlock, ProbabilisticAdaptiveComputationBlock,
-                            ResidualUnit)
+from tfbayes.layers import (
+    AdaptiveComputationBlock,
+    ProbabilisticAdaptiveComputationBlock,
+    ResidualUnit,
+)
 
 EPS = 0.01
 
@@ -21,7 +25,7 @@ def _np_conv_same(x, kernel):
     out = np.zeros(x.shape[:3] + (kernel.shape[-1],))
     for i in range(k):
         for j in range(k):
-            out += padded[:, i:i + x.shape[1], j:j + x.shape[2], :] @ kernel[i, j]
+            out += padded[:, i : i + x.shape[1], j : j + x.shape[2], :] @ kernel[i, j]
     return out
 
 
@@ -83,8 +87,9 @@ def _reference(x, unit_kernels, halting, variant, eps=EPS, rule="act"):
     return out, rho, halt_unit, distribution
 
 
-def _block_and_reference_weights(variant, dtype, channels=3, num=4, seed=0,
-                                 cls=AdaptiveComputationBlock):
+def _block_and_reference_weights(
+    variant, dtype, channels=3, num=4, seed=0, cls=AdaptiveComputationBlock
+):
     """A block of ``num`` 3x3 conv units with random weights whose halting reads channel 0.
 
     The units leave channel 0 unchanged and the halting logit has weight 1 on it, so the
@@ -92,8 +97,10 @@ def _block_and_reference_weights(variant, dtype, channels=3, num=4, seed=0,
     halts (until the last unit, where h = 1), values near 0 halt in between.
     """
     rng = np.random.default_rng(seed)
-    units = [keras.layers.Conv2D(channels, 3, padding="same", use_bias=False,
-                                 dtype=dtype.__name__) for _ in range(num)]
+    units = [
+        keras.layers.Conv2D(channels, 3, padding="same", use_bias=False, dtype=dtype.__name__)
+        for _ in range(num)
+    ]
     extra = {"eps": EPS} if cls is AdaptiveComputationBlock else {}
     block = cls(units, variant=variant, tau=0.5, dtype=dtype.__name__, **extra)
     block.build((None, 5, 6, channels))
@@ -116,11 +123,18 @@ def _block_and_reference_weights(variant, dtype, channels=3, num=4, seed=0,
             block.halting_global[l].set_weights([global_w.astype(dtype)])
             global_b = 0.0
         else:
-            block.halting_global[l].set_weights([global_w.astype(dtype),
-                                                 np.array([global_b], dtype)])
+            block.halting_global[l].set_weights(
+                [global_w.astype(dtype), np.array([global_b], dtype)]
+            )
             local_b = 0.0
-        halting.append((local_k.astype(dtype).astype(np.float64), local_b,
-                        global_w.astype(dtype).astype(np.float64)[:, 0], global_b))
+        halting.append(
+            (
+                local_k.astype(dtype).astype(np.float64),
+                local_b,
+                global_w.astype(dtype).astype(np.float64)[:, 0],
+                global_b,
+            )
+        )
     return block, unit_kernels, halting
 
 
@@ -141,8 +155,9 @@ def test_equals_numpy_reference_of_the_halting_recursion(dtype, variant, mode):
     block, unit_kernels, halting = _block_and_reference_weights(variant, dtype)
     x = _inputs(variant, dtype)
     out, stats = run_in_mode(lambda t: block(t, return_ponder=True), mode, tf.constant(x))
-    expected, rho, halt_unit, distribution = _reference(x.astype(np.float64), unit_kernels,
-                                                        halting, variant)
+    expected, rho, halt_unit, distribution = _reference(
+        x.astype(np.float64), unit_kernels, halting, variant
+    )
     # the cases the test is meant to cover all occur
     assert np.any(halt_unit == 1) and np.any(halt_unit == len(unit_kernels))
     assert np.any((halt_unit > 1) & (halt_unit < len(unit_kernels)))
@@ -166,15 +181,21 @@ def test_ponder_loss_is_tau_times_mean_rho_in_float32_and_its_gradient_flows_thr
     assert loss.dtype == tf.float32
     np.testing.assert_allclose(loss.numpy(), 0.5 * rho.mean(), rtol=1e-6)
     # d rho / d bias = -sum_{n<N} h_n (1 - h_n) through R; positive h only lowers the cost.
-    grads = tape.gradient(loss, [layer.bias for layer in (
-        block.halting_local if variant == "sact" else block.halting_global)])
+    grads = tape.gradient(
+        loss,
+        [
+            layer.bias
+            for layer in (block.halting_local if variant == "sact" else block.halting_global)
+        ],
+    )
     assert all(g is not None and g.numpy()[0] <= 0 for g in grads)
     assert grads[0].numpy()[0] < 0
 
 
 def test_with_halting_forced_off_the_block_is_the_plain_resnet_stack(dtype):
-    block = AdaptiveComputationBlock(3, variant="sact", halting_bias_initializer=-1e4,
-                                     dtype=dtype.__name__)
+    block = AdaptiveComputationBlock(
+        3, variant="sact", halting_bias_initializer=-1e4, dtype=dtype.__name__
+    )
     x = np.random.default_rng(0).normal(size=(2, 6, 6, 4)).astype(dtype)
     out, stats = block(x, return_ponder=True)
     plain = x
@@ -215,8 +236,9 @@ def test_units_after_halting_are_skipped_at_inference():
         def call(self, inputs):
             return inputs * np.float32(np.nan)
 
-    block = AdaptiveComputationBlock([ResidualUnit(), Poison()], variant="sact",
-                                     halting_bias_initializer=1e4, tau=0.0)
+    block = AdaptiveComputationBlock(
+        [ResidualUnit(), Poison()], variant="sact", halting_bias_initializer=1e4, tau=0.0
+    )
     x = np.random.default_rng(0).normal(size=(2, 4, 4, 2)).astype("float32")
     for mode in MODES:
         out = run_in_mode(lambda t: block(t), mode, tf.constant(x))
@@ -225,9 +247,14 @@ def test_units_after_halting_are_skipped_at_inference():
     assert np.all(np.isnan(block(x, training=True).numpy()))
 
 
-@pytest.mark.parametrize("cls, variant, rule", [
-    (AdaptiveComputationBlock, "sact", "act"), (AdaptiveComputationBlock, "act", "act"),
-    (ProbabilisticAdaptiveComputationBlock, "sact", "pact")])
+@pytest.mark.parametrize(
+    "cls, variant, rule",
+    [
+        (AdaptiveComputationBlock, "sact", "act"),
+        (AdaptiveComputationBlock, "act", "act"),
+        (ProbabilisticAdaptiveComputationBlock, "sact", "pact"),
+    ],
+)
 def test_inference_runs_each_unit_only_on_the_examples_still_running(cls, variant, rule):
     block, unit_kernels, halting = _block_and_reference_weights(variant, np.float64, cls=cls)
     x = _inputs(variant, np.float64)
@@ -235,14 +262,17 @@ def test_inference_runs_each_unit_only_on_the_examples_still_running(cls, varian
     seen = []  # (unit index, batch size it was called with)
     for index, unit in enumerate(block.residual_units):
         unit.call = lambda t, call=unit.call, index=index: (
-            seen.append((index, int(t.shape[0]))), call(t))[1]
+            seen.append((index, int(t.shape[0]))),
+            call(t),
+        )[1]
     out, stats = block(tf.constant(x), return_ponder=True)
     expected, _, halt_unit, _ = _reference(x, unit_kernels, halting, variant, rule=rule)
     num = len(unit_kernels)
     running = halt_unit.reshape(3, -1)  # N per position of each example
     assert running[0].max() == 1 and running[1].min() == num
-    assert [size for _, size in seen] == [3] + [int(np.sum(running.max(1) > l))
-                                              for l in range(1, num)]
+    assert [size for _, size in seen] == [3] + [
+        int(np.sum(running.max(1) > l)) for l in range(1, num)
+    ]
     assert [index for index, _ in seen] == list(range(num))
     np.testing.assert_array_equal(stats["num_units"].numpy(), halt_unit)
     np.testing.assert_allclose(out.numpy(), expected, rtol=1e-10, atol=1e-10)
@@ -280,8 +310,14 @@ def test_fit_with_jit_lowers_the_ponder_cost_and_the_model_round_trips(tmp_path)
     rng = np.random.default_rng(0)
     x = rng.normal(size=(32, 4, 4, 2)).astype("float32")
     y = rng.normal(size=(32, 1)).astype("float32")
-    model = keras.Sequential([keras.Input((4, 4, 2)), AdaptiveComputationBlock(2, tau=1.0),
-                              keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(1)])
+    model = keras.Sequential(
+        [
+            keras.Input((4, 4, 2)),
+            AdaptiveComputationBlock(2, tau=1.0),
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dense(1),
+        ]
+    )
     block = model.layers[0]
 
     def mean_rho():
@@ -296,13 +332,15 @@ def test_fit_with_jit_lowers_the_ponder_cost_and_the_model_round_trips(tmp_path)
     loaded = keras.models.load_model(path)
     np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
     assert json.loads(json.dumps(loaded.layers[0].get_config())) == json.loads(
-        json.dumps(block.get_config()))
+        json.dumps(block.get_config())
+    )
 
 
 def test_ponder_map_is_a_functional_model_output_and_survives_saving(tmp_path):
     inputs = keras.Input((5, 5, 2))
     features, stats = AdaptiveComputationBlock(3, variant="sact", name="sact")(
-        inputs, return_ponder=True)
+        inputs, return_ponder=True
+    )
     logits = keras.layers.Dense(3)(keras.layers.GlobalAveragePooling2D()(features))
     model = keras.Model(inputs, [logits, stats["ponder_cost"], stats["num_units"]])
     x = np.random.default_rng(0).normal(size=(4, 5, 5, 2)).astype("float32")
@@ -312,8 +350,9 @@ def test_ponder_map_is_a_functional_model_output_and_survives_saving(tmp_path):
     np.testing.assert_allclose(ponder, direct["ponder_cost"].numpy(), rtol=1e-6)
     path = tmp_path / "ponder.keras"
     model.save(path)
-    for ours, theirs in zip(keras.models.load_model(path).predict(x, verbose=0),
-                            model.predict(x, verbose=0)):
+    for ours, theirs in zip(
+        keras.models.load_model(path).predict(x, verbose=0), model.predict(x, verbose=0)
+    ):
         np.testing.assert_array_equal(ours, theirs)
 
 
@@ -321,17 +360,24 @@ def test_ponder_map_is_a_functional_model_output_and_survives_saving(tmp_path):
 @pytest.mark.parametrize("mode", MODES)
 def test_pact_inference_equals_numpy_reference_of_the_deterministic_rule(dtype, variant, mode):
     block, unit_kernels, halting = _block_and_reference_weights(
-        variant, dtype, cls=ProbabilisticAdaptiveComputationBlock)
+        variant, dtype, cls=ProbabilisticAdaptiveComputationBlock
+    )
     x = _inputs(variant, dtype)
     if variant == "act":  # pick example 2's control value so that it halts in between
         for value in np.linspace(-3, 3, 121):
             x[2, ..., 0] = value
-            if 1 < _reference(x.astype(np.float64), unit_kernels, halting, variant,
-                              rule="pact")[2][2] < len(unit_kernels):
+            if (
+                1
+                < _reference(x.astype(np.float64), unit_kernels, halting, variant, rule="pact")[2][
+                    2
+                ]
+                < len(unit_kernels)
+            ):
                 break
     out, stats = run_in_mode(lambda t: block(t, return_ponder=True), mode, tf.constant(x))
-    expected, rho, halt_unit, distribution = _reference(x.astype(np.float64), unit_kernels,
-                                                        halting, variant, rule="pact")
+    expected, rho, halt_unit, distribution = _reference(
+        x.astype(np.float64), unit_kernels, halting, variant, rule="pact"
+    )
     assert np.any(halt_unit == 1) and np.any(halt_unit == len(unit_kernels))
     assert np.any((halt_unit > 1) & (halt_unit < len(unit_kernels)))
     tol = dict(rtol=1e-4, atol=1e-4) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-10)
@@ -348,13 +394,20 @@ def test_pact_training_samples_concrete_halting_with_the_right_probability(mode)
     # r_2 = (1 - z~_1)(1 - z~_2) = w_3.
     n = 4000
     units = [keras.layers.Dense(3, dtype="float64") for _ in range(3)]
-    block = ProbabilisticAdaptiveComputationBlock(units, variant="act", tau=0.3, temperature=0.7,
-                                                  halting_bias_initializer=0.0, seed=1,
-                                                  dtype="float64")
+    block = ProbabilisticAdaptiveComputationBlock(
+        units,
+        variant="act",
+        tau=0.3,
+        temperature=0.7,
+        halting_bias_initializer=0.0,
+        seed=1,
+        dtype="float64",
+    )
     x = np.repeat(np.random.default_rng(0).normal(size=(1, 3)), n, axis=0)
     block.build(x.shape)
-    out, stats = run_in_mode(lambda t: block(t, training=True, return_ponder=True), mode,
-                             tf.constant(x))
+    out, stats = run_in_mode(
+        lambda t: block(t, training=True, return_ponder=True), mode, tf.constant(x)
+    )
     w = stats["halting_distribution"].numpy()
     x1 = x + units[0](x).numpy()
     x2 = x1 + (1 - w[:, :1]) * units[1](x1).numpy()
@@ -384,21 +437,25 @@ def test_pact_ponder_loss_rewards_halting_and_the_block_round_trips(tmp_path):
     model.save(path)
     loaded = keras.models.load_model(path)
     assert json.loads(json.dumps(loaded.layers[0].get_config())) == json.loads(
-        json.dumps(block.get_config()))
+        json.dumps(block.get_config())
+    )
     np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"eps": 0.0}, r"eps: expected a number in \(0, 1\), got 0.0"),
-    ({"eps": 1.0}, r"eps: expected a number in \(0, 1\), got 1.0"),
-    ({"eps": "small"}, "eps: expected a finite real number, got 'small'"),
-    ({"tau": -0.1}, "tau: expected a non-negative number, got -0.1"),
-    ({"variant": "pact"}, r"variant: expected one of \('act', 'sact'\), got 'pact'"),
-    ({"units": 0}, "units: expected a positive int or a list of layers, got 0"),
-    ({"units": []}, "units: expected a positive int or a non-empty list of Keras layers"),
-    ({"halting_kernel_size": 2}, "halting_kernel_size: expected a positive odd int, got 2"),
-    ({"halting_bias_initializer": float("nan")}, "halting_bias_initializer: expected a finite"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"eps": 0.0}, r"eps: expected a number in \(0, 1\), got 0.0"),
+        ({"eps": 1.0}, r"eps: expected a number in \(0, 1\), got 1.0"),
+        ({"eps": "small"}, "eps: expected a finite real number, got 'small'"),
+        ({"tau": -0.1}, "tau: expected a non-negative number, got -0.1"),
+        ({"variant": "pact"}, r"variant: expected one of \('act', 'sact'\), got 'pact'"),
+        ({"units": 0}, "units: expected a positive int or a list of layers, got 0"),
+        ({"units": []}, "units: expected a positive int or a non-empty list of Keras layers"),
+        ({"halting_kernel_size": 2}, "halting_kernel_size: expected a positive odd int, got 2"),
+        ({"halting_bias_initializer": float("nan")}, "halting_bias_initializer: expected a finite"),
+    ],
+)
 def test_bad_arguments_raise_value_errors_naming_them(kwargs, message):
     with pytest.raises(ValueError, match=message):
         AdaptiveComputationBlock(**{"units": 2, **kwargs})
@@ -408,8 +465,9 @@ def test_pact_gradients_stay_finite_for_saturated_halting_logits():
     # TFP's RelaxedBernoulli sampler overflows exp() for |logit / temperature| > ~88 in
     # float32 and returns NaN gradients; the block's sampler must not.
     for bias in (-300.0, 300.0):
-        block = ProbabilisticAdaptiveComputationBlock(2, variant="sact", tau=1.0, seed=0,
-                                                      halting_bias_initializer=bias)
+        block = ProbabilisticAdaptiveComputationBlock(
+            2, variant="sact", tau=1.0, seed=0, halting_bias_initializer=bias
+        )
         x = np.random.default_rng(0).normal(size=(2, 4, 4, 2)).astype("float32")
         with tf.GradientTape() as tape:
             out = block(x, training=True)

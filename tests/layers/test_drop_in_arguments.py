@@ -3,16 +3,24 @@
 References are Keras's own layers holding theta (the posterior mean) as their
 weights, and NumPy; in training, Monte Carlo with standard-error tolerances.
 """
+
 import keras
 import numpy as np
 import pytest
 
-from tfbayes.layers import (SparseVDConv1D, SparseVDConv2D, SparseVDConv3D, SparseVDDense,
-                            SparseVDEmbedding)
+from tfbayes.layers import (
+    SparseVDConv1D,
+    SparseVDConv2D,
+    SparseVDConv3D,
+    SparseVDDense,
+    SparseVDEmbedding,
+)
 
-REGULARIZED = dict(kernel_regularizer=keras.regularizers.L2(0.1),
-                   bias_regularizer=keras.regularizers.L1(0.2),
-                   activity_regularizer=keras.regularizers.L2(0.3))
+REGULARIZED = dict(
+    kernel_regularizer=keras.regularizers.L2(0.1),
+    bias_regularizer=keras.regularizers.L1(0.2),
+    activity_regularizer=keras.regularizers.L2(0.3),
+)
 
 
 def _copy_into(plain, layer):
@@ -22,9 +30,11 @@ def _copy_into(plain, layer):
     return plain
 
 
-@pytest.mark.parametrize("cls, plain_cls, args", [
-    (SparseVDDense, keras.layers.Dense, (4,)),
-    (SparseVDConv2D, keras.layers.Conv2D, (4, 3))], ids=["dense", "conv2d"])
+@pytest.mark.parametrize(
+    "cls, plain_cls, args",
+    [(SparseVDDense, keras.layers.Dense, (4,)), (SparseVDConv2D, keras.layers.Conv2D, (4, 3))],
+    ids=["dense", "conv2d"],
+)
 def test_regularizers_act_on_theta_as_keras_regularizers_act_on_the_kernel(cls, plain_cls, args):
     ours, plain = cls(*args, **REGULARIZED), plain_cls(*args, **REGULARIZED)
     x = np.random.default_rng(0).normal(size=(3, 6, 6, 4) if cls is SparseVDConv2D else (3, 6))
@@ -36,15 +46,20 @@ def test_regularizers_act_on_theta_as_keras_regularizers_act_on_the_kernel(cls, 
     np.testing.assert_allclose(ours(x).numpy(), plain(x).numpy(), rtol=1e-5, atol=1e-5)
     # Keras adds kernel, bias and activity terms (the last per example); the same, from theta.
     theta, bias, y = ours.kernel.numpy(), ours.bias.numpy(), plain(x).numpy()
-    expected = sorted([0.1 * np.sum(theta ** 2), 0.2 * np.sum(np.abs(bias)),
-                       0.3 * np.sum(y ** 2) / len(x)])
+    expected = sorted(
+        [0.1 * np.sum(theta**2), 0.2 * np.sum(np.abs(bias)), 0.3 * np.sum(y**2) / len(x)]
+    )
     np.testing.assert_allclose(sorted(float(l) for l in ours.losses), expected, rtol=1e-5)
     np.testing.assert_allclose(sorted(float(l) for l in plain.losses), expected, rtol=1e-5)
 
 
 def test_constraints_act_on_theta_after_each_update():
-    layer = SparseVDDense(3, kernel_constraint=keras.constraints.NonNeg(),
-                          bias_constraint=keras.constraints.MaxNorm(0.01, axis=0), num_examples=8)
+    layer = SparseVDDense(
+        3,
+        kernel_constraint=keras.constraints.NonNeg(),
+        bias_constraint=keras.constraints.MaxNorm(0.01, axis=0),
+        num_examples=8,
+    )
     model = keras.Sequential([keras.Input((4,)), layer])
     model.compile(keras.optimizers.SGD(1.0), "mse")
     rng = np.random.default_rng(2)
@@ -54,13 +69,18 @@ def test_constraints_act_on_theta_after_each_update():
     assert np.any(layer.kernel_log_sigma2.numpy() != -10.0)  # log sigma^2 is unconstrained
 
 
-@pytest.mark.parametrize("cls, plain_cls, kwargs, shape", [
-    (SparseVDConv2D, keras.layers.Conv2D, dict(groups=3, padding="same"), (2, 5, 5, 6)),
-    (SparseVDConv1D, keras.layers.Conv1D, dict(padding="causal", dilation_rate=2), (2, 9, 2)),
-    (SparseVDConv3D, keras.layers.Conv3D, dict(strides=2, groups=2), (2, 5, 6, 5, 4)),
-], ids=["grouped_conv2d", "causal_conv1d", "conv3d"])
+@pytest.mark.parametrize(
+    "cls, plain_cls, kwargs, shape",
+    [
+        (SparseVDConv2D, keras.layers.Conv2D, dict(groups=3, padding="same"), (2, 5, 5, 6)),
+        (SparseVDConv1D, keras.layers.Conv1D, dict(padding="causal", dilation_rate=2), (2, 9, 2)),
+        (SparseVDConv3D, keras.layers.Conv3D, dict(strides=2, groups=2), (2, 5, 6, 5, 4)),
+    ],
+    ids=["grouped_conv2d", "causal_conv1d", "conv3d"],
+)
 def test_convolutions_match_keras_at_inference_and_in_training_mean_and_variance(
-        cls, plain_cls, kwargs, shape):
+    cls, plain_cls, kwargs, shape
+):
     layer = cls(6, 3, seed=0, num_examples=10, **kwargs)
     rng = np.random.default_rng(3)
     x = rng.normal(size=shape).astype("float32")
@@ -78,7 +98,7 @@ def test_convolutions_match_keras_at_inference_and_in_training_mean_and_variance
     squares = plain_cls(6, 3, use_bias=False, **kwargs)
     squares.build(layer.plain_input_shape(layer.kernel.shape))
     squares.set_weights([np.exp(layer.kernel_log_sigma2.numpy())])
-    var = squares(x ** 2).numpy()
+    var = squares(x**2).numpy()
     tiled = np.tile(x, (400,) + (1,) * (x.ndim - 1))  # 400 independent samples per example
     samples = layer(tiled, training=True).numpy().astype(np.float64).reshape((400,) + mean.shape)
     z = (samples.mean(0) - mean) / np.sqrt(var / 400 + 1e-12)
@@ -87,8 +107,15 @@ def test_convolutions_match_keras_at_inference_and_in_training_mean_and_variance
 
 
 def test_configs_round_trip_every_keras_argument():
-    layer = SparseVDConv1D(4, 3, padding="causal", groups=2, **REGULARIZED,
-                           kernel_constraint="non_neg", bias_constraint="non_neg")
+    layer = SparseVDConv1D(
+        4,
+        3,
+        padding="causal",
+        groups=2,
+        **REGULARIZED,
+        kernel_constraint="non_neg",
+        bias_constraint="non_neg",
+    )
     config = layer.get_config()
     copy = SparseVDConv1D.from_config(config)
     assert copy.get_config() == config
@@ -96,8 +123,11 @@ def test_configs_round_trip_every_keras_argument():
     assert isinstance(copy.kernel_regularizer, keras.regularizers.L2)
     assert isinstance(copy.activity_regularizer, keras.regularizers.L2)
     assert isinstance(copy.bias_constraint, keras.constraints.NonNeg)
-    dense_keys = set(keras.layers.Dense(2).get_config()) - {"lora_rank", "lora_alpha",
-                                                             "quantization_config"}
+    dense_keys = set(keras.layers.Dense(2).get_config()) - {
+        "lora_rank",
+        "lora_alpha",
+        "quantization_config",
+    }
     assert dense_keys <= set(SparseVDDense(2).get_config())
     conv_keys = set(keras.layers.Conv3D(2, 3).get_config())
     assert conv_keys <= set(SparseVDConv3D(2, 3).get_config())
@@ -105,23 +135,32 @@ def test_configs_round_trip_every_keras_argument():
 
 def test_embedding_takes_keras_weights_regularizer_and_constraint():
     table = np.arange(12, dtype="float32").reshape(4, 3) - 6
-    layer = SparseVDEmbedding(4, 3, weights=[table],
-                              embeddings_regularizer=keras.regularizers.L2(0.5),
-                              embeddings_constraint=keras.constraints.NonNeg())
+    layer = SparseVDEmbedding(
+        4,
+        3,
+        weights=[table],
+        embeddings_regularizer=keras.regularizers.L2(0.5),
+        embeddings_constraint=keras.constraints.NonNeg(),
+    )
     np.testing.assert_array_equal(layer.embeddings.numpy(), table)
     ids = np.array([[0, 3]])
     np.testing.assert_allclose(layer(ids).numpy(), table[ids], rtol=1e-6)
-    np.testing.assert_allclose(float(layer.losses[0]), 0.5 * np.sum(table ** 2), rtol=1e-6)
-    assert isinstance(SparseVDEmbedding.from_config(layer.get_config()).embeddings_constraint,
-                      keras.constraints.NonNeg)
+    np.testing.assert_allclose(float(layer.losses[0]), 0.5 * np.sum(table**2), rtol=1e-6)
+    assert isinstance(
+        SparseVDEmbedding.from_config(layer.get_config()).embeddings_constraint,
+        keras.constraints.NonNeg,
+    )
     with pytest.raises(ValueError, match=r"weights: expected \[table\] with table of shape"):
         SparseVDEmbedding(4, 3, weights=[table[:2]])
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"lora_rank": 4}, "lora_rank: expected None"),
-    ({"quantization_config": "int8"}, "quantization_config: expected None"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"lora_rank": 4}, "lora_rank: expected None"),
+        ({"quantization_config": "int8"}, "quantization_config: expected None"),
+    ],
+)
 def test_lora_and_quantization_are_refused_by_name(kwargs, message):
     with pytest.raises(ValueError, match=message):
         SparseVDDense(3, **kwargs)
@@ -129,11 +168,14 @@ def test_lora_and_quantization_are_refused_by_name(kwargs, message):
         SparseVDEmbedding(5, 3, **kwargs)
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"filters": 4, "groups": 3}, "groups: expected a divisor of filters=4, got 3"),
-    ({"filters": 4, "groups": 0}, "groups: expected a positive int, got 0"),
-    ({"filters": 4, "padding": "causal"}, "padding: expected 'valid' or 'same', got 'causal'"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"filters": 4, "groups": 3}, "groups: expected a divisor of filters=4, got 3"),
+        ({"filters": 4, "groups": 0}, "groups: expected a positive int, got 0"),
+        ({"filters": 4, "padding": "causal"}, "padding: expected 'valid' or 'same', got 'causal'"),
+    ],
+)
 def test_bad_conv3d_arguments_are_named(kwargs, message):
     with pytest.raises(ValueError, match=message):
         SparseVDConv3D(kernel_size=2, **kwargs)

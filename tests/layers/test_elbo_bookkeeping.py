@@ -1,4 +1,5 @@
 """The ELBO bookkeeping of tfbayes.layers.base: KL/N through add_loss, N given once, warm-up."""
+
 import keras
 import numpy as np
 import pytest
@@ -89,8 +90,14 @@ def test_kl_warmup_ramps_linearly_per_step(jit_compile, kwargs):
     model.compile("sgd", "mse", jit_compile=jit_compile)
     recorder = _RecordKLWeight()
     # 8 examples, batch 2 -> 4 steps per epoch; warm-up over 2 epochs = 8 steps.
-    model.fit(np.ones((8, 3)), np.ones((8, 3)), batch_size=2, epochs=3, verbose=0,
-              callbacks=[KLWarmup(warmup_epochs=2, **kwargs), recorder])
+    model.fit(
+        np.ones((8, 3)),
+        np.ones((8, 3)),
+        batch_size=2,
+        epochs=3,
+        verbose=0,
+        callbacks=[KLWarmup(warmup_epochs=2, **kwargs), recorder],
+    )
     start, end = kwargs.get("start", 0.0), kwargs.get("end", 1.0)  # the defaults: 0 -> 1
     expected = [start + (end - start) * min(1.0, step / 8) for step in range(12)]
     np.testing.assert_allclose(recorder.seen, expected, rtol=1e-6)
@@ -110,17 +117,20 @@ def test_kl_warmup_end_tempers_the_kl_in_the_loss():
     np.testing.assert_allclose(model.evaluate(x, x, verbose=0), data_loss + kl_term, rtol=1e-5)
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"warmup_epochs": 0}, "warmup_epochs"),
-    ({"warmup_epochs": "2"}, "warmup_epochs"),
-    ({"warmup_epochs": 2, "start": 1.5}, "start"),
-    ({"warmup_epochs": 2, "start": 0.8, "end": 0.5}, "start"),
-    ({"warmup_epochs": 2, "start": "0"}, "start"),
-    ({"warmup_epochs": 2, "end": 0.0}, "end"),
-    ({"warmup_epochs": 2, "end": float("nan")}, "end"),
-    ({"warmup_epochs": 2, "end": float("inf")}, "end"),
-    ({"warmup_epochs": 2, "end": True}, "end"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"warmup_epochs": 0}, "warmup_epochs"),
+        ({"warmup_epochs": "2"}, "warmup_epochs"),
+        ({"warmup_epochs": 2, "start": 1.5}, "start"),
+        ({"warmup_epochs": 2, "start": 0.8, "end": 0.5}, "start"),
+        ({"warmup_epochs": 2, "start": "0"}, "start"),
+        ({"warmup_epochs": 2, "end": 0.0}, "end"),
+        ({"warmup_epochs": 2, "end": float("nan")}, "end"),
+        ({"warmup_epochs": 2, "end": float("inf")}, "end"),
+        ({"warmup_epochs": 2, "end": True}, "end"),
+    ],
+)
 def test_kl_warmup_rejects_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         KLWarmup(**kwargs)
@@ -131,16 +141,21 @@ def test_set_num_examples_on_something_not_a_model_names_the_argument():
         set_num_examples("model", 10)
 
 
-@pytest.mark.parametrize("make", [
-    lambda: layers.SparseVDDense(3),
-    lambda: layers.SparseVDConv2D(2, 2),
-    lambda: layers.SparseVDEmbedding(3, 2),
-    lambda: layers.SBPDropout(),
-], ids=["dense", "conv2d", "embedding", "sbp"])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: layers.SparseVDDense(3),
+        lambda: layers.SparseVDConv2D(2, 2),
+        lambda: layers.SparseVDEmbedding(3, 2),
+        lambda: layers.SBPDropout(),
+    ],
+    ids=["dense", "conv2d", "embedding", "sbp"],
+)
 def test_calling_a_layer_on_none_names_the_inputs(make):
     layer = make()
-    with pytest.raises(TypeError, match=f"Layer '{layer.name}': inputs: expected a tensor or "
-                                        "array, got None"):
+    with pytest.raises(
+        TypeError, match=f"Layer '{layer.name}': inputs: expected a tensor or array, got None"
+    ):
         layer(None)
     with pytest.raises(TypeError, match="inputs: expected a tensor or array, got \\[None"):
         layer([None])

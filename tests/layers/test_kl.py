@@ -1,4 +1,5 @@
 """The per-weight KL divergences of tfbayes.layers.kl against numerical integration."""
+
 import numpy as np
 import pytest
 import scipy.integrate
@@ -16,8 +17,15 @@ def _expected_log_abs_normal(mean, std):
     density = scipy.stats.norm(mean, std).pdf
     lo, hi = mean - 40 * std, mean + 40 * std
     points = [0.0] if lo < 0 < hi else None
-    value, _ = scipy.integrate.quad(lambda x: density(x) * np.log(abs(x)), lo, hi, points=points,
-                                    limit=500, epsabs=1e-11, epsrel=1e-11)
+    value, _ = scipy.integrate.quad(
+        lambda x: density(x) * np.log(abs(x)),
+        lo,
+        hi,
+        points=points,
+        limit=500,
+        epsabs=1e-11,
+        epsrel=1e-11,
+    )
     return value
 
 
@@ -59,17 +67,21 @@ def test_ard_kl_is_the_gaussian_kl_at_the_optimal_prior_variance(dtype):
     theta, sigma = 0.7, 0.7 * np.exp(0.5 * LOG_ALPHAS)
 
     def gaussian_kl(prior_var, s):
-        return 0.5 * (np.log(prior_var / s ** 2) + (s ** 2 + theta ** 2) / prior_var - 1.0)
+        return 0.5 * (np.log(prior_var / s**2) + (s**2 + theta**2) / prior_var - 1.0)
 
     reference = []
     for s in sigma:
-        best = scipy.optimize.minimize_scalar(lambda lv, s=s: gaussian_kl(np.exp(lv), s),
-                                              bounds=(-20, 20), method="bounded",
-                                              options={"xatol": 1e-10})
+        best = scipy.optimize.minimize_scalar(
+            lambda lv, s=s: gaussian_kl(np.exp(lv), s),
+            bounds=(-20, 20),
+            method="bounded",
+            options={"xatol": 1e-10},
+        )
         reference.append(best.fun)
     ours = _evaluate(kl.ard_kl, LOG_ALPHAS, dtype, "eager")
-    np.testing.assert_allclose(ours, reference, rtol=1e-5 if dtype == np.float32 else 1e-8,
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        ours, reference, rtol=1e-5 if dtype == np.float32 else 1e-8, atol=1e-6
+    )
 
 
 def test_log_alpha_is_log_sigma2_minus_log_theta2_and_clipped(dtype):

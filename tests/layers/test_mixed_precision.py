@@ -5,6 +5,7 @@ and the loss equals the float32 model's loss on the same weights within 6 standa
 deviations of a rounding-error model evaluated on those weights (not a hand-picked
 tolerance; measured: max |logit error| / sd = 1.3 (float16) and 1.9 (bfloat16)).
 """
+
 import keras
 import numpy as np
 import pytest
@@ -12,15 +13,18 @@ import pytest
 from tfbayes.layers import SBPDropout, SparseVDConv2D, SparseVDDense, SparseVDEmbedding
 
 N = 60000
-UNIT_ROUNDOFF = {"mixed_float16": 2.0 ** -11, "mixed_bfloat16": 2.0 ** -8}
+UNIT_ROUNDOFF = {"mixed_float16": 2.0**-11, "mixed_bfloat16": 2.0**-8}
 
 
 def _lenet_300_100(dtype):
-    return keras.Sequential([
-        keras.Input((784,)),
-        SparseVDDense(300, activation="relu", dtype=dtype, num_examples=N, seed=1),
-        SparseVDDense(100, activation="relu", dtype=dtype, num_examples=N, seed=2),
-        SparseVDDense(10, dtype=dtype, num_examples=N, seed=3)])
+    return keras.Sequential(
+        [
+            keras.Input((784,)),
+            SparseVDDense(300, activation="relu", dtype=dtype, num_examples=N, seed=1),
+            SparseVDDense(100, activation="relu", dtype=dtype, num_examples=N, seed=2),
+            SparseVDDense(10, dtype=dtype, num_examples=N, seed=3),
+        ]
+    )
 
 
 def _data(n=256):
@@ -42,13 +46,13 @@ def _logit_rounding_sd(model, x, u):
     """
     s = u * u / 3
     h = x.astype(np.float64)
-    var = s * h ** 2
+    var = s * h**2
     for layer in model.layers:
         w = keras.ops.convert_to_numpy(layer.pruned_weight("kernel")).astype(np.float64)
         b = layer.bias.numpy().astype(np.float64)
         product = h @ w
         y = product + b
-        var = var @ w ** 2 + s * (h ** 2 @ w ** 2) + s * (product ** 2 + b ** 2 + y ** 2)
+        var = var @ w**2 + s * (h**2 @ w**2) + s * (product**2 + b**2 + y**2)
         h = np.maximum(y, 0) if layer.activation is keras.activations.relu else y
     return h, np.sqrt(var)
 
@@ -85,7 +89,7 @@ def test_lenet_300_100_trains_and_matches_float32_loss_on_the_same_weights(polic
     g = np.exp(exact - exact.max(axis=1, keepdims=True))
     g /= g.sum(axis=1, keepdims=True)
     g[np.arange(len(y)), y] -= 1
-    loss_sd = np.sqrt((g ** 2 * sd ** 2).sum(axis=1)).mean()
+    loss_sd = np.sqrt((g**2 * sd**2).sum(axis=1)).mean()
     total_mixed = mixed.evaluate(x, y, verbose=0)
     total_reference = reference.evaluate(x, y, verbose=0)
     assert abs(total_mixed - total_reference) <= 6 * loss_sd + 1e-6 * abs(total_reference)
@@ -94,13 +98,23 @@ def test_lenet_300_100_trains_and_matches_float32_loss_on_the_same_weights(polic
 def _small_model(kind, dtype):
     common = dict(dtype=dtype, num_examples=N, seed=0)
     if kind == "conv_sbp":
-        return keras.Sequential([keras.Input((8, 8, 3)),
-                                 SparseVDConv2D(4, 3, activation="relu", **common),
-                                 SBPDropout(**common), keras.layers.Flatten(dtype=dtype),
-                                 SparseVDDense(2, **common)])
-    return keras.Sequential([keras.Input((5,), dtype="int32"),
-                             SparseVDEmbedding(20, 4, vocabulary_pruning=True, **common),
-                             keras.layers.Flatten(dtype=dtype), SparseVDDense(2, **common)])
+        return keras.Sequential(
+            [
+                keras.Input((8, 8, 3)),
+                SparseVDConv2D(4, 3, activation="relu", **common),
+                SBPDropout(**common),
+                keras.layers.Flatten(dtype=dtype),
+                SparseVDDense(2, **common),
+            ]
+        )
+    return keras.Sequential(
+        [
+            keras.Input((5,), dtype="int32"),
+            SparseVDEmbedding(20, 4, vocabulary_pruning=True, **common),
+            keras.layers.Flatten(dtype=dtype),
+            SparseVDDense(2, **common),
+        ]
+    )
 
 
 @pytest.mark.parametrize("kind", ["conv_sbp", "embedding"])
@@ -108,20 +122,25 @@ def _small_model(kind, dtype):
 def test_conv_sbp_and_embedding_train_outside_xla_with_float32_kl(kind, policy):
     # jit_compile=False: SBP's inverse normal CDF must not need a float16 Ndtri kernel.
     rng = np.random.default_rng(1)
-    x = (rng.normal(size=(16, 8, 8, 3)).astype("float32") if kind == "conv_sbp"
-         else rng.integers(0, 20, (16, 5)))
+    x = (
+        rng.normal(size=(16, 8, 8, 3)).astype("float32")
+        if kind == "conv_sbp"
+        else rng.integers(0, 20, (16, 5))
+    )
     y = rng.integers(0, 2, 16)
     mixed = _small_model(kind, policy)
-    mixed.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                  jit_compile=False)
+    mixed.compile(
+        "adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True), jit_compile=False
+    )
     assert np.all(np.isfinite(mixed.fit(x, y, epochs=2, batch_size=8, verbose=0).history["loss"]))
     assert mixed(x, training=True).dtype == policy.split("_")[1]
     reference = _small_model(kind, "float32")
     reference.set_weights(mixed.get_weights())
     reference(x, training=True)
     assert all(l.dtype == "float32" for l in mixed.losses)
-    np.testing.assert_allclose([float(l) for l in mixed.losses],
-                               [float(l) for l in reference.losses], rtol=1e-6)
+    np.testing.assert_allclose(
+        [float(l) for l in mixed.losses], [float(l) for l in reference.losses], rtol=1e-6
+    )
 
 
 def test_float16_training_noise_stays_finite_for_inputs_beyond_256():
@@ -134,5 +153,6 @@ def test_float16_training_noise_stays_finite_for_inputs_beyond_256():
     sigma2 = np.exp(layer.kernel_log_sigma2.numpy().astype(np.float64))
     mean, sd = x[0].astype(np.float64) @ theta, np.sqrt(x[0].astype(np.float64) ** 2 @ sigma2)
     # The sample mean over 64 rows is within 5 standard errors (plus float16 rounding of the mean).
-    np.testing.assert_array_less(np.abs(outputs.mean(0) - mean),
-                                 5 * sd / 8 + 2.0 ** -10 * np.abs(mean))
+    np.testing.assert_array_less(
+        np.abs(outputs.mean(0) - mean), 5 * sd / 8 + 2.0**-10 * np.abs(mean)
+    )

@@ -1,4 +1,5 @@
 """PerforatedConv2D against a NumPy convolution with nearest-neighbour filling."""
+
 import keras
 import numpy as np
 import pytest
@@ -18,14 +19,15 @@ def _np_conv2d(x, kernel, bias, strides, padding, dilation):
         out_h, out_w = -(-height // sh), -(-width // sw)
         pad_h = max((out_h - 1) * sh + span_h - height, 0)
         pad_w = max((out_w - 1) * sw + span_w - width, 0)
-        x = np.pad(x, [(0, 0), (pad_h // 2, pad_h - pad_h // 2),
-                       (pad_w // 2, pad_w - pad_w // 2), (0, 0)])
+        x = np.pad(
+            x, [(0, 0), (pad_h // 2, pad_h - pad_h // 2), (pad_w // 2, pad_w - pad_w // 2), (0, 0)]
+        )
     else:
         out_h, out_w = (height - span_h) // sh + 1, (width - span_w) // sw + 1
     out = np.zeros((x.shape[0], out_h, out_w, kernel.shape[-1])) + bias
     for i in range(out_h):
         for j in range(out_w):
-            patch = x[:, i * sh:i * sh + span_h:dh, j * sw:j * sw + span_w:dw, :]
+            patch = x[:, i * sh : i * sh + span_h : dh, j * sw : j * sw + span_w : dw, :]
             out[:, i, j] += np.einsum("bhwc,hwcf->bf", patch, kernel)
     return out
 
@@ -41,8 +43,12 @@ def _nearest_fill(full, mask):
     return out
 
 
-CONFIGS = [dict(padding="same"), dict(padding="same", strides=2),
-           dict(padding="valid", dilation_rate=2), dict(padding="valid", kernel_size=(3, 2))]
+CONFIGS = [
+    dict(padding="same"),
+    dict(padding="same", strides=2),
+    dict(padding="valid", dilation_rate=2),
+    dict(padding="valid", kernel_size=(3, 2)),
+]
 
 
 def _layer(dtype, x_shape, seed=0, **kwargs):
@@ -59,8 +65,11 @@ def _layer(dtype, x_shape, seed=0, **kwargs):
 def test_rate_one_equals_conv2d_with_the_same_weights(dtype, config):
     x = np.random.default_rng(1).normal(size=(2, 9, 8, 3)).astype(dtype)
     layer = _layer(dtype, x.shape, activation="relu", **config)
-    conv_config = {k: v for k, v in layer.get_config().items()
-                   if k not in ("perforation_rate", "mask", "pooling", "seed")}
+    conv_config = {
+        k: v
+        for k, v in layer.get_config().items()
+        if k not in ("perforation_rate", "mask", "pooling", "seed")
+    }
     conv = keras.layers.Conv2D.from_config(conv_config)
     conv.build(x.shape)
     conv.set_weights(layer.get_weights()[:2])
@@ -68,19 +77,36 @@ def test_rate_one_equals_conv2d_with_the_same_weights(dtype, config):
     assert layer.compute_output_shape(x.shape) == conv.compute_output_shape(x.shape)
 
 
-@pytest.mark.parametrize("strategy, config", [
-    ("grid", CONFIGS[0]), ("uniform", CONFIGS[1]), ("pooling", CONFIGS[2]), ("uniform", CONFIGS[3]),
-    ("pooling", CONFIGS[0])])
+@pytest.mark.parametrize(
+    "strategy, config",
+    [
+        ("grid", CONFIGS[0]),
+        ("uniform", CONFIGS[1]),
+        ("pooling", CONFIGS[2]),
+        ("uniform", CONFIGS[3]),
+        ("pooling", CONFIGS[0]),
+    ],
+)
 def test_equals_the_conv_at_kept_positions_and_their_nearest_neighbours_elsewhere(
-        dtype, strategy, config):
+    dtype, strategy, config
+):
     x = np.random.default_rng(2).normal(size=(2, 9, 8, 3)).astype(dtype)
-    layer = _layer(dtype, x.shape, perforation_rate=0.3, mask=strategy, seed=3,
-                   activation="tanh", **config)
+    layer = _layer(
+        dtype, x.shape, perforation_rate=0.3, mask=strategy, seed=3, activation="tanh", **config
+    )
     mask = layer.perforation_mask.numpy().astype(bool)
     assert 0 < mask.sum() < mask.size
     kernel = layer.kernel.numpy().astype(np.float64)
-    full = np.tanh(_np_conv2d(x.astype(np.float64), kernel, layer.bias.numpy(),
-                              layer.strides, layer.padding, layer.dilation_rate))
+    full = np.tanh(
+        _np_conv2d(
+            x.astype(np.float64),
+            kernel,
+            layer.bias.numpy(),
+            layer.strides,
+            layer.padding,
+            layer.dilation_rate,
+        )
+    )
     expected = _nearest_fill(full, mask)
     tol = 1e-5 if dtype == np.float32 else 1e-12
     for mode in MODES:
@@ -111,8 +137,9 @@ def test_impact_keeps_the_largest_and_an_explicit_mask_is_used_as_given():
     layer = _layer(np.float32, x.shape, perforation_rate=0.25, mask="impact", padding="same")
     impact = np.arange(16.0).reshape(4, 4)[::-1]
     layer.set_impact(impact)
-    np.testing.assert_array_equal(np.argwhere(layer.perforation_mask.numpy()),
-                                  [[0, 0], [0, 1], [0, 2], [0, 3]])
+    np.testing.assert_array_equal(
+        np.argwhere(layer.perforation_mask.numpy()), [[0, 0], [0, 1], [0, 2], [0, 3]]
+    )
     mask = np.zeros((4, 4), bool)
     mask[3, 3] = True
     explicit = _layer(np.float32, x.shape, mask=mask, padding="same")
@@ -122,8 +149,9 @@ def test_impact_keeps_the_largest_and_an_explicit_mask_is_used_as_given():
 
 def test_flops_equal_hand_counts():
     # 9x8 input, 3x3 'same' conv 3 -> 4: 72 positions * 3*3*3*4 = 108 multiply-adds each.
-    layer = _layer(np.float32, (None, 9, 8, 3), perforation_rate=0.3, mask="uniform",
-                   padding="same")
+    layer = _layer(
+        np.float32, (None, 9, 8, 3), perforation_rate=0.3, mask="uniform", padding="same"
+    )
     assert layer.num_kept == round(0.3 * 72) == 22
     assert layer.flops((None, 9, 8, 3)) == (72 * 108, 22 * 108)
 
@@ -133,10 +161,22 @@ def test_fit_with_jit_trains_and_the_model_round_trips_with_its_mask(tmp_path):
     rng = np.random.default_rng(0)
     x = rng.normal(size=(64, 6, 6, 2)).astype("float32")
     y = x.mean(axis=(1, 2, 3))[:, None] * 3
-    model = keras.Sequential([keras.Input((6, 6, 2)),
-                              PerforatedConv2D(4, 3, padding="same", perforation_rate=0.4,
-                                               mask="uniform", seed=1, activation="relu"),
-                              keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(1)])
+    model = keras.Sequential(
+        [
+            keras.Input((6, 6, 2)),
+            PerforatedConv2D(
+                4,
+                3,
+                padding="same",
+                perforation_rate=0.4,
+                mask="uniform",
+                seed=1,
+                activation="relu",
+            ),
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dense(1),
+        ]
+    )
     model.compile(keras.optimizers.Adam(0.02), "mse", jit_compile=True)
     history = model.fit(x, y, batch_size=16, epochs=15, verbose=0).history["loss"]
     assert history[-1] < 0.3 * history[0]
@@ -145,8 +185,9 @@ def test_fit_with_jit_trains_and_the_model_round_trips_with_its_mask(tmp_path):
     path = tmp_path / "perforated.keras"
     model.save(path)
     loaded = keras.models.load_model(path)
-    np.testing.assert_array_equal(loaded.layers[0].perforation_mask.numpy(),
-                                  layer.perforation_mask.numpy())
+    np.testing.assert_array_equal(
+        loaded.layers[0].perforation_mask.numpy(), layer.perforation_mask.numpy()
+    )
     np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
     assert loaded.layers[0].get_config() == layer.get_config()
 
@@ -165,11 +206,14 @@ def test_mixed_precision_computes_in_float16_with_float32_weights():
 def test_impact_is_the_exact_loss_change_of_removing_a_position_for_a_linear_head():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(5, 4, 4, 2)).astype("float64")
-    model = keras.Sequential([keras.Input((4, 4, 2), dtype="float64"),
-                              PerforatedConv2D(3, 3, padding="same", perforation_rate=0.25,
-                                               dtype="float64"),
-                              keras.layers.Flatten(dtype="float64"),
-                              keras.layers.Dense(1, dtype="float64")])
+    model = keras.Sequential(
+        [
+            keras.Input((4, 4, 2), dtype="float64"),
+            PerforatedConv2D(3, 3, padding="same", perforation_rate=0.25, dtype="float64"),
+            keras.layers.Flatten(dtype="float64"),
+            keras.layers.Dense(1, dtype="float64"),
+        ]
+    )
     layer, dense = model.layers[0], model.layers[2]
     mask = layer.perforation_mask.numpy().copy()
     impact = estimate_impact(model, layer, x, None, loss=lambda y, p: p[:, 0])
@@ -182,10 +226,15 @@ def test_impact_is_the_exact_loss_change_of_removing_a_position_for_a_linear_hea
 
 
 def _two_layer_model():
-    model = keras.Sequential([keras.Input((6, 6, 2)),
-                              PerforatedConv2D(3, 3, padding="same", name="constant"),
-                              PerforatedConv2D(3, 3, padding="same", name="informative"),
-                              keras.layers.Flatten(), keras.layers.Dense(1)])
+    model = keras.Sequential(
+        [
+            keras.Input((6, 6, 2)),
+            PerforatedConv2D(3, 3, padding="same", name="constant"),
+            PerforatedConv2D(3, 3, padding="same", name="informative"),
+            keras.layers.Flatten(),
+            keras.layers.Dense(1),
+        ]
+    )
     # A zero kernel makes the first layer's output its bias everywhere: perforating it is free.
     model.layers[0].kernel.assign(np.zeros(model.layers[0].kernel.shape, "float32"))
     return model
@@ -213,8 +262,10 @@ def test_perforate_greedily_takes_the_free_savings_first_and_reaches_the_target(
 def test_perforate_reports_bad_targets():
     model = _two_layer_model()
     x, y = np.ones((2, 6, 6, 2), "float32"), np.ones((2, 1), "float32")
-    with pytest.raises(ValueError, match="target_flops: expected a number of multiply-adds "
-                                         "reachable with rates down to 0.5"):
+    with pytest.raises(
+        ValueError,
+        match="target_flops: expected a number of multiply-adds reachable with rates down to 0.5",
+    ):
         perforate(model, x, y, 100, loss="mse", rates=(1.0, 0.5))
     with pytest.raises(ValueError, match="target_flops: expected a positive number, got -1"):
         perforate(model, x, y, -1, loss="mse")
@@ -224,23 +275,29 @@ def test_perforate_reports_bad_targets():
         perforate(model, x, y, 100)
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"perforation_rate": 0.0}, r"perforation_rate: expected a number in \(0, 1\], got 0.0"),
-    ({"perforation_rate": 1.5}, r"perforation_rate: expected a number in \(0, 1\], got 1.5"),
-    ({"mask": "random"}, r"mask: expected one of \('grid', 'uniform', 'pooling', 'impact'\)"),
-    ({"mask": np.zeros((3, 3), bool)}, "mask: expected a strategy name or a 2-D boolean array"),
-    ({"pooling": (3, 0)}, r"pooling: expected a pair of positive ints \(size, stride\)"),
-    ({"groups": 2}, "groups: expected 1"),
-    ({"data_format": "channels_first"}, "data_format: expected 'channels_last'"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"perforation_rate": 0.0}, r"perforation_rate: expected a number in \(0, 1\], got 0.0"),
+        ({"perforation_rate": 1.5}, r"perforation_rate: expected a number in \(0, 1\], got 1.5"),
+        ({"mask": "random"}, r"mask: expected one of \('grid', 'uniform', 'pooling', 'impact'\)"),
+        ({"mask": np.zeros((3, 3), bool)}, "mask: expected a strategy name or a 2-D boolean array"),
+        ({"pooling": (3, 0)}, r"pooling: expected a pair of positive ints \(size, stride\)"),
+        ({"groups": 2}, "groups: expected 1"),
+        ({"data_format": "channels_first"}, "data_format: expected 'channels_last'"),
+    ],
+)
 def test_bad_arguments_raise_value_errors_naming_them(kwargs, message):
     with pytest.raises(ValueError, match=message):
         PerforatedConv2D(4, 3, **kwargs)
 
 
 def test_a_mask_that_does_not_fit_the_output_is_reported():
-    with pytest.raises(ValueError, match=r"mask: expected a boolean array of the output's spatial "
-                                         r"shape \(3, 3\) .* got bool array of shape \(5, 5\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"mask: expected a boolean array of the output's spatial "
+        r"shape \(3, 3\) .* got bool array of shape \(5, 5\)",
+    ):
         PerforatedConv2D(4, 3, mask=np.ones((5, 5), bool))(np.ones((1, 5, 5, 2), "float32"))
     with pytest.raises(ValueError, match="expected a 4-D input with known height"):
         layer = PerforatedConv2D(4, 3)

@@ -1,4 +1,5 @@
 """SparseVDDense against dense NumPy and Monte Carlo over weight noise, in Keras workflows."""
+
 import keras
 import numpy as np
 import pytest
@@ -20,7 +21,7 @@ def _layer_with_random_posterior(dtype, in_dim=5, units=3, seed=0, **kwargs):
 
 def _np_log_alpha(layer):
     theta = layer.kernel.numpy().astype(np.float64)
-    return np.clip(layer.kernel_log_sigma2.numpy() - np.log(theta ** 2 + 1e-8), -8, 8)
+    return np.clip(layer.kernel_log_sigma2.numpy() - np.log(theta**2 + 1e-8), -8, 8)
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -40,11 +41,12 @@ def test_training_output_mean_and_variance_match_monte_carlo_over_weights(dtype,
     for values in (reference, ours):
         mean, var = values.mean(0), values.var(0)
         exact_mean = x.astype(np.float64) @ theta + layer.bias.numpy()
-        exact_var = (x.astype(np.float64) ** 2) @ sigma ** 2
+        exact_var = (x.astype(np.float64) ** 2) @ sigma**2
         # Tolerances: 5 standard errors of the sample mean and of the sample variance.
         np.testing.assert_array_less(np.abs(mean - exact_mean), 5 * np.sqrt(exact_var / samples))
-        np.testing.assert_array_less(np.abs(var - exact_var),
-                                     5 * exact_var * np.sqrt(2.0 / (samples - 1)))
+        np.testing.assert_array_less(
+            np.abs(var - exact_var), 5 * exact_var * np.sqrt(2.0 / (samples - 1))
+        )
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -123,15 +125,16 @@ def test_gradient_tape_loop_in_a_subclassed_model_prunes_planted_inputs():
 
     for _ in range(20):
         for i in range(0, len(x), 100):
-            step(x[i:i + 100], y[i:i + 100])
+            step(x[i : i + 100], y[i : i + 100])
     kept = model.head.weight_mask("kernel").numpy()[:, 0].astype(bool)
     assert kept.tolist() == [True] * 3 + [False] * 7
 
 
 def test_functional_model_saves_and_loads_with_identical_predictions(tmp_path):
     inputs = keras.Input((5,))
-    outputs = SparseVDDense(2, activation="tanh", threshold=2.0, prior="ard", num_examples=10,
-                            seed=3)(inputs)
+    outputs = SparseVDDense(
+        2, activation="tanh", threshold=2.0, prior="ard", num_examples=10, seed=3
+    )(inputs)
     model = keras.Model(inputs, outputs)
     layer = model.layers[1]
     layer.kernel_log_sigma2.assign(np.random.default_rng(0).uniform(-6, 3, (5, 2)))
@@ -146,13 +149,16 @@ def test_functional_model_saves_and_loads_with_identical_predictions(tmp_path):
     assert (clone.threshold, clone.prior, clone.num_examples) == (2.0, "ard", 10)
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"units": 0}, "units: expected a positive int, got 0"),
-    ({"units": 2, "threshold": float("nan")}, "threshold: expected a finite real number"),
-    ({"units": 2, "threshold": "3"}, "threshold: expected a finite real number, got '3'"),
-    ({"units": 2, "prior": "gauss"}, "prior: expected one of"),
-    ({"units": 2, "num_examples": -5}, "num_examples: expected a positive int"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"units": 0}, "units: expected a positive int, got 0"),
+        ({"units": 2, "threshold": float("nan")}, "threshold: expected a finite real number"),
+        ({"units": 2, "threshold": "3"}, "threshold: expected a finite real number, got '3'"),
+        ({"units": 2, "prior": "gauss"}, "prior: expected one of"),
+        ({"units": 2, "num_examples": -5}, "num_examples: expected a positive int"),
+    ],
+)
 def test_bad_arguments_raise_value_errors_naming_them(kwargs, message):
     with pytest.raises(ValueError, match=message):
         SparseVDDense(**kwargs)

@@ -1,4 +1,5 @@
 """SparseVDEmbedding: against keras.layers.Embedding and NumPy, noise sharing, word pruning, I/O."""
+
 import keras
 import numpy as np
 import pytest
@@ -22,17 +23,26 @@ def test_tiny_noise_equals_keras_embedding(dtype, vocabulary_pruning):
     """log sigma^2 -> -inf and word means 1: the same vectors and mask as keras.layers.Embedding."""
     ids = np.array([[0, 3, 7, 3], [9, 0, 1, 2]])
     reference = keras.layers.Embedding(10, 5, mask_zero=True, dtype=dtype)
-    ours = SparseVDEmbedding(10, 5, mask_zero=True, vocabulary_pruning=vocabulary_pruning,
-                             log_sigma2_initializer=-80.0, dtype=dtype, num_examples=10)
+    ours = SparseVDEmbedding(
+        10,
+        5,
+        mask_zero=True,
+        vocabulary_pruning=vocabulary_pruning,
+        log_sigma2_initializer=-80.0,
+        dtype=dtype,
+        num_examples=10,
+    )
     reference.build()
     ours.build()
     ours.embeddings.assign(reference.get_weights()[0])
     tol = 1e-6 if dtype == np.float32 else 1e-13
     for training in (False, True):
-        np.testing.assert_allclose(np.asarray(ours(ids, training=training)),
-                                   np.asarray(reference(ids)), atol=tol, rtol=tol)
-    np.testing.assert_array_equal(np.asarray(ours.compute_mask(ids)),
-                                  np.asarray(reference.compute_mask(ids)))
+        np.testing.assert_allclose(
+            np.asarray(ours(ids, training=training)), np.asarray(reference(ids)), atol=tol, rtol=tol
+        )
+    np.testing.assert_array_equal(
+        np.asarray(ours.compute_mask(ids)), np.asarray(reference.compute_mask(ids))
+    )
 
 
 @pytest.mark.parametrize("mode", ["eager", "function", "jit"])
@@ -42,9 +52,12 @@ def test_inference_equals_numpy_with_pruned_weights_and_words(dtype, mode):
     layer.build()
     theta, log_sigma2 = rng.normal(size=(12, 4)), rng.uniform(-10, 5, size=(12, 4))
     words, words_log_sigma2 = rng.uniform(0.5, 1.5, size=12), rng.uniform(-10, 6, size=12)
-    for variable, value in [(layer.embeddings, theta), (layer.embeddings_log_sigma2, log_sigma2),
-                            (layer.vocabulary_group, words),
-                            (layer.vocabulary_group_log_sigma2, words_log_sigma2)]:
+    for variable, value in [
+        (layer.embeddings, theta),
+        (layer.embeddings_log_sigma2, log_sigma2),
+        (layer.vocabulary_group, words),
+        (layer.vocabulary_group_log_sigma2, words_log_sigma2),
+    ]:
         variable.assign(value.astype(dtype))
     word_kept = _numpy_kept(words, words_log_sigma2)
     assert 0 < word_kept.sum() < 12
@@ -58,8 +71,9 @@ def test_inference_equals_numpy_with_pruned_weights_and_words(dtype, mode):
 
 
 def _probe(dtype, vocabulary_pruning, weight_sigma, word_sigma):
-    layer = SparseVDEmbedding(3, 2, vocabulary_pruning=vocabulary_pruning, seed=5, dtype=dtype,
-                              num_examples=10)
+    layer = SparseVDEmbedding(
+        3, 2, vocabulary_pruning=vocabulary_pruning, seed=5, dtype=dtype, num_examples=10
+    )
     layer.build()
     theta = np.array([[0.5, -1.0], [2.0, 0.3], [1.0, 1.0]])
     layer.embeddings.assign(theta.astype(dtype))
@@ -75,7 +89,7 @@ def _assert_mc_moments(samples, mean, var):
     n = samples.size
     centered4 = np.mean((samples - samples.mean()) ** 4)
     assert abs(samples.mean() - mean) < 5 * np.sqrt(var / n), (samples.mean(), mean)
-    assert abs(samples.var() - var) < 5 * np.sqrt((centered4 - var ** 2) / n), (samples.var(), var)
+    assert abs(samples.var() - var) < 5 * np.sqrt((centered4 - var**2) / n), (samples.var(), var)
 
 
 def test_word_noise_is_one_draw_per_sequence(dtype):
@@ -115,12 +129,16 @@ def test_planted_irrelevant_words_are_pruned():
     keras.utils.set_random_seed(0)
     rng = np.random.default_rng(0)
     ids, y = _planted_words(2000, rng)
-    model = keras.Sequential([
-        keras.Input((6,), dtype="int32"),
-        SparseVDEmbedding(30, 8, vocabulary_pruning=True, log_sigma2_initializer=-6.0,
-                          name="embedding"),
-        SparseVDLSTM(6, log_sigma2_initializer=-6.0, seed=1),
-        SparseVDDense(1, activation="sigmoid", log_sigma2_initializer=-6.0)])
+    model = keras.Sequential(
+        [
+            keras.Input((6,), dtype="int32"),
+            SparseVDEmbedding(
+                30, 8, vocabulary_pruning=True, log_sigma2_initializer=-6.0, name="embedding"
+            ),
+            SparseVDLSTM(6, log_sigma2_initializer=-6.0, seed=1),
+            SparseVDDense(1, activation="sigmoid", log_sigma2_initializer=-6.0),
+        ]
+    )
     set_num_examples(model, len(ids))
     model.compile(keras.optimizers.Adam(0.02), "binary_crossentropy", metrics=["accuracy"])
     model.fit(ids, y, batch_size=100, epochs=25, verbose=0)
@@ -133,9 +151,14 @@ def test_planted_irrelevant_words_are_pruned():
 def test_fit_with_jit_compile():
     """model.fit(jit_compile=True) trains every variational variable of the three layers."""
     ids, y = _planted_words(64, np.random.default_rng(1))
-    model = keras.Sequential([keras.Input((6,), dtype="int32"),
-                              SparseVDEmbedding(30, 4, vocabulary_pruning=True),
-                              SparseVDLSTM(3), SparseVDDense(1)])
+    model = keras.Sequential(
+        [
+            keras.Input((6,), dtype="int32"),
+            SparseVDEmbedding(30, 4, vocabulary_pruning=True),
+            SparseVDLSTM(3),
+            SparseVDDense(1),
+        ]
+    )
     set_num_examples(model, 64)
     model.compile(keras.optimizers.Adam(0.01), "mse", jit_compile=True)
     before = [np.asarray(v).copy() for v in model.trainable_weights]
@@ -146,15 +169,25 @@ def test_fit_with_jit_compile():
 
 
 def test_config_round_trip_and_keras_file(tmp_path):
-    layer = SparseVDEmbedding(20, 3, embeddings_initializer="normal", mask_zero=True,
-                              vocabulary_pruning=True, prior="ard", threshold=2.0, seed=4,
-                              num_examples=50)
+    layer = SparseVDEmbedding(
+        20,
+        3,
+        embeddings_initializer="normal",
+        mask_zero=True,
+        vocabulary_pruning=True,
+        prior="ard",
+        threshold=2.0,
+        seed=4,
+        num_examples=50,
+    )
     clone = SparseVDEmbedding.from_config(layer.get_config())
     assert clone.get_config() == layer.get_config()
-    model = keras.Sequential([keras.Input((5,), dtype="int32"), layer,
-                              keras.layers.GlobalAveragePooling1D()])
-    layer.embeddings_log_sigma2.assign(np.random.default_rng(2).uniform(
-        -10, 6, size=(20, 3)).astype("float32"))
+    model = keras.Sequential(
+        [keras.Input((5,), dtype="int32"), layer, keras.layers.GlobalAveragePooling1D()]
+    )
+    layer.embeddings_log_sigma2.assign(
+        np.random.default_rng(2).uniform(-10, 6, size=(20, 3)).astype("float32")
+    )
     path = tmp_path / "embedding.keras"
     model.save(path)
     loaded = keras.models.load_model(path)
@@ -162,11 +195,15 @@ def test_config_round_trip_and_keras_file(tmp_path):
     np.testing.assert_array_equal(loaded.predict(ids, verbose=0), model.predict(ids, verbose=0))
 
 
-@pytest.mark.parametrize("kwargs,message", [
-    (dict(input_dim=0, output_dim=3), "input_dim"),
-    (dict(input_dim=5, output_dim=2.0), "output_dim"),
-    (dict(input_dim=5, output_dim=3, threshold="3"), "threshold"),
-    (dict(input_dim=5, output_dim=3, prior="normal"), "prior")])
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        (dict(input_dim=0, output_dim=3), "input_dim"),
+        (dict(input_dim=5, output_dim=2.0), "output_dim"),
+        (dict(input_dim=5, output_dim=3, threshold="3"), "threshold"),
+        (dict(input_dim=5, output_dim=3, prior="normal"), "prior"),
+    ],
+)
 def test_bad_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
         SparseVDEmbedding(**kwargs)
@@ -180,18 +217,23 @@ def test_missing_num_examples_in_training():
 def test_compress_keeps_only_kept_words(dtype):
     """compress(): a vocabulary remap plus a table of the kept words, with equal predictions."""
     rng = np.random.default_rng(7)
-    model = keras.Sequential([
-        keras.Input((6,), dtype="int32"),
-        SparseVDEmbedding(25, 4, vocabulary_pruning=True, dtype=dtype, name="words"),
-        keras.layers.GlobalAveragePooling1D(dtype=dtype), SparseVDDense(3, dtype=dtype)])
+    model = keras.Sequential(
+        [
+            keras.Input((6,), dtype="int32"),
+            SparseVDEmbedding(25, 4, vocabulary_pruning=True, dtype=dtype, name="words"),
+            keras.layers.GlobalAveragePooling1D(dtype=dtype),
+            SparseVDDense(3, dtype=dtype),
+        ]
+    )
     embedding = model.get_layer("words")
     embedding.vocabulary_group_log_sigma2.assign(rng.uniform(-10, 6, size=25).astype(dtype))
     embedding.embeddings_log_sigma2.assign(rng.uniform(-10, 3, size=(25, 4)).astype(dtype))
     compressed = sparsity.compress(model)
     ids = rng.integers(0, 25, size=(20, 6))
     tol = 1e-6 if dtype == np.float32 else 1e-13
-    np.testing.assert_allclose(compressed.predict(ids, verbose=0), model.predict(ids, verbose=0),
-                               atol=tol, rtol=tol)
+    np.testing.assert_allclose(
+        compressed.predict(ids, verbose=0), model.predict(ids, verbose=0), atol=tol, rtol=tol
+    )
     remap, table = compressed.layers[:2]
     kept = np.flatnonzero(embedding.word_mask())
     assert 0 < kept.size < 25

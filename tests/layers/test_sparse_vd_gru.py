@@ -1,4 +1,5 @@
 """SparseVDGRU: against a NumPy GRU with pruned weights and groups, noise sharing, compress."""
+
 import keras
 import numpy as np
 import pytest
@@ -65,11 +66,18 @@ def test_inference_equals_numpy_gru_with_pruning(dtype, mode):
 
     def pruned(name):
         return values[name] * _numpy_kept(values[name], values[f"{name}_log_sigma2"])
+
     assert 0 < _numpy_kept(values["gates_group"], values["gates_group_log_sigma2"]).sum() < 12
     assert 0 < _numpy_kept(values["hidden_group"], values["hidden_group_log_sigma2"]).sum() < 4
     expected, state = numpy_gru(
-        x.astype(np.float64), pruned("kernel"), pruned("recurrent_kernel"), values["bias"],
-        pruned("inputs_group"), pruned("hidden_group"), pruned("gates_group"))
+        x.astype(np.float64),
+        pruned("kernel"),
+        pruned("recurrent_kernel"),
+        values["bias"],
+        pruned("inputs_group"),
+        pruned("hidden_group"),
+        pruned("gates_group"),
+    )
     got, got_state = run_in_mode(lambda v: layer(v, training=False), mode, x)
     tol = 2e-5 if dtype == np.float32 else 1e-12
     np.testing.assert_allclose(np.asarray(got), expected, atol=tol, rtol=tol)
@@ -87,7 +95,8 @@ def test_training_draw_is_shared_across_steps_and_fresh_across_calls():
     layer.bias.assign(np.array([[-80.0] * 3 + [0.0] * 6, [0.0] * 9], "float32"))  # z = 0
     for name in ("inputs_group", "hidden_group", "gates_group", "kernel"):
         getattr(layer, f"{name}_log_sigma2").assign(
-            np.full(getattr(layer, name).shape, np.log(0.04), "float32"))
+            np.full(getattr(layer, name).shape, np.log(0.04), "float32")
+        )
     x = np.tile(np.array([1.0, -0.5], "float32"), (64, 6, 1))
     first = np.asarray(layer(x, training=True))
     second = np.asarray(layer(x, training=True))
@@ -101,10 +110,14 @@ def test_compress_gives_a_smaller_plain_gru(dtype, mask_zero):
     """Embedding -> GRU -> Dense: compress() predicts what the model predicts, with a plain
     keras.layers.GRU that has fewer inputs and units."""
     rng = np.random.default_rng(5)
-    model = keras.Sequential([
-        keras.Input((7,), dtype="int32"),
-        SparseVDEmbedding(40, 8, vocabulary_pruning=True, mask_zero=mask_zero, dtype=dtype),
-        SparseVDGRU(6, dtype=dtype, name="gru"), SparseVDDense(2, dtype=dtype)])
+    model = keras.Sequential(
+        [
+            keras.Input((7,), dtype="int32"),
+            SparseVDEmbedding(40, 8, vocabulary_pruning=True, mask_zero=mask_zero, dtype=dtype),
+            SparseVDGRU(6, dtype=dtype, name="gru"),
+            SparseVDDense(2, dtype=dtype),
+        ]
+    )
     _random_posteriors(model, rng)
     gru = model.get_layer("gru")
     gru.inputs_group_log_sigma2.assign(np.where(np.arange(8) < 2, 6.0, -10.0).astype(dtype))
@@ -114,8 +127,9 @@ def test_compress_gives_a_smaller_plain_gru(dtype, mask_zero):
     ids[:3, :2] = 0
     compressed = sparsity.compress(model)
     tol = 1e-5 if dtype == np.float32 else 1e-12
-    np.testing.assert_allclose(compressed.predict(ids, verbose=0), model.predict(ids, verbose=0),
-                               atol=tol, rtol=tol)
+    np.testing.assert_allclose(
+        compressed.predict(ids, verbose=0), model.predict(ids, verbose=0), atol=tol, rtol=tol
+    )
     _, embedding, plain_gru, dense = compressed.layers
     assert type(plain_gru) is keras.layers.GRU
     structure = gru.kept_structure()

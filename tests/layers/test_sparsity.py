@@ -1,12 +1,19 @@
 """tfbayes.sparsity: compress() equals the model's inference predictions and is smaller; reports count right."""
+
 import keras
 import numpy as np
 import pytest
 
 from tfbayes import sparsity
 from tfbayes.flops import count_flops
-from tfbayes.layers import (AdaptiveComputationBlock, SBPDropout, SparseVDConv2D, SparseVDConv3D,
-                            SparseVDDense, SparseVDLayer)
+from tfbayes.layers import (
+    AdaptiveComputationBlock,
+    SBPDropout,
+    SparseVDConv2D,
+    SparseVDConv3D,
+    SparseVDDense,
+    SparseVDLayer,
+)
 
 
 def _randomize_posteriors(model, seed=0):
@@ -22,10 +29,20 @@ def _randomize_posteriors(model, seed=0):
 
 
 def _lenet(functional=False):
-    layers = [SparseVDConv2D(6, 3, activation="relu", padding="same"), SBPDropout(),
-              keras.layers.MaxPooling2D(), keras.layers.Conv2D(8, 3, activation="relu"),
-              SBPDropout(), keras.layers.Flatten(), SBPDropout(), SparseVDDense(20),
-              keras.layers.ReLU(), SBPDropout(), keras.layers.Dropout(0.3), keras.layers.Dense(4)]
+    layers = [
+        SparseVDConv2D(6, 3, activation="relu", padding="same"),
+        SBPDropout(),
+        keras.layers.MaxPooling2D(),
+        keras.layers.Conv2D(8, 3, activation="relu"),
+        SBPDropout(),
+        keras.layers.Flatten(),
+        SBPDropout(),
+        SparseVDDense(20),
+        keras.layers.ReLU(),
+        SBPDropout(),
+        keras.layers.Dropout(0.3),
+        keras.layers.Dense(4),
+    ]
     if not functional:
         model = keras.Sequential([keras.Input((10, 10, 2))] + layers)
     else:
@@ -60,24 +77,42 @@ def test_compressed_model_predicts_the_same_and_is_physically_smaller(functional
     assert np.any(dense1.kernel.numpy() != 0, axis=1).sum() <= _kept_units(sbp_flat).sum()
     assert dense1.units <= _kept_units(sbp3).sum() < 20
     assert dense2.kernel.shape == (dense1.units, 4)
-    assert compressed.count_params() < keras.Sequential(
-        [keras.Input((10, 10, 2)), keras.layers.Conv2D(6, 3, padding="same"),
-         keras.layers.MaxPooling2D(), keras.layers.Conv2D(8, 3), keras.layers.Flatten(),
-         keras.layers.Dense(20), keras.layers.Dense(4)]).count_params()
+    assert (
+        compressed.count_params()
+        < keras.Sequential(
+            [
+                keras.Input((10, 10, 2)),
+                keras.layers.Conv2D(6, 3, padding="same"),
+                keras.layers.MaxPooling2D(),
+                keras.layers.Conv2D(8, 3),
+                keras.layers.Flatten(),
+                keras.layers.Dense(20),
+                keras.layers.Dense(4),
+            ]
+        ).count_params()
+    )
     compressed.save(tmp_path / "compressed.keras")
     reloaded = keras.models.load_model(tmp_path / "compressed.keras")
     np.testing.assert_allclose(reloaded(x).numpy(), compressed(x).numpy())
 
 
 def test_report_counts_weights_groups_and_flops():
-    model = keras.Sequential([keras.Input((6, 6, 1)), SparseVDConv2D(3, 3), SBPDropout(),
-                              keras.layers.Flatten(), SparseVDDense(5), keras.layers.Dense(2)])
+    model = keras.Sequential(
+        [
+            keras.Input((6, 6, 1)),
+            SparseVDConv2D(3, 3),
+            SBPDropout(),
+            keras.layers.Flatten(),
+            SparseVDDense(5),
+            keras.layers.Dense(2),
+        ]
+    )
     _randomize_posteriors(model, seed=3)
     conv, sbp, _, dense, head = model.layers
     masks = []
     for layer in (conv, dense):
         theta = layer.kernel.numpy().astype(np.float64)
-        log_alpha = np.clip(layer.kernel_log_sigma2.numpy() - np.log(theta ** 2 + 1e-8), -8, 8)
+        log_alpha = np.clip(layer.kernel_log_sigma2.numpy() - np.log(theta**2 + 1e-8), -8, 8)
         masks.append(log_alpha < 3.0)
     report = sparsity.sparsity_report(model)
     rows = {row["name"]: row for row in report.layers}
@@ -95,9 +130,11 @@ def test_report_counts_weights_groups_and_flops():
     # After: nonzero weights of the compressed layers, times positions.
     compressed = sparsity.compress(model)
     kernels = [l.kernel.numpy() for l in compressed.layers if hasattr(l, "kernel")]
-    assert report.total["flops_after"] == (16 * np.count_nonzero(kernels[0])
-                                           + np.count_nonzero(kernels[1])
-                                           + np.count_nonzero(kernels[2]))
+    assert report.total["flops_after"] == (
+        16 * np.count_nonzero(kernels[0])
+        + np.count_nonzero(kernels[1])
+        + np.count_nonzero(kernels[2])
+    )
     text = str(report)
     assert conv.name in text and "total" in text and "units" in text
     assert report.to_dict()["total"] == report.total
@@ -106,11 +143,19 @@ def test_report_counts_weights_groups_and_flops():
 def test_report_counts_each_weight_of_nested_layers_once():
     # Bidirectional(LSTM(2)) on 5 steps of 3 features: per direction W_x 3x8 + W_h 2x8 = 40
     # weights and 5 * 40 = 200 multiply-adds; the LSTMCell and Bidirectional get no row.
-    model = keras.Sequential([keras.Input((5, 3)), keras.layers.Bidirectional(keras.layers.LSTM(2)),
-                              keras.layers.Dense(1)])
+    model = keras.Sequential(
+        [
+            keras.Input((5, 3)),
+            keras.layers.Bidirectional(keras.layers.LSTM(2)),
+            keras.layers.Dense(1),
+        ]
+    )
     report = sparsity.sparsity_report(model)
     assert [(r["class"], r["weights_total"]) for r in report.layers] == [
-        ("LSTM", 40), ("LSTM", 40), ("Dense", 4)]
+        ("LSTM", 40),
+        ("LSTM", 40),
+        ("Dense", 4),
+    ]
     assert report.total["weights_total"] == 84
     assert count_flops(model).total["dense"] == 2 * 5 * 40 + 4
     # An adaptive block of two 3x3 residual units on 4x4x2 maps: per unit two convs (36 each)
@@ -154,13 +199,28 @@ def test_models_compress_cannot_handle_are_named_in_the_error():
     _randomize_posteriors(branched)
     with pytest.raises(ValueError, match="Layer 'add.*carry different channel scales"):
         sparsity.compress(branched)
-    unsupported = keras.Sequential([keras.Input((4,)), SparseVDDense(3),
-                                    keras.layers.BatchNormalization(), keras.layers.Dense(1)])
-    with pytest.raises(ValueError, match="Layer 'batch_normalization.*BatchNormalization.*does "
-                                         "not know how to compress"):
+    unsupported = keras.Sequential(
+        [
+            keras.Input((4,)),
+            SparseVDDense(3),
+            keras.layers.BatchNormalization(),
+            keras.layers.Dense(1),
+        ]
+    )
+    with pytest.raises(
+        ValueError,
+        match="Layer 'batch_normalization.*BatchNormalization.*does not know how to compress",
+    ):
         sparsity.compress(unsupported)
-    through_tanh = keras.Sequential([keras.Input((4,)), SparseVDDense(3), SBPDropout(),
-                                     keras.layers.Activation("tanh"), keras.layers.Dense(1)])
+    through_tanh = keras.Sequential(
+        [
+            keras.Input((4,)),
+            SparseVDDense(3),
+            SBPDropout(),
+            keras.layers.Activation("tanh"),
+            keras.layers.Dense(1),
+        ]
+    )
     _randomize_posteriors(through_tanh)
     with pytest.raises(ValueError, match="cannot be moved through activation 'tanh'"):
         sparsity.compress(through_tanh)
@@ -185,7 +245,7 @@ def test_with_thresholds_copies_the_model_with_the_pruning_moved(tmp_path):
     for old, new in zip(model.layers, harder.layers):
         if isinstance(old, SparseVDLayer):
             theta, log_sigma2 = old.kernel.numpy(), old.kernel_log_sigma2.numpy()
-            log_alpha = np.clip(log_sigma2 - np.log(theta ** 2 + 1e-8), -8, 8)
+            log_alpha = np.clip(log_sigma2 - np.log(theta**2 + 1e-8), -8, 8)
             assert new.sparsity_groups()["weights"][0] == np.sum(log_alpha < 0.0)
         elif isinstance(old, SBPDropout):
             mean, snr = (t.numpy() for t in old.mean_and_snr())
@@ -194,8 +254,9 @@ def test_with_thresholds_copies_the_model_with_the_pruning_moved(tmp_path):
     after = sparsity.sparsity_report(harder).total
     assert after["weights_kept"] < before["weights_kept"]
     assert after["groups"]["units"][0] < before["groups"]["units"][0]
-    np.testing.assert_allclose(sparsity.compress(harder)(x).numpy(), harder(x).numpy(),
-                               rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        sparsity.compress(harder)(x).numpy(), harder(x).numpy(), rtol=1e-5, atol=1e-5
+    )
     harder.save(tmp_path / "harder.keras")
     reloaded = keras.models.load_model(tmp_path / "harder.keras")
     np.testing.assert_allclose(reloaded(x).numpy(), harder(x).numpy())
@@ -212,8 +273,14 @@ def test_with_thresholds_accepts_a_model_compiled_with_unregistered_custom_objec
     def loss(y_true, y_pred):
         return keras.ops.mean(keras.ops.square(y_true - y_pred))
 
-    model = keras.Sequential([keras.Input((4,)), SparseVDDense(3, num_examples=16),
-                              SBPDropout(num_examples=16), SparseVDDense(2, num_examples=16)])
+    model = keras.Sequential(
+        [
+            keras.Input((4,)),
+            SparseVDDense(3, num_examples=16),
+            SBPDropout(num_examples=16),
+            SparseVDDense(2, num_examples=16),
+        ]
+    )
     model.compile(ScaledAdam(1e-2), loss)
     x = np.random.default_rng(3).normal(size=(16, 4)).astype("float32")
     y = np.zeros((16, 2), "float32")
@@ -231,8 +298,9 @@ def _resnet():
     inputs = keras.Input((6, 6, 3))
     stream = SparseVDConv2D(8, 3, padding="same", activation="relu", name="stem")(inputs)
     for block in range(2):
-        inner = SparseVDConv2D(6, 3, padding="same", activation="relu",
-                               name=f"block{block}_a")(stream)
+        inner = SparseVDConv2D(6, 3, padding="same", activation="relu", name=f"block{block}_a")(
+            stream
+        )
         inner = SparseVDConv2D(8, 3, padding="same", name=f"block{block}_b")(inner)
         stream = keras.layers.ReLU()(keras.layers.Add()([stream, inner]))
     pooled = keras.layers.GlobalAveragePooling2D()(stream)
@@ -267,8 +335,11 @@ def test_compress_resnet_with_residual_adds_keeps_predictions_and_drops_channels
     compressed = sparsity.compress(model)
     np.testing.assert_allclose(compressed(x).numpy(), model(x).numpy(), rtol=1e-5, atol=1e-5)
     assert not any(isinstance(layer, SparseVDLayer) for layer in compressed.layers)
-    shapes = {layer.name: tuple(layer.kernel.shape) for layer in compressed.layers
-              if hasattr(layer, "kernel")}
+    shapes = {
+        layer.name: tuple(layer.kernel.shape)
+        for layer in compressed.layers
+        if hasattr(layer, "kernel")
+    }
     assert shapes["stem"] == (3, 3, 3, 7)  # channel 7 dropped from the stream's producers
     assert shapes["block0_b"] == (3, 3, 4, 7) and shapes["block1_b"][-1] == 7
     assert shapes["block0_a"] == (3, 3, 7, 4) and shapes["block1_a"][2] == 7
@@ -295,10 +366,16 @@ def test_compress_concatenated_branches_folds_each_branch_scale():
 
 
 def test_compress_conv3d_with_3d_pooling():
-    model = keras.Sequential([keras.Input((4, 6, 6, 2)),
-                              SparseVDConv3D(5, 3, padding="same", activation="relu"),
-                              SBPDropout(), keras.layers.MaxPooling3D(),
-                              keras.layers.GlobalAveragePooling3D(), SparseVDDense(3)])
+    model = keras.Sequential(
+        [
+            keras.Input((4, 6, 6, 2)),
+            SparseVDConv3D(5, 3, padding="same", activation="relu"),
+            SBPDropout(),
+            keras.layers.MaxPooling3D(),
+            keras.layers.GlobalAveragePooling3D(),
+            SparseVDDense(3),
+        ]
+    )
     _randomize_posteriors(model, seed=7)
     model.layers[1].mu.assign(np.full(5, -3.0))
     model.layers[1].log_sigma.assign([-4.0, 1.5, -4.0, 1.5, -4.0])  # units 1 and 3: SNR < 1
@@ -308,12 +385,18 @@ def test_compress_conv3d_with_3d_pooling():
     assert compressed.layers[0].filters <= _kept_units(model.layers[1]).sum() < 5
     report = sparsity.sparsity_report(model)
     assert report.flops_note is None
-    assert report.layers[0]["flops_before"] == 4 * 6 * 6 * 3 ** 3 * 2 * 5
+    assert report.layers[0]["flops_before"] == 4 * 6 * 6 * 3**3 * 2 * 5
 
 
 def test_report_of_a_model_compress_refuses_says_why_flops_are_missing():
-    model = keras.Sequential([keras.Input((4,)), SparseVDDense(3),
-                              keras.layers.BatchNormalization(), keras.layers.Dense(1)])
+    model = keras.Sequential(
+        [
+            keras.Input((4,)),
+            SparseVDDense(3),
+            keras.layers.BatchNormalization(),
+            keras.layers.Dense(1),
+        ]
+    )
     report = sparsity.sparsity_report(model)
     assert report.total["flops_before"] is None
     assert "BatchNormalization" in report.flops_note and report.flops_note in str(report)
@@ -323,10 +406,13 @@ def test_report_of_a_model_compress_refuses_says_why_flops_are_missing():
 def test_importing_sparsity_alone_registers_the_keras_layer_rules():
     import subprocess
     import sys
-    code = ("import keras, sys; import tfbayes.sparsity as s; "
-            "assert 'tfbayes.layers' not in sys.modules; "
-            "assert all(s._rule(c.__new__(c)) is not None for c in (keras.layers.Embedding, "
-            "keras.layers.LSTM, keras.layers.GRU, keras.layers.Conv3D))")
+
+    code = (
+        "import keras, sys; import tfbayes.sparsity as s; "
+        "assert 'tfbayes.layers' not in sys.modules; "
+        "assert all(s._rule(c.__new__(c)) is not None for c in (keras.layers.Embedding, "
+        "keras.layers.LSTM, keras.layers.GRU, keras.layers.Conv3D))"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
 
 
@@ -351,15 +437,21 @@ def _agreement_accuracy(reference, x):
 
 
 def test_select_threshold_takes_the_most_compression_within_the_budget():
-    model = keras.Sequential([keras.Input((6,)), SparseVDDense(8, activation="relu"),
-                              SparseVDDense(3)])
+    model = keras.Sequential(
+        [keras.Input((6,)), SparseVDDense(8, activation="relu"), SparseVDDense(3)]
+    )
     _randomize_posteriors(model, seed=10)
     x = np.random.default_rng(10).normal(size=(200, 6)).astype("float32")
     accuracy = _agreement_accuracy(model, x)  # 1 at the trained thresholds
     grid = (0.0, 1.0, 2.0, 3.0)
     chosen_model, chosen, sweep = sparsity.select_threshold(
-        model, accuracy, reference_accuracy=1.0, max_loss_pt=5.0, grid=grid,
-        record={"kept": lambda m: sparsity.sparsity_report(m).total["weights_kept"]})
+        model,
+        accuracy,
+        reference_accuracy=1.0,
+        max_loss_pt=5.0,
+        grid=grid,
+        record={"kept": lambda m: sparsity.sparsity_report(m).total["weights_kept"]},
+    )
     # Brute force: each threshold's accuracy and compression, then the rule.
     rows = []
     for threshold in grid:
@@ -374,30 +466,40 @@ def test_select_threshold_takes_the_most_compression_within_the_budget():
     # accuracy of 0.9 on 100 examples (3 points) is taken off it: then the default (3) is kept.
     flat = lambda m: 0.88  # noqa: E731
     assert sparsity.select_threshold(model, flat, 0.9, 2.5, grid=(0.0, 1.0))[1] == 0.0
-    assert sparsity.select_threshold(model, flat, 0.9, 2.5, validation_size=100,
-                                     grid=(0.0, 1.0))[1] == 3.0
+    assert (
+        sparsity.select_threshold(model, flat, 0.9, 2.5, validation_size=100, grid=(0.0, 1.0))[1]
+        == 3.0
+    )
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"setting": "alpha"}, "setting: expected one of"),
-    ({"objective": "speed"}, "objective: expected 'compression' or 'flops_reduction'"),
-    ({"max_loss_pt": -1.0}, "max_loss_pt: expected a non-negative finite number, got -1.0"),
-    ({"reference_accuracy": 1.5}, "reference_accuracy: expected an accuracy in"),
-    ({"validation_size": 0}, "validation_size: expected a positive int or None, got 0"),
-    ({"grid": ()}, "grid: expected at least one threshold"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"setting": "alpha"}, "setting: expected one of"),
+        ({"objective": "speed"}, "objective: expected 'compression' or 'flops_reduction'"),
+        ({"max_loss_pt": -1.0}, "max_loss_pt: expected a non-negative finite number, got -1.0"),
+        ({"reference_accuracy": 1.5}, "reference_accuracy: expected an accuracy in"),
+        ({"validation_size": 0}, "validation_size: expected a positive int or None, got 0"),
+        ({"grid": ()}, "grid: expected at least one threshold"),
+    ],
+)
 def test_select_threshold_names_bad_arguments(kwargs, message):
-    arguments = dict(model=None, validation_accuracy=None, reference_accuracy=0.9,
-                     max_loss_pt=1.0)
+    arguments = dict(model=None, validation_accuracy=None, reference_accuracy=0.9, max_loss_pt=1.0)
     arguments.update(kwargs)
     with pytest.raises(ValueError, match=message):
         sparsity.select_threshold(**arguments)
 
 
 def test_compress_keeps_a_grouped_convolution_whole_and_refuses_to_cut_its_inputs():
-    model = keras.Sequential([keras.Input((6, 6, 2)), SparseVDConv2D(4, 3, activation="relu"),
-                              SparseVDConv2D(6, 3, groups=2, activation="relu"),
-                              keras.layers.Flatten(), SparseVDDense(3)])
+    model = keras.Sequential(
+        [
+            keras.Input((6, 6, 2)),
+            SparseVDConv2D(4, 3, activation="relu"),
+            SparseVDConv2D(6, 3, groups=2, activation="relu"),
+            keras.layers.Flatten(),
+            SparseVDDense(3),
+        ]
+    )
     _randomize_posteriors(model, seed=11)
     _prune(model.layers[0], outputs=[0])  # a dead input channel of the grouped convolution
     x = np.random.default_rng(12).normal(size=(4, 6, 6, 2)).astype("float32")
@@ -406,9 +508,16 @@ def test_compress_keeps_a_grouped_convolution_whole_and_refuses_to_cut_its_input
     grouped = compressed.layers[1]
     assert grouped.groups == 2 and grouped.kernel.shape == (3, 3, 2, 6)
     assert compressed.layers[0].filters == 4
-    with_sbp = keras.Sequential([keras.Input((6, 6, 2)), SparseVDConv2D(4, 3), SBPDropout(),
-                                 SparseVDConv2D(6, 3, groups=2), keras.layers.Flatten(),
-                                 SparseVDDense(3)])
+    with_sbp = keras.Sequential(
+        [
+            keras.Input((6, 6, 2)),
+            SparseVDConv2D(4, 3),
+            SBPDropout(),
+            SparseVDConv2D(6, 3, groups=2),
+            keras.layers.Flatten(),
+            SparseVDDense(3),
+        ]
+    )
     _randomize_posteriors(with_sbp, seed=13)
     with_sbp.layers[1].mu.assign([0.0, -3.0, 0.0, 0.0])
     with_sbp.layers[1].log_sigma.assign([-4.0, 1.5, -4.0, -4.0])  # channel 1 removed by SBP

@@ -1,4 +1,5 @@
 """Mixed-feature encoding, likelihood and sampling against NumPy/scipy; the mask generators."""
+
 import numpy as np
 import pytest
 import scipy.special
@@ -17,9 +18,9 @@ def _rows(dtype):
 
 def test_encode_is_values_then_one_hot_with_missing_as_zeros(dtype):
     encoded = MixedFeatures(SIZES).encode(tf.constant(_rows(dtype))).numpy()
-    expected = np.array([[0.5, -1.0, 0, 0, 1, 1, 0],
-                         [0.0, 2.0, 1, 0, 0, 0, 0],
-                         [1.5, 0.0, 0, 0, 0, 0, 1]], dtype)
+    expected = np.array(
+        [[0.5, -1.0, 0, 0, 1, 1, 0], [0.0, 2.0, 1, 0, 0, 0, 0], [1.5, 0.0, 0, 0, 0, 0, 1]], dtype
+    )
     np.testing.assert_array_equal(encoded, expected)
     assert MixedFeatures(SIZES).encoded_width == 7 and MixedFeatures(SIZES).param_width == 9
 
@@ -31,8 +32,9 @@ def test_log_prob_equals_scipy(dtype, mode):
     x = _rows(dtype)
     params = rng.normal(size=(3, features.param_width)).astype(dtype)
     weight = np.array([[1, 1, 1, 1], [1, 1, 0, 1], [0, 1, 1, 1]], dtype)
-    got = run_in_mode(features.log_prob, mode, tf.constant(x), tf.constant(params),
-                      tf.constant(weight)).numpy()
+    got = run_in_mode(
+        features.log_prob, mode, tf.constant(x), tf.constant(params), tf.constant(weight)
+    ).numpy()
     mean, raw = params[:, 0:2], params[:, 2:4]
     scale = np.maximum(np.log1p(np.exp(raw)), 0.05)
     expected = np.zeros(3)
@@ -42,7 +44,7 @@ def test_log_prob_equals_scipy(dtype, mode):
                 expected[i] += scipy.stats.norm.logpdf(x[i, j], mean[i, r], scale[i, r])
         for j, k, start in [(1, 3, 4), (3, 2, 7)]:
             if weight[i, j] and not np.isnan(x[i, j]):
-                expected[i] += scipy.special.log_softmax(params[i, start:start + k])[int(x[i, j])]
+                expected[i] += scipy.special.log_softmax(params[i, start : start + k])[int(x[i, j])]
     np.testing.assert_allclose(got, expected, rtol=1e-5 if dtype == np.float32 else 1e-12)
 
 
@@ -98,8 +100,12 @@ def test_rectangle_mask_is_one_rectangle_within_bounds(mode):
 
 def test_half_mask_hides_one_half_each_side_about_equally():
     masks = ImageHalfMask((6, 8))(400, 48, tf.constant([1, 1])).numpy().reshape(400, 6, 8)
-    halves = {"top": np.zeros((6, 8)), "bottom": np.zeros((6, 8)),
-              "left": np.zeros((6, 8)), "right": np.zeros((6, 8))}
+    halves = {
+        "top": np.zeros((6, 8)),
+        "bottom": np.zeros((6, 8)),
+        "left": np.zeros((6, 8)),
+        "right": np.zeros((6, 8)),
+    }
     halves["top"][:3] = 1
     halves["bottom"][3:] = 1
     halves["left"][:, :4] = 1

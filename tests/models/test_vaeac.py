@@ -1,5 +1,6 @@
 """VAEAC against exact references: Gaussian conditionals, multimodal conditionals, the IWAE bound of
 a model whose likelihood is known, normalization and NaN handling, serialization and errors."""
+
 import keras
 import numpy as np
 import pytest
@@ -12,8 +13,14 @@ MEAN = np.array([1.0, -2.0, 3.0])
 
 
 def _small(sizes, **kwargs):
-    return VAEAC(sizes, latent_dim=kwargs.pop("latent_dim", 8), width=kwargs.pop("width", 64),
-                 depth=kwargs.pop("depth", 2), seed=0, **kwargs)
+    return VAEAC(
+        sizes,
+        latent_dim=kwargs.pop("latent_dim", 8),
+        width=kwargs.pop("width", 64),
+        depth=kwargs.pop("depth", 2),
+        seed=0,
+        **kwargs,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -96,11 +103,14 @@ def test_iwae_is_below_the_likelihood_and_tightens_with_k():
     exact = model.features.log_prob(xn, params, tf.constant(mask, tf.float64)).numpy()
     kl = tfd_kl(proposal, prior)
     repeats = 400
-    estimates = {k: np.array([model.iwae(x, mask, k, seed=[k, r]) for r in range(repeats)])
-                 for k in (1, 10, 100)}
+    estimates = {
+        k: np.array([model.iwae(x, mask, k, seed=[k, r]) for r in range(repeats)])
+        for k in (1, 10, 100)
+    }
     one = estimates[1]
-    np.testing.assert_allclose(one.mean(0), exact - kl,
-                               atol=4 * one.std(0).max() / np.sqrt(repeats) + 1e-9)
+    np.testing.assert_allclose(
+        one.mean(0), exact - kl, atol=4 * one.std(0).max() / np.sqrt(repeats) + 1e-9
+    )
     means = {k: e.mean(0) for k, e in estimates.items()}
     assert np.all(means[1] < means[10]) and np.all(means[10] < means[100])
     assert np.all(means[100] <= exact + 4 * estimates[100].std(0) / np.sqrt(repeats))
@@ -108,6 +118,7 @@ def test_iwae_is_below_the_likelihood_and_tightens_with_k():
 
 def tfd_kl(q, p):
     import tensorflow_probability as tfp
+
     return tfp.distributions.kl_divergence(q, p).numpy()
 
 
@@ -117,10 +128,12 @@ def test_adapt_matches_numpy_on_observed_values(dtype):
     x[rng.random(x.shape) < 0.2] = np.nan
     model = _small([0, 4, 1], dtype="float64" if dtype == np.float64 else "float32")
     model.adapt(x)
-    np.testing.assert_allclose(model.feature_mean.numpy()[[0, 2]], np.nanmean(x[:, [0, 2]], 0),
-                               rtol=1e-6)
-    np.testing.assert_allclose(model.feature_std.numpy()[[0, 2]], np.nanstd(x[:, [0, 2]], 0),
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        model.feature_mean.numpy()[[0, 2]], np.nanmean(x[:, [0, 2]], 0), rtol=1e-6
+    )
+    np.testing.assert_allclose(
+        model.feature_std.numpy()[[0, 2]], np.nanstd(x[:, [0, 2]], 0), rtol=1e-6
+    )
     assert model.feature_mean.numpy()[1] == 0 and model.feature_std.numpy()[1] == 1
 
 
@@ -129,10 +142,10 @@ def test_impute_keeps_observed_entries_and_fills_valid_values(dtype):
     rows = np.array([[0.3, np.nan, np.nan], [np.nan, np.nan, np.nan], [1.0, 2.0, 1.0]])
     out = model.impute(rows, num_imputations=5, seed=0)
     assert out.shape == (3, 5, 3) and np.all(np.isfinite(out))
-    np.testing.assert_array_equal(out[0, :, 0], 0.3)        # observed entries are copied
+    np.testing.assert_array_equal(out[0, :, 0], 0.3)  # observed entries are copied
     np.testing.assert_array_equal(out[2], np.repeat(rows[2:], 5, 0))
     assert set(np.unique(out[:, :, 2])) <= {0.0, 1.0, 2.0}  # categories stay categories
-    np.testing.assert_array_equal(out, model.impute(rows, 5, seed=0))   # the seed fixes them
+    np.testing.assert_array_equal(out, model.impute(rows, 5, seed=0))  # the seed fixes them
     assert not np.array_equal(out, model.impute(rows, 5, seed=1))
 
 

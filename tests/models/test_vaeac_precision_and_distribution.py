@@ -1,4 +1,5 @@
 """VAEAC under Keras's mixed-precision policies and under tf.distribute.MirroredStrategy."""
+
 import os
 import subprocess
 import sys
@@ -10,7 +11,7 @@ import pytest
 
 from tfbayes.models import VAEAC
 
-UNIT_ROUNDOFF = {"mixed_float16": 2.0 ** -11, "mixed_bfloat16": 2.0 ** -8}
+UNIT_ROUNDOFF = {"mixed_float16": 2.0**-11, "mixed_bfloat16": 2.0**-8}
 
 
 def _rows(n=256):
@@ -54,8 +55,9 @@ def test_mixed_precision_fits_imputes_and_sums_in_float32(policy):
     std, mean = reference.feature_std.numpy()[1], reference.feature_mean.numpy()[1]
     u = UNIT_ROUNDOFF[policy]
     standardised = (want - mean) / std
-    assert np.all(np.abs(got - want) / std <= 16 * u + 8 * u * np.abs(standardised)), \
-        np.max(np.abs(got - want) / std)
+    assert np.all(np.abs(got - want) / std <= 16 * u + 8 * u * np.abs(standardised)), np.max(
+        np.abs(got - want) / std
+    )
 
 
 DISTRIBUTED = textwrap.dedent("""
@@ -122,8 +124,14 @@ def test_mirrored_strategy_averages_replica_gradients_and_trains(tmp_path):
     out = tmp_path / "out.npz"
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    result = subprocess.run([sys.executable, "-c", DISTRIBUTED, str(out)], cwd=root, env=env,
-                            capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [sys.executable, "-c", DISTRIBUTED, str(out)],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     r = np.load(out)
     noise = np.linalg.norm(r["one_a"] - r["one_b"])

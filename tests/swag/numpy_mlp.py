@@ -1,5 +1,6 @@
 """A NumPy reference for the small networks of the FGE and curve tests:
 ``Dense(relu) [-> BatchNormalization] -> Dense`` logits, in float64."""
+
 import keras
 import numpy as np
 
@@ -10,8 +11,7 @@ def mlp(inputs, hidden, classes, batch_norm, dtype="float32", output_activation=
     h = keras.layers.Dense(hidden, activation="relu", dtype=dtype)(x)
     if batch_norm:
         h = keras.layers.BatchNormalization(epsilon=1e-3, dtype=dtype)(h)
-    return keras.Model(x, keras.layers.Dense(classes, activation=output_activation,
-                                             dtype=dtype)(h))
+    return keras.Model(x, keras.layers.Dense(classes, activation=output_activation, dtype=dtype)(h))
 
 
 def mlp_logits(trainable, x, bn_x=None, bn_stats=None, epsilon=1e-3):

@@ -1,4 +1,5 @@
 """update_bn against BatchNormalization statistics computed by NumPy over the same data."""
+
 import keras
 import numpy as np
 import pytest
@@ -52,22 +53,22 @@ def test_conv_and_nested_equal_numpy():
     assert update_bn(model, x, batch_size=15) == 2
 
     x64 = x.astype(np.float64)
-    np.testing.assert_allclose(model.layers[1].moving_mean.numpy(), x64.mean((0, 1, 2)),
-                               rtol=1e-5)
-    np.testing.assert_allclose(model.layers[1].moving_variance.numpy(), x64.var((0, 1, 2)),
-                               rtol=1e-5)
+    np.testing.assert_allclose(model.layers[1].moving_mean.numpy(), x64.mean((0, 1, 2)), rtol=1e-5)
+    np.testing.assert_allclose(
+        model.layers[1].moving_variance.numpy(), x64.var((0, 1, 2)), rtol=1e-5
+    )
     kernel, bias = (np.asarray(w, np.float64) for w in inner.layers[0].get_weights())
     gamma, beta = (np.asarray(w, np.float64) for w in model.layers[1].get_weights()[:2])
     hidden = []
     for start in range(0, 40, 15):  # the first BN normalizes each batch with its own moments
-        xb = x64[start:start + 15]
+        xb = x64[start : start + 15]
         z = (xb - xb.mean((0, 1, 2))) / np.sqrt(xb.var((0, 1, 2)) + 1e-3) * gamma + beta
         hidden.append(z.reshape(len(xb), -1) @ kernel + bias)
     hidden = np.concatenate(hidden)
-    np.testing.assert_allclose(inner.layers[1].moving_mean.numpy(), hidden.mean(0),
-                               rtol=1e-4, atol=1e-5)
-    np.testing.assert_allclose(inner.layers[1].moving_variance.numpy(), hidden.var(0),
-                               rtol=1e-4)
+    np.testing.assert_allclose(
+        inner.layers[1].moving_mean.numpy(), hidden.mean(0), rtol=1e-4, atol=1e-5
+    )
+    np.testing.assert_allclose(inner.layers[1].moving_variance.numpy(), hidden.var(0), rtol=1e-4)
 
 
 def test_subclassed_model_and_frozen_layer():

@@ -1,6 +1,7 @@
 """Mode-connecting curves: exact endpoints, the closed-form combination of the bends against
 NumPy, the forward pass and evaluation against a NumPy network, training on real data, errors,
 saving, and MirroredStrategy against one device."""
+
 import math
 import os
 import subprocess
@@ -23,7 +24,7 @@ TS = [0.0, 0.1, 1 / 3, 0.5, 0.6, 0.77, 0.999, 1.0]
 def _numpy_coefficients(curve, n, t):
     """Bernstein weights from math.comb, or the two weights of the segment holding t."""
     if curve in ("bezier", "line"):
-        return np.array([math.comb(n - 1, k) * t ** k * (1 - t) ** (n - 1 - k) for k in range(n)])
+        return np.array([math.comb(n - 1, k) * t**k * (1 - t) ** (n - 1 - k) for k in range(n)])
     i = min(int(np.floor(t * (n - 1))), n - 2)
     s = t * (n - 1) - i
     c = np.zeros(n)
@@ -47,8 +48,9 @@ def _randomize_bends(curve, seed=0):
             var.assign(rng.normal(size=var.shape).astype(var.dtype))
 
 
-@pytest.mark.parametrize("curve,n", [("bezier", 3), ("bezier", 5), ("polychain", 3),
-                                     ("polychain", 4), ("line", 2)])
+@pytest.mark.parametrize(
+    "curve,n", [("bezier", 3), ("bezier", 5), ("polychain", 3), ("polychain", 4), ("line", 2)]
+)
 def test_coefficients_equal_closed_form(curve, n, dtype):
     for t in TS:
         c = curve_coefficients(curve, n, t, dtype).numpy()
@@ -58,15 +60,15 @@ def test_coefficients_equal_closed_form(curve, n, dtype):
     np.testing.assert_array_equal(curve_coefficients(curve, n, 1.0, dtype), np.eye(n)[-1])
 
 
-@pytest.mark.parametrize("curve,n", [("bezier", 3), ("bezier", 4), ("polychain", 3),
-                                     ("polychain", 5), ("line", 2)])
+@pytest.mark.parametrize(
+    "curve,n", [("bezier", 3), ("bezier", 4), ("polychain", 3), ("polychain", 5), ("line", 2)]
+)
 def test_weights_at_equal_bend_combination(curve, n, dtype):
     model_a, model_b = _endpoints(dtype)
     c = Curve(model_a, model_b, curve=curve, num_bends=n)
     _randomize_bends(c)
     assert len(c.trainable_variables) == (n - 2) * len(model_a.trainable_variables)
-    np.testing.assert_allclose(c.coefficients(0.3), _numpy_coefficients(curve, n, 0.3),
-                               rtol=1e-12)
+    np.testing.assert_allclose(c.coefficients(0.3), _numpy_coefficients(curve, n, 0.3), rtol=1e-12)
     # The endpoints exactly.
     for got, want in zip(c.weights_at(0.0), model_a.trainable_variables):
         np.testing.assert_array_equal(got, want.numpy())
@@ -117,8 +119,21 @@ def test_random_t_is_one_point_of_the_curve():
     x = np.random.default_rng(2).normal(size=(4, 5))
     bends = [[v.numpy() for v in bend] for bend in c.bends]
     grid = np.linspace(0, 1, 501)
-    outs = np.stack([mlp_logits([sum(ck * bend[j] for ck, bend in zip(
-        _numpy_coefficients("polychain", 3, t), bends)) for j in range(4)], x) for t in grid])
+    outs = np.stack(
+        [
+            mlp_logits(
+                [
+                    sum(
+                        ck * bend[j]
+                        for ck, bend in zip(_numpy_coefficients("polychain", 3, t), bends)
+                    )
+                    for j in range(4)
+                ],
+                x,
+            )
+            for t in grid
+        ]
+    )
     found = []
     for _ in range(20):
         err = np.abs(outs - c(x).numpy()).max(axis=(1, 2))
@@ -145,8 +160,9 @@ def test_evaluate_curve_with_batch_norm_equals_numpy(dtype):
         assert result["accuracy"][i] == pytest.approx(np.mean(logits.argmax(1) == y))
     # model_at recomputes the statistics the same way.
     model = c.model_at(0.4, bn_data=x, batch_size=16)
-    np.testing.assert_allclose(model(x), mlp_logits(c.weights_at(0.4), x, bn_x=x),
-                               rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(
+        model(x), mlp_logits(c.weights_at(0.4), x, bn_x=x), rtol=1e-4, atol=1e-4
+    )
 
 
 def _digits_endpoints():
@@ -157,8 +173,10 @@ def _digits_endpoints():
     for seed in (1, 2):
         keras.utils.set_random_seed(seed)
         model = mlp(64, 32, 10, batch_norm=False)
-        model.compile(keras.optimizers.Adam(1e-2),
-                      keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        model.compile(
+            keras.optimizers.Adam(1e-2),
+            keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        )
         model.fit(x, y, epochs=15, batch_size=128, verbose=0)
         models.append(model)
     return x, y, models
@@ -173,8 +191,17 @@ def test_fit_curve_beats_the_line_on_digits():
     x, y, (model_a, model_b) = _digits_endpoints()
     line = Curve(model_a, model_b, curve="line")
     on_line = evaluate_curve(line, (x, y), [0.0, 0.5, 1.0], loss=model_a.loss)
-    curve = fit_curve(model_a, model_b, (x, y), curve="bezier", epochs=10, batch_size=128,
-                      optimizer=keras.optimizers.Adam(1e-2), seed=0, jit_compile=True)
+    curve = fit_curve(
+        model_a,
+        model_b,
+        (x, y),
+        curve="bezier",
+        epochs=10,
+        batch_size=128,
+        optimizer=keras.optimizers.Adam(1e-2),
+        seed=0,
+        jit_compile=True,
+    )
     assert curve.jit_compile
     on_curve = evaluate_curve(curve, (x, y), [0.0, 0.5, 1.0])
     np.testing.assert_array_equal(on_curve["loss"][[0, 2]], on_line["loss"][[0, 2]])
@@ -189,8 +216,11 @@ def test_fit_curve_beats_the_line_on_digits():
 def test_errors():
     model_a, model_b = _endpoints("float32")
     wider = mlp(5, 6, 3, batch_norm=False)
-    with pytest.raises(ValueError, match=r"model_b: expected the architecture of model_a.*"
-                                         r"\(5, 6\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"model_b: expected the architecture of model_a.*"
+        r"\(5, 6\)",
+    ):
         Curve(model_a, wider)
     with pytest.raises(ValueError, match="model_b: expected the architecture of model_a"):
         Curve(model_a, mlp(5, 4, 3, batch_norm=True))
@@ -200,11 +230,13 @@ def test_errors():
         Curve(np.zeros(3), model_b)
     with pytest.raises(ValueError, match="model_b: expected a built model"):
         Curve(model_a, keras.Sequential([keras.layers.Dense(3)]))
-    for curve, n, match in [("spline", None, "curve: expected one of"),
-                            ("bezier", 2, r"num_bends: expected an int >= 3.*got 2"),
-                            ("polychain", 3.0, "num_bends: expected an int >= 3"),
-                            ("bezier", True, "num_bends: expected an int >= 3"),
-                            ("line", 3, "num_bends: the line has 2 bends")]:
+    for curve, n, match in [
+        ("spline", None, "curve: expected one of"),
+        ("bezier", 2, r"num_bends: expected an int >= 3.*got 2"),
+        ("polychain", 3.0, "num_bends: expected an int >= 3"),
+        ("bezier", True, "num_bends: expected an int >= 3"),
+        ("line", 3, "num_bends: the line has 2 bends"),
+    ]:
         with pytest.raises(ValueError, match=match):
             Curve(model_a, model_b, curve=curve, num_bends=n)
     c = Curve(model_a, model_b)
@@ -250,8 +282,9 @@ def test_save_and_load(tmp_path):
     x = np.random.default_rng(4).normal(size=(6, 5)).astype("float32")
     for got, want in zip(loaded.endpoint_state, model_a.non_trainable_weights):
         np.testing.assert_array_equal(got.numpy(), want.numpy())
-    np.testing.assert_allclose(loaded.model_at(0.3, bn_data=x)(x),
-                               curve.model_at(0.3, bn_data=x)(x), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(
+        loaded.model_at(0.3, bn_data=x)(x), curve.model_at(0.3, bn_data=x)(x), rtol=1e-6, atol=1e-6
+    )
 
 
 DISTRIBUTED = textwrap.dedent("""
@@ -297,8 +330,14 @@ def test_mirrored_strategy_equals_single_device(tmp_path):
     out = tmp_path / "out.npz"
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    result = subprocess.run([sys.executable, "-c", DISTRIBUTED, str(out)], cwd=root, env=env,
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-c", DISTRIBUTED, str(out)],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     r = np.load(out)
     assert np.abs(r["bend_1"]).max() > 0

@@ -2,6 +2,7 @@
 
 Logical devices must be configured before TF initializes, so the runs happen in a fresh
 Python process that saves its arrays; the assertions are made here."""
+
 import os
 import subprocess
 import sys
@@ -69,8 +70,14 @@ def test_mirrored_strategy_moments_equal_single_device(tmp_path):
     out = tmp_path / "out.npz"
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    result = subprocess.run([sys.executable, "-c", SCRIPT, str(out)], cwd=root, env=env,
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-c", SCRIPT, str(out)],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     r = np.load(out)
     w = r["weights_m"].astype(np.float64)

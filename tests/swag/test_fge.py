@@ -1,6 +1,7 @@
 """FGE: the learning rate per step against the paper's formula, the SGD trajectory and the
 snapshots against a NumPy simulation, the ensemble's prediction against NumPy, errors, and
 MirroredStrategy against one device."""
+
 import os
 import subprocess
 import sys
@@ -28,8 +29,8 @@ def test_schedule_equals_formula(c):
     np.testing.assert_allclose(got, _numpy_schedule(steps, c, 0.05, 0.001), rtol=1e-12)
     # Minimum lr_min at mid-cycle (t = 1/2, even c), back to lr_max at each cycle's end.
     if c % 2 == 0:
-        np.testing.assert_allclose(got[c // 2 - 1::c], 0.001, rtol=1e-12)
-    np.testing.assert_allclose(got[c - 1::c], 0.05, rtol=1e-12)
+        np.testing.assert_allclose(got[c // 2 - 1 :: c], 0.001, rtol=1e-12)
+    np.testing.assert_allclose(got[c - 1 :: c], 0.05, rtol=1e-12)
     assert got.argmin() == c // 2 - 1
 
 
@@ -56,8 +57,9 @@ def test_trajectory_and_snapshots_equal_numpy_sgd(n, cycle_epochs, jit, dtype):
     x = rng.normal(size=(n, 3)).astype(dtype)
     y = (x @ np.array([1.0, -2.0, 0.5]) + rng.normal(size=n)).astype(dtype)[:, None]
     keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input((3,), dtype=dtype),
-                              keras.layers.Dense(1, use_bias=False, dtype=dtype)])
+    model = keras.Sequential(
+        [keras.Input((3,), dtype=dtype), keras.layers.Dense(1, use_bias=False, dtype=dtype)]
+    )
     model.compile(keras.optimizers.SGD(0.5), "mse", jit_compile=jit)
     w = np.asarray(model.get_weights()[0], np.float64)
     fge, recorder = FGE(cycle_epochs, lr_max=0.1, lr_min=0.005), _Recorder()
@@ -69,16 +71,17 @@ def test_trajectory_and_snapshots_equal_numpy_sgd(n, cycle_epochs, jit, dtype):
     np.testing.assert_allclose(recorder.rates, rates, rtol=1e-6)
     trajectory = []
     for s in steps:
-        xb, yb = (np.asarray(a, np.float64) for a in (x[s * 5 % n:][:5], y[s * 5 % n:][:5]))
+        xb, yb = (np.asarray(a, np.float64) for a in (x[s * 5 % n :][:5], y[s * 5 % n :][:5]))
         w = w - rates[s] * 2 / 5 * xb.T @ (xb @ w - yb)
         trajectory.append(w)
     # Keras keeps the learning rate and the loss in float32, also for a float64 model
     # (measured: 7e-6 relative after 20 float64 steps).
     rtol = 1e-4 if dtype == np.float32 else 2e-5
     np.testing.assert_allclose(np.stack(recorder.kernels), np.stack(trajectory), rtol=rtol)
-    minima = [s for s in steps if rates[s] == rates[:c].min() and
-              (s % c == 0 or rates[s - 1] > rates[s])]
-    assert minima == list(steps[c // 2 - 1::c])
+    minima = [
+        s for s in steps if rates[s] == rates[:c].min() and (s % c == 0 or rates[s - 1] > rates[s])
+    ]
+    assert minima == list(steps[c // 2 - 1 :: c])
     assert len(fge.snapshots) == len(minima)
     for snapshot, s in zip(fge.snapshots, minima):
         np.testing.assert_allclose(snapshot[0], trajectory[s], rtol=rtol)
@@ -90,9 +93,10 @@ def _fge_on_blobs(batch_norm, output_activation=None, dtype="float32"):
     x = (rng.normal(size=(60, 4)) + np.eye(3, 4)[y] * 2).astype(dtype)
     keras.utils.set_random_seed(1)
     model = mlp(4, 8, 3, batch_norm, dtype, output_activation)
-    model.compile(keras.optimizers.SGD(momentum=0.9),
-                  keras.losses.SparseCategoricalCrossentropy(
-                      from_logits=output_activation is None))
+    model.compile(
+        keras.optimizers.SGD(momentum=0.9),
+        keras.losses.SparseCategoricalCrossentropy(from_logits=output_activation is None),
+    )
     fge = FGE(cycle_epochs=2, lr_max=0.2, lr_min=0.01)
     model.fit(x, y, epochs=6, batch_size=20, verbose=0, callbacks=[fge])
     return x, model, fge
@@ -125,11 +129,17 @@ def test_predict_with_batch_norm_equals_numpy():
     # get_weights order: kernel, bias, gamma, beta, moving mean, moving variance, kernel, bias.
     trainable = [[s[i] for i in (0, 1, 2, 3, 6, 7)] for s in fge.snapshots]
     with_update = np.mean([softmax(mlp_logits(w, x, bn_x=bn_x)) for w in trainable], axis=0)
-    kept = np.mean([softmax(mlp_logits(w, x, bn_stats=(s[4], s[5])))
-                    for w, s in zip(trainable, fge.snapshots)], axis=0)
+    kept = np.mean(
+        [
+            softmax(mlp_logits(w, x, bn_stats=(s[4], s[5])))
+            for w, s in zip(trainable, fge.snapshots)
+        ],
+        axis=0,
+    )
     assert np.abs(with_update - kept).max() > 1e-3  # the two are distinguishable
-    np.testing.assert_allclose(fge.predict(x, bn_data=bn_x, from_logits=True), with_update,
-                               rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(
+        fge.predict(x, bn_data=bn_x, from_logits=True), with_update, rtol=1e-4, atol=1e-6
+    )
     np.testing.assert_allclose(fge.predict(x, from_logits=True), kept, rtol=1e-4, atol=1e-6)
 
 
@@ -140,13 +150,15 @@ def _linear(**compile_kwargs):
 
 
 def test_errors():
-    for args, match in [((0, 0.1, 0.01), "cycle_epochs: expected an int >= 1, got 0"),
-                        ((1.5, 0.1, 0.01), "cycle_epochs: expected an int >= 1, got 1.5"),
-                        ((True, 0.1, 0.01), "cycle_epochs: expected an int >= 1, got True"),
-                        ((2, 0.0, 0.0), "lr_max: expected a positive finite number, got 0.0"),
-                        ((2, float("nan"), 0.0), "lr_max: expected a finite real number"),
-                        ((2, 0.1, 0.2), r"lr_min: expected a number in \[0, lr_max\]"),
-                        ((2, 0.1, -0.01), r"lr_min: expected a number in \[0, lr_max\]")]:
+    for args, match in [
+        ((0, 0.1, 0.01), "cycle_epochs: expected an int >= 1, got 0"),
+        ((1.5, 0.1, 0.01), "cycle_epochs: expected an int >= 1, got 1.5"),
+        ((True, 0.1, 0.01), "cycle_epochs: expected an int >= 1, got True"),
+        ((2, 0.0, 0.0), "lr_max: expected a positive finite number, got 0.0"),
+        ((2, float("nan"), 0.0), "lr_max: expected a finite real number"),
+        ((2, 0.1, 0.2), r"lr_min: expected a number in \[0, lr_max\]"),
+        ((2, 0.1, -0.01), r"lr_min: expected a number in \[0, lr_max\]"),
+    ]:
         with pytest.raises(ValueError, match=match):
             FGE(*args)
     with pytest.raises(ValueError, match="steps_per_epoch: expected an int >= 1, got 0"):
@@ -155,24 +167,30 @@ def test_errors():
     fge = FGE(1, 0.1, 0.01)
     with pytest.raises(ValueError, match="FGE has no snapshots yet"):
         fge.predict(x)
-    with pytest.raises(ValueError, match="cycle_epochs: expected a cycle of at least 2 steps, "
-                                         "got 1 epoch"):
+    with pytest.raises(
+        ValueError, match="cycle_epochs: expected a cycle of at least 2 steps, got 1 epoch"
+    ):
         _linear().fit(x, y, batch_size=4, verbose=0, callbacks=[fge])
     schedule = keras.optimizers.schedules.ExponentialDecay(0.1, 10, 0.9)
     with pytest.raises(ValueError, match="model: the optimizer's learning rate is a schedule"):
-        _linear(optimizer=keras.optimizers.SGD(schedule)).fit(x, y, batch_size=1, verbose=0,
-                                                              callbacks=[fge])
-    with pytest.raises(ValueError, match="model: FGE sets the learning rate before every step "
-                                         "and needs steps_per_execution=1"):
+        _linear(optimizer=keras.optimizers.SGD(schedule)).fit(
+            x, y, batch_size=1, verbose=0, callbacks=[fge]
+        )
+    with pytest.raises(
+        ValueError,
+        match="model: FGE sets the learning rate before every step and needs steps_per_execution=1",
+    ):
         _linear(steps_per_execution=2).fit(x, y, batch_size=1, verbose=0, callbacks=[fge])
     unsized = tf.data.Dataset.from_generator(
-        lambda: iter([(x, y)]), output_signature=(tf.TensorSpec((4, 2)), tf.TensorSpec((4, 1))))
+        lambda: iter([(x, y)]), output_signature=(tf.TensorSpec((4, 2)), tf.TensorSpec((4, 1)))
+    )
     with pytest.raises(ValueError, match="steps_per_epoch: model.fit does not know"):
         _linear().fit(unsized, shuffle=False, verbose=0, callbacks=[FGE(2, 0.1, 0.01)])
     # With steps_per_epoch given, an unsized dataset works: c = 2, snapshots after steps 0, 2.
     fge = FGE(2, 0.1, 0.01, steps_per_epoch=1)
-    _linear().fit(unsized.repeat(), epochs=3, steps_per_epoch=1, shuffle=False, verbose=0,
-                  callbacks=[fge])
+    _linear().fit(
+        unsized.repeat(), epochs=3, steps_per_epoch=1, shuffle=False, verbose=0, callbacks=[fge]
+    )
     assert fge.cycle_steps == 2 and len(fge.snapshots) == 2
 
 
@@ -216,8 +234,14 @@ def test_mirrored_strategy_equals_single_device(tmp_path):
     out = tmp_path / "out.npz"
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    result = subprocess.run([sys.executable, "-c", DISTRIBUTED, str(out)], cwd=root, env=env,
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-c", DISTRIBUTED, str(out)],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     r = np.load(out)
     assert r["snaps_m"].shape == r["snaps_1"].shape == (2, 3 * 4 + 4 + 4 * 2 + 2)

@@ -1,5 +1,6 @@
 """SWA and SWAG callbacks: moments against NumPy over the recorded weights, the SWAG
 Gaussian's samples against its formula, the SWA schedule, saving, and bad input."""
+
 import keras
 import numpy as np
 import pytest
@@ -18,8 +19,11 @@ class Recorder(keras.callbacks.Callback):
         self._epoch, self._steps = 0, 0
 
     def _read(self):
-        self.weights.append(np.concatenate(
-            [np.asarray(v.numpy(), np.float64).ravel() for v in self.model.trainable_variables]))
+        self.weights.append(
+            np.concatenate(
+                [np.asarray(v.numpy(), np.float64).ravel() for v in self.model.trainable_variables]
+            )
+        )
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
@@ -52,9 +56,13 @@ def regression_data(n=64, d=3, seed=0, dtype=np.float32):
 def make_model(kind, dtype="float32", d=3):
     keras.utils.set_random_seed(0)
     if kind == "sequential":
-        return keras.Sequential([keras.Input((d,), dtype=dtype),
-                                 keras.layers.Dense(4, activation="tanh", dtype=dtype),
-                                 keras.layers.Dense(2, dtype=dtype)])
+        return keras.Sequential(
+            [
+                keras.Input((d,), dtype=dtype),
+                keras.layers.Dense(4, activation="tanh", dtype=dtype),
+                keras.layers.Dense(2, dtype=dtype),
+            ]
+        )
     if kind == "functional":
         inputs = keras.Input((d,), dtype=dtype)
         hidden = keras.layers.Dense(4, activation="tanh", dtype=dtype)(inputs)
@@ -77,8 +85,9 @@ def make_model(kind, dtype="float32", d=3):
 def fit(model, callbacks, epochs=5, jit_compile=False, lr=0.1, dtype=np.float32, **kwargs):
     x, y = regression_data(dtype=dtype)
     model.compile(keras.optimizers.SGD(lr), "mse", jit_compile=jit_compile)
-    model.fit(x, y, batch_size=16, epochs=epochs, verbose=0, shuffle=False,
-              callbacks=callbacks, **kwargs)
+    model.fit(
+        x, y, batch_size=16, epochs=epochs, verbose=0, shuffle=False, callbacks=callbacks, **kwargs
+    )
 
 
 def assert_moments_match(moments, weights, max_rank, dtype):
@@ -87,14 +96,16 @@ def assert_moments_match(moments, weights, max_rank, dtype):
     atol = 100 * np.finfo(dtype).eps * scale
     np.testing.assert_allclose(moments.mean, mean, rtol=0, atol=atol)
     np.testing.assert_allclose(moments.variance(), variance, rtol=0, atol=atol * scale)
-    np.testing.assert_allclose(moments.second_moment(), np.mean(np.square(weights), 0),
-                               rtol=0, atol=atol * scale)
+    np.testing.assert_allclose(
+        moments.second_moment(), np.mean(np.square(weights), 0), rtol=0, atol=atol * scale
+    )
     assert moments.deviations().shape == deviations.shape
     np.testing.assert_allclose(moments.deviations(), deviations, rtol=0, atol=atol)
 
 
-@pytest.mark.parametrize("kind,jit", [("sequential", False), ("functional", True),
-                                      ("subclassed", False)])
+@pytest.mark.parametrize(
+    "kind,jit", [("sequential", False), ("functional", True), ("subclassed", False)]
+)
 def test_moments_equal_numpy_per_epoch(kind, jit, dtype):
     model = make_model(kind, np.dtype(dtype).name)
     swag = SWAG(start_epoch=1, max_rank=3, swa_lr=0.05, set_weights_at_end=False)
@@ -114,14 +125,19 @@ def test_moments_every_n_steps_and_swa_end_weights():
     assert swag.moments.count == len(recorder.weights) == 6  # 3 epochs x 4 steps / 2
     assert_moments_match(swag.moments, recorder.weights, 4, np.float32)
     # At the end the model holds the SWA mean.
-    np.testing.assert_allclose(FlatWeights(model).read(), np.mean(recorder.weights, 0),
-                               atol=1e-6)
+    np.testing.assert_allclose(FlatWeights(model).read(), np.mean(recorder.weights, 0), atol=1e-6)
 
 
 def test_swa_callback_schedule_and_bn():
     keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(5),
-                              keras.layers.BatchNormalization(), keras.layers.Dense(2)])
+    model = keras.Sequential(
+        [
+            keras.Input((3,)),
+            keras.layers.Dense(5),
+            keras.layers.BatchNormalization(),
+            keras.layers.Dense(2),
+        ]
+    )
     x, y = regression_data()
 
     class LRLog(keras.callbacks.Callback):
@@ -138,8 +154,7 @@ def test_swa_callback_schedule_and_bn():
     # t = 0.6 -> 0.1 * (1 - 0.9 * 0.25), t = 0.8 -> 0.1 * (1 - 0.9 * 0.75).
     expected = [0.1, 0.1, 0.1, 0.0775, 0.0325, 0.01, 0.01, 0.01]
     np.testing.assert_allclose(LRLog.rates, expected, rtol=1e-6)
-    np.testing.assert_allclose(FlatWeights(model).read(), np.mean(recorder.weights, 0),
-                               atol=1e-6)
+    np.testing.assert_allclose(FlatWeights(model).read(), np.mean(recorder.weights, 0), atol=1e-6)
     assert swa.moments.m2 is None and swa.moments.deviations().shape == (0, swa.moments.size)
     bn = model.layers[1]
     mean, variance = bn.moving_mean.numpy(), bn.moving_variance.numpy()
@@ -151,16 +166,19 @@ def test_swa_callback_schedule_and_bn():
 def test_swa_learning_rate_formula():
     rates = [swa_learning_rate(e, 10, 0.2, 0.02) for e in range(12)]
     t = np.arange(12) / 10
-    expected = np.where(t <= 0.5, 0.2, np.where(t <= 0.9, 0.2 * (1 - 0.9 * (t - 0.5) / 0.4),
-                                                0.02))
+    expected = np.where(t <= 0.5, 0.2, np.where(t <= 0.9, 0.2 * (1 - 0.9 * (t - 0.5) / 0.4), 0.02))
     np.testing.assert_allclose(rates, expected, rtol=1e-12)
     assert swa_learning_rate(3, 0, 0.2, 0.02) == pytest.approx(0.02)
 
 
 def _synthetic_swag(dtype, rank, num=7, seed=0):
     """A SWAG callback fed a known weight sequence with very unequal scales."""
-    model = keras.Sequential([keras.Input((1,), dtype=np.dtype(dtype).name),
-                              keras.layers.Dense(2, dtype=np.dtype(dtype).name)])  # P = 4
+    model = keras.Sequential(
+        [
+            keras.Input((1,), dtype=np.dtype(dtype).name),
+            keras.layers.Dense(2, dtype=np.dtype(dtype).name),
+        ]
+    )  # P = 4
     swag = SWAG(0, max_rank=rank) if rank else SWAGDiag(0)
     swag.set_model(model)
     swag.params = {"epochs": 10}
@@ -189,16 +207,18 @@ def test_samples_have_swag_mean_and_covariance(dtype, rank):
     sd = np.sqrt(np.diag(cov))
     np.testing.assert_array_less(np.abs(samples.mean(0) - mean), 5 * sd / np.sqrt(n))
     emp = np.cov(samples.T)
-    se = np.sqrt((np.outer(np.diag(cov), np.diag(cov)) + cov ** 2) / n)
+    se = np.sqrt((np.outer(np.diag(cov), np.diag(cov)) + cov**2) / n)
     np.testing.assert_array_less(np.abs(emp - cov), 5 * se)
     # The closed-form moments and the density.
     rtol = 1e-5 if dtype == np.float32 else 1e-10
     np.testing.assert_allclose(swag.posterior(scale).mean(), mean, rtol=rtol)
     np.testing.assert_allclose(swag.posterior(scale).stddev(), sd, rtol=rtol)
     point = samples[:5].astype(dtype)
-    np.testing.assert_allclose(swag.posterior(scale).log_prob(point),
-                               scipy.stats.multivariate_normal(mean, cov).logpdf(point),
-                               rtol=10 * rtol)
+    np.testing.assert_allclose(
+        swag.posterior(scale).log_prob(point),
+        scipy.stats.multivariate_normal(mean, cov).logpdf(point),
+        rtol=10 * rtol,
+    )
 
 
 def test_sample_weights_sets_the_posterior_sample():
@@ -213,8 +233,14 @@ def test_sample_weights_sets_the_posterior_sample():
 
 def test_predict_bma_with_bn():
     keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(6),
-                              keras.layers.BatchNormalization(), keras.layers.Dense(3)])
+    model = keras.Sequential(
+        [
+            keras.Input((3,)),
+            keras.layers.Dense(6),
+            keras.layers.BatchNormalization(),
+            keras.layers.Dense(3),
+        ]
+    )
     x, _ = regression_data()
     labels = (x[:, 0] > 0).astype(np.int32) + (x[:, 1] > 0)
     swag = SWAG(start_epoch=1, max_rank=3, bn_data=x)
@@ -227,8 +253,9 @@ def test_predict_bma_with_bn():
     for w, b in zip(model.get_weights(), before):  # restored, BN statistics included
         np.testing.assert_array_equal(w, b)
     manual = 0
-    for s in tf.unstack(tf.convert_to_tensor(
-            __import__("tensorflow_probability").random.split_seed([5, 6], n=3))):
+    for s in tf.unstack(
+        tf.convert_to_tensor(__import__("tensorflow_probability").random.split_seed([5, 6], n=3))
+    ):
         swag.sample_weights(scale=0.5, seed=s, bn_data=x)
         manual = manual + tf.nn.softmax(model.predict(x, verbose=0)).numpy() / 3
     np.testing.assert_allclose(probs, manual, rtol=1e-5)
@@ -249,8 +276,11 @@ def test_swa_beats_last_iterate_on_linear_regression():
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(1)])
     model.compile(keras.optimizers.SGD(0.05), "mse")
-    data = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(
-        512, seed=0, reshuffle_each_iteration=True).batch(8)
+    data = (
+        tf.data.Dataset.from_tensor_slices((x, y))
+        .shuffle(512, seed=0, reshuffle_each_iteration=True)
+        .batch(8)
+    )
     swa = SWA(start_epoch=3, every_n_steps=1, set_weights_at_end=False)
     model.fit(data, epochs=12, verbose=0, shuffle=False, callbacks=[swa])
     last = np.linalg.norm(FlatWeights(model).read() - optimum)
@@ -279,8 +309,9 @@ def test_save_load_resume(tmp_path):
     diag = SWAGDiag(start_epoch=0, set_weights_at_end=False)
     fit(make_model("sequential"), [diag], epochs=3)
     diag.save(tmp_path / "diag")  # NumPy appends .npz
-    np.testing.assert_array_equal(SWAGDiag.load(tmp_path / "diag").posterior().stddev(),
-                                  diag.posterior().stddev())
+    np.testing.assert_array_equal(
+        SWAGDiag.load(tmp_path / "diag").posterior().stddev(), diag.posterior().stddev()
+    )
 
 
 def test_bad_input():
@@ -329,9 +360,13 @@ def test_variance_never_negative_or_nan():
 
 def test_mixed_precision_collects_float32_variables():
     keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input((3,)),
-                              keras.layers.Dense(4, dtype="mixed_float16"),
-                              keras.layers.Dense(2, dtype="float32")])
+    model = keras.Sequential(
+        [
+            keras.Input((3,)),
+            keras.layers.Dense(4, dtype="mixed_float16"),
+            keras.layers.Dense(2, dtype="float32"),
+        ]
+    )
     swag, recorder = SWAG(0, max_rank=2, set_weights_at_end=False), Recorder()
     fit(model, [swag, recorder], epochs=3)
     assert swag.moments.dtype == np.float32
@@ -361,10 +396,10 @@ def test_average_predictions_restores_weights():
     start = flat.read()
     x = regression_data()[0][:5]
     settings = [start + 0.1, start - 0.3]
-    expected = np.mean([tf.nn.softmax(_predict_with(flat, w, x)).numpy()
-                        for w in settings], 0)
-    probs = average_predictions(model, [lambda w=w: flat.assign(w) for w in settings], x,
-                                from_logits=True)
+    expected = np.mean([tf.nn.softmax(_predict_with(flat, w, x)).numpy() for w in settings], 0)
+    probs = average_predictions(
+        model, [lambda w=w: flat.assign(w) for w in settings], x, from_logits=True
+    )
     np.testing.assert_allclose(probs, expected, rtol=1e-6)
     np.testing.assert_array_equal(flat.read(), start)
 

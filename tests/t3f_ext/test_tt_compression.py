@@ -1,4 +1,5 @@
 """from_dense / compress_model: TT-SVD of trained layers, checked against the originals and NumPy SVD."""
+
 import keras
 import numpy as np
 import pytest
@@ -19,8 +20,9 @@ def tolerance(dtype):
 
 @pytest.mark.parametrize("input_shape", [(5, 24), (2, 3, 24)], ids=["2d", "3d"])
 def test_dense_at_full_rank_is_reproduced(dtype, input_shape):
-    dense = built(keras.layers.Dense(30, activation="sigmoid", dtype=np.dtype(dtype).name),
-                  (None, 24), dtype)
+    dense = built(
+        keras.layers.Dense(30, activation="sigmoid", dtype=np.dtype(dtype).name), (None, 24), dtype
+    )
     tt = from_dense(dense, tt_rank=1000)
     assert isinstance(tt, TTDense) and tt.name == dense.name + "_tt"
     assert tt.tt_ranks == [1] + [min(a, b) for a, b in zip(*_unfolding_sizes(tt))] + [1]
@@ -50,27 +52,43 @@ def test_truncated_rank_error_is_the_svd_tail():
     np.testing.assert_allclose(error, np.linalg.norm(singular_values[3:]), rtol=1e-4)
 
 
-@pytest.mark.parametrize("conv_kwargs", [
-    {"padding": "same"}, {"padding": "valid", "strides": 2},
-    {"padding": "valid", "data_format": "channels_first", "dilation_rate": 2}],
-    ids=["same", "strided", "nchw-dilated"])
+@pytest.mark.parametrize(
+    "conv_kwargs",
+    [
+        {"padding": "same"},
+        {"padding": "valid", "strides": 2},
+        {"padding": "valid", "data_format": "channels_first", "dilation_rate": 2},
+    ],
+    ids=["same", "strided", "nchw-dilated"],
+)
 def test_conv2d_at_full_rank_is_reproduced(dtype, conv_kwargs):
     data_format = conv_kwargs.get("data_format", "channels_last")
     shape = (2, 9, 9, 6) if data_format == "channels_last" else (2, 6, 9, 9)
-    conv = built(keras.layers.Conv2D(8, 3, activation="relu", dtype=np.dtype(dtype).name,
-                                     **conv_kwargs), shape, dtype)
+    conv = built(
+        keras.layers.Conv2D(8, 3, activation="relu", dtype=np.dtype(dtype).name, **conv_kwargs),
+        shape,
+        dtype,
+    )
     tt = from_dense(conv, tt_rank=1000)
     assert isinstance(tt, TTConv2D)
-    assert (tt.strides, tt.padding, tt.dilation_rate) == (conv.strides, conv.padding, conv.dilation_rate)
+    assert (tt.strides, tt.padding, tt.dilation_rate) == (
+        conv.strides,
+        conv.padding,
+        conv.dilation_rate,
+    )
     x = np.random.default_rng(2).normal(size=shape).astype(dtype)
     if data_format == "channels_last":
         expected = conv(x).numpy()
     else:  # TF's CPU Conv2D has no float64 NCHW kernel: run the same conv in NHWC.
-        nhwc = keras.layers.Conv2D.from_config({**conv.get_config(), "data_format": "channels_last"})
+        nhwc = keras.layers.Conv2D.from_config(
+            {**conv.get_config(), "data_format": "channels_last"}
+        )
         nhwc.build((None, 9, 9, 6))
         nhwc.set_weights(conv.get_weights())
         expected = np.transpose(nhwc(np.transpose(x, [0, 2, 3, 1])).numpy(), [0, 3, 1, 2])
-    np.testing.assert_allclose(tt(x).numpy(), expected, rtol=tolerance(dtype), atol=tolerance(dtype))
+    np.testing.assert_allclose(
+        tt(x).numpy(), expected, rtol=tolerance(dtype), atol=tolerance(dtype)
+    )
 
 
 def test_embedding_at_full_rank_is_reproduced(dtype):
@@ -78,8 +96,9 @@ def test_embedding_at_full_rank_is_reproduced(dtype):
     tt = from_dense(embedding, tt_rank=1000)
     assert isinstance(tt, TTEmbedding) and np.prod(tt.row_dims) >= 997
     ids = np.array([[0, 5, 996], [400, 17, 3]])
-    np.testing.assert_allclose(tt(ids).numpy(), embedding(ids).numpy(), rtol=tolerance(dtype),
-                               atol=tolerance(dtype))
+    np.testing.assert_allclose(
+        tt(ids).numpy(), embedding(ids).numpy(), rtol=tolerance(dtype), atol=tolerance(dtype)
+    )
 
 
 def small_model():
@@ -108,7 +127,9 @@ def test_compress_model_replaces_layers_copies_the_rest_and_fine_tunes():
     small = compress_model(model, tt_rank={"hidden": 4})
     assert isinstance(small.get_layer("hidden_tt"), TTDense)
     assert small.count_params() < model.count_params()
-    small.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    small.compile(
+        optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    )
     history = small.fit(x, y, epochs=3, verbose=0)
     assert history.history["loss"][-1] < history.history["loss"][0]
     for weight, before in zip(model.weights, original_weights):
@@ -119,7 +140,8 @@ def test_compress_model_default_keeps_layers_that_would_grow():
     model = small_model()
     compressed = compress_model(model, tt_rank=10000)
     assert [type(layer).__name__ for layer in compressed.layers] == [
-        type(layer).__name__ for layer in model.layers]
+        type(layer).__name__ for layer in model.layers
+    ]
 
 
 class Subclassed(keras.Model):
@@ -132,7 +154,9 @@ class Subclassed(keras.Model):
 
 
 def test_errors_name_the_problem():
-    with pytest.raises(TypeError, match=r"must be a keras.layers.Dense, Conv2D or Embedding, got LSTM"):
+    with pytest.raises(
+        TypeError, match=r"must be a keras.layers.Dense, Conv2D or Embedding, got LSTM"
+    ):
         from_dense(keras.layers.LSTM(4), 2)
     with pytest.raises(ValueError, match=r"is not built"):
         from_dense(keras.layers.Dense(4), 2)

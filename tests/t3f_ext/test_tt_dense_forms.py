@@ -6,6 +6,7 @@ in every core entry, so the central difference is exact up to round-off),
 brute-force enumeration of ranks for the budget, and the FLOPs of the GEMMs /
 einsums that TensorFlow actually runs (read from the traced graph) for the counts.
 """
+
 import math
 
 import keras
@@ -32,15 +33,24 @@ def dense_from_cores(cores):
 def uniform_params(rank, rows, cols):
     """Parameters of uniform rank ``rank`` capped at min(rank, prod_{<=k} m n, prod_{>k} m n)."""
     sizes = [m * n for m, n in zip(rows, cols)]
-    ranks = [1] + [min(rank, math.prod(sizes[:k]), math.prod(sizes[k:]))
-                   for k in range(1, len(sizes))] + [1]
+    ranks = (
+        [1]
+        + [min(rank, math.prod(sizes[:k]), math.prod(sizes[k:])) for k in range(1, len(sizes))]
+        + [1]
+    )
     return sum(ranks[k] * sizes[k] * ranks[k + 1] for k in range(len(sizes))), ranks
 
 
 def small_layer(dtype, implementation, tt_rank=6, units=30, activation="tanh"):
-    layer = TTDense(units, tt_rank=tt_rank, activation=activation, implementation=implementation,
-                    input_factorization=[4, 2, 3], output_factorization=[2, 3, 5],
-                    dtype=np.dtype(dtype).name)
+    layer = TTDense(
+        units,
+        tt_rank=tt_rank,
+        activation=activation,
+        implementation=implementation,
+        input_factorization=[4, 2, 3],
+        output_factorization=[2, 3, 5],
+        dtype=np.dtype(dtype).name,
+    )
     layer.build((None, 24))
     rng = np.random.default_rng(0)
     layer.bias.assign(rng.normal(size=units).astype(dtype))
@@ -48,8 +58,10 @@ def small_layer(dtype, implementation, tt_rank=6, units=30, activation="tanh"):
 
 
 # ------------------------------------------------------------------ rank budget
-@pytest.mark.parametrize("in_dim, out_dim, budget", [
-    (24, 30, 0.5), (784, 1024, 0.01), (784, 1024, 0.05), (1024, 1024, 0.1), (64, 64, 1.0)])
+@pytest.mark.parametrize(
+    "in_dim, out_dim, budget",
+    [(24, 30, 0.5), (784, 1024, 0.01), (784, 1024, 0.05), (1024, 1024, 0.1), (64, 64, 1.0)],
+)
 def test_budget_gives_the_largest_uniform_rank_that_fits(in_dim, out_dim, budget):
     layer = TTDense(out_dim, tt_rank=budget)
     layer.build((None, in_dim))
@@ -61,19 +73,24 @@ def test_budget_gives_the_largest_uniform_rank_that_fits(in_dim, out_dim, budget
     rank = max(layer.tt_ranks)
     params, ranks = uniform_params(rank, layer.row_dims, layer.col_dims)
     assert (params, ranks) == (core_params, layer.tt_ranks)
-    bigger = [uniform_params(r, layer.row_dims, layer.col_dims) for r in range(rank + 1, 2 * rank + 2)]
+    bigger = [
+        uniform_params(r, layer.row_dims, layer.col_dims) for r in range(rank + 1, 2 * rank + 2)
+    ]
     changed = [p for p, rs in bigger if rs != ranks]
     assert not changed or changed[0] > allowed
     for rows in factorization._orderings(None, in_dim, len(layer.row_dims)):
         for cols in factorization._orderings(None, out_dim, len(layer.col_dims)):
-            assert all(uniform_params(r, rows, cols)[0] > allowed
-                       or uniform_params(r, rows, cols)[1] == uniform_params(rank, rows, cols)[1]
-                       for r in range(rank + 1, rank + 4))
+            assert all(
+                uniform_params(r, rows, cols)[0] > allowed
+                or uniform_params(r, rows, cols)[1] == uniform_params(rank, rows, cols)[1]
+                for r in range(rank + 1, rank + 4)
+            )
 
 
 def test_budget_with_a_given_factorization_and_numpy_float():
-    layer = TTDense(30, tt_rank=np.float32(0.5), input_factorization=[4, 2, 3],
-                    output_factorization=[2, 3, 5])
+    layer = TTDense(
+        30, tt_rank=np.float32(0.5), input_factorization=[4, 2, 3], output_factorization=[2, 3, 5]
+    )
     layer.build((None, 24))
     assert (layer.row_dims, layer.col_dims) == ((4, 2, 3), (2, 3, 5))
     # 360 allowed: rank 5 -> 5*8 + 25*6 + 5*15 = 265, rank 6 -> 6*8 + 36*6 + 6*15 = 354,
@@ -81,13 +98,16 @@ def test_budget_with_a_given_factorization_and_numpy_float():
     assert layer.tt_ranks == [1, 6, 6, 1]
 
 
-@pytest.mark.parametrize("tt_rank, message", [
-    (0.0, r"`tt_rank` as a float .* must be in \(0, 1\], got 0.0"),
-    (-0.1, r"must be in \(0, 1\], got -0.1"),
-    (1.5, r"must be in \(0, 1\], got 1.5"),
-    (float("nan"), r"must be in \(0, 1\], got nan"),
-    (float("inf"), r"must be in \(0, 1\], got inf"),
-])
+@pytest.mark.parametrize(
+    "tt_rank, message",
+    [
+        (0.0, r"`tt_rank` as a float .* must be in \(0, 1\], got 0.0"),
+        (-0.1, r"must be in \(0, 1\], got -0.1"),
+        (1.5, r"must be in \(0, 1\], got 1.5"),
+        (float("nan"), r"must be in \(0, 1\], got nan"),
+        (float("inf"), r"must be in \(0, 1\], got inf"),
+    ],
+)
 def test_bad_budgets_raise_naming_tt_rank(tt_rank, message):
     with pytest.raises(ValueError, match=message):
         TTDense(30, tt_rank=tt_rank)
@@ -95,14 +115,20 @@ def test_bad_budgets_raise_naming_tt_rank(tt_rank, message):
 
 def test_budget_below_rank_one_raises_at_build():
     layer = TTDense(1024, tt_rank=1e-5)
-    with pytest.raises(ValueError, match=r"`tt_rank`=1e-05 allows 10 of the 1048576 dense "
-                                         r"parameters, but TT-rank 1 already needs \d+"):
+    with pytest.raises(
+        ValueError,
+        match=r"`tt_rank`=1e-05 allows 10 of the 1048576 dense "
+        r"parameters, but TT-rank 1 already needs \d+",
+    ):
         layer.build((None, 1024))
 
 
 def test_bad_implementation_raises():
-    with pytest.raises(ValueError, match=r"`implementation` must be one of \['auto', 'factorized', "
-                                         r"'reconstructed'\], got 'dense'"):
+    with pytest.raises(
+        ValueError,
+        match=r"`implementation` must be one of \['auto', 'factorized', "
+        r"'reconstructed'\], got 'dense'",
+    ):
         TTDense(30, implementation="dense")
 
 
@@ -152,28 +178,38 @@ def test_auto_switches_at_the_threshold_also_when_the_batch_is_unknown(dtype):
     assert threshold is not None and 1 < threshold < 40
     # The threshold is the first batch where reconstruction wins both counts (brute force).
     costs = [layer.forward_costs(b) for b in range(1, 60)]
-    wins = [c["reconstructed"]["flops"] < c["factorized"]["flops"]
-            and c["reconstructed"]["memory"] <= c["factorized"]["memory"] for c in costs]
-    assert wins.index(True) + 1 == threshold and all(wins[threshold - 1:])
+    wins = [
+        c["reconstructed"]["flops"] < c["factorized"]["flops"]
+        and c["reconstructed"]["memory"] <= c["factorized"]["memory"]
+        for c in costs
+    ]
+    assert wins.index(True) + 1 == threshold and all(wins[threshold - 1 :])
     assert [layer.implementation_for(b) for b in (threshold - 1, threshold)] == [
-        "factorized", "reconstructed"]
+        "factorized",
+        "reconstructed",
+    ]
     kernel = dense_from_cores([c.numpy().astype(np.float64) for c in layer.cores])
     for jit in (False, True):
-        fn = tf.function(lambda v: layer(v), jit_compile=jit,
-                         input_signature=[tf.TensorSpec([None, 24], dtype)])
+        fn = tf.function(
+            lambda v: layer(v), jit_compile=jit, input_signature=[tf.TensorSpec([None, 24], dtype)]
+        )
         graph = fn.get_concrete_function().graph
         assert any(op.type in ("If", "StatelessIf") for op in graph.get_operations())
         for batch in (threshold - 1, threshold, 3 * threshold):
             x = np.random.default_rng(batch).normal(size=(batch, 24)).astype(dtype)
             tol = 1e-5 if dtype == np.float32 else 1e-12
-            np.testing.assert_allclose(fn(tf.constant(x)).numpy(),
-                                       np.tanh(x @ kernel + layer.bias.numpy()), rtol=tol, atol=tol)
+            np.testing.assert_allclose(
+                fn(tf.constant(x)).numpy(),
+                np.tanh(x @ kernel + layer.bias.numpy()),
+                rtol=tol,
+                atol=tol,
+            )
 
 
 def test_low_rank_auto_never_reconstructs_and_fixed_forms_are_kept():
     low = TTDense(1024, tt_rank=4)
     low.build((None, 1024))
-    assert low.reconstruct_from_batch is None and low.implementation_for(10 ** 6) == "factorized"
+    assert low.reconstruct_from_batch is None and low.implementation_for(10**6) == "factorized"
     for implementation, threshold in (("factorized", None), ("reconstructed", 1)):
         layer = TTDense(1024, tt_rank=32, implementation=implementation)
         layer.build((None, 1024))
@@ -193,7 +229,12 @@ def _graph_flops(fn, x):
             equation = op.get_attr("equation").decode()
             sizes = {}
             for spec, tensor in zip(equation.split("->")[0].split(","), op.inputs):
-                sizes.update(zip(spec.replace("...", ""), tensor.shape.as_list()[-len(spec.replace("...", "")):]))
+                sizes.update(
+                    zip(
+                        spec.replace("...", ""),
+                        tensor.shape.as_list()[-len(spec.replace("...", "")) :],
+                    )
+                )
             total += 2 * int(np.prod(list(sizes.values())))
         elif op.type in ("BatchMatMulV2", "BatchMatMulV3"):
             raise AssertionError("unexpected batched GEMM")
@@ -213,8 +254,11 @@ def test_flop_counts_match_the_ops_tensorflow_runs(right_to_left):
 
 def _created_elements(fn, x, op_types):
     graph = tf.function(fn).get_concrete_function(x).graph
-    return sum(int(np.prod(op.outputs[0].shape.as_list())) for op in graph.get_operations()
-               if op.type in op_types)
+    return sum(
+        int(np.prod(op.outputs[0].shape.as_list()))
+        for op in graph.get_operations()
+        if op.type in op_types
+    )
 
 
 @pytest.mark.parametrize("right_to_left", [True, False])
@@ -222,12 +266,14 @@ def test_memory_counts_match_the_tensors_created(right_to_left):
     layer = small_layer(np.float64, "factorized", activation=None)
     layer.right_to_left = right_to_left
     # Per row: the difference between two batch sizes drops the per-core transposes.
-    per_row = (_created_elements(layer._matmul, tf.zeros([19, 24], tf.float64), ("MatMul", "Transpose"))
-               - _created_elements(layer._matmul, tf.zeros([9, 24], tf.float64), ("MatMul", "Transpose")))
+    per_row = _created_elements(
+        layer._matmul, tf.zeros([19, 24], tf.float64), ("MatMul", "Transpose")
+    ) - _created_elements(layer._matmul, tf.zeros([9, 24], tf.float64), ("MatMul", "Transpose"))
     assert per_row == 10 * layer.forward_costs(1)["factorized"]["memory"]
     layer.reconstruct_from_batch = 1
-    created = _created_elements(layer._matmul, tf.zeros([9, 24], tf.float64),
-                                ("Einsum", "Transpose", "MatMul"))
+    created = _created_elements(
+        layer._matmul, tf.zeros([9, 24], tf.float64), ("Einsum", "Transpose", "MatMul")
+    )
     assert created == layer.forward_costs(9)["reconstructed"]["memory"]
 
 
@@ -261,8 +307,10 @@ def test_config_round_trip_and_keras_file(tmp_path, implementation):
     clone = TTDense.from_config(config)
     clone.build((None, 24))
     assert clone.get_config() == config
-    assert (clone.tt_ranks, clone.reconstruct_from_batch) == (layer.tt_ranks,
-                                                              layer.reconstruct_from_batch)
+    assert (clone.tt_ranks, clone.reconstruct_from_batch) == (
+        layer.tt_ranks,
+        layer.reconstruct_from_batch,
+    )
     path = str(tmp_path / "tt_dense.keras")
     model.save(path)
     loaded = keras.models.load_model(path)
@@ -288,12 +336,15 @@ def test_fit_with_auto_trains_every_core_through_the_batch_dependent_choice(jit_
 
 def test_from_dense_takes_a_budget():
     from t3f_ext.layers import from_dense
+
     dense = keras.layers.Dense(30)
     dense.build((None, 24))
-    compressed = from_dense(dense, tt_rank=0.3, input_factorization=[4, 2, 3],
-                            output_factorization=[2, 3, 5])
-    reference = TTDense(30, tt_rank=0.3, input_factorization=[4, 2, 3],
-                        output_factorization=[2, 3, 5])
+    compressed = from_dense(
+        dense, tt_rank=0.3, input_factorization=[4, 2, 3], output_factorization=[2, 3, 5]
+    )
+    reference = TTDense(
+        30, tt_rank=0.3, input_factorization=[4, 2, 3], output_factorization=[2, 3, 5]
+    )
     reference.build((None, 24))
     assert compressed.tt_ranks == reference.tt_ranks
     assert compressed.count_params() - 30 <= 0.3 * 24 * 30
@@ -305,15 +356,22 @@ def test_from_dense_takes_a_budget():
 
 def test_t3f_keras_dense_takes_the_budget_and_the_form(tmp_path):
     import t3f_ext
-    layer = t3f_ext.nn.KerasDense(input_dims=[4, 2, 3], output_dims=[2, 3, 5], tt_rank=0.5,
-                                  implementation="reconstructed", activation="tanh")
+
+    layer = t3f_ext.nn.KerasDense(
+        input_dims=[4, 2, 3],
+        output_dims=[2, 3, 5],
+        tt_rank=0.5,
+        implementation="reconstructed",
+        activation="tanh",
+    )
     inputs = keras.Input((24,))
     model = keras.Model(inputs, layer(inputs))
     assert layer.tt_ranks == [1, 6, 6, 1]  # derived in test_budget_with_a_given_factorization_...
     x = np.random.default_rng(6).normal(size=(4, 24)).astype("float32")
     kernel = dense_from_cores([c.numpy().astype(np.float64) for c in layer.cores])
-    np.testing.assert_allclose(model(x).numpy(), np.tanh(x @ kernel + layer.b.numpy()),
-                               rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        model(x).numpy(), np.tanh(x @ kernel + layer.b.numpy()), rtol=1e-5, atol=1e-5
+    )
     path = str(tmp_path / "keras_dense.keras")
     model.save(path)
     loaded = keras.models.load_model(path)

@@ -1,4 +1,5 @@
 """TTEmbedding against a gather on the full table, without ever forming the table."""
+
 import keras
 import numpy as np
 import pytest
@@ -15,8 +16,11 @@ def full_table(layer):
 
 
 @pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("input_dim, row_dims", [(1000, (10, 10, 10)), (997, (10, 10, 10))],
-                         ids=["exact", "padded-prime"])
+@pytest.mark.parametrize(
+    "input_dim, row_dims",
+    [(1000, (10, 10, 10)), (997, (10, 10, 10))],
+    ids=["exact", "padded-prime"],
+)
 def test_equals_gather_on_the_full_table(dtype, mode, input_dim, row_dims):
     layer = TTEmbedding(input_dim, 24, tt_rank=4, dtype=np.dtype(dtype).name)
     layer.build()
@@ -36,18 +40,31 @@ def test_lookup_never_materializes_the_table():
     vocab, dim, batch = 20000, 64, 8
     layer = TTEmbedding(vocab, dim, tt_rank=8)
     layer.build()
-    graph = tf.function(lambda v: layer(v)).get_concrete_function(
-        tf.TensorSpec([batch], tf.int32)).graph
-    largest = max(int(np.prod(t.shape.as_list())) for op in graph.get_operations()
-                  for t in op.outputs if t.shape.is_fully_defined() and t.shape.rank)
+    graph = (
+        tf.function(lambda v: layer(v))
+        .get_concrete_function(tf.TensorSpec([batch], tf.int32))
+        .graph
+    )
+    largest = max(
+        int(np.prod(t.shape.as_list()))
+        for op in graph.get_operations()
+        for t in op.outputs
+        if t.shape.is_fully_defined() and t.shape.rank
+    )
     largest_core = max(int(np.prod(c.shape)) for c in layer.cores)
     # Nothing bigger than a core or the [batch, D, rank] chain state exists.
     assert largest <= max(largest_core, batch * dim * 8) < vocab * dim // 100
 
 
 def test_mask_zero_and_trainable_cores():
-    layer = TTEmbedding(60, 12, tt_rank=3, mask_zero=True, input_factorization=[3, 4, 5],
-                        output_factorization=[2, 2, 3])
+    layer = TTEmbedding(
+        60,
+        12,
+        tt_rank=3,
+        mask_zero=True,
+        input_factorization=[3, 4, 5],
+        output_factorization=[2, 2, 3],
+    )
     inputs = keras.Input((4,), dtype="int32")
     pooled = keras.layers.GlobalAveragePooling1D()(layer(inputs))
     model = keras.Model(inputs, keras.layers.Dense(1)(pooled))
@@ -56,9 +73,12 @@ def test_mask_zero_and_trainable_cores():
     table = full_table(layer)
     expected_pooled = np.stack([table[[5, 7]].mean(0), table[[59, 1, 2]].mean(0)])
     dense = model.layers[-1]
-    np.testing.assert_allclose(model(ids).numpy(),
-                               expected_pooled @ dense.kernel.numpy() + dense.bias.numpy(),
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        model(ids).numpy(),
+        expected_pooled @ dense.kernel.numpy() + dense.bias.numpy(),
+        rtol=1e-5,
+        atol=1e-6,
+    )
     assert len(model.trainable_weights) == 3 + 2
     assert layer.count_params() == 1 * 3 * 2 * 3 + 3 * 4 * 2 * 3 + 3 * 5 * 3 * 1
 
@@ -81,16 +101,23 @@ def test_fit_with_jit_changes_every_core_and_keras_file_round_trip(tmp_path):
     np.testing.assert_array_equal(loaded(ids[:3]).numpy(), model(ids[:3]).numpy())
 
 
-@pytest.mark.parametrize("kwargs, error, message", [
-    ({"input_factorization": [5, 5, 5]}, ValueError, r"product 125, which must be >= 1000"),
-    ({"output_factorization": [2, 2, 5]}, ValueError, r"product 20, but the dimension is 24"),
-    ({"num_cores": 2, "output_factorization": [4, 3, 2]}, ValueError, r"must agree on the number of cores"),
-    ({"tt_rank": [4, 4, 4, 4, 4]}, ValueError, r"2 internal ranks"),
-    ({"tt_rank": 2.5}, ValueError, r"`tt_rank` as a float .* must be in \(0, 1\], got 2.5"),
-    ({"tt_rank": "8"}, TypeError, r"`tt_rank` must be a positive int"),
-    ({"input_dim": 0}, ValueError, r"`input_dim` must be a positive int, got 0"),
-    ({"embeddings_initializer": -1.0}, ValueError, r"`embeddings_initializer` must be one of"),
-])
+@pytest.mark.parametrize(
+    "kwargs, error, message",
+    [
+        ({"input_factorization": [5, 5, 5]}, ValueError, r"product 125, which must be >= 1000"),
+        ({"output_factorization": [2, 2, 5]}, ValueError, r"product 20, but the dimension is 24"),
+        (
+            {"num_cores": 2, "output_factorization": [4, 3, 2]},
+            ValueError,
+            r"must agree on the number of cores",
+        ),
+        ({"tt_rank": [4, 4, 4, 4, 4]}, ValueError, r"2 internal ranks"),
+        ({"tt_rank": 2.5}, ValueError, r"`tt_rank` as a float .* must be in \(0, 1\], got 2.5"),
+        ({"tt_rank": "8"}, TypeError, r"`tt_rank` must be a positive int"),
+        ({"input_dim": 0}, ValueError, r"`input_dim` must be a positive int, got 0"),
+        ({"embeddings_initializer": -1.0}, ValueError, r"`embeddings_initializer` must be one of"),
+    ],
+)
 def test_bad_arguments_raise_clear_errors(kwargs, error, message):
     kwargs = {"input_dim": 1000, "output_dim": 24, **kwargs}
     with pytest.raises(error, match=message):

@@ -23,16 +23,27 @@
   ``ParameterProperties`` (``positive_parameter``).
 * ``times_exp``, a product that survives the underflow of its factor.
 """
+
 import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 from tensorflow_probability.python.internal import samplers
 from tensorflow_probability.python.internal import tensor_util
 
-__all__ = ["sanitize_seed", "derive_seed", "DistributionChecksMixin", "LogSpaceSampleMixin",
-           "convert_float_parameters", "require_parameters", "finite_checks",
-           "parameter_assertions", "mode_where_defined", "positive_parameter", "times_exp",
-           "MAX_SAMPLE_SIZE"]
+__all__ = [
+    "sanitize_seed",
+    "derive_seed",
+    "DistributionChecksMixin",
+    "LogSpaceSampleMixin",
+    "convert_float_parameters",
+    "require_parameters",
+    "finite_checks",
+    "parameter_assertions",
+    "mode_where_defined",
+    "positive_parameter",
+    "times_exp",
+    "MAX_SAMPLE_SIZE",
+]
 
 # Sample counts are int32 inside TF's shape arithmetic.
 MAX_SAMPLE_SIZE = 2**31 - 1
@@ -61,16 +72,21 @@ def sanitize_seed(seed, salt):
     try:
         tensor = tf.convert_to_tensor(seed)
     except (TypeError, ValueError) as error:
-        raise TypeError(f"`seed`: expected None, an int or a [2] int tensor, got {seed!r} "
-                        f"({error}).") from None
+        raise TypeError(
+            f"`seed`: expected None, an int or a [2] int tensor, got {seed!r} ({error})."
+        ) from None
     if not tensor.dtype.is_integer:
-        raise TypeError("`seed`: expected None, an int or a [2] int tensor, got a tensor of "
-                        f"dtype {tensor.dtype.name}.")
+        raise TypeError(
+            "`seed`: expected None, an int or a [2] int tensor, got a tensor of "
+            f"dtype {tensor.dtype.name}."
+        )
     if tensor.shape.rank == 0:
         tensor = tf.stack([tf.zeros([], tf.int32), tf.cast(tensor, tf.int32)])
     elif tensor.shape.rank is None or tensor.shape != [2]:
-        raise ValueError("`seed`: expected a stateless seed of shape [2] (or None, or an int), "
-                         f"got shape {tensor.shape}.")
+        raise ValueError(
+            "`seed`: expected a stateless seed of shape [2] (or None, or an int), "
+            f"got shape {tensor.shape}."
+        )
     return samplers.sanitize_seed(tf.cast(tensor, tf.int32), salt=salt)
 
 
@@ -102,8 +118,10 @@ def check_sample_shape(sample_shape):
         raise ValueError(f"`sample_shape`: expected non-negative sizes, got {shape.tolist()}.")
     total = int(np.prod([int(s) for s in shape], dtype=object))
     if total > MAX_SAMPLE_SIZE:
-        raise ValueError(f"`sample_shape`: expected at most 2**31 - 1 draws in all (TF's shapes "
-                         f"are int32), got {shape.tolist()} ({total} draws).")
+        raise ValueError(
+            f"`sample_shape`: expected at most 2**31 - 1 draws in all (TF's shapes "
+            f"are int32), got {shape.tolist()} ({total} draws)."
+        )
 
 
 class DistributionChecksMixin:
@@ -130,8 +148,10 @@ class DistributionChecksMixin:
             if event_rank and x.shape.rank < event_rank:
                 raise ValueError
         except ValueError:
-            raise ValueError(f"{type(self).__name__}: `value` of shape {x.shape} does not "
-                             f"broadcast with the batch and event shape {expected}.") from None
+            raise ValueError(
+                f"{type(self).__name__}: `value` of shape {x.shape} does not "
+                f"broadcast with the batch and event shape {expected}."
+            ) from None
         return x
 
 
@@ -191,7 +211,8 @@ def convert_float_parameters(class_name, **params):
         if not value_dtype.is_floating:
             raise TypeError(
                 f"{class_name}: `{name}` must be a floating-point tensor (float32 or float64), "
-                f"got dtype {value_dtype.name}. Cast it first, e.g. tf.cast({name}, tf.float32).")
+                f"got dtype {value_dtype.name}. Cast it first, e.g. tf.cast({name}, tf.float32)."
+            )
         dtypes[name] = value_dtype
     if len(set(dtypes.values())) > 1:
         given = ", ".join(f"`{n}`: {d.name}" for n, d in dtypes.items())
@@ -205,8 +226,10 @@ def convert_float_parameters(class_name, **params):
             try:
                 converted[name] = tf.convert_to_tensor(value, dtype=dtype, name=name)
             except (TypeError, ValueError) as error:
-                raise TypeError(f"{class_name}: `{name}` must be a float tensor or a number; "
-                                f"got {value!r} ({error}).") from None
+                raise TypeError(
+                    f"{class_name}: `{name}` must be a float tensor or a number; "
+                    f"got {value!r} ({error})."
+                ) from None
     _check_broadcastable(class_name, {n: v for n, v in converted.items() if v is not None})
     return dtype, converted
 
@@ -226,22 +249,26 @@ def _check_broadcastable(class_name, params):
             shape = tf.broadcast_static_shape(shape, param_shape)
         except ValueError:
             given = ", ".join(f"`{n}`: {s}" for n, s in shapes.items())
-            raise ValueError(f"{class_name}: parameter shapes must broadcast against each "
-                             f"other; got {given}.") from None
+            raise ValueError(
+                f"{class_name}: parameter shapes must broadcast against each other; got {given}."
+            ) from None
 
 
 def positive_parameter(dtype, event_ndims=0, is_preferred=True):
     """``ParameterProperties`` of a positive parameter: softplus-constrained above eps."""
     eps = float(np.finfo(tf.as_dtype(dtype).as_numpy_dtype).eps)
     return tfp.util.ParameterProperties(
-        event_ndims=event_ndims, is_preferred=is_preferred,
-        default_constraining_bijector_fn=lambda: tfp.bijectors.Softplus(low=eps))
+        event_ndims=event_ndims,
+        is_preferred=is_preferred,
+        default_constraining_bijector_fn=lambda: tfp.bijectors.Softplus(low=eps),
+    )
 
 
 def _assert_finite(value, message):
     # NaN fails the comparison as well as +-inf.
-    return tf.debugging.assert_less(tf.abs(value), tf.constant(np.inf, value.dtype),
-                                    message=message)
+    return tf.debugging.assert_less(
+        tf.abs(value), tf.constant(np.inf, value.dtype), message=message
+    )
 
 
 _ASSERTIONS = {
@@ -268,15 +295,19 @@ def parameter_assertions(validate_args, is_init, checks):
     """
     if not validate_args:
         return []
-    return [_ASSERTIONS[kind](tf.convert_to_tensor(value), message=message)
-            for value, kind, message in checks
-            if value is not None and is_init != tensor_util.is_ref(value)]
+    return [
+        _ASSERTIONS[kind](tf.convert_to_tensor(value), message=message)
+        for value, kind, message in checks
+        if value is not None and is_init != tensor_util.is_ref(value)
+    ]
 
 
 def finite_checks(class_name, **params):
     """``parameter_assertions`` triples asserting that each parameter is finite."""
-    return [(value, "finite", f"{class_name}: argument `{name}` must be finite (no NaN or inf).")
-            for name, value in params.items()]
+    return [
+        (value, "finite", f"{class_name}: argument `{name}` must be finite (no NaN or inf).")
+        for name, value in params.items()
+    ]
 
 
 def mode_where_defined(dist, mode, defined, lower_bounds):
@@ -285,9 +316,12 @@ def mode_where_defined(dist, mode, defined, lower_bounds):
     ``(concentration, message)`` of ``lower_bounds``."""
     if dist.allow_nan_stats:
         return tf.where(defined, mode, tf.constant(np.nan, mode.dtype))
-    with tf.control_dependencies([
+    with tf.control_dependencies(
+        [
             tf.debugging.assert_less(tf.ones([], mode.dtype), value, message=message)
-            for value, message in lower_bounds]):
+            for value, message in lower_bounds
+        ]
+    ):
         return tf.identity(mode)
 
 

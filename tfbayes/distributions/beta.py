@@ -10,14 +10,21 @@ not as a Dirichlet event axis: the normalization and its Jacobian are then
 elementwise, with no reductions over a size-2 last axis and no gradient for
 the unused second coordinate (4x faster than going through ``Dirichlet``).
 """
+
 import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tfbayes.distributions.base import (LogSpaceSampleMixin, convert_float_parameters,
-                                        finite_checks, mode_where_defined,
-                                        parameter_assertions, positive_parameter,
-                                        require_parameters, times_exp)
+from tfbayes.distributions.base import (
+    LogSpaceSampleMixin,
+    convert_float_parameters,
+    finite_checks,
+    mode_where_defined,
+    parameter_assertions,
+    positive_parameter,
+    require_parameters,
+    times_exp,
+)
 from tfbayes.distributions.gamma import sample_log_standard_gamma
 from tfbayes.distributions.incomplete_gamma import gamma_log_sample_grad
 
@@ -44,10 +51,12 @@ def sample_log_beta(shape, concentration1, concentration0, seed):
     Cost: that of ``2 prod(shape)`` Gamma draws and their gradients, plus
     ``O(prod(shape))``.
     """
-    concentration = tf.stack([tf.broadcast_to(concentration1, shape),
-                              tf.broadcast_to(concentration0, shape)])
-    log_gamma = sample_log_standard_gamma(tf.concat([[2], shape], 0),
-                                          tf.stop_gradient(concentration), seed)
+    concentration = tf.stack(
+        [tf.broadcast_to(concentration1, shape), tf.broadcast_to(concentration0, shape)]
+    )
+    log_gamma = sample_log_standard_gamma(
+        tf.concat([[2], shape], 0), tf.stop_gradient(concentration), seed
+    )
     return _normalize_pair_with_implicit_gradient(concentration, tf.stop_gradient(log_gamma))
 
 
@@ -63,8 +72,7 @@ def _normalize_pair_with_implicit_gradient(concentration, log_gamma):
     log_x = log_g1 - log_total
 
     def grad(upstream):
-        scaled = times_exp(gamma_log_sample_grad(concentration, log_gamma),
-                           log_g0 - log_total)
+        scaled = times_exp(gamma_log_sample_grad(concentration, log_gamma), log_g0 - log_total)
         return tf.stack([upstream * scaled[0], -upstream * scaled[1]]), None
 
     return log_x, grad
@@ -103,20 +111,32 @@ class Beta(LogSpaceSampleMixin, tfp.distributions.AutoCompositeTensorDistributio
     Cost of ``sample(n)``: ``2 n batch_size`` Gamma draws.
     """
 
-    def __init__(self, concentration1, concentration0, validate_args=False,
-                 allow_nan_stats=True, force_probs_to_zero_outside_support=False, name="Beta"):
+    def __init__(
+        self,
+        concentration1,
+        concentration0,
+        validate_args=False,
+        allow_nan_stats=True,
+        force_probs_to_zero_outside_support=False,
+        name="Beta",
+    ):
         parameters = dict(locals())
         require_parameters("Beta", concentration1=concentration1, concentration0=concentration0)
         self._force_probs_to_zero_outside_support = force_probs_to_zero_outside_support
         with tf.name_scope(name) as name:
             dtype, params = convert_float_parameters(
-                "Beta", concentration1=concentration1, concentration0=concentration0)
+                "Beta", concentration1=concentration1, concentration0=concentration0
+            )
             self._concentration1 = params["concentration1"]
             self._concentration0 = params["concentration0"]
             super().__init__(
-                dtype=dtype, validate_args=validate_args, allow_nan_stats=allow_nan_stats,
+                dtype=dtype,
+                validate_args=validate_args,
+                allow_nan_stats=allow_nan_stats,
                 reparameterization_type=tfp.distributions.FULLY_REPARAMETERIZED,
-                parameters=parameters, name=name)
+                parameters=parameters,
+                name=name,
+            )
 
     @classmethod
     def experimental_from_mean_concentration(cls, mean, total_concentration, **kwargs):
@@ -131,12 +151,17 @@ class Beta(LogSpaceSampleMixin, tfp.distributions.AutoCompositeTensorDistributio
           A ``Beta`` whose parameters are ``tfp.util.DeferredTensor`` s of
           ``mean`` (read, and differentiated, at each use), as in TFP.
         """
-        _, params = convert_float_parameters("Beta.experimental_from_mean_concentration",
-                                             mean=mean, total_concentration=total_concentration)
+        _, params = convert_float_parameters(
+            "Beta.experimental_from_mean_concentration",
+            mean=mean,
+            total_concentration=total_concentration,
+        )
         mean, total = params["mean"], params["total_concentration"]
-        return cls(concentration1=tfp.util.DeferredTensor(mean, lambda m: m * total),
-                   concentration0=tfp.util.DeferredTensor(mean, lambda m: (1.0 - m) * total),
-                   **kwargs)
+        return cls(
+            concentration1=tfp.util.DeferredTensor(mean, lambda m: m * total),
+            concentration0=tfp.util.DeferredTensor(mean, lambda m: (1.0 - m) * total),
+            **kwargs,
+        )
 
     @classmethod
     def experimental_from_mean_variance(cls, mean, variance, **kwargs):
@@ -145,16 +170,18 @@ class Beta(LogSpaceSampleMixin, tfp.distributions.AutoCompositeTensorDistributio
         ``a1 + a0 = mean (1 - mean) / variance - 1``; then as
         ``experimental_from_mean_concentration``.
         """
-        _, params = convert_float_parameters("Beta.experimental_from_mean_variance",
-                                             mean=mean, variance=variance)
+        _, params = convert_float_parameters(
+            "Beta.experimental_from_mean_variance", mean=mean, variance=variance
+        )
         mean, variance = params["mean"], params["variance"]
         total = tfp.util.DeferredTensor(mean, lambda m: m * (1.0 - m) / variance - 1.0)
         return cls.experimental_from_mean_concentration(mean, total, **kwargs)
 
     @classmethod
     def _parameter_properties(cls, dtype, num_classes=None):
-        return dict(concentration1=positive_parameter(dtype),
-                    concentration0=positive_parameter(dtype))
+        return dict(
+            concentration1=positive_parameter(dtype), concentration0=positive_parameter(dtype)
+        )
 
     @property
     def concentration1(self):
@@ -172,8 +199,9 @@ class Beta(LogSpaceSampleMixin, tfp.distributions.AutoCompositeTensorDistributio
         return self._force_probs_to_zero_outside_support
 
     def _concentrations(self):
-        return tf.convert_to_tensor(self._concentration1), \
-            tf.convert_to_tensor(self._concentration0)
+        return tf.convert_to_tensor(self._concentration1), tf.convert_to_tensor(
+            self._concentration0
+        )
 
     def _event_shape_tensor(self):
         return tf.constant([], tf.int32)
@@ -189,11 +217,9 @@ class Beta(LogSpaceSampleMixin, tfp.distributions.AutoCompositeTensorDistributio
     def _log_prob(self, x):
         x = self._check_value(x)
         c1, c0 = self._concentrations()
-        log_prob = (tf.math.xlogy(c1 - 1.0, x) + tf.math.xlog1py(c0 - 1.0, -x)
-                    - _log_beta(c1, c0))
+        log_prob = tf.math.xlogy(c1 - 1.0, x) + tf.math.xlog1py(c0 - 1.0, -x) - _log_beta(c1, c0)
         if self._force_probs_to_zero_outside_support:
-            return tf.where((x >= 0.0) & (x <= 1.0), log_prob,
-                            tf.constant(-np.inf, log_prob.dtype))
+            return tf.where((x >= 0.0) & (x <= 1.0), log_prob, tf.constant(-np.inf, log_prob.dtype))
         return log_prob
 
     def _cdf(self, x):
@@ -201,7 +227,8 @@ class Beta(LogSpaceSampleMixin, tfp.distributions.AutoCompositeTensorDistributio
         c1, c0 = self._concentrations()
         x = tf.clip_by_value(x, tf.zeros([], self.dtype), tf.ones([], self.dtype))
         shape = tf.broadcast_dynamic_shape(
-            tf.shape(x), tf.broadcast_dynamic_shape(tf.shape(c1), tf.shape(c0)))
+            tf.shape(x), tf.broadcast_dynamic_shape(tf.shape(c1), tf.shape(c0))
+        )
         return tf.math.betainc(*(tf.broadcast_to(v, shape) for v in (c1, c0, x)))
 
     def _quantile(self, p):
@@ -219,34 +246,58 @@ class Beta(LogSpaceSampleMixin, tfp.distributions.AutoCompositeTensorDistributio
     def _mode(self):
         c1, c0 = self._concentrations()
         mode = (c1 - 1.0) / (c1 + c0 - 2.0)
-        return mode_where_defined(self, mode, (c1 > 1.0) & (c0 > 1.0), [
-            (c1, "Mode undefined for concentration1 <= 1."),
-            (c0, "Mode undefined for concentration0 <= 1.")])
+        return mode_where_defined(
+            self,
+            mode,
+            (c1 > 1.0) & (c0 > 1.0),
+            [
+                (c1, "Mode undefined for concentration1 <= 1."),
+                (c0, "Mode undefined for concentration0 <= 1."),
+            ],
+        )
 
     def _entropy(self):
         c1, c0 = self._concentrations()
         total = c1 + c0
-        return (_log_beta(c1, c0) - (c1 - 1.0) * tf.math.digamma(c1)
-                - (c0 - 1.0) * tf.math.digamma(c0) + (total - 2.0) * tf.math.digamma(total))
+        return (
+            _log_beta(c1, c0)
+            - (c1 - 1.0) * tf.math.digamma(c1)
+            - (c0 - 1.0) * tf.math.digamma(c0)
+            + (total - 2.0) * tf.math.digamma(total)
+        )
 
     def _default_event_space_bijector(self):
         return tfp.bijectors.Sigmoid(validate_args=self.validate_args)
 
     def _parameter_control_dependencies(self, is_init):
-        return parameter_assertions(self.validate_args, is_init, [
-            (value, "positive",
-             f"Concentration parameter must be positive. (Beta: `{name}` must be positive.)")
-            for name, value in (("concentration1", self._concentration1),
-                                ("concentration0", self._concentration0))]
-            + finite_checks("Beta", concentration1=self._concentration1,
-                            concentration0=self._concentration0))
+        return parameter_assertions(
+            self.validate_args,
+            is_init,
+            [
+                (
+                    value,
+                    "positive",
+                    f"Concentration parameter must be positive. (Beta: `{name}` must be positive.)",
+                )
+                for name, value in (
+                    ("concentration1", self._concentration1),
+                    ("concentration0", self._concentration0),
+                )
+            ]
+            + finite_checks(
+                "Beta", concentration1=self._concentration1, concentration0=self._concentration0
+            ),
+        )
 
     def _sample_control_dependencies(self, x):
         if not self.validate_args:
             return []
-        return [tf.debugging.assert_non_negative(x, message="Sample must be non-negative."),
-                tf.debugging.assert_less_equal(
-                    x, tf.ones([], x.dtype), message="Sample must be less than or equal to `1`.")]
+        return [
+            tf.debugging.assert_non_negative(x, message="Sample must be non-negative."),
+            tf.debugging.assert_less_equal(
+                x, tf.ones([], x.dtype), message="Sample must be less than or equal to `1`."
+            ),
+        ]
 
 
 # Newton steps after tfp.math.betaincinv's start (each one betainc evaluation).
@@ -266,8 +317,8 @@ def beta_quantile(concentration1, concentration0, p):
     element.
     """
     shape = tf.broadcast_dynamic_shape(
-        tf.shape(p), tf.broadcast_dynamic_shape(tf.shape(concentration1),
-                                                tf.shape(concentration0)))
+        tf.shape(p), tf.broadcast_dynamic_shape(tf.shape(concentration1), tf.shape(concentration0))
+    )
     a1, a0, p = (tf.broadcast_to(v, shape) for v in (concentration1, concentration0, p))
     log_beta = _log_beta(a1, a0)
 
@@ -284,7 +335,8 @@ def beta_quantile(concentration1, concentration0, p):
     _, x, _, _ = tf.while_loop(
         lambda i, *_: i < QUANTILE_NEWTON_STEPS,
         lambda i, x, low, high: (i + 1,) + newton_step(x, low, high),
-        (tf.constant(0), x, tf.zeros_like(x), tf.ones_like(x)))
+        (tf.constant(0), x, tf.zeros_like(x), tf.ones_like(x)),
+    )
     x = tf.where(p <= 0.0, tf.zeros_like(x), tf.where(p >= 1.0, tf.ones_like(x), x))
     return tf.where((p < 0.0) | (p > 1.0), tf.constant(np.nan, x.dtype), x)
 
@@ -304,6 +356,10 @@ def kl_beta_beta(p, q, name=None):
     with tf.name_scope(name or "kl_beta_beta"):
         a1, a0 = p._concentrations()
         b1, b0 = q._concentrations()
-        return (_log_beta(b1, b0) - _log_beta(a1, a0)
-                + (a1 - b1) * tf.math.digamma(a1) + (a0 - b0) * tf.math.digamma(a0)
-                + (b1 - a1 + b0 - a0) * tf.math.digamma(a1 + a0))
+        return (
+            _log_beta(b1, b0)
+            - _log_beta(a1, a0)
+            + (a1 - b1) * tf.math.digamma(a1)
+            + (a0 - b0) * tf.math.digamma(a0)
+            + (b1 - a1 + b0 - a0) * tf.math.digamma(a1 + a0)
+        )

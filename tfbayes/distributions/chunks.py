@@ -28,6 +28,7 @@ is padded to a bucket: a power of two ``>= 16`` up to ``CHUNK_SIZE``, then a
 multiple of ``CHUNK_SIZE``, so that calls with many different sizes share a
 few compilations.
 """
+
 import tensorflow as tf
 
 __all__ = ["map_chunks", "call_in_blocks", "CHUNK_SIZE", "BLOCK_SIZE"]
@@ -57,15 +58,18 @@ def map_chunks(fn, tensors, fill_values, output_dtypes):
     size = tf.shape(tensors[0])[0]
     chunk = tf.minimum(CHUNK_SIZE, tf.maximum(size, 1))
     padding = [[0, tf.maximum(-(-size // chunk), 1) * chunk - size]]
-    chunks = tuple(tf.reshape(tf.pad(t, padding, constant_values=value), [-1, chunk])
-                   for t, value in zip(tensors, fill_values))
-    results = tf.map_fn(lambda args: fn(*args), chunks, fn_output_signature=output_dtypes,
-                        parallel_iterations=1)
+    chunks = tuple(
+        tf.reshape(tf.pad(t, padding, constant_values=value), [-1, chunk])
+        for t, value in zip(tensors, fill_values)
+    )
+    results = tf.map_fn(
+        lambda args: fn(*args), chunks, fn_output_signature=output_dtypes, parallel_iterations=1
+    )
     return tf.nest.map_structure(lambda t: tf.reshape(t, [-1])[:size], results)
 
 
 _MIN_BUCKET = 16
-BLOCK_SIZE = 2 ** 19
+BLOCK_SIZE = 2**19
 
 
 def call_in_blocks(kernel, tensors, fill_values, *args, seed=None):
@@ -106,9 +110,16 @@ def _call_blocks(kernel, tensors, fill_values, args, seed):
     size = tensors[0].shape[0]
     num_blocks = -(-size // BLOCK_SIZE)
     block = _bucket(-(-size // num_blocks))  # equal blocks, so that the cores finish together
-    results = [_call_bucketed(kernel, tuple(t[start:start + block] for t in tensors),
-                              fill_values, args, _block_seed(seed, i))
-               for i, start in enumerate(range(0, size, block))]
+    results = [
+        _call_bucketed(
+            kernel,
+            tuple(t[start : start + block] for t in tensors),
+            fill_values,
+            args,
+            _block_seed(seed, i),
+        )
+        for i, start in enumerate(range(0, size, block))
+    ]
     return tf.nest.map_structure(lambda *parts: tf.concat(parts, 0), *results)
 
 
@@ -137,12 +148,15 @@ def _call_bucketed(kernel, tensors, fill_values, args, seed):
         size, bucket = static_size, _bucket(static_size)
     else:
         size = tf.shape(tensors[0])[0]
-        powers = [_MIN_BUCKET * 2 ** i
-                  for i in range((CHUNK_SIZE // _MIN_BUCKET).bit_length())]
-        bucket = tf.where(size > CHUNK_SIZE, -(-size // CHUNK_SIZE) * CHUNK_SIZE,
-                          tf.reduce_min(tf.where(tf.constant(powers) >= size, powers,
-                                                 CHUNK_SIZE)))
-    padded = tuple(tf.pad(t, [[0, bucket - size]], constant_values=value)
-                   for t, value in zip(tensors, fill_values))
+        powers = [_MIN_BUCKET * 2**i for i in range((CHUNK_SIZE // _MIN_BUCKET).bit_length())]
+        bucket = tf.where(
+            size > CHUNK_SIZE,
+            -(-size // CHUNK_SIZE) * CHUNK_SIZE,
+            tf.reduce_min(tf.where(tf.constant(powers) >= size, powers, CHUNK_SIZE)),
+        )
+    padded = tuple(
+        tf.pad(t, [[0, bucket - size]], constant_values=value)
+        for t, value in zip(tensors, fill_values)
+    )
     results = kernel(*padded, *args, **kwargs)
     return tf.nest.map_structure(lambda t: t[:size], results)

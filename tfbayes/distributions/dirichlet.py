@@ -6,14 +6,21 @@ concentration are the implicit Gamma gradients ``d log g_i / d a_i`` pushed
 through the normalization (Figurnov et al. 2018, section 3.3), and ``log x``
 stays finite where ``x`` underflows.
 """
+
 import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tfbayes.distributions.base import (LogSpaceSampleMixin, convert_float_parameters,
-                                        finite_checks, mode_where_defined,
-                                        parameter_assertions, positive_parameter,
-                                        require_parameters, times_exp)
+from tfbayes.distributions.base import (
+    LogSpaceSampleMixin,
+    convert_float_parameters,
+    finite_checks,
+    mode_where_defined,
+    parameter_assertions,
+    positive_parameter,
+    require_parameters,
+    times_exp,
+)
 from tfbayes.distributions.gamma import sample_log_standard_gamma
 from tfbayes.distributions.incomplete_gamma import gamma_log_sample_grad
 
@@ -85,9 +92,11 @@ def _leave_one_out_sum(log_x):
     ``logsumexp`` s this replaces to slow windowed reductions).
     """
     is_max = tf.equal(log_x, tf.reduce_max(log_x, axis=-1, keepdims=True))
-    rest = tf.exp(tf.reduce_logsumexp(
-        tf.where(is_max, tf.constant(-float("inf"), log_x.dtype), log_x),
-        axis=-1, keepdims=True))
+    rest = tf.exp(
+        tf.reduce_logsumexp(
+            tf.where(is_max, tf.constant(-float("inf"), log_x.dtype), log_x), axis=-1, keepdims=True
+        )
+    )
     return tf.where(log_x > -np.log(2.0), rest, -tf.math.expm1(log_x))
 
 
@@ -123,8 +132,14 @@ class Dirichlet(LogSpaceSampleMixin, tfp.distributions.AutoCompositeTensorDistri
     Cost of ``sample(n)``: ``n * batch_size * k`` Gamma draws.
     """
 
-    def __init__(self, concentration, validate_args=False, allow_nan_stats=True,
-                 force_probs_to_zero_outside_support=False, name="Dirichlet"):
+    def __init__(
+        self,
+        concentration,
+        validate_args=False,
+        allow_nan_stats=True,
+        force_probs_to_zero_outside_support=False,
+        name="Dirichlet",
+    ):
         parameters = dict(locals())
         require_parameters("Dirichlet", concentration=concentration)
         with tf.name_scope(name) as name:
@@ -133,16 +148,24 @@ class Dirichlet(LogSpaceSampleMixin, tfp.distributions.AutoCompositeTensorDistri
             self._force_probs_to_zero_outside_support = force_probs_to_zero_outside_support
             shape = tf.TensorShape(self._concentration.shape)
             if shape.rank == 0:
-                raise ValueError("Argument `concentration` must have rank at least 1. "
-                                 "(Dirichlet: `concentration` needs the event axis of size k; "
-                                 "got a scalar.)")
+                raise ValueError(
+                    "Argument `concentration` must have rank at least 1. "
+                    "(Dirichlet: `concentration` needs the event axis of size k; "
+                    "got a scalar.)"
+                )
             if shape.rank is not None and shape[-1] is not None and shape[-1] < 2:
-                raise ValueError("Argument `concentration` must have `event_size` at least 2. "
-                                 f"(Dirichlet: got shape {shape}.)")
+                raise ValueError(
+                    "Argument `concentration` must have `event_size` at least 2. "
+                    f"(Dirichlet: got shape {shape}.)"
+                )
             super().__init__(
-                dtype=dtype, validate_args=validate_args, allow_nan_stats=allow_nan_stats,
+                dtype=dtype,
+                validate_args=validate_args,
+                allow_nan_stats=allow_nan_stats,
                 reparameterization_type=tfp.distributions.FULLY_REPARAMETERIZED,
-                parameters=parameters, name=name)
+                parameters=parameters,
+                name=name,
+            )
 
     @classmethod
     def _parameter_properties(cls, dtype, num_classes=None):
@@ -172,12 +195,14 @@ class Dirichlet(LogSpaceSampleMixin, tfp.distributions.AutoCompositeTensorDistri
     def _log_prob(self, x):
         x = self._check_value(x)
         concentration = tf.convert_to_tensor(self._concentration)
-        log_prob = (tf.reduce_sum(tf.math.xlogy(concentration - 1.0, x), axis=-1)
-                    - tf.math.lbeta(concentration))
+        log_prob = tf.reduce_sum(tf.math.xlogy(concentration - 1.0, x), axis=-1) - tf.math.lbeta(
+            concentration
+        )
         if self._force_probs_to_zero_outside_support:
             eps = np.finfo(x.dtype.as_numpy_dtype).eps
-            on_simplex = (tf.reduce_all(x >= 0.0, axis=-1)
-                          & (tf.abs(tf.reduce_sum(x, axis=-1) - 1.0) < 10.0 * eps))
+            on_simplex = tf.reduce_all(x >= 0.0, axis=-1) & (
+                tf.abs(tf.reduce_sum(x, axis=-1) - 1.0) < 10.0 * eps
+            )
             return tf.where(on_simplex, log_prob, tf.constant(-np.inf, log_prob.dtype))
         return log_prob
 
@@ -203,15 +228,19 @@ class Dirichlet(LogSpaceSampleMixin, tfp.distributions.AutoCompositeTensorDistri
         k = tf.cast(tf.shape(concentration)[-1], self.dtype)
         mode = (concentration - 1.0) / (self._total() - k)
         defined = tf.reduce_all(concentration > 1.0, axis=-1, keepdims=True)
-        return mode_where_defined(self, mode, defined, [
-            (concentration, "Mode undefined when any concentration <= 1")])
+        return mode_where_defined(
+            self, mode, defined, [(concentration, "Mode undefined when any concentration <= 1")]
+        )
 
     def _entropy(self):
         concentration = tf.convert_to_tensor(self._concentration)
         total = tf.reduce_sum(concentration, axis=-1)
         k = tf.cast(tf.shape(concentration)[-1], self.dtype)
-        return (tf.math.lbeta(concentration) + (total - k) * tf.math.digamma(total)
-                - tf.reduce_sum((concentration - 1.0) * tf.math.digamma(concentration), axis=-1))
+        return (
+            tf.math.lbeta(concentration)
+            + (total - k) * tf.math.digamma(total)
+            - tf.reduce_sum((concentration - 1.0) * tf.math.digamma(concentration), axis=-1)
+        )
 
     def _default_event_space_bijector(self):
         return tfp.bijectors.SoftmaxCentered(validate_args=self.validate_args)
@@ -220,19 +249,31 @@ class Dirichlet(LogSpaceSampleMixin, tfp.distributions.AutoCompositeTensorDistri
         assertions = []
         unknown_rank = tf.TensorShape(self._concentration.shape).rank is None
         if is_init and self.validate_args and unknown_rank:
-            assertions.append(tf.debugging.assert_rank_at_least(
-                self._concentration, 1,
-                message="Argument `concentration` must have rank at least 1."))
-        return assertions + parameter_assertions(self.validate_args, is_init, [
-            (self._concentration, "positive", "Argument `concentration` must be positive.")]
-            + finite_checks("Dirichlet", concentration=self._concentration))
+            assertions.append(
+                tf.debugging.assert_rank_at_least(
+                    self._concentration,
+                    1,
+                    message="Argument `concentration` must have rank at least 1.",
+                )
+            )
+        return assertions + parameter_assertions(
+            self.validate_args,
+            is_init,
+            [(self._concentration, "positive", "Argument `concentration` must be positive.")]
+            + finite_checks("Dirichlet", concentration=self._concentration),
+        )
 
     def _sample_control_dependencies(self, x):
         if not self.validate_args:
             return []
-        return [tf.debugging.assert_non_negative(x, message="Samples must be non-negative."),
-                tf.debugging.assert_near(tf.ones([], x.dtype), tf.reduce_sum(x, axis=-1),
-                                         message="Sample last-dimension must sum to `1`.")]
+        return [
+            tf.debugging.assert_non_negative(x, message="Samples must be non-negative."),
+            tf.debugging.assert_near(
+                tf.ones([], x.dtype),
+                tf.reduce_sum(x, axis=-1),
+                message="Sample last-dimension must sum to `1`.",
+            ),
+        ]
 
 
 @tfp.distributions.RegisterKL(Dirichlet, Dirichlet)
@@ -245,5 +286,4 @@ def kl_dirichlet_dirichlet(p, q, name=None):
     with tf.name_scope(name or "kl_dirichlet_dirichlet"):
         a, b = tf.convert_to_tensor(p.concentration), tf.convert_to_tensor(q.concentration)
         digamma_gap = tf.math.digamma(a) - tf.math.digamma(tf.reduce_sum(a, -1, keepdims=True))
-        return (tf.math.lbeta(b) - tf.math.lbeta(a)
-                + tf.reduce_sum((a - b) * digamma_gap, axis=-1))
+        return tf.math.lbeta(b) - tf.math.lbeta(a) + tf.reduce_sum((a - b) * digamma_gap, axis=-1)

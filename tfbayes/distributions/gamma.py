@@ -16,14 +16,22 @@ rate enters as ``log z = log x - log rate`` and is differentiated by autodiff.
 Seeds follow TFP's policy (``base.sanitize_seed``): an int or ``None`` is
 stateful, a ``[2]`` int tensor (or pair) is stateless.
 """
+
 import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tfbayes.distributions.base import (LogSpaceSampleMixin, convert_float_parameters,
-                                        derive_seed, finite_checks, mode_where_defined,
-                                        parameter_assertions, positive_parameter,
-                                        require_parameters, sanitize_seed)
+from tfbayes.distributions.base import (
+    LogSpaceSampleMixin,
+    convert_float_parameters,
+    derive_seed,
+    finite_checks,
+    mode_where_defined,
+    parameter_assertions,
+    positive_parameter,
+    require_parameters,
+    sanitize_seed,
+)
 from tfbayes.distributions.chunks import call_in_blocks
 from tfbayes.distributions.incomplete_gamma import gamma_log_sample_grad
 from tfbayes.distributions.rejection import rejection_sample
@@ -58,9 +66,12 @@ def sample_log_standard_gamma(shape, concentration, seed):
     with tf.name_scope("sample_log_standard_gamma"):
         concentration = tf.broadcast_to(tf.convert_to_tensor(concentration), shape)
         seed = sanitize_seed(seed, salt="tfbayes_gamma")
-        log_x = call_in_blocks(_marsaglia_tsang_log_sample,
-                               (tf.reshape(tf.stop_gradient(concentration), [-1]),), (1.0,),
-                               seed=seed)
+        log_x = call_in_blocks(
+            _marsaglia_tsang_log_sample,
+            (tf.reshape(tf.stop_gradient(concentration), [-1]),),
+            (1.0,),
+            seed=seed,
+        )
         return _attach_log_gamma_gradient(concentration, tf.reshape(log_x, shape))
 
 
@@ -87,17 +98,27 @@ def _marsaglia_tsang_log_sample(concentration, seed):
     boost = concentration < 1.0
     d = tf.where(boost, concentration + 1.0, concentration) - 1.0 / 3.0
     proposal_seed, boost_seed = derive_seed(seed, 0), derive_seed(seed, 1)
-    log_v = rejection_sample(_marsaglia_tsang_proposal, (d,), proposal_seed,
-                             levels=RETRY_LEVELS, shrink=RETRY_SHRINK,
-                             max_rounds=MAX_REJECTION_ROUNDS)
+    log_v = rejection_sample(
+        _marsaglia_tsang_proposal,
+        (d,),
+        proposal_seed,
+        levels=RETRY_LEVELS,
+        shrink=RETRY_SHRINK,
+        max_rounds=MAX_REJECTION_ROUNDS,
+    )
     log_x = tf.math.log(d) + log_v
-    log_x = tf.cond(tf.reduce_any(boost), lambda: _boost(log_x, concentration, boost_seed),
-                    lambda: log_x)
+    log_x = tf.cond(
+        tf.reduce_any(boost), lambda: _boost(log_x, concentration, boost_seed), lambda: log_x
+    )
     # Outside the support of the parameter, as TFP: a = 0 is the point mass at
     # x = 0 (log x = -inf), and a < 0 (or NaN) gives NaN.
-    log_x = tf.where(concentration > 0.0, log_x,
-                     tf.where(tf.equal(concentration, 0.0), tf.constant(-np.inf, dtype),
-                              tf.constant(np.nan, dtype)))
+    log_x = tf.where(
+        concentration > 0.0,
+        log_x,
+        tf.where(
+            tf.equal(concentration, 0.0), tf.constant(-np.inf, dtype), tf.constant(np.nan, dtype)
+        ),
+    )
     return log_x
 
 
@@ -110,7 +131,7 @@ def _boost(log_x, concentration, seed):
 
 def _marsaglia_tsang_proposal(params, seed):
     """One proposal per element of ``d = alpha - 1/3``: ``(log v, accepted)``."""
-    d, = params
+    (d,) = params
     c = tf.math.rsqrt(9.0 * d)
     normal_seed, uniform_seed = derive_seed(seed, 0), derive_seed(seed, 1)
     z = tf.random.stateless_normal(tf.shape(d), normal_seed, dtype=d.dtype, alg="philox")
@@ -120,8 +141,10 @@ def _marsaglia_tsang_proposal(params, seed):
     safe_cube_root = tf.where(positive, cube_root, tf.ones_like(cube_root))
     log_v = 3.0 * tf.math.log(safe_cube_root)
     # Accept if log U < z^2/2 + d - d v + d log v, with v = (1 + c z)^3.
-    accept = positive & (tf.math.log1p(-u) < 0.5 * tf.square(z) + d
-                         - d * safe_cube_root * tf.square(safe_cube_root) + d * log_v)
+    accept = positive & (
+        tf.math.log1p(-u)
+        < 0.5 * tf.square(z) + d - d * safe_cube_root * tf.square(safe_cube_root) + d * log_v
+    )
     return log_v, accept
 
 
@@ -174,25 +197,39 @@ class Gamma(LogSpaceSampleMixin, tfp.distributions.AutoCompositeTensorDistributi
     ``incomplete_gamma``).
     """
 
-    def __init__(self, concentration, rate=None, log_rate=None, validate_args=False,
-                 allow_nan_stats=True, force_probs_to_zero_outside_support=False,
-                 name="Gamma"):
+    def __init__(
+        self,
+        concentration,
+        rate=None,
+        log_rate=None,
+        validate_args=False,
+        allow_nan_stats=True,
+        force_probs_to_zero_outside_support=False,
+        name="Gamma",
+    ):
         parameters = dict(locals())
         if (rate is None) == (log_rate is None):
-            raise ValueError("Gamma: exactly one of `rate` and `log_rate` must be given; got "
-                             f"rate={rate!r}, log_rate={log_rate!r}.")
+            raise ValueError(
+                "Gamma: exactly one of `rate` and `log_rate` must be given; got "
+                f"rate={rate!r}, log_rate={log_rate!r}."
+            )
         require_parameters("Gamma", concentration=concentration)
         with tf.name_scope(name) as name:
             dtype, params = convert_float_parameters(
-                "Gamma", concentration=concentration, rate=rate, log_rate=log_rate)
+                "Gamma", concentration=concentration, rate=rate, log_rate=log_rate
+            )
             self._concentration = params["concentration"]
             self._rate = params["rate"]
             self._log_rate = params["log_rate"]
             self._force_probs_to_zero_outside_support = force_probs_to_zero_outside_support
             super().__init__(
-                dtype=dtype, validate_args=validate_args, allow_nan_stats=allow_nan_stats,
+                dtype=dtype,
+                validate_args=validate_args,
+                allow_nan_stats=allow_nan_stats,
                 reparameterization_type=tfp.distributions.FULLY_REPARAMETERIZED,
-                parameters=parameters, name=name)
+                parameters=parameters,
+                name=name,
+            )
 
     @classmethod
     def experimental_from_mean_variance(cls, mean, variance, **kwargs):
@@ -208,19 +245,22 @@ class Gamma(LogSpaceSampleMixin, tfp.distributions.AutoCompositeTensorDistributi
           ``mean``, so that a variable ``mean`` is read (and differentiated) at
           each use, as in TFP.
         """
-        dtype, params = convert_float_parameters("Gamma.experimental_from_mean_variance",
-                                                  mean=mean, variance=variance)
+        dtype, params = convert_float_parameters(
+            "Gamma.experimental_from_mean_variance", mean=mean, variance=variance
+        )
         mean, variance = params["mean"], params["variance"]
         rate = tfp.util.DeferredTensor(mean, lambda m: m / variance)
-        return cls(concentration=tfp.util.DeferredTensor(mean, lambda m: m * rate), rate=rate,
-                   **kwargs)
+        return cls(
+            concentration=tfp.util.DeferredTensor(mean, lambda m: m * rate), rate=rate, **kwargs
+        )
 
     @classmethod
     def _parameter_properties(cls, dtype, num_classes=None):
         return dict(
             concentration=positive_parameter(dtype),
             rate=positive_parameter(dtype, is_preferred=False),
-            log_rate=tfp.util.ParameterProperties())
+            log_rate=tfp.util.ParameterProperties(),
+        )
 
     @property
     def concentration(self):
@@ -261,16 +301,21 @@ class Gamma(LogSpaceSampleMixin, tfp.distributions.AutoCompositeTensorDistributi
     def _log_sample_n(self, n, seed=None):
         concentration = tf.convert_to_tensor(self._concentration)
         log_rate = self._log_rate_parameter()
-        shape = tf.concat([[n], self._batch_shape_tensor(concentration=concentration,
-                                                         log_rate=log_rate)], 0)
+        shape = tf.concat(
+            [[n], self._batch_shape_tensor(concentration=concentration, log_rate=log_rate)], 0
+        )
         return sample_log_standard_gamma(shape, concentration, seed) - log_rate
 
     def _log_prob(self, x):
         x = self._check_value(x)
         concentration = tf.convert_to_tensor(self._concentration)
         log_rate = self._log_rate_parameter()
-        log_prob = (tf.math.xlogy(concentration - 1.0, x) - tf.exp(log_rate) * x
-                    + concentration * log_rate - tf.math.lgamma(concentration))
+        log_prob = (
+            tf.math.xlogy(concentration - 1.0, x)
+            - tf.exp(log_rate) * x
+            + concentration * log_rate
+            - tf.math.lgamma(concentration)
+        )
         if self._force_probs_to_zero_outside_support:
             return tf.where(x >= 0.0, log_prob, tf.constant(-np.inf, log_prob.dtype))
         return log_prob
@@ -295,23 +340,37 @@ class Gamma(LogSpaceSampleMixin, tfp.distributions.AutoCompositeTensorDistributi
     def _mode(self):
         concentration = tf.convert_to_tensor(self._concentration)
         mode = (concentration - 1.0) / self._rate_parameter()
-        return mode_where_defined(self, mode, concentration > 1.0, [
-            (concentration, "Mode not defined when any concentration <= 1.")])
+        return mode_where_defined(
+            self,
+            mode,
+            concentration > 1.0,
+            [(concentration, "Mode not defined when any concentration <= 1.")],
+        )
 
     def _entropy(self):
         concentration = tf.convert_to_tensor(self._concentration)
-        return (concentration - self._log_rate_parameter() + tf.math.lgamma(concentration)
-                + (1.0 - concentration) * tf.math.digamma(concentration))
+        return (
+            concentration
+            - self._log_rate_parameter()
+            + tf.math.lgamma(concentration)
+            + (1.0 - concentration) * tf.math.digamma(concentration)
+        )
 
     def _default_event_space_bijector(self):
         return tfp.bijectors.Softplus(validate_args=self.validate_args)
 
     def _parameter_control_dependencies(self, is_init):
-        return parameter_assertions(self.validate_args, is_init, [
-            (self._concentration, "positive", "Argument `concentration` must be positive."),
-            (self._rate, "positive", "Argument `rate` must be positive."),
-        ] + finite_checks("Gamma", concentration=self._concentration, rate=self._rate,
-                          log_rate=self._log_rate))
+        return parameter_assertions(
+            self.validate_args,
+            is_init,
+            [
+                (self._concentration, "positive", "Argument `concentration` must be positive."),
+                (self._rate, "positive", "Argument `rate` must be positive."),
+            ]
+            + finite_checks(
+                "Gamma", concentration=self._concentration, rate=self._rate, log_rate=self._log_rate
+            ),
+        )
 
     def _sample_control_dependencies(self, x):
         if not self.validate_args:
@@ -329,5 +388,10 @@ def kl_gamma_gamma(p, q, name=None):
     with tf.name_scope(name or "kl_gamma_gamma"):
         a_p, a_q = (tf.convert_to_tensor(d.concentration) for d in (p, q))
         log_b_p, log_b_q = p._log_rate_parameter(), q._log_rate_parameter()
-        return ((a_p - a_q) * tf.math.digamma(a_p) - tf.math.lgamma(a_p) + tf.math.lgamma(a_q)
-                + a_q * (log_b_p - log_b_q) + a_p * tf.math.expm1(log_b_q - log_b_p))
+        return (
+            (a_p - a_q) * tf.math.digamma(a_p)
+            - tf.math.lgamma(a_p)
+            + tf.math.lgamma(a_q)
+            + a_q * (log_b_p - log_b_q)
+            + a_p * tf.math.expm1(log_b_q - log_b_p)
+        )

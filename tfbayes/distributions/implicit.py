@@ -20,13 +20,13 @@ for an upstream gradient ``g = dL/dz`` it returns
     dL/dtheta = -sum_z (g / q) * dF/dtheta          (univariate, one VJP of F), or
     dL/dtheta = -v^T dS/dtheta,  (dS/dz)^T v = g     (multivariate).
 """
+
 import tensorflow as tf
 
 __all__ = ["implicit_reparameterization"]
 
 
-def implicit_reparameterization(sample, params, cdf=None, prob=None, standardize=None,
-                                name=None):
+def implicit_reparameterization(sample, params, cdf=None, prob=None, standardize=None, name=None):
     """Returns ``sample`` carrying implicit reparameterization gradients.
 
     The returned tensor has the value of ``sample``; its gradient with respect
@@ -85,34 +85,46 @@ def implicit_reparameterization(sample, params, cdf=None, prob=None, standardize
     if (cdf is None) == (standardize is None):
         raise ValueError(
             "implicit_reparameterization: pass exactly one of `cdf` (univariate) and "
-            f"`standardize` (multivariate); got cdf={cdf!r}, standardize={standardize!r}.")
+            f"`standardize` (multivariate); got cdf={cdf!r}, standardize={standardize!r}."
+        )
     if standardize is not None and prob is not None:
         raise ValueError(
             "implicit_reparameterization: `prob` is used only with `cdf`; with `standardize` "
             "the Jacobian dS/dz takes its place, so pass prob=None; got "
-            f"prob={prob!r}.")
+            f"prob={prob!r}."
+        )
     for arg_name, fn in (("cdf", cdf), ("prob", prob), ("standardize", standardize)):
         if fn is not None and not callable(fn):
-            raise TypeError(f"implicit_reparameterization: `{arg_name}` must be callable, "
-                            f"got {type(fn).__name__}.")
+            raise TypeError(
+                f"implicit_reparameterization: `{arg_name}` must be callable, "
+                f"got {type(fn).__name__}."
+            )
     if not isinstance(params, (list, tuple)):
-        raise TypeError("implicit_reparameterization: `params` must be a list or tuple of "
-                        f"tensors, got {type(params).__name__}.")
+        raise TypeError(
+            "implicit_reparameterization: `params` must be a list or tuple of "
+            f"tensors, got {type(params).__name__}."
+        )
     if not params:
-        raise ValueError("implicit_reparameterization: `params` is empty; there is nothing "
-                         "to differentiate with respect to.")
+        raise ValueError(
+            "implicit_reparameterization: `params` is empty; there is nothing "
+            "to differentiate with respect to."
+        )
     with tf.name_scope(name or "implicit_reparameterization"):
         sample = tf.convert_to_tensor(sample)
         if not sample.dtype.is_floating:
-            raise TypeError("implicit_reparameterization: `sample` must be a float tensor, "
-                            f"got dtype {sample.dtype.name}.")
+            raise TypeError(
+                "implicit_reparameterization: `sample` must be a float tensor, "
+                f"got dtype {sample.dtype.name}."
+            )
         params = [_as_float_tensor(p, sample.dtype, i) for i, p in enumerate(params)]
         sample = tf.stop_gradient(sample)
         if cdf is not None:
             return _attach_gradient(sample, params, _univariate_vjp(sample, cdf, prob))
         if sample.shape.rank == 0:
-            raise ValueError("implicit_reparameterization: with `standardize`, `sample` needs "
-                             "an event axis (its last axis); got a scalar.")
+            raise ValueError(
+                "implicit_reparameterization: with `standardize`, `sample` needs "
+                "an event axis (its last axis); got a scalar."
+            )
         return _attach_gradient(sample, params, _multivariate_vjp(sample, standardize))
 
 
@@ -120,9 +132,11 @@ def _as_float_tensor(param, dtype, index):
     """Converts ``params[index]`` to a tensor of ``dtype``, refusing silent casts."""
     param_dtype = getattr(param, "dtype", None)
     if param_dtype is not None and tf.as_dtype(param_dtype) != dtype:
-        raise TypeError(f"implicit_reparameterization: `params[{index}]` has dtype "
-                        f"{tf.as_dtype(param_dtype).name}, expected the sample's dtype "
-                        f"{dtype.name}.")
+        raise TypeError(
+            f"implicit_reparameterization: `params[{index}]` has dtype "
+            f"{tf.as_dtype(param_dtype).name}, expected the sample's dtype "
+            f"{dtype.name}."
+        )
     return tf.convert_to_tensor(param, dtype=dtype)
 
 
@@ -140,10 +154,15 @@ def _attach_gradient(sample, params, vjp):
 
 
 def _check_same_shape(value, sample, fn_name):
-    if value.shape.is_fully_defined() and sample.shape.is_fully_defined() \
-            and value.shape != sample.shape:
-        raise ValueError(f"implicit_reparameterization: `{fn_name}(z, *params)` must return "
-                         f"the shape of z, {sample.shape}; got {value.shape}.")
+    if (
+        value.shape.is_fully_defined()
+        and sample.shape.is_fully_defined()
+        and value.shape != sample.shape
+    ):
+        raise ValueError(
+            f"implicit_reparameterization: `{fn_name}(z, *params)` must return "
+            f"the shape of z, {sample.shape}; got {value.shape}."
+        )
 
 
 def _univariate_vjp(sample, cdf, prob):

@@ -14,6 +14,7 @@ evaluated on a copy rebuilt from them, so only ``cdf`` and ``prob`` need to be
 differentiable. Everything else (``log_prob``, ``cdf``, moments, ...) is the
 wrapped distribution's.
 """
+
 import tensorflow as tf
 import tensorflow_probability as tfp
 
@@ -21,9 +22,20 @@ from tfbayes.distributions.implicit import implicit_reparameterization
 
 __all__ = ["ImplicitReparameterized"]
 
-_PASSED_THROUGH = ("_log_prob", "_prob", "_cdf", "_log_cdf", "_survival_function",
-                   "_log_survival_function", "_quantile", "_mean", "_variance", "_stddev",
-                   "_mode", "_entropy")
+_PASSED_THROUGH = (
+    "_log_prob",
+    "_prob",
+    "_cdf",
+    "_log_cdf",
+    "_survival_function",
+    "_log_survival_function",
+    "_quantile",
+    "_mean",
+    "_variance",
+    "_stddev",
+    "_mode",
+    "_entropy",
+)
 
 
 class ImplicitReparameterized(tfp.distributions.Distribution):
@@ -75,10 +87,13 @@ class ImplicitReparameterized(tfp.distributions.Distribution):
         self._distribution = distribution
         with tf.name_scope(name or "ImplicitReparameterized" + distribution.name) as name:
             super().__init__(
-                dtype=distribution.dtype, validate_args=validate_args,
+                dtype=distribution.dtype,
+                validate_args=validate_args,
                 allow_nan_stats=distribution.allow_nan_stats,
                 reparameterization_type=tfp.distributions.FULLY_REPARAMETERIZED,
-                parameters=parameters, name=name)
+                parameters=parameters,
+                name=name,
+            )
 
     @classmethod
     def _parameter_properties(cls, dtype, num_classes=None):
@@ -113,9 +128,11 @@ class ImplicitReparameterized(tfp.distributions.Distribution):
 
         sample = self._distribution.sample(n, seed=seed)
         return implicit_reparameterization(
-            sample, [flat[i] for i in positions],
+            sample,
+            [flat[i] for i in positions],
             cdf=lambda z, *params: rebuilt(params).cdf(z),
-            prob=lambda z, *params: rebuilt(params).prob(z))
+            prob=lambda z, *params: rebuilt(params).prob(z),
+        )
 
     def _default_event_space_bijector(self):
         return self._distribution.experimental_default_event_space_bijector()
@@ -140,20 +157,29 @@ def _is_float_tensor(part):
 
 def _check_distribution(distribution):
     if not isinstance(distribution, tfp.distributions.Distribution):
-        raise TypeError("ImplicitReparameterized: `distribution` must be a "
-                        f"tfp.distributions.Distribution, got {type(distribution).__name__}.")
+        raise TypeError(
+            "ImplicitReparameterized: `distribution` must be a "
+            f"tfp.distributions.Distribution, got {type(distribution).__name__}."
+        )
     name = type(distribution).__name__
     if not tf.as_dtype(distribution.dtype).is_floating:
-        raise TypeError(f"ImplicitReparameterized: `distribution` must have a floating dtype; "
-                        f"{name} has dtype {tf.as_dtype(distribution.dtype).name}.")
+        raise TypeError(
+            f"ImplicitReparameterized: `distribution` must have a floating dtype; "
+            f"{name} has dtype {tf.as_dtype(distribution.dtype).name}."
+        )
     if distribution.event_shape.rank != 0:
-        raise ValueError(f"ImplicitReparameterized: `distribution` must be univariate (scalar "
-                         f"events); {name} has event shape {distribution.event_shape}.")
-    if not any(hasattr(distribution, m)
-               for m in ("_cdf", "_log_cdf")):
-        raise ValueError(f"ImplicitReparameterized: `distribution` must implement `cdf`; "
-                         f"{name} does not.")
-    if not any(_is_float_tensor(part)
-               for part in tf.nest.flatten(distribution, expand_composites=True)):
-        raise ValueError(f"ImplicitReparameterized: {name} has no floating-point parameter "
-                         "tensor to differentiate (is it a composite tensor?).")
+        raise ValueError(
+            f"ImplicitReparameterized: `distribution` must be univariate (scalar "
+            f"events); {name} has event shape {distribution.event_shape}."
+        )
+    if not any(hasattr(distribution, m) for m in ("_cdf", "_log_cdf")):
+        raise ValueError(
+            f"ImplicitReparameterized: `distribution` must implement `cdf`; {name} does not."
+        )
+    if not any(
+        _is_float_tensor(part) for part in tf.nest.flatten(distribution, expand_composites=True)
+    ):
+        raise ValueError(
+            f"ImplicitReparameterized: {name} has no floating-point parameter "
+            "tensor to differentiate (is it a composite tensor?)."
+        )

@@ -85,6 +85,7 @@ recomputes the unrolled chain once per state array). XLA compiles the kernel
 once per dtype and size (small sizes share power-of-two buckets,
 ``chunks.call_in_blocks``), 0.5-3 s.
 """
+
 import numpy as np
 import tensorflow as tf
 
@@ -95,18 +96,46 @@ __all__ = ["gamma_log_sample_grad", "igamma_grad_a", "MAX_TERMS", "TEMME_MIN_CON
 MAX_TERMS = 3000
 TEMME_MIN_CONCENTRATION = 1e4
 # Temme's C_0(eta) and C_1(eta) on [-0.5, 0.5], coefficients of eta^0, eta^1, ...
-_TEMME_C0 = (-0.3333333333333333, 0.08333333333333333, -0.014814814814814815,
-             0.0011574074074074073, 0.0003527336860670101, -0.0001787551440329219,
-             3.9192631785607446e-05, -2.185448510676416e-06, -1.8540622186105944e-06,
-             8.296711340274822e-07, -1.7665943585977326e-07, 6.707854223458965e-09,
-             1.0261185685946479e-08, -4.382039506195016e-09, 9.172590290556236e-10,
-             -2.550814256107407e-11, -6.37046647636819e-11, 2.438288748973387e-11)
-_TEMME_C1 = (-0.001851851851851852, -0.003472222222222222, 0.0026455026455026454,
-             -0.0009902263374485596, 0.00020576131687244367, -4.018775720223323e-07,
-             -1.8098550335133173e-05, 7.649160916322257e-06, -1.6120900762473074e-06,
-             4.6471228411955115e-09, 1.3786319245977502e-07, -5.752539868539009e-08,
-             1.1952657488007214e-08, -1.7932684917234006e-11, -1.0131939319540174e-09,
-             4.178209472703468e-10, -7.71576153967176e-11, -3.2318108435420134e-12)
+_TEMME_C0 = (
+    -0.3333333333333333,
+    0.08333333333333333,
+    -0.014814814814814815,
+    0.0011574074074074073,
+    0.0003527336860670101,
+    -0.0001787551440329219,
+    3.9192631785607446e-05,
+    -2.185448510676416e-06,
+    -1.8540622186105944e-06,
+    8.296711340274822e-07,
+    -1.7665943585977326e-07,
+    6.707854223458965e-09,
+    1.0261185685946479e-08,
+    -4.382039506195016e-09,
+    9.172590290556236e-10,
+    -2.550814256107407e-11,
+    -6.37046647636819e-11,
+    2.438288748973387e-11,
+)
+_TEMME_C1 = (
+    -0.001851851851851852,
+    -0.003472222222222222,
+    0.0026455026455026454,
+    -0.0009902263374485596,
+    0.00020576131687244367,
+    -4.018775720223323e-07,
+    -1.8098550335133173e-05,
+    7.649160916322257e-06,
+    -1.6120900762473074e-06,
+    4.6471228411955115e-09,
+    1.3786319245977502e-07,
+    -5.752539868539009e-08,
+    1.1952657488007214e-08,
+    -1.7932684917234006e-11,
+    -1.0131939319540174e-09,
+    4.178209472703468e-10,
+    -7.71576153967176e-11,
+    -3.2318108435420134e-12,
+)
 _TEMME_MAX_ETA = 0.5
 
 
@@ -131,8 +160,11 @@ def gamma_log_sample_grad(concentration, log_x):
         log_x = tf.convert_to_tensor(log_x)
         a = tf.convert_to_tensor(concentration, dtype=log_x.dtype)
         a, log_x = _broadcast(a, log_x)
-        grad = call_in_blocks(_gamma_log_sample_grad_kernel,
-                             (tf.reshape(a, [-1]), tf.reshape(log_x, [-1])), (1.0, 0.0))
+        grad = call_in_blocks(
+            _gamma_log_sample_grad_kernel,
+            (tf.reshape(a, [-1]), tf.reshape(log_x, [-1])),
+            (1.0, 0.0),
+        )
         return tf.reshape(grad, tf.shape(a))
 
 
@@ -143,19 +175,27 @@ def _gamma_log_sample_grad_kernel(a, log_x):
     use_temme, temme = tf.cond(
         tf.reduce_any(a >= TEMME_MIN_CONCENTRATION),
         lambda: _temme_where_applicable(a, log_x),
-        lambda: (tf.zeros_like(a, tf.bool), tf.zeros_like(a)))
+        lambda: (tf.zeros_like(a, tf.bool), tf.zeros_like(a)),
+    )
     # Stable partition: the fraction's elements after all others, so that most chunks
     # need only one of the two loops (the other converges at once on its dummies).
     use_fraction = (log_x > 0.0) & (log_x > tf.math.log(a)) & ~use_temme
-    position = tf.where(use_fraction,
-                        tf.size(a) - tf.reduce_sum(tf.cast(use_fraction, tf.int32))
-                        + tf.cumsum(tf.cast(use_fraction, tf.int32)) - 1,
-                        tf.cumsum(tf.cast(~use_fraction, tf.int32)) - 1)
+    position = tf.where(
+        use_fraction,
+        tf.size(a)
+        - tf.reduce_sum(tf.cast(use_fraction, tf.int32))
+        + tf.cumsum(tf.cast(use_fraction, tf.int32))
+        - 1,
+        tf.cumsum(tf.cast(~use_fraction, tf.int32)) - 1,
+    )
     order = tf.math.unsorted_segment_max(tf.range(tf.size(a)), position, tf.size(a))
     # The padding (a = 1, x = 1, Temme's) converges at once.
-    by_loops = map_chunks(_series_or_fraction,
-                          tuple(tf.gather(t, order) for t in (a, log_x, use_temme)),
-                          (1.0, 0.0, True), a.dtype)
+    by_loops = map_chunks(
+        _series_or_fraction,
+        tuple(tf.gather(t, order) for t in (a, log_x, use_temme)),
+        (1.0, 0.0, True),
+        a.dtype,
+    )
     return tf.where(use_temme, temme, tf.gather(by_loops, position))
 
 
@@ -221,7 +261,8 @@ def _series_log_grad(a, x, log_x):
         return n + 1, term, harmonic, total, weighted, done
 
     _, _, _, total, weighted, _ = tf.while_loop(
-        cond, body, (tf.constant(1), term, zeros, term, zeros, tf.zeros_like(a, tf.bool)))
+        cond, body, (tf.constant(1), term, zeros, term, zeros, tf.zeros_like(a, tf.bool))
+    )
     return weighted - total * (log_x - tf.math.digamma(a + 1.0))
 
 
@@ -262,13 +303,16 @@ def _fraction_log_grad(a, x, log_x):
         # Converged elements are frozen, so results do not depend on the batch.
         total = tf.where(done, total, total + step)
         d_total = tf.where(done, d_total, d_total + d_step)
-        done = done | ((tf.abs(step) <= eps * tf.abs(total))
-                       & (tf.abs(d_step) <= eps * tf.abs(d_total)))
+        done = done | (
+            (tf.abs(step) <= eps * tf.abs(total)) & (tf.abs(d_step) <= eps * tf.abs(d_total))
+        )
         return n + 1, new_d, new_dd, step, d_step, total, d_total, done
 
     _, _, _, _, _, total, d_total, _ = tf.while_loop(
-        cond, body, (tf.constant(2), d1, d_d1, step, d_step, total, d_total,
-                     tf.zeros_like(a, tf.bool)))
+        cond,
+        body,
+        (tf.constant(2), d1, d_d1, step, d_step, total, d_total, tf.zeros_like(a, tf.bool)),
+    )
     fraction = 1.0 / total
     d_fraction = -d_total * tf.square(fraction)
     return fraction * (log_x - tf.math.digamma(a)) + d_fraction
@@ -301,6 +345,9 @@ def _temme_log_grad(a, eta):
     c1 = _polynomial(_TEMME_C1, eta)
     inv_a = 1.0 / a
     stirling_ratio = tf.exp(inv_a / 12.0 - tf.pow(inv_a, 3) / 360.0)  # Gamma*(a), a >= 1e4
-    bracket = (-0.5 * eta - (0.5 * tf.square(eta) + 0.5 * inv_a) * (c0 + c1 * inv_a)
-               - c1 * tf.square(inv_a))
+    bracket = (
+        -0.5 * eta
+        - (0.5 * tf.square(eta) + 0.5 * inv_a) * (c0 + c1 * inv_a)
+        - c1 * tf.square(inv_a)
+    )
     return inv_a + stirling_ratio * inv_a * bracket

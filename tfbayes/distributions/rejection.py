@@ -25,6 +25,7 @@ it accepts, whichever buffer slot it occupies, so the draws follow the target
 law exactly; which random numbers it sees depends on the other elements'
 rejections, so a seed reproduces the whole array, not one element on its own.
 """
+
 import tensorflow as tf
 
 __all__ = ["rejection_sample"]
@@ -77,11 +78,16 @@ def _sample(propose, params, todo, seed, round_, levels, shrink, max_rounds):
         slot = tf.where(in_buffer, position, buffer_size)
         used = tf.range(buffer_size) < tf.reduce_sum(tf.cast(in_buffer, tf.int32))
         buffer_params = tuple(
-            tf.where(used, tf.math.unsorted_segment_max(p, slot, buffer_size + 1)[:buffer_size],
-                     tf.ones([], p.dtype))
-            for p in params)
-        buffer_value, round_ = _sample(propose, buffer_params, used, seed, round_, levels - 1,
-                                       shrink, max_rounds)
+            tf.where(
+                used,
+                tf.math.unsorted_segment_max(p, slot, buffer_size + 1)[:buffer_size],
+                tf.ones([], p.dtype),
+            )
+            for p in params
+        )
+        buffer_value, round_ = _sample(
+            propose, buffer_params, used, seed, round_, levels - 1, shrink, max_rounds
+        )
         from_buffer = tf.gather(buffer_value, tf.clip_by_value(position, 0, buffer_size - 1))
         value = tf.where(in_buffer, from_buffer, value)
         rejected = rejected & ~in_buffer

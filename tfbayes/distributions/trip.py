@@ -24,6 +24,7 @@ and accumulates the discarded scale in log space. It gives
 * the cumulant generating function ``K(t) = log E exp(t . z)``
   (``w = t_k mu + t_k^2 sigma^2 / 2``), whose Hessian at 0 is the covariance.
 """
+
 import numpy as np
 import tensorflow as tf
 from tensorflow_probability.python.bijectors import identity as identity_bijector
@@ -36,8 +37,13 @@ from tensorflow_probability.python.internal import reparameterization
 from tensorflow_probability.python.internal import samplers
 from tensorflow_probability.python.internal import tensor_util
 
-from tfbayes.distributions.base import (DistributionChecksMixin, finite_checks,
-                                        parameter_assertions, require_parameters, sanitize_seed)
+from tfbayes.distributions.base import (
+    DistributionChecksMixin,
+    finite_checks,
+    parameter_assertions,
+    require_parameters,
+    sanitize_seed,
+)
 
 __all__ = ["TRIP"]
 
@@ -108,12 +114,15 @@ def _log_ring_sum(log_weights, cores):
         step_log_weights, core = elems
         weights, shift = _shifted_weights(step_log_weights)
         product, log_scale = _normalize_matrices(
-            tf.matmul(product, tf.einsum(equation, weights, core)))
+            tf.matmul(product, tf.einsum(equation, weights, core))
+        )
         return product, log_total + shift + log_scale
 
     product, log_total = tf.foldl(
-        step, (_dims_first(log_weights, 2), _dims_first(cores, 4)),
-        initializer=(identity, tf.zeros(batch_shape, dtype=cores.dtype)))
+        step,
+        (_dims_first(log_weights, 2), _dims_first(cores, 4)),
+        initializer=(identity, tf.zeros(batch_shape, dtype=cores.dtype)),
+    )
     return log_total + tf.math.log(tf.linalg.trace(product))
 
 
@@ -131,8 +140,7 @@ def _exclusive_products(matrices, reverse):
     need. Cost O(m r^3).
     """
     factors = _dims_first(matrices, 3)
-    identity = tf.eye(matrices.shape[-1], batch_shape=tf.shape(matrices)[:-3],
-                      dtype=matrices.dtype)
+    identity = tf.eye(matrices.shape[-1], batch_shape=tf.shape(matrices)[:-3], dtype=matrices.dtype)
 
     def step(running, factor):
         product = tf.matmul(factor, running) if reverse else tf.matmul(running, factor)
@@ -158,12 +166,14 @@ def _static_trailing_shape(tensor, ndims, name):
     if shape.rank is None or shape.rank < ndims:
         raise ValueError(
             f"TRIP: `{name}` must have rank >= {ndims} with a static trailing shape; "
-            f"got shape {shape}.")
+            f"got shape {shape}."
+        )
     trailing = shape[-ndims:].as_list()
     if any(s is None for s in trailing):
         raise ValueError(
             f"TRIP: the last {ndims} dimensions of `{name}` must be known statically; "
-            f"got shape {shape}.")
+            f"got shape {shape}."
+        )
     return trailing
 
 
@@ -223,15 +233,13 @@ class TRIP(DistributionChecksMixin, distribution.AutoCompositeTensorDistribution
     TensorShape([2])
     """
 
-    def __init__(self, locs, scales, cores, validate_args=False, allow_nan_stats=True,
-                 name="TRIP"):
+    def __init__(self, locs, scales, cores, validate_args=False, allow_nan_stats=True, name="TRIP"):
         parameters = dict(locals())
         require_parameters("TRIP", locs=locs, scales=scales, cores=cores)
         with tf.name_scope(name) as name:
             dtype = dtype_util.common_dtype([locs, scales, cores], dtype_hint=tf.float32)
             self._locs = tensor_util.convert_nonref_to_tensor(locs, dtype=dtype, name="locs")
-            self._scales = tensor_util.convert_nonref_to_tensor(
-                scales, dtype=dtype, name="scales")
+            self._scales = tensor_util.convert_nonref_to_tensor(scales, dtype=dtype, name="scales")
             self._cores = tensor_util.convert_nonref_to_tensor(cores, dtype=dtype, name="cores")
             m, d = _static_trailing_shape(self._locs, 2, "locs")
             scales_md = _static_trailing_shape(self._scales, 2, "scales")
@@ -240,19 +248,22 @@ class TRIP(DistributionChecksMixin, distribution.AutoCompositeTensorDistribution
                 raise ValueError(
                     "TRIP: expected locs [..., m, d], scales [..., m, d] and cores "
                     f"[..., m, d, r, r]; got locs {self._locs.shape}, scales "
-                    f"{self._scales.shape}, cores {self._cores.shape}.")
+                    f"{self._scales.shape}, cores {self._cores.shape}."
+                )
             self._num_dims, self._num_components, self._rank = m, d, cores_mdrr[2]
             if min(m, d, cores_mdrr[2]) < 1:
                 raise ValueError(
                     "TRIP: expected m >= 1 dimensions, d >= 1 components and rank r >= 1; "
-                    f"got m={m}, d={d}, r={cores_mdrr[2]} (cores of shape {self._cores.shape}).")
+                    f"got m={m}, d={d}, r={cores_mdrr[2]} (cores of shape {self._cores.shape})."
+                )
             super().__init__(
                 dtype=dtype,
                 reparameterization_type=reparameterization.NOT_REPARAMETERIZED,
                 validate_args=validate_args,
                 allow_nan_stats=allow_nan_stats,
                 parameters=parameters,
-                name=name)
+                name=name,
+            )
 
     @classmethod
     def _parameter_properties(cls, dtype, num_classes=None):
@@ -260,9 +271,12 @@ class TRIP(DistributionChecksMixin, distribution.AutoCompositeTensorDistribution
         return dict(
             locs=parameter_properties.ParameterProperties(event_ndims=2),
             scales=parameter_properties.ParameterProperties(
-                event_ndims=2, default_constraining_bijector_fn=positive),
+                event_ndims=2, default_constraining_bijector_fn=positive
+            ),
             cores=parameter_properties.ParameterProperties(
-                event_ndims=4, default_constraining_bijector_fn=softplus_bijector.Softplus))
+                event_ndims=4, default_constraining_bijector_fn=softplus_bijector.Softplus
+            ),
+        )
 
     @property
     def locs(self):
@@ -304,24 +318,35 @@ class TRIP(DistributionChecksMixin, distribution.AutoCompositeTensorDistribution
         return identity_bijector.Identity(validate_args=self.validate_args)
 
     def _parameter_control_dependencies(self, is_init):
-        assertions = parameter_assertions(self.validate_args, is_init, [
-            (self._scales, "positive", "TRIP: argument `scales` must be positive."),
-            (self._cores, "non_negative", "TRIP: argument `cores` must be non-negative."),
-        ] + finite_checks("TRIP", locs=self._locs, scales=self._scales, cores=self._cores))
+        assertions = parameter_assertions(
+            self.validate_args,
+            is_init,
+            [
+                (self._scales, "positive", "TRIP: argument `scales` must be positive."),
+                (self._cores, "non_negative", "TRIP: argument `cores` must be non-negative."),
+            ]
+            + finite_checks("TRIP", locs=self._locs, scales=self._scales, cores=self._cores),
+        )
         if self.validate_args and is_init != tensor_util.is_ref(self._cores):
             with tf.control_dependencies(assertions):
-                assertions.append(assert_util.assert_less(
-                    tf.constant(-np.inf, self.dtype), self.log_normalizer(),
-                    message="TRIP: argument `cores` must give a positive normaliser "
-                            "Z = Tr(S_1 ... S_m) (all-zero cores give none)."))
+                assertions.append(
+                    assert_util.assert_less(
+                        tf.constant(-np.inf, self.dtype),
+                        self.log_normalizer(),
+                        message="TRIP: argument `cores` must give a positive normaliser "
+                        "Z = Tr(S_1 ... S_m) (all-zero cores give none).",
+                    )
+                )
         return assertions
 
     def _check_values(self, x, name):
-        if x.shape.rank is not None and (x.shape.rank == 0 or (
-                x.shape[-1] is not None and x.shape[-1] != self._num_dims)):
+        if x.shape.rank is not None and (
+            x.shape.rank == 0 or (x.shape[-1] is not None and x.shape[-1] != self._num_dims)
+        ):
             raise ValueError(
                 f"TRIP: `{name}` must have shape [..., {self._num_dims}] (the event "
-                f"shape); got shape {x.shape}.")
+                f"shape); got shape {x.shape}."
+            )
 
     def log_normalizer(self):
         """``log Z = log Tr(S_1 ... S_m)``, shape = batch shape; O(m (d r^2 + r^3))."""
@@ -337,9 +362,12 @@ class TRIP(DistributionChecksMixin, distribution.AutoCompositeTensorDistribution
         uniform_seed, normal_seed = samplers.split_seed(sanitize_seed(seed, salt="tfbayes_trip"))
         batch_shape = self.batch_shape_tensor()
         locs = tf.broadcast_to(self._locs, tf.concat([batch_shape, tf.shape(self._locs)[-2:]], 0))
-        scales = tf.broadcast_to(self._scales,
-                                 tf.concat([batch_shape, tf.shape(self._scales)[-2:]], 0))
-        cores = tf.broadcast_to(self._cores, tf.concat([batch_shape, tf.shape(self._cores)[-4:]], 0))
+        scales = tf.broadcast_to(
+            self._scales, tf.concat([batch_shape, tf.shape(self._scales)[-2:]], 0)
+        )
+        cores = tf.broadcast_to(
+            self._cores, tf.concat([batch_shape, tf.shape(self._cores)[-4:]], 0)
+        )
         cores = tf.stop_gradient(cores)
         sample_shape = tf.concat([[n], batch_shape, [self._num_dims]], 0)
         # 1 - U(0, 1) lies in (0, 1], so a zero-weight component is never chosen.
@@ -353,22 +381,35 @@ class TRIP(DistributionChecksMixin, distribution.AutoCompositeTensorDistribution
             # weight[i] = Tr(prefix Q_k[i] suffix_k) = sum_ab Q_k[i]_ab (suffix_k prefix)_ba
             weights = tf.nn.relu(tf.einsum("...iab,...ba->...i", core, tf.matmul(suffix, prefix)))
             cumulative = tf.cumsum(weights, axis=-1)
-            index = tf.reduce_sum(tf.cast(
-                cumulative < uniform[..., tf.newaxis] * cumulative[..., -1:], tf.int32), axis=-1)
-            one_hot = tf.one_hot(tf.minimum(index, num_components - 1), num_components,
-                                 dtype=core.dtype)
+            index = tf.reduce_sum(
+                tf.cast(cumulative < uniform[..., tf.newaxis] * cumulative[..., -1:], tf.int32),
+                axis=-1,
+            )
+            one_hot = tf.one_hot(
+                tf.minimum(index, num_components - 1), num_components, dtype=core.dtype
+            )
             prefix, _ = _normalize_matrices(
-                tf.matmul(prefix, tf.einsum("...i,...iab->...ab", one_hot, core)))
-            value = (tf.reduce_sum(one_hot * loc, axis=-1)
-                     + tf.reduce_sum(one_hot * scale, axis=-1) * eps)
+                tf.matmul(prefix, tf.einsum("...i,...iab->...ab", one_hot, core))
+            )
+            value = (
+                tf.reduce_sum(one_hot * loc, axis=-1)
+                + tf.reduce_sum(one_hot * scale, axis=-1) * eps
+            )
             return prefix, value
 
         prefix = tf.eye(self._rank, batch_shape=tf.shape(uniforms)[:-1], dtype=self.dtype)
         _, values = tf.scan(
             lambda carry, elems: step(carry[0], elems),
-            (_dims_first(cores, 4), _dims_first(suffixes, 3), _dims_first(uniforms, 1),
-             _dims_first(locs, 2), _dims_first(scales, 2), _dims_first(noise, 1)),
-            initializer=(prefix, tf.zeros(tf.shape(uniforms)[:-1], dtype=self.dtype)))
+            (
+                _dims_first(cores, 4),
+                _dims_first(suffixes, 3),
+                _dims_first(uniforms, 1),
+                _dims_first(locs, 2),
+                _dims_first(scales, 2),
+                _dims_first(noise, 1),
+            ),
+            initializer=(prefix, tf.zeros(tf.shape(uniforms)[:-1], dtype=self.dtype)),
+        )
         return _dims_last(values)
 
     def component_probs(self):
@@ -379,8 +420,9 @@ class TRIP(DistributionChecksMixin, distribution.AutoCompositeTensorDistribution
         distribution is marginally the 1-D Gaussian mixture with these weights.
         """
         sums = tf.reduce_sum(self._cores, axis=-3)
-        rest = tf.matmul(_exclusive_products(sums, reverse=True),
-                         _exclusive_products(sums, reverse=False))
+        rest = tf.matmul(
+            _exclusive_products(sums, reverse=True), _exclusive_products(sums, reverse=False)
+        )
         weights = tf.nn.relu(tf.einsum("...kiab,...kba->...ki", self._cores, rest))
         return weights / tf.reduce_sum(weights, axis=-1, keepdims=True)
 
@@ -390,8 +432,9 @@ class TRIP(DistributionChecksMixin, distribution.AutoCompositeTensorDistribution
     def _variance(self):
         probs = self.component_probs()
         mean = tf.reduce_sum(probs * self._locs, axis=-1)
-        second_moment = tf.reduce_sum(probs * (tf.square(self._locs) + tf.square(self._scales)),
-                                      axis=-1)
+        second_moment = tf.reduce_sum(
+            probs * (tf.square(self._locs) + tf.square(self._scales)), axis=-1
+        )
         return second_moment - tf.square(mean)
 
     def _covariance(self):
@@ -455,12 +498,16 @@ class TRIP(DistributionChecksMixin, distribution.AutoCompositeTensorDistribution
         if mask.dtype != bool or mask.shape != (self._num_dims,):
             raise ValueError(
                 f"TRIP.conditional: `observed_mask` must be a boolean sequence of shape "
-                f"[{self._num_dims}]; got dtype {mask.dtype} and shape {list(mask.shape)}.")
+                f"[{self._num_dims}]; got dtype {mask.dtype} and shape {list(mask.shape)}."
+            )
         if mask.all():
-            raise ValueError("TRIP.conditional: `observed_mask` observes every dimension; "
-                             "at least one must be unobserved.")
-        observed_values = tf.convert_to_tensor(observed_values, dtype=self.dtype,
-                                               name="observed_values")
+            raise ValueError(
+                "TRIP.conditional: `observed_mask` observes every dimension; "
+                "at least one must be unobserved."
+            )
+        observed_values = tf.convert_to_tensor(
+            observed_values, dtype=self.dtype, name="observed_values"
+        )
         self._check_values(observed_values, "observed_values")
         log_densities = _gaussian_log_densities(observed_values, self._locs, self._scales)
         fixed = _weighted_core_sums(log_densities, self._cores)
@@ -468,13 +515,18 @@ class TRIP(DistributionChecksMixin, distribution.AutoCompositeTensorDistribution
 
     def _check_dims(self, dims):
         dims_array = np.asarray(dims)
-        if (dims_array.ndim != 1 or dims_array.size == 0
-                or not np.issubdtype(dims_array.dtype, np.integer)
-                or len(set(dims_array.tolist())) != dims_array.size
-                or dims_array.min() < 0 or dims_array.max() >= self._num_dims):
+        if (
+            dims_array.ndim != 1
+            or dims_array.size == 0
+            or not np.issubdtype(dims_array.dtype, np.integer)
+            or len(set(dims_array.tolist())) != dims_array.size
+            or dims_array.min() < 0
+            or dims_array.max() >= self._num_dims
+        ):
             raise ValueError(
                 "TRIP.marginal: `dims` must be a non-empty sequence of distinct ints in "
-                f"[0, {self._num_dims}); got {dims!r}.")
+                f"[0, {self._num_dims}); got {dims!r}."
+            )
         return np.sort(dims_array)
 
     def _reduced(self, fixed, keep, name):
@@ -490,17 +542,19 @@ class TRIP(DistributionChecksMixin, distribution.AutoCompositeTensorDistribution
             for step in range(1, (following - k - 1) % self._num_dims + 1):
                 other = (k + step) % self._num_dims
                 core, _ = _normalize_matrices(
-                    tf.matmul(core, fixed[..., other, tf.newaxis, :, :]), num_axes=3)
+                    tf.matmul(core, fixed[..., other, tf.newaxis, :, :]), num_axes=3
+                )
             new_cores.append(core)
-        batch_shape = tf.broadcast_dynamic_shape(tf.shape(fixed)[:-3],
-                                                 tf.shape(self._cores)[:-4])
+        batch_shape = tf.broadcast_dynamic_shape(tf.shape(fixed)[:-3], tf.shape(self._cores)[:-4])
         new_cores = tf.stack(
-            [tf.broadcast_to(c, tf.concat([batch_shape, tf.shape(c)[-3:]], 0))
-             for c in new_cores], axis=-4)
+            [tf.broadcast_to(c, tf.concat([batch_shape, tf.shape(c)[-3:]], 0)) for c in new_cores],
+            axis=-4,
+        )
         return TRIP(
             locs=tf.gather(self._locs, kept, axis=-2),
             scales=tf.gather(self._scales, kept, axis=-2),
             cores=new_cores,
             validate_args=self.validate_args,
             allow_nan_stats=self.allow_nan_stats,
-            name=name)
+            name=name,
+        )

@@ -72,6 +72,7 @@ straight-line with 32 terms, 120 ms with the float32 tiers and one
 ``sin``/``cos`` pair, and ``dz/dkappa`` in one
 kernel with one switch 36 ms (one ``kappa``) or 53 ms (two).
 """
+
 import functools
 
 import numpy as np
@@ -200,12 +201,19 @@ def _asymptotic(x, kappa):
     eps = 0.25 / kappa
 
     ones, zeros = tf.ones_like(u), tf.zeros_like(u)
-    beta, weight, u_power, mass, mass_k, partial, partial_k = ones, ones, u, ones, zeros, \
-        moment, zeros
+    beta, weight, u_power, mass, mass_k, partial, partial_k = (
+        ones,
+        ones,
+        u,
+        ones,
+        zeros,
+        moment,
+        zeros,
+    )
     for k in range(1, _ASYMPTOTIC_TERMS + 1):  # straight-line code, as in _fourier
-        beta = beta * eps * ((2.0 * k - 1.0) / (2.0 * k))                  # b_k eps^k
-        weight = weight * eps * ((2.0 * k - 1.0) ** 2 / (2.0 * k))        # b_k eps^k (2k-1)!!
-        moment = (2.0 * k - 1.0) * moment - u_power                        # A_k / phi(u)
+        beta = beta * eps * ((2.0 * k - 1.0) / (2.0 * k))  # b_k eps^k
+        weight = weight * eps * ((2.0 * k - 1.0) ** 2 / (2.0 * k))  # b_k eps^k (2k-1)!!
+        moment = (2.0 * k - 1.0) * moment - u_power  # A_k / phi(u)
         u_power = u_power * u * u
         mass, mass_k = mass + weight, mass_k + k * weight
         partial, partial_k = partial + beta * moment, partial_k + k * beta * moment
@@ -219,7 +227,8 @@ def _asymptotic(x, kappa):
 @tf.autograph.experimental.do_not_convert
 def _log_prob64(x, kappa):
     return -2.0 * kappa * tf.square(tf.sin(0.5 * x)) - tf.math.log(
-        2.0 * np.pi * tf.math.bessel_i0e(kappa))
+        2.0 * np.pi * tf.math.bessel_i0e(kappa)
+    )
 
 
 @tf.autograph.experimental.do_not_convert
@@ -234,27 +243,33 @@ def _branches(x, kappa, result_dtype):
     """
     use_series = kappa < SERIES_MAX_CONCENTRATION
     series_kappa = tf.where(use_series, kappa, tf.zeros_like(kappa))
-    asymptotic_kappa = tf.where(use_series, SERIES_MAX_CONCENTRATION * tf.ones_like(kappa),
-                                kappa)
+    asymptotic_kappa = tf.where(use_series, SERIES_MAX_CONCENTRATION * tf.ones_like(kappa), kappa)
     tiers = _FOURIER_TIERS[result_dtype]
     restart_every = _ROTATIONS_PER_RESTART[result_dtype]
-    branches = [functools.partial(_fourier, x, series_kappa, terms, restart_every)
-                for _, terms in tiers]
-    index = tf.reduce_sum(tf.cast(
-        tf.reduce_max(series_kappa) > [bound for bound, _ in tiers[:-1]], tf.int32))
+    branches = [
+        functools.partial(_fourier, x, series_kappa, terms, restart_every) for _, terms in tiers
+    ]
+    index = tf.reduce_sum(
+        tf.cast(tf.reduce_max(series_kappa) > [bound for bound, _ in tiers[:-1]], tf.int32)
+    )
     if result_dtype == tf.float32:
         shared = tf.equal(tf.reduce_min(series_kappa), tf.reduce_max(series_kappa))
         index += len(tiers) * tf.cast(shared, tf.int32)
-        branches += [functools.partial(_fourier_shared_kappa, x, series_kappa[0], terms)
-                     for _, terms in tiers]
+        branches += [
+            functools.partial(_fourier_shared_kappa, x, series_kappa[0], terms)
+            for _, terms in tiers
+        ]
 
     def mixed():
         series = _fourier(x, series_kappa, tiers[-1][1], restart_every)
         asymptotic = _asymptotic(x, asymptotic_kappa)
         return tuple(tf.where(use_series, s, a) for s, a in zip(series, asymptotic))
 
-    index = tf.where(tf.reduce_all(use_series), index,
-                     tf.where(tf.reduce_any(use_series), len(branches) + 1, len(branches)))
+    index = tf.where(
+        tf.reduce_all(use_series),
+        index,
+        tf.where(tf.reduce_any(use_series), len(branches) + 1, len(branches)),
+    )
     branches += [functools.partial(_asymptotic, x, asymptotic_kappa), mixed]
     return tf.switch_case(index, branches)
 
@@ -279,8 +294,9 @@ def _kernel(x, concentration, implicit_gradient):
             return tf.cast(-dcdf * tf.exp(-_log_prob64(wrapped, kappa64)), dtype)
         return tf.cast(cdf + periods, dtype), tf.cast(dcdf, dtype)
 
-    return map_chunks(per_chunk, (x, concentration), (0.0, 1.0),
-                      dtype if implicit_gradient else (dtype, dtype))
+    return map_chunks(
+        per_chunk, (x, concentration), (0.0, 1.0), dtype if implicit_gradient else (dtype, dtype)
+    )
 
 
 @tf.autograph.experimental.do_not_convert
@@ -310,9 +326,15 @@ def von_mises_prob(x, concentration):
 @tf.custom_gradient
 def _cdf_with_gradient(x, concentration):
     # stop_gradient: the derivatives are this function's own; no tape records the kernel.
-    cdf, dcdf = (tf.reshape(t, tf.shape(x)) for t in call_in_blocks(
-        _kernel, tuple(tf.stop_gradient(tf.reshape(t, [-1])) for t in (x, concentration)),
-        (0.0, 1.0), False))
+    cdf, dcdf = (
+        tf.reshape(t, tf.shape(x))
+        for t in call_in_blocks(
+            _kernel,
+            tuple(tf.stop_gradient(tf.reshape(t, [-1])) for t in (x, concentration)),
+            (0.0, 1.0),
+            False,
+        )
+    )
 
     def grad(upstream):
         return upstream * von_mises_prob(x, concentration), upstream * dcdf
@@ -366,4 +388,3 @@ def von_mises_cdf(x, concentration):
     concentration = tf.convert_to_tensor(concentration, dtype=x.dtype)
     shape = tf.broadcast_dynamic_shape(tf.shape(x), tf.shape(concentration))
     return _cdf_with_gradient(tf.broadcast_to(x, shape), tf.broadcast_to(concentration, shape))
-

@@ -16,6 +16,7 @@ variables ``f`` uses.
 * ``delta_method`` and the ``"optimal"`` coefficient: control variates.
 * ``gradient_variance``: mean, variance and cost of an estimator's gradient.
 """
+
 from tfbayes.estimators.baselines import MovingAverageBaseline
 from tfbayes.estimators.control_variates import ControlVariate, delta_method
 from tfbayes.estimators.diagnostics import GradientStatistics, gradient_variance
@@ -24,6 +25,14 @@ from tfbayes.estimators.parameters import distribution_parameters
 from tfbayes.estimators.pathwise import pathwise
 from tfbayes.estimators.score_function import score_function
 
-__all__ = ["score_function", "pathwise", "measure_valued", "MovingAverageBaseline",
-           "delta_method", "ControlVariate", "gradient_variance", "GradientStatistics",
-           "distribution_parameters"]
+__all__ = [
+    "score_function",
+    "pathwise",
+    "measure_valued",
+    "MovingAverageBaseline",
+    "delta_method",
+    "ControlVariate",
+    "gradient_variance",
+    "GradientStatistics",
+    "distribution_parameters",
+]

@@ -13,6 +13,7 @@ unbiased (Mohamed et al. 2020, arXiv 1906.10652, Sec. 7.3); a ``b`` close to
 * any callable ``b()`` returning a scalar or ``[num_samples]`` tensor that does
   not depend on the samples, e.g. a small network of the observed data.
 """
+
 import numbers
 
 import tensorflow as tf
@@ -47,13 +48,15 @@ class MovingAverageBaseline(tf.Module):
     def __init__(self, decay=0.9, dtype=tf.float32, name=None):
         super().__init__(name=name or "moving_average_baseline")
         if isinstance(decay, bool) or not isinstance(decay, numbers.Real) or not 0 <= decay < 1:
-            raise ValueError(f"MovingAverageBaseline: `decay`: expected a float in [0, 1), got "
-                             f"{decay!r}.")
+            raise ValueError(
+                f"MovingAverageBaseline: `decay`: expected a float in [0, 1), got {decay!r}."
+            )
         self.decay = float(decay)
         dtype = tf.as_dtype(dtype)
         if not dtype.is_floating:
-            raise TypeError(f"MovingAverageBaseline: `dtype`: expected a floating dtype, got "
-                            f"{dtype.name}.")
+            raise TypeError(
+                f"MovingAverageBaseline: `dtype`: expected a floating dtype, got {dtype.name}."
+            )
         with self.name_scope:
             self.average = tf.Variable(tf.zeros([], dtype), trainable=False, name="average")
             self.count = tf.Variable(tf.zeros([], dtype), trainable=False, name="count")
@@ -61,8 +64,11 @@ class MovingAverageBaseline(tf.Module):
     def value(self):
         """The bias-corrected average of past estimates; ``0`` before the first update."""
         correction = 1.0 - tf.pow(tf.constant(self.decay, self.average.dtype), self.count)
-        return tf.where(self.count > 0, self.average / tf.maximum(correction, 1e-30),
-                        tf.zeros_like(self.average))
+        return tf.where(
+            self.count > 0,
+            self.average / tf.maximum(correction, 1e-30),
+            tf.zeros_like(self.average),
+        )
 
     def update(self, estimate):
         """Folds ``estimate`` (a scalar) into the average."""

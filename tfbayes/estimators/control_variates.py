@@ -26,6 +26,7 @@ where ``m`` and ``S`` are ``dist.mean()`` and its covariance, as
 differentiable functions of the parameters, and ``mu`` is ``m`` with its
 gradient stopped (so ``grad E_p[h] = grad f(mu)^T dm + 1/2 tr(H dS)``).
 """
+
 import collections
 
 import tensorflow as tf
@@ -61,12 +62,16 @@ def delta_method(f, dist):
     """
     dtype = tf.as_dtype(dist.dtype)
     if not dtype.is_floating:
-        raise TypeError(f"control_variate='delta': `dist`: expected a distribution with a "
-                        f"floating dtype, got {type(dist).__name__} with dtype {dtype.name}.")
+        raise TypeError(
+            f"control_variate='delta': `dist`: expected a distribution with a "
+            f"floating dtype, got {type(dist).__name__} with dtype {dtype.name}."
+        )
     event_rank = dist.event_shape.rank
     if event_rank not in (0, 1):
-        raise ValueError(f"control_variate='delta': `dist`: expected event rank 0 or 1, got "
-                         f"event_shape {dist.event_shape} ({type(dist).__name__}).")
+        raise ValueError(
+            f"control_variate='delta': `dist`: expected event rank 0 or 1, got "
+            f"event_shape {dist.event_shape} ({type(dist).__name__})."
+        )
     shape = tf.concat([dist.batch_shape_tensor(), dist.event_shape_tensor()], 0)
     mean = tf.broadcast_to(dist.mean(), shape)
     center = tf.stop_gradient(mean)
@@ -76,22 +81,30 @@ def delta_method(f, dist):
         with tf.GradientTape() as inner:
             inner.watch(point)
             value = evaluate("control_variate='delta'", f, point, 1)[0]
-        gradient = tf.reshape(inner.gradient(
-            value, point, unconnected_gradients=tf.UnconnectedGradients.ZERO), [-1])
+        gradient = tf.reshape(
+            inner.gradient(value, point, unconnected_gradients=tf.UnconnectedGradients.ZERO), [-1]
+        )
     size = tf.size(gradient)
-    hessian = tf.reshape(outer.jacobian(
-        gradient, point, unconnected_gradients=tf.UnconnectedGradients.ZERO), [size, size])
+    hessian = tf.reshape(
+        outer.jacobian(gradient, point, unconnected_gradients=tf.UnconnectedGradients.ZERO),
+        [size, size],
+    )
     value, gradient, hessian = (tf.stop_gradient(t) for t in (value, gradient, hessian))
 
     def h(x):
         d = tf.reshape(tf.cast(x, dtype) - center, [tf.shape(x)[0], size])
-        return (value + tf.linalg.matvec(d, gradient)
-                + 0.5 * tf.reduce_sum(tf.linalg.matmul(d, hessian) * d, axis=-1))
+        return (
+            value
+            + tf.linalg.matvec(d, gradient)
+            + 0.5 * tf.reduce_sum(tf.linalg.matmul(d, hessian) * d, axis=-1)
+        )
 
     shift = tf.reshape(mean - center, [size])
     if event_rank == 0:
-        second = tf.reduce_sum(tf.linalg.diag_part(hessian) * tf.reshape(
-            tf.broadcast_to(dist.variance(), shape), [size]))
+        second = tf.reduce_sum(
+            tf.linalg.diag_part(hessian)
+            * tf.reshape(tf.broadcast_to(dist.variance(), shape), [size])
+        )
     else:
         events = tf.shape(mean)[-1]
         batch = size // events
@@ -110,15 +123,28 @@ def _resolve(estimator, control_variate, f, dist):
     if callable(control_variate):
         result = control_variate(f, dist)
         if not isinstance(result, tuple) or len(result) != 2 or not callable(result[0]):
-            raise TypeError(f"{estimator}: `control_variate`: expected a callable returning "
-                            f"(h, E[h]) with h callable, got {result!r}.")
+            raise TypeError(
+                f"{estimator}: `control_variate`: expected a callable returning "
+                f"(h, E[h]) with h callable, got {result!r}."
+            )
         return ControlVariate(*result)
-    raise ValueError(f"{estimator}: `control_variate`: expected None, 'delta' or a callable "
-                     f"(f, dist) -> (h, E[h]), got {control_variate!r}.")
+    raise ValueError(
+        f"{estimator}: `control_variate`: expected None, 'delta' or a callable "
+        f"(f, dist) -> (h, E[h]), got {control_variate!r}."
+    )
 
 
-def surrogate(estimator, core, f, dist, num_samples, seed, control_variate=None,
-              coefficient=1.0, num_coefficient_samples=None):
+def surrogate(
+    estimator,
+    core,
+    f,
+    dist,
+    num_samples,
+    seed,
+    control_variate=None,
+    coefficient=1.0,
+    num_coefficient_samples=None,
+):
     """The surrogate of an estimator, with an optional control variate.
 
     Args:
@@ -153,30 +179,40 @@ def surrogate(estimator, core, f, dist, num_samples, seed, control_variate=None,
 
     if isinstance(coefficient, str):
         if coefficient != "optimal":
-            raise ValueError(f"{estimator}: `coefficient`: expected a float or 'optimal', got "
-                             f"{coefficient!r}.")
+            raise ValueError(
+                f"{estimator}: `coefficient`: expected a float or 'optimal', got {coefficient!r}."
+            )
         params = distribution_parameters(dist)
         if not params:
-            raise ValueError(f"{estimator}: coefficient='optimal' needs the parameters of "
-                             f"`dist`, and {type(dist).__name__} lists none (it is not a "
-                             "composite tensor).")
+            raise ValueError(
+                f"{estimator}: coefficient='optimal' needs the parameters of "
+                f"`dist`, and {type(dist).__name__} lists none (it is not a "
+                "composite tensor)."
+            )
         with tf.GradientTape() as tape:
             tape.watch([p for p in params if not isinstance(p, tf.Variable)])
             h, h_excess = excess()
-        gradients = tape.gradient(h_excess, params,
-                                  unconnected_gradients=tf.UnconnectedGradients.ZERO)
+        gradients = tape.gradient(
+            h_excess, params, unconnected_gradients=tf.UnconnectedGradients.ZERO
+        )
         fresh = check_num_samples(
-            estimator, num_samples if num_coefficient_samples is None else num_coefficient_samples,
-            2, " to estimate the optimal coefficient", arg="num_coefficient_samples")
+            estimator,
+            num_samples if num_coefficient_samples is None else num_coefficient_samples,
+            2,
+            " to estimate the optimal coefficient",
+            arg="num_coefficient_samples",
+        )
         betas = optimal_coefficients(core, f, h, params, fresh, derive_seed(seed, 1))
         for param, beta, gradient in zip(params, betas, gradients):
             delta = tf.stop_gradient(-beta * gradient)
             result += tf.reduce_sum((param - tf.stop_gradient(param)) * tf.cast(delta, param.dtype))
         return result
-    if isinstance(coefficient, bool) or not isinstance(coefficient, (int, float, tf.Tensor,
-                                                                     tf.Variable)):
-        raise TypeError(f"{estimator}: `coefficient`: expected a float or 'optimal', got "
-                        f"{coefficient!r}.")
+    if isinstance(coefficient, bool) or not isinstance(
+        coefficient, (int, float, tf.Tensor, tf.Variable)
+    ):
+        raise TypeError(
+            f"{estimator}: `coefficient`: expected a float or 'optimal', got {coefficient!r}."
+        )
     _, h_excess = excess()
     beta = tf.cast(coefficient, result.dtype)
     return result - beta * (h_excess - tf.stop_gradient(h_excess))

@@ -1,4 +1,5 @@
 """Variance and cost of a gradient estimator, measured by repetition."""
+
 import collections
 
 import tensorflow as tf
@@ -10,7 +11,8 @@ from tfbayes.estimators.validation import check_num_samples
 __all__ = ["GradientStatistics", "gradient_variance"]
 
 GradientStatistics = collections.namedtuple(
-    "GradientStatistics", ["mean", "variance", "cost", "estimates"])
+    "GradientStatistics", ["mean", "variance", "cost", "estimates"]
+)
 GradientStatistics.__doc__ = """What ``gradient_variance`` measures.
 
 ``mean`` / ``variance``: lists, one tensor per parameter shaped like it: the
@@ -20,8 +22,17 @@ called) per estimate; ``estimates``: list of ``[num_repeats] + shape``
 tensors, the raw gradient estimates."""
 
 
-def gradient_variance(estimator, f, dist, num_samples, num_repeats, seed=None,
-                      parameters=None, jit_compile=False, **options):
+def gradient_variance(
+    estimator,
+    f,
+    dist,
+    num_samples,
+    num_repeats,
+    seed=None,
+    parameters=None,
+    jit_compile=False,
+    **options,
+):
     """Mean and variance over ``num_repeats`` independent runs of an estimator's gradient.
 
     Args:
@@ -44,13 +55,16 @@ def gradient_variance(estimator, f, dist, num_samples, num_repeats, seed=None,
     Cost: ``R`` estimates. A stateful baseline (``MovingAverageBaseline``) is
     updated at every repeat, as in ``R`` training steps.
     """
-    num_repeats = check_num_samples("gradient_variance", num_repeats, 2,
-                                    " to estimate a variance", arg="num_repeats")
+    num_repeats = check_num_samples(
+        "gradient_variance", num_repeats, 2, " to estimate a variance", arg="num_repeats"
+    )
     if parameters is None:
         parameters = distribution_parameters(dist)
     if not parameters:
-        raise ValueError(f"gradient_variance: `parameters`: {type(dist).__name__} lists no "
-                         "float tensors or variables; pass the ones to differentiate.")
+        raise ValueError(
+            f"gradient_variance: `parameters`: {type(dist).__name__} lists no "
+            "float tensors or variables; pass the ones to differentiate."
+        )
     cost = [0]
 
     def counted_f(x):
@@ -61,17 +75,19 @@ def gradient_variance(estimator, f, dist, num_samples, num_repeats, seed=None,
         with tf.GradientTape() as tape:
             tape.watch([p for p in parameters if not isinstance(p, tf.Variable)])
             value = estimator(counted_f, dist, num_samples, seed=repeat_seed, **options)
-        return tape.gradient(value, parameters,
-                             unconnected_gradients=tf.UnconnectedGradients.ZERO)
+        return tape.gradient(value, parameters, unconnected_gradients=tf.UnconnectedGradients.ZERO)
 
     @tf.function(jit_compile=jit_compile, autograph=False)
     def repeats(base_seed):
-        seeds = tf.map_fn(lambda i: derive_seed(base_seed, i), tf.range(num_repeats),
-                          fn_output_signature=tf.int32)
+        seeds = tf.map_fn(
+            lambda i: derive_seed(base_seed, i), tf.range(num_repeats), fn_output_signature=tf.int32
+        )
         return tf.map_fn(one, seeds, fn_output_signature=[p.dtype for p in parameters])
 
     estimates = repeats(sanitize_seed(seed, salt="gradient_variance"))
     mean = [tf.reduce_mean(e, axis=0) for e in estimates]
-    variance = [tf.reduce_sum(tf.square(e - m), axis=0) / (num_repeats - 1.0)
-                for e, m in zip(estimates, mean)]
+    variance = [
+        tf.reduce_sum(tf.square(e - m), axis=0) / (num_repeats - 1.0)
+        for e, m in zip(estimates, mean)
+    ]
     return GradientStatistics(mean, variance, cost[0], list(estimates))

@@ -19,6 +19,7 @@ all (for Normal, ``D = 2 B`` with ``B`` batch members; for Categorical with
 and ``O(D N B)`` memory for those points. ``f`` need not be differentiable, and
 discrete distributions are supported.
 """
+
 import tensorflow as tf
 
 from tfbayes.distributions.base import derive_seed, sanitize_seed
@@ -31,8 +32,17 @@ __all__ = ["measure_valued"]
 _NAME = "measure_valued"
 
 
-def measure_valued(f, dist, num_samples, seed=None, coupled=True, control_variate=None,
-                   coefficient=1.0, num_coefficient_samples=None, name=None):
+def measure_valued(
+    f,
+    dist,
+    num_samples,
+    seed=None,
+    coupled=True,
+    control_variate=None,
+    coefficient=1.0,
+    num_coefficient_samples=None,
+    name=None,
+):
     """The measure-valued surrogate of ``E_{x~dist}[f(x)]``.
 
     Args:
@@ -61,16 +71,27 @@ def measure_valued(f, dist, num_samples, seed=None, coupled=True, control_variat
     check_distribution(_NAME, dist)
     num_samples = check_num_samples(_NAME, num_samples)
     if dist.event_shape.rank != 0 or not dist.batch_shape.is_fully_defined():
-        raise ValueError(f"{_NAME}: `dist`: expected scalar events and a static batch shape, "
-                         f"got event_shape {dist.event_shape}, batch_shape {dist.batch_shape}.")
+        raise ValueError(
+            f"{_NAME}: `dist`: expected scalar events and a static batch shape, "
+            f"got event_shape {dist.event_shape}, batch_shape {dist.batch_shape}."
+        )
     with tf.name_scope(name or _NAME):
         seed = sanitize_seed(seed, salt="measure_valued")
 
         def core(fn, n, core_seed):
             return _measure_valued_core(fn, dist, n, core_seed, coupled)
 
-        return surrogate(_NAME, core, f, dist, num_samples, seed, control_variate, coefficient,
-                         num_coefficient_samples)
+        return surrogate(
+            _NAME,
+            core,
+            f,
+            dist,
+            num_samples,
+            seed,
+            control_variate,
+            coefficient,
+            num_coefficient_samples,
+        )
 
 
 def _measure_valued_core(fn, dist, n, seed, coupled):
@@ -84,7 +105,7 @@ def _measure_valued_core(fn, dist, n, seed, coupled):
     # shape [2, size, K, n, size], flattened into one call of f.
     points, counts = [], []
     for part in parts:
-        extra = part.parameter.shape[len(batch_shape):].num_elements()
+        extra = part.parameter.shape[len(batch_shape) :].num_elements()
         counts.append(size * extra)
         for draws in (part.positive, part.negative):
             draws = tf.transpose(tf.reshape(draws, [n, size, extra]), [1, 2, 0])
@@ -96,8 +117,8 @@ def _measure_valued_core(fn, dist, n, seed, coupled):
     base = evaluate(_NAME, fn, x, n)
     terms, offset = tf.zeros_like(base), 0
     for part, count in zip(parts, counts):
-        plus = tf.reshape(values[offset:offset + count * n], [count, n])
-        minus = tf.reshape(values[offset + count * n:offset + 2 * count * n], [count, n])
+        plus = tf.reshape(values[offset : offset + count * n], [count, n])
+        minus = tf.reshape(values[offset + count * n : offset + 2 * count * n], [count, n])
         offset += 2 * count * n
         constant = tf.cast(tf.reshape(part.constant, [count, 1]), base.dtype)
         per_sample = tf.stop_gradient(constant * (plus - minus))

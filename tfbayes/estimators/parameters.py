@@ -9,6 +9,7 @@ by one (the per-parameter optimal control-variate coefficient and
 ``gradient_variance``). A distribution that is not a composite tensor lists no
 parameters; pass the variables explicitly then.
 """
+
 import tensorflow as tf
 
 __all__ = ["distribution_parameters"]

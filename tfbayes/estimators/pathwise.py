@@ -11,6 +11,7 @@ VonMises and ``ImplicitReparameterized``),
 (Mohamed et al. 2020, arXiv 1906.10652, eq. 35). ``f`` must be
 differentiable in ``x``.
 """
+
 import tensorflow as tf
 import tensorflow_probability as tfp
 
@@ -23,8 +24,16 @@ __all__ = ["pathwise"]
 _NAME = "pathwise"
 
 
-def pathwise(f, dist, num_samples, seed=None, control_variate=None, coefficient=1.0,
-             num_coefficient_samples=None, name=None):
+def pathwise(
+    f,
+    dist,
+    num_samples,
+    seed=None,
+    control_variate=None,
+    coefficient=1.0,
+    num_coefficient_samples=None,
+    name=None,
+):
     """The pathwise surrogate of ``E_{x~dist}[f(x)]``.
 
     Args:
@@ -58,7 +67,8 @@ def pathwise(f, dist, num_samples, seed=None, control_variate=None, coefficient=
             f"{_NAME}: `dist`: expected a FULLY_REPARAMETERIZED distribution, got "
             f"{type(dist).__name__} with reparameterization_type {dist.reparameterization_type}. "
             "Use score_function or measure_valued, or wrap a univariate distribution with a "
-            "differentiable cdf in tfbayes.distributions.ImplicitReparameterized.")
+            "differentiable cdf in tfbayes.distributions.ImplicitReparameterized."
+        )
     num_samples = check_num_samples(_NAME, num_samples)
     with tf.name_scope(name or _NAME):
         seed = sanitize_seed(seed, salt="pathwise")
@@ -67,5 +77,14 @@ def pathwise(f, dist, num_samples, seed=None, control_variate=None, coefficient=
             values = evaluate(_NAME, fn, dist.sample(n, seed=core_seed), n)
             return values, tf.zeros_like(values)
 
-        return surrogate(_NAME, core, f, dist, num_samples, seed, control_variate, coefficient,
-                         num_coefficient_samples)
+        return surrogate(
+            _NAME,
+            core,
+            f,
+            dist,
+            num_samples,
+            seed,
+            control_variate,
+            coefficient,
+            num_coefficient_samples,
+        )

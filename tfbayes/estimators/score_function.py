@@ -8,21 +8,35 @@ without gradients and ``b_s`` a baseline (``baselines``). It applies to any
 distribution with a differentiable ``log_prob``, discrete ones included, and
 needs nothing of ``f`` but its values.
 """
+
 import tensorflow as tf
 
 from tfbayes.distributions.base import sanitize_seed
 from tfbayes.estimators import baselines as baselines_lib
 from tfbayes.estimators.control_variates import surrogate
-from tfbayes.estimators.validation import (check_distribution, check_num_samples, evaluate,
-                                           joint_log_prob)
+from tfbayes.estimators.validation import (
+    check_distribution,
+    check_num_samples,
+    evaluate,
+    joint_log_prob,
+)
 
 __all__ = ["score_function"]
 
 _NAME = "score_function"
 
 
-def score_function(f, dist, num_samples, seed=None, baseline=None, control_variate=None,
-                   coefficient=1.0, num_coefficient_samples=None, name=None):
+def score_function(
+    f,
+    dist,
+    num_samples,
+    seed=None,
+    baseline=None,
+    control_variate=None,
+    coefficient=1.0,
+    num_coefficient_samples=None,
+    name=None,
+):
     """The score-function surrogate of ``E_{x~dist}[f(x)]``.
 
     Args:
@@ -68,8 +82,9 @@ def score_function(f, dist, num_samples, seed=None, baseline=None, control_varia
     """
     check_distribution(_NAME, dist)
     loo = isinstance(baseline, str) and baseline == "leave_one_out"
-    num_samples = check_num_samples(_NAME, num_samples, 2 if loo else 1,
-                                    " for baseline='leave_one_out'" if loo else "")
+    num_samples = check_num_samples(
+        _NAME, num_samples, 2 if loo else 1, " for baseline='leave_one_out'" if loo else ""
+    )
     baseline_fn = _baseline_function(baseline)
     with tf.name_scope(name or _NAME):
         seed = sanitize_seed(seed, salt="score_function")
@@ -80,13 +95,21 @@ def score_function(f, dist, num_samples, seed=None, baseline=None, control_varia
             log_prob = tf.cast(joint_log_prob(dist, x), values.dtype)
             weights = values
             if baseline_fn is not None:
-                weights = values - tf.broadcast_to(
-                    tf.cast(baseline_fn(values), values.dtype), [n])
+                weights = values - tf.broadcast_to(tf.cast(baseline_fn(values), values.dtype), [n])
             terms = tf.stop_gradient(weights) * (log_prob - tf.stop_gradient(log_prob))
             return values, terms
 
-        result = surrogate(_NAME, core, f, dist, num_samples, seed, control_variate,
-                           coefficient, num_coefficient_samples)
+        result = surrogate(
+            _NAME,
+            core,
+            f,
+            dist,
+            num_samples,
+            seed,
+            control_variate,
+            coefficient,
+            num_coefficient_samples,
+        )
         if isinstance(baseline, baselines_lib.MovingAverageBaseline):
             baseline.update(result)
         return result
@@ -98,12 +121,16 @@ def _baseline_function(baseline):
         return None
     if isinstance(baseline, str):
         if baseline != "leave_one_out":
-            raise ValueError(f"{_NAME}: `baseline`: expected None, 'leave_one_out', a "
-                             f"MovingAverageBaseline or a callable, got {baseline!r}.")
+            raise ValueError(
+                f"{_NAME}: `baseline`: expected None, 'leave_one_out', a "
+                f"MovingAverageBaseline or a callable, got {baseline!r}."
+            )
         return baselines_lib.leave_one_out
     if isinstance(baseline, baselines_lib.MovingAverageBaseline):
         return lambda values: baseline.value()
     if callable(baseline):
         return lambda values: baseline()
-    raise TypeError(f"{_NAME}: `baseline`: expected None, 'leave_one_out', a "
-                    f"MovingAverageBaseline or a callable, got {type(baseline).__name__}.")
+    raise TypeError(
+        f"{_NAME}: `baseline`: expected None, 'leave_one_out', a "
+        f"MovingAverageBaseline or a callable, got {type(baseline).__name__}."
+    )

@@ -1,4 +1,5 @@
 """Argument checks and the evaluation of ``f`` shared by every estimator."""
+
 import numbers
 
 import tensorflow as tf
@@ -19,19 +20,24 @@ def check_num_samples(estimator, num_samples, minimum=1, reason="", arg="num_sam
       arg: the argument's name in the message.
     """
     if isinstance(num_samples, bool) or not isinstance(num_samples, numbers.Integral):
-        raise TypeError(f"{estimator}: `{arg}`: expected a Python int, got "
-                        f"{type(num_samples).__name__} {num_samples!r}.")
+        raise TypeError(
+            f"{estimator}: `{arg}`: expected a Python int, got "
+            f"{type(num_samples).__name__} {num_samples!r}."
+        )
     if num_samples < minimum:
-        raise ValueError(f"{estimator}: `{arg}`: expected an int >= {minimum}{reason}, "
-                         f"got {num_samples}.")
+        raise ValueError(
+            f"{estimator}: `{arg}`: expected an int >= {minimum}{reason}, got {num_samples}."
+        )
     return int(num_samples)
 
 
 def check_distribution(estimator, dist):
     """Raises a ``TypeError`` unless ``dist`` is a TFP distribution."""
     if not isinstance(dist, tfp.distributions.Distribution):
-        raise TypeError(f"{estimator}: `dist`: expected a tfp.distributions.Distribution, got "
-                        f"{type(dist).__name__}.")
+        raise TypeError(
+            f"{estimator}: `dist`: expected a tfp.distributions.Distribution, got "
+            f"{type(dist).__name__}."
+        )
 
 
 def joint_log_prob(dist, x):
@@ -53,12 +59,13 @@ def evaluate(estimator, f, x, num_points):
     """
     value = tf.convert_to_tensor(f(x))
     if not value.dtype.is_floating:
-        raise TypeError(f"{estimator}: `f`: expected a floating-point output, got dtype "
-                        f"{value.dtype.name}.")
+        raise TypeError(
+            f"{estimator}: `f`: expected a floating-point output, got dtype {value.dtype.name}."
+        )
     if not value.shape.is_compatible_with([num_points]):
         raise ValueError(
             f"{estimator}: `f`: expected an output of shape [{num_points}] (one value per draw "
             f"of the {num_points} stacked along axis 0 of its input, whose shape is "
-            f"{x.shape}), got shape {value.shape}.")
+            f"{x.shape}), got shape {value.shape}."
+        )
     return tf.ensure_shape(value, [num_points])
-

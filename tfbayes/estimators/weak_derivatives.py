@@ -41,6 +41,7 @@ the decomposition is with respect to the canonical parameter read from the
 distribution (``loc``, ``scale``, ``rate``, ``probs_parameter()``, ...) as a
 differentiable function of what it was built from.
 """
+
 import collections
 
 import numpy as np
@@ -55,7 +56,8 @@ __all__ = ["WeakDerivative", "weak_derivatives", "SUPPORTED"]
 tfd = tfp.distributions
 
 WeakDerivative = collections.namedtuple(
-    "WeakDerivative", ["name", "parameter", "constant", "positive", "negative"])
+    "WeakDerivative", ["name", "parameter", "constant", "positive", "negative"]
+)
 WeakDerivative.__doc__ = """One parameter's decomposition, drawn for ``n`` samples.
 
 ``parameter``: the differentiable canonical parameter, shape ``batch_shape +
@@ -64,8 +66,14 @@ extra`` (``extra`` is ``[K]`` for Categorical probabilities, else ``[]``);
 draws of ``p+`` / ``p-`` for that batch member, shape ``[n] + batch_shape +
 extra``, in the distribution's dtype, no gradient."""
 
-SUPPORTED = ("Normal (loc, scale)", "Exponential (rate)", "Gamma (concentration, rate)",
-             "Poisson (rate)", "Bernoulli (probs)", "Categorical (probs)")
+SUPPORTED = (
+    "Normal (loc, scale)",
+    "Exponential (rate)",
+    "Gamma (concentration, rate)",
+    "Poisson (rate)",
+    "Bernoulli (probs)",
+    "Categorical (probs)",
+)
 
 # Bisection steps for the Gamma-concentration decomposition: the bracket in log y
 # is at most ~1e3 wide, so 64 halvings reach float64 resolution.
@@ -90,8 +98,10 @@ def weak_derivatives(estimator, dist, n, seed, coupled):
         return [_rate_of_exponential(param(_rate(dist)), n, seeds, coupled)]
     if isinstance(dist, (tfd.Gamma, tbd.Gamma)):
         concentration, rate = param(dist.concentration), param(_rate(dist))
-        return [_gamma_concentration(concentration, rate, n, seeds[:2], coupled),
-                _gamma_rate(concentration, rate, n, seeds[2:], coupled)]
+        return [
+            _gamma_concentration(concentration, rate, n, seeds[:2], coupled),
+            _gamma_rate(concentration, rate, n, seeds[2:], coupled),
+        ]
     if isinstance(dist, tfd.Poisson):
         return [_poisson(param(dist.rate_parameter()), n, seeds, coupled)]
     if isinstance(dist, tfd.Bernoulli):
@@ -100,8 +110,10 @@ def weak_derivatives(estimator, dist, n, seed, coupled):
         probs = tf.convert_to_tensor(dist.probs_parameter())
         probs = tf.broadcast_to(probs, tf.concat([shape, tf.shape(probs)[-1:]], 0))
         return [_categorical(probs, n, seeds, coupled, dist.dtype)]
-    raise ValueError(f"{estimator}: `dist`: no weak-derivative decomposition for "
-                     f"{type(dist).__name__}; supported: {', '.join(SUPPORTED)}.")
+    raise ValueError(
+        f"{estimator}: `dist`: no weak-derivative decomposition for "
+        f"{type(dist).__name__}; supported: {', '.join(SUPPORTED)}."
+    )
 
 
 def _rate(dist):
@@ -115,28 +127,34 @@ def _shape(n, param):
 def _uniform(n, param, seed):
     """Uniforms in (0, 1) of shape ``[n] + shape(param)``."""
     tiny = np.finfo(param.dtype.as_numpy_dtype).tiny
-    return tf.random.stateless_uniform(_shape(n, param), seed, minval=tiny, maxval=1.0,
-                                       dtype=param.dtype)
+    return tf.random.stateless_uniform(
+        _shape(n, param), seed, minval=tiny, maxval=1.0, dtype=param.dtype
+    )
 
 
 def _normal(loc, scale, n, seeds, coupled):
     mu, sigma = tf.stop_gradient(loc), tf.stop_gradient(scale)
     rayleigh = tf.sqrt(-2.0 * tf.math.log(_uniform(n, mu, seeds[0])))
-    rayleigh_minus = rayleigh if coupled else tf.sqrt(-2.0 * tf.math.log(
-        _uniform(n, mu, seeds[1])))
-    mean = WeakDerivative("loc", loc, 1.0 / (sigma * np.sqrt(2.0 * np.pi)),
-                          mu + sigma * rayleigh, mu - sigma * rayleigh_minus)
-    normals = tf.random.stateless_normal(tf.concat([[3], _shape(n, mu)], 0), seeds[2],
-                                         dtype=mu.dtype)
+    rayleigh_minus = rayleigh if coupled else tf.sqrt(-2.0 * tf.math.log(_uniform(n, mu, seeds[1])))
+    mean = WeakDerivative(
+        "loc",
+        loc,
+        1.0 / (sigma * np.sqrt(2.0 * np.pi)),
+        mu + sigma * rayleigh,
+        mu - sigma * rayleigh_minus,
+    )
+    normals = tf.random.stateless_normal(
+        tf.concat([[3], _shape(n, mu)], 0), seeds[2], dtype=mu.dtype
+    )
     sign = tf.sign(_uniform(n, mu, seeds[3]) - 0.5)
     maxwell = sign * tf.norm(normals, axis=0)
     if coupled:
         normal = maxwell * _uniform(n, mu, derive_seed(seeds[3], 1))
     else:
-        normal = tf.random.stateless_normal(_shape(n, mu), derive_seed(seeds[3], 2),
-                                            dtype=mu.dtype)
-    scale_part = WeakDerivative("scale", scale, 1.0 / sigma, mu + sigma * maxwell,
-                                mu + sigma * normal)
+        normal = tf.random.stateless_normal(_shape(n, mu), derive_seed(seeds[3], 2), dtype=mu.dtype)
+    scale_part = WeakDerivative(
+        "scale", scale, 1.0 / sigma, mu + sigma * maxwell, mu + sigma * normal
+    )
     return [mean, scale_part]
 
 
@@ -181,13 +199,14 @@ def _gamma_concentration(concentration, rate, n, seeds, coupled):
     upper = tf.math.log(a_n + 40.0 * tf.sqrt(a_n) + 40.0)
     lower = log_k_n - 200.0 / a_n - 50.0
     # Positive part: F+(y) = 1 + dP/da / c increases on (k, inf).
-    log_y_plus = _bisect(lambda t: 1.0 + _igamma_grad_a(a_n, tf.exp(t)) / c_n - u_plus,
-                         log_k_n, upper)
+    log_y_plus = _bisect(
+        lambda t: 1.0 + _igamma_grad_a(a_n, tf.exp(t)) / c_n - u_plus, log_k_n, upper
+    )
     # Negative part: F-(y) = -dP/da / c increases on (0, k).
-    log_y_minus = _bisect(lambda t: -_igamma_grad_a(a_n, tf.exp(t)) / c_n - u_minus,
-                          lower, log_k_n)
-    return WeakDerivative("concentration", concentration, c, tf.exp(log_y_plus) / b,
-                          tf.exp(log_y_minus) / b)
+    log_y_minus = _bisect(lambda t: -_igamma_grad_a(a_n, tf.exp(t)) / c_n - u_minus, lower, log_k_n)
+    return WeakDerivative(
+        "concentration", concentration, c, tf.exp(log_y_plus) / b, tf.exp(log_y_minus) / b
+    )
 
 
 def _igamma_grad_a(a, y):
@@ -201,13 +220,15 @@ def _igamma_grad_a(a, y):
 
 def _bisect(increasing, low, high):
     """The root of an increasing elementwise function in ``[low, high]``, by bisection."""
+
     def body(i, low, high):
         mid = 0.5 * (low + high)
         above = increasing(mid) > 0.0
         return i + 1, tf.where(above, low, mid), tf.where(above, mid, high)
 
-    _, low, high = tf.while_loop(lambda i, low, high: i < _BISECTION_STEPS, body,
-                                 (tf.constant(0), low, high))
+    _, low, high = tf.while_loop(
+        lambda i, low, high: i < _BISECTION_STEPS, body, (tf.constant(0), low, high)
+    )
     return 0.5 * (low + high)
 
 
@@ -220,8 +241,9 @@ def _poisson(rate, n, seeds, coupled):
 
 def _bernoulli(probs, n, dtype):
     shape = _shape(n, probs)
-    return WeakDerivative("probs", probs, tf.ones_like(probs), tf.ones(shape, dtype),
-                          tf.zeros(shape, dtype))
+    return WeakDerivative(
+        "probs", probs, tf.ones_like(probs), tf.ones(shape, dtype), tf.zeros(shape, dtype)
+    )
 
 
 def _categorical(probs, n, seeds, coupled, dtype):

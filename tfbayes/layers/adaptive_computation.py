@@ -31,6 +31,7 @@ evaluating most units.
 discrete halting variables (Probabilistic ACT, Figurnov, Sobolev, Vetrov,
 arXiv 1712.00386), relaxed by the Concrete distribution in training.
 """
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -77,18 +78,32 @@ class ResidualUnit(keras.layers.Layer):
 
     def build(self, input_shape):
         if len(input_shape) != 4 or input_shape[-1] is None:
-            raise ValueError(f"Layer {self.name!r}: expected a 4-D input with known channels, "
-                             f"got shape {tuple(input_shape)}")
+            raise ValueError(
+                f"Layer {self.name!r}: expected a 4-D input with known channels, "
+                f"got shape {tuple(input_shape)}"
+            )
         channels = int(input_shape[-1])
         policy = self.dtype_policy
         self.norm1 = keras.layers.BatchNormalization(dtype=policy, name="bn1")
-        self.conv1 = keras.layers.Conv2D(channels, self.kernel_size, padding="same",
-                                         use_bias=False, dtype=policy, name="conv1",
-                                         kernel_initializer=self.kernel_initializer)
+        self.conv1 = keras.layers.Conv2D(
+            channels,
+            self.kernel_size,
+            padding="same",
+            use_bias=False,
+            dtype=policy,
+            name="conv1",
+            kernel_initializer=self.kernel_initializer,
+        )
         self.norm2 = keras.layers.BatchNormalization(dtype=policy, name="bn2")
-        self.conv2 = keras.layers.Conv2D(channels, self.kernel_size, padding="same",
-                                         use_bias=False, dtype=policy, name="conv2",
-                                         kernel_initializer=self.kernel_initializer)
+        self.conv2 = keras.layers.Conv2D(
+            channels,
+            self.kernel_size,
+            padding="same",
+            use_bias=False,
+            dtype=policy,
+            name="conv2",
+            kernel_initializer=self.kernel_initializer,
+        )
         for layer in (self.norm1, self.conv1, self.norm2, self.conv2):
             layer.build(input_shape)
 
@@ -101,8 +116,12 @@ class ResidualUnit(keras.layers.Layer):
 
     def flops(self, input_shape):
         """``(dense, dense)`` multiply-adds per example (the tfbayes.flops protocol)."""
-        count = 2 * conv_flops((self.kernel_size,) * 2, int(input_shape[-1]),
-                               int(input_shape[-1]), _positions(input_shape))
+        count = 2 * conv_flops(
+            (self.kernel_size,) * 2,
+            int(input_shape[-1]),
+            int(input_shape[-1]),
+            _positions(input_shape),
+        )
         return count, count
 
     def masked_flops(self, input_shape, mask):
@@ -119,22 +138,33 @@ class ResidualUnit(keras.layers.Layer):
         Returns:
           an int64 tensor ``[batch]``.
         """
-        per_position = conv_flops((self.kernel_size,) * 2, int(input_shape[-1]),
-                                  int(input_shape[-1]), 1)
-        dilated = ops.max_pool(ops.cast(mask, "float32")[..., None], self.kernel_size, 1,
-                               padding="same")[..., 0] > 0
+        per_position = conv_flops(
+            (self.kernel_size,) * 2, int(input_shape[-1]), int(input_shape[-1]), 1
+        )
+        dilated = (
+            ops.max_pool(ops.cast(mask, "float32")[..., None], self.kernel_size, 1, padding="same")[
+                ..., 0
+            ]
+            > 0
+        )
         return per_position * (_count(mask) + _count(dilated))
 
     def get_config(self):
         config = super().get_config()
-        config.update(kernel_size=self.kernel_size,
-                      kernel_initializer=keras.initializers.serialize(self.kernel_initializer))
+        config.update(
+            kernel_size=self.kernel_size,
+            kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
+        )
         return config
 
 
 def _check_odd_size(value, name):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0 \
-            or value % 2 == 0:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, np.integer))
+        or value <= 0
+        or value % 2 == 0
+    ):
         raise ValueError(f"{name}: expected a positive odd int, got {value!r}")
     return int(value)
 
@@ -204,20 +234,36 @@ class AdaptiveComputationBlock(keras.layers.Layer):
     (TensorShape([2, 8, 8, 4]), TensorShape([2, 8, 8]))
     """
 
-    def __init__(self, units, variant="sact", eps=0.01, tau=0.01, halting_bias_initializer=-3.0,
-                 halting_kernel_size=3, **kwargs):
+    def __init__(
+        self,
+        units,
+        variant="sact",
+        eps=0.01,
+        tau=0.01,
+        halting_bias_initializer=-3.0,
+        halting_kernel_size=3,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         if isinstance(units, (int, np.integer)) and not isinstance(units, bool):
             if units <= 0:
-                raise ValueError(f"units: expected a positive int or a list of layers, got {units!r}")
-            units = [ResidualUnit(dtype=self.dtype_policy, name=f"unit_{i + 1}")
-                     for i in range(int(units))]
-        elif isinstance(units, (list, tuple)) and units and all(
-                isinstance(u, keras.layers.Layer) for u in units):
+                raise ValueError(
+                    f"units: expected a positive int or a list of layers, got {units!r}"
+                )
+            units = [
+                ResidualUnit(dtype=self.dtype_policy, name=f"unit_{i + 1}")
+                for i in range(int(units))
+            ]
+        elif (
+            isinstance(units, (list, tuple))
+            and units
+            and all(isinstance(u, keras.layers.Layer) for u in units)
+        ):
             units = list(units)
         else:
-            raise ValueError("units: expected a positive int or a non-empty list of Keras layers, "
-                             f"got {units!r}")
+            raise ValueError(
+                f"units: expected a positive int or a non-empty list of Keras layers, got {units!r}"
+            )
         self.residual_units = units
         if variant not in VARIANTS:
             raise ValueError(f"variant: expected one of {VARIANTS}, got {variant!r}")
@@ -230,8 +276,9 @@ class AdaptiveComputationBlock(keras.layers.Layer):
         if tau < 0:
             raise ValueError(f"tau: expected a non-negative number, got {tau!r}")
         self.tau = tau
-        self.halting_bias_initializer = check_finite_real(halting_bias_initializer,
-                                                          "halting_bias_initializer")
+        self.halting_bias_initializer = check_finite_real(
+            halting_bias_initializer, "halting_bias_initializer"
+        )
         self.halting_kernel_size = _check_odd_size(halting_kernel_size, "halting_kernel_size")
 
     @property
@@ -242,11 +289,15 @@ class AdaptiveComputationBlock(keras.layers.Layer):
     def build(self, input_shape):
         input_shape = tuple(input_shape)
         if self.variant == "sact" and len(input_shape) != 4:
-            raise ValueError(f"Layer {self.name!r}: variant 'sact' expects a 4-D input "
-                             f"(batch, height, width, channels), got shape {input_shape}")
+            raise ValueError(
+                f"Layer {self.name!r}: variant 'sact' expects a 4-D input "
+                f"(batch, height, width, channels), got shape {input_shape}"
+            )
         if len(input_shape) < 2 or input_shape[-1] is None:
-            raise ValueError(f"Layer {self.name!r}: expected an input of rank >= 2 with known "
-                             f"channels, got shape {input_shape}")
+            raise ValueError(
+                f"Layer {self.name!r}: expected an input of rank >= 2 with known "
+                f"channels, got shape {input_shape}"
+            )
         for unit in self.residual_units:
             if not unit.built:
                 unit.build(input_shape)
@@ -255,23 +306,35 @@ class AdaptiveComputationBlock(keras.layers.Layer):
             except NotImplementedError:
                 continue
             if out_shape[1:] != input_shape[1:]:
-                raise ValueError(f"Layer {self.name!r}: units: expected residual units that keep "
-                                 f"the input's shape {input_shape}, got unit {unit.name!r} with "
-                                 f"output shape {out_shape}")
+                raise ValueError(
+                    f"Layer {self.name!r}: units: expected residual units that keep "
+                    f"the input's shape {input_shape}, got unit {unit.name!r} with "
+                    f"output shape {out_shape}"
+                )
         policy = self.dtype_policy
         bias = keras.initializers.Constant(self.halting_bias_initializer)
         pooled_shape = (input_shape[0], input_shape[-1])
         self.halting_global = []
         self.halting_local = []
         for i in range(self.num_units - 1):
-            glob = keras.layers.Dense(1, use_bias=self.variant == "act", bias_initializer=bias,
-                                      dtype=policy, name=f"halting_global_{i + 1}")
+            glob = keras.layers.Dense(
+                1,
+                use_bias=self.variant == "act",
+                bias_initializer=bias,
+                dtype=policy,
+                name=f"halting_global_{i + 1}",
+            )
             glob.build(pooled_shape)
             self.halting_global.append(glob)
             if self.variant == "sact":
-                local = keras.layers.Conv2D(1, self.halting_kernel_size, padding="same",
-                                            bias_initializer=bias, dtype=policy,
-                                            name=f"halting_local_{i + 1}")
+                local = keras.layers.Conv2D(
+                    1,
+                    self.halting_kernel_size,
+                    padding="same",
+                    bias_initializer=bias,
+                    dtype=policy,
+                    name=f"halting_local_{i + 1}",
+                )
                 local.build(input_shape)
                 self.halting_local.append(local)
 
@@ -323,14 +386,17 @@ class AdaptiveComputationBlock(keras.layers.Layer):
             return tf.tensor_scatter_nd_update(state, rows[:, None], part)
 
         count = tf.size(rows)
-        return tf.cond(count == 0, lambda: state,
-                       lambda: tf.cond(count == batch, run, run_running_examples))
+        return tf.cond(
+            count == 0, lambda: state, lambda: tf.cond(count == batch, run, run_running_examples)
+        )
 
     def _active_flops(self, index, input_shape, active):
         """Multiply-adds per example of unit ``index`` and its halting layers for ``active``."""
         if self.variant == "act":
-            active = ops.broadcast_to(ops.reshape(active, (-1,) + (1,) * (len(input_shape) - 2)),
-                                      (ops.shape(active)[0],) + tuple(input_shape[1:-1]))
+            active = ops.broadcast_to(
+                ops.reshape(active, (-1,) + (1,) * (len(input_shape) - 2)),
+                (ops.shape(active)[0],) + tuple(input_shape[1:-1]),
+            )
         count = self._unit_flops(self.residual_units[index], input_shape, active)
         if index < self.num_units - 1:
             count = count + self._halting_flops(int(input_shape[-1]), active)
@@ -339,7 +405,9 @@ class AdaptiveComputationBlock(keras.layers.Layer):
     def _expand(self, values, state):
         """``values`` ([batch] or [batch, H, W]) broadcastable against ``state``, in its dtype."""
         values = ops.cast(values, state.dtype)
-        return ops.reshape(values, ops.shape(values) + (1,) * (len(state.shape) - len(values.shape)))
+        return ops.reshape(
+            values, ops.shape(values) + (1,) * (len(state.shape) - len(values.shape))
+        )
 
     def _halting_flops(self, channels, active):
         """Multiply-adds of one unit's halting layers per example, int64 [batch]: the global
@@ -388,8 +456,9 @@ class AdaptiveComputationBlock(keras.layers.Layer):
             zero = ops.zeros_like(halting)
             proba = ops.where(now_finished, zero, halting)
             weight = ops.where(just_finished, remainder, proba)
-            ponder = ponder + ops.where(now_finished, ops.where(just_finished, remainder, zero),
-                                        ops.ones_like(halting))
+            ponder = ponder + ops.where(
+                now_finished, ops.where(just_finished, remainder, zero), ops.ones_like(halting)
+            )
             num_units = num_units + ops.cast(active, "int32")
             contribution = self._expand(weight, state) * state
             output = contribution if output is None else output + contribution
@@ -400,8 +469,12 @@ class AdaptiveComputationBlock(keras.layers.Layer):
             self.add_loss(self.tau * ops.mean(ops.cast(ponder, "float32")))
         if not return_ponder:
             return output
-        stats = {"ponder_cost": ponder, "num_units": num_units,
-                 "halting_distribution": ops.stack(distribution, axis=-1), "flops": flops}
+        stats = {
+            "ponder_cost": ponder,
+            "num_units": num_units,
+            "halting_distribution": ops.stack(distribution, axis=-1),
+            "flops": flops,
+        }
         return output, stats
 
     def compute_output_shape(self, input_shape):
@@ -416,9 +489,11 @@ class AdaptiveComputationBlock(keras.layers.Layer):
         return output, {
             "ponder_cost": keras.KerasTensor(map_shape, dtype=stats_dtype),
             "num_units": keras.KerasTensor(map_shape, dtype="int32"),
-            "halting_distribution": keras.KerasTensor(map_shape + (self.num_units,),
-                                                      dtype=stats_dtype),
-            "flops": keras.KerasTensor(map_shape[:1], dtype="int64")}
+            "halting_distribution": keras.KerasTensor(
+                map_shape + (self.num_units,), dtype=stats_dtype
+            ),
+            "flops": keras.KerasTensor(map_shape[:1], dtype="int64"),
+        }
 
     def flops(self, input_shape):
         """``(dense, None)``: every unit and halting layer at every position (FLOPs protocol).
@@ -433,22 +508,29 @@ class AdaptiveComputationBlock(keras.layers.Layer):
             if index < self.num_units - 1:
                 halting = dense_flops(channels, 1)
                 if self.variant == "sact":
-                    halting += conv_flops((self.halting_kernel_size,) * 2, channels, 1,
-                                          _positions(input_shape))
+                    halting += conv_flops(
+                        (self.halting_kernel_size,) * 2, channels, 1, _positions(input_shape)
+                    )
                 total = add_flops(total, Flops(halting, halting))
         return total.dense, None
 
     def data_flops(self, inputs):
         """``(dense, actual)`` with ``actual`` the mean over the examples of ``inputs``."""
         _, stats = self(inputs, training=False, return_ponder=True)
-        return self.flops(tuple(inputs.shape))[0], float(np.mean(ops.convert_to_numpy(stats["flops"])))
+        return self.flops(tuple(inputs.shape))[0], float(
+            np.mean(ops.convert_to_numpy(stats["flops"]))
+        )
 
     def get_config(self):
         config = super().get_config()
-        config.update(units=[keras.saving.serialize_keras_object(u) for u in self.residual_units],
-                      variant=self.variant, eps=self.eps, tau=self.tau,
-                      halting_bias_initializer=self.halting_bias_initializer,
-                      halting_kernel_size=self.halting_kernel_size)
+        config.update(
+            units=[keras.saving.serialize_keras_object(u) for u in self.residual_units],
+            variant=self.variant,
+            eps=self.eps,
+            tau=self.tau,
+            halting_bias_initializer=self.halting_bias_initializer,
+            halting_kernel_size=self.halting_kernel_size,
+        )
         return config
 
     @classmethod
@@ -506,12 +588,26 @@ class ProbabilisticAdaptiveComputationBlock(AdaptiveComputationBlock):
       ``'num_units'`` the units evaluated (``L`` in training) and ``'flops'``.
     """
 
-    def __init__(self, units, variant="sact", tau=0.01, temperature=2.0 / 3.0,
-                 halting_bias_initializer=-3.0, halting_kernel_size=3, seed=None, **kwargs):
+    def __init__(
+        self,
+        units,
+        variant="sact",
+        tau=0.01,
+        temperature=2.0 / 3.0,
+        halting_bias_initializer=-3.0,
+        halting_kernel_size=3,
+        seed=None,
+        **kwargs,
+    ):
         kwargs.pop("eps", None)  # not used by the probabilistic halting rule
-        super().__init__(units, variant=variant, tau=tau,
-                         halting_bias_initializer=halting_bias_initializer,
-                         halting_kernel_size=halting_kernel_size, **kwargs)
+        super().__init__(
+            units,
+            variant=variant,
+            tau=tau,
+            halting_bias_initializer=halting_bias_initializer,
+            halting_kernel_size=halting_kernel_size,
+            **kwargs,
+        )
         temperature = check_finite_real(temperature, "temperature")
         if temperature <= 0:
             raise ValueError(f"temperature: expected a positive number, got {temperature!r}")
@@ -566,8 +662,12 @@ class ProbabilisticAdaptiveComputationBlock(AdaptiveComputationBlock):
         output = state  # halted positions were frozen (softly in training) at their halting state
         if not return_ponder:
             return output
-        stats = {"ponder_cost": ponder, "num_units": num_units,
-                 "halting_distribution": ops.stack(distribution, axis=-1), "flops": flops}
+        stats = {
+            "ponder_cost": ponder,
+            "num_units": num_units,
+            "halting_distribution": ops.stack(distribution, axis=-1),
+            "flops": flops,
+        }
         return output, stats
 
     def get_config(self):

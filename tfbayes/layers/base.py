@@ -20,6 +20,7 @@ them in ``call``. The KL is a sum over every weight, which float16 overflows
 with the variables in their variable dtype (:func:`variable_dtype_scope`) and adds
 it to the losses in float32 (float64 when ``keras.config.floatx()`` is float64).
 """
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -45,14 +46,15 @@ class BayesianLayer(keras.layers.Layer):
         super().__init__(**kwargs)
         self.num_examples = _check_num_examples(num_examples, allow_none=True)
         self.kl_weight = self.add_weight(
-            shape=(), initializer="ones", trainable=False, name="kl_weight",
-            dtype="float32")
+            shape=(), initializer="ones", trainable=False, name="kl_weight", dtype="float32"
+        )
 
     def __call__(self, *args, **kwargs):
         inputs = args[0] if args else kwargs.get("inputs")
         if (args or "inputs" in kwargs) and any(x is None for x in keras.tree.flatten(inputs)):
-            raise TypeError(f"Layer {self.name!r}: inputs: expected a tensor or array, got "
-                            f"{inputs!r}")
+            raise TypeError(
+                f"Layer {self.name!r}: inputs: expected a tensor or array, got {inputs!r}"
+            )
         return super().__call__(*args, **kwargs)
 
     def kl_divergence(self):
@@ -74,7 +76,8 @@ class BayesianLayer(keras.layers.Layer):
                     f"Layer {self.name!r}: the training-set size N is not set. Call "
                     "tfbayes.layers.set_num_examples(model, N) before training, or pass "
                     "num_examples=N to the layer (if model.fit already failed with this "
-                    "error, call model.compile again after setting N).")
+                    "error, call model.compile again after setting N)."
+                )
             return
         with variable_dtype_scope(self):
             kl = tf.cast(self.kl_divergence(), kl_loss_dtype())
@@ -113,16 +116,20 @@ def _check_num_examples(num_examples, allow_none=False):
     if num_examples is None and allow_none:
         return None
     if isinstance(num_examples, bool) or not isinstance(num_examples, int) or num_examples <= 0:
-        raise ValueError(f"num_examples: expected a positive int (the training-set size N), "
-                         f"got {num_examples!r}")
+        raise ValueError(
+            f"num_examples: expected a positive int (the training-set size N), got {num_examples!r}"
+        )
     return num_examples
 
 
 def check_finite_real(value, name):
     """Returns ``value`` as a float, or raises ``ValueError`` naming ``name`` if it is not a
     finite real number (Python or NumPy int or float; not a bool)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)) \
-            or not np.isfinite(value):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float, np.floating, np.integer))
+        or not np.isfinite(value)
+    ):
         raise ValueError(f"{name}: expected a finite real number, got {value!r}")
     return float(value)
 
@@ -133,8 +140,11 @@ def bayesian_layers(model):
         return [model]
     if not isinstance(model, keras.layers.Layer):
         raise TypeError(f"model: expected a keras.Model or layer, got {type(model).__name__}")
-    return [layer for layer in model._flatten_layers(include_self=False, recursive=True)
-            if isinstance(layer, BayesianLayer)]
+    return [
+        layer
+        for layer in model._flatten_layers(include_self=False, recursive=True)
+        if isinstance(layer, BayesianLayer)
+    ]
 
 
 def set_num_examples(model, num_examples):
@@ -147,8 +157,10 @@ def set_num_examples(model, num_examples):
     num_examples = _check_num_examples(num_examples)
     layers = bayesian_layers(model)
     if not layers:
-        raise ValueError(f"model: {getattr(model, 'name', model)!r} has no tfbayes "
-                         "sparsifying layers to set num_examples on")
+        raise ValueError(
+            f"model: {getattr(model, 'name', model)!r} has no tfbayes "
+            "sparsifying layers to set num_examples on"
+        )
     for layer in layers:
         layer.num_examples = num_examples
     return len(layers)

@@ -8,6 +8,7 @@ For a weight with posterior ``q(w) = N(theta, sigma^2)`` the dropout rate is
 ``alpha = sigma^2 / theta^2`` (the additive reparameterization of Molchanov et
 al. 2017, arXiv 1701.05369, Sec. 4.3), so ``log alpha = log sigma^2 - log theta^2``.
 """
+
 import tensorflow as tf
 
 # Molchanov, Ashukha, Vetrov 2017, eq. (14): the fitted constants of the
@@ -42,8 +43,9 @@ def log_uniform_kl(log_alpha_value):
     pure noise costs nothing). The maximum error of the approximation is about
     0.01 nats over all ``log alpha``.
     """
-    return (_K1 - _K1 * tf.sigmoid(_K2 + _K3 * log_alpha_value)
-            + 0.5 * tf.nn.softplus(-log_alpha_value))
+    return (
+        _K1 - _K1 * tf.sigmoid(_K2 + _K3 * log_alpha_value) + 0.5 * tf.nn.softplus(-log_alpha_value)
+    )
 
 
 def ard_kl(log_alpha_value):

@@ -24,6 +24,7 @@ This module's ``perforation_rate`` is the fraction of positions **computed**
 (1 = the plain convolution); the paper's "perforation rate" is the fraction
 removed, ``1 - perforation_rate``.
 """
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -66,8 +67,9 @@ def perforation_mask(strategy, output_shape, rate, seed=None, pooling=(3, 2)):
         order = np.random.default_rng(seed).permutation(height * width)
     else:  # pooling: coverage by the windows of a 'valid' pooling of (size, stride)
         size, stride = pooling
-        coverage = np.outer(_window_coverage(height, size, stride),
-                            _window_coverage(width, size, stride)).ravel()
+        coverage = np.outer(
+            _window_coverage(height, size, stride), _window_coverage(width, size, stride)
+        ).ravel()
         order = np.argsort(-coverage, kind="stable")
     mask = np.zeros(height * width, bool)
     mask[order[:kept]] = True
@@ -82,7 +84,7 @@ def _window_coverage(length, size, stride):
     """How many windows of a 'valid' 1-D pooling cover each of ``length`` positions."""
     coverage = np.zeros(length, int)
     for start in range(0, max(length - size, 0) + 1, stride):
-        coverage[start:start + size] += 1
+        coverage[start : start + size] += 1
     return coverage
 
 
@@ -97,11 +99,12 @@ def nearest_kept(mask):
     kept = np.flatnonzero(mask)
     rows, cols = np.divmod(np.arange(mask.size), mask.shape[1])
     nearest = np.empty(mask.size, np.int32)
-    chunk = max(1, 2 ** 22 // len(kept))  # bounds the distance block to ~4M entries
+    chunk = max(1, 2**22 // len(kept))  # bounds the distance block to ~4M entries
     for start in range(0, mask.size, chunk):
         stop = min(start + chunk, mask.size)
-        distance = ((rows[start:stop, None] - rows[kept][None, :]) ** 2
-                    + (cols[start:stop, None] - cols[kept][None, :]) ** 2)
+        distance = (rows[start:stop, None] - rows[kept][None, :]) ** 2 + (
+            cols[start:stop, None] - cols[kept][None, :]
+        ) ** 2
         nearest[start:stop] = np.argmin(distance, axis=1)
     return nearest
 
@@ -148,59 +151,94 @@ class PerforatedConv2D(keras.layers.Conv2D):
     TensorShape([1, 8, 8, 8])
     """
 
-    def __init__(self, filters, kernel_size, perforation_rate=1.0, mask="grid", pooling=(3, 2),
-                 seed=None, **kwargs):
+    def __init__(
+        self,
+        filters,
+        kernel_size,
+        perforation_rate=1.0,
+        mask="grid",
+        pooling=(3, 2),
+        seed=None,
+        **kwargs,
+    ):
         super().__init__(filters, kernel_size, **kwargs)
         rate = check_finite_real(perforation_rate, "perforation_rate")
         if not 0.0 < rate <= 1.0:
-            raise ValueError(f"perforation_rate: expected a number in (0, 1], got "
-                             f"{perforation_rate!r}")
+            raise ValueError(
+                f"perforation_rate: expected a number in (0, 1], got {perforation_rate!r}"
+            )
         self.perforation_rate = rate
         if isinstance(mask, str):
             if mask not in STRATEGIES:
-                raise ValueError(f"mask: expected one of {STRATEGIES} or a boolean array, "
-                                 f"got {mask!r}")
+                raise ValueError(
+                    f"mask: expected one of {STRATEGIES} or a boolean array, got {mask!r}"
+                )
             self._explicit_mask = None
         else:
             array = np.asarray(mask)
             if array.ndim != 2 or array.dtype != bool or not array.any():
-                raise ValueError("mask: expected a strategy name or a 2-D boolean array with a "
-                                 f"True entry, got {array.dtype} array of shape {array.shape}")
+                raise ValueError(
+                    "mask: expected a strategy name or a 2-D boolean array with a "
+                    f"True entry, got {array.dtype} array of shape {array.shape}"
+                )
             self._explicit_mask = array
         self.mask_strategy = mask if isinstance(mask, str) else None
-        if (not isinstance(pooling, (tuple, list)) or len(pooling) != 2
-                or not all(isinstance(p, (int, np.integer)) and not isinstance(p, bool) and p > 0
-                           for p in pooling)):
-            raise ValueError(f"pooling: expected a pair of positive ints (size, stride), "
-                             f"got {pooling!r}")
+        if (
+            not isinstance(pooling, (tuple, list))
+            or len(pooling) != 2
+            or not all(
+                isinstance(p, (int, np.integer)) and not isinstance(p, bool) and p > 0
+                for p in pooling
+            )
+        ):
+            raise ValueError(
+                f"pooling: expected a pair of positive ints (size, stride), got {pooling!r}"
+            )
         self.pooling = tuple(int(p) for p in pooling)
         self.seed = seed
         self._impact = None
         if self.groups != 1:
-            raise ValueError(f"groups: expected 1 (grouped perforated convolution is not "
-                             f"supported), got {self.groups!r}")
+            raise ValueError(
+                f"groups: expected 1 (grouped perforated convolution is not "
+                f"supported), got {self.groups!r}"
+            )
         if self.data_format != "channels_last":
             raise ValueError(f"data_format: expected 'channels_last', got {self.data_format!r}")
 
     def build(self, input_shape):
         if len(input_shape) != 4 or any(d is None for d in input_shape[1:]):
-            raise ValueError(f"Layer {self.name!r}: expected a 4-D input with known height, width "
-                             f"and channels (the mask lives on the output grid), got shape "
-                             f"{tuple(input_shape)}")
+            raise ValueError(
+                f"Layer {self.name!r}: expected a 4-D input with known height, width "
+                f"and channels (the mask lives on the output grid), got shape "
+                f"{tuple(input_shape)}"
+            )
         super().build(input_shape)
         self._input_hw = (int(input_shape[1]), int(input_shape[2]))
         self.output_hw = tuple(int(d) for d in self.compute_output_shape(input_shape)[1:3])
-        self.perforation_mask = self.add_weight(name="perforation_mask", shape=self.output_hw,
-                                                dtype="int32", initializer="zeros",
-                                                trainable=False)
-        self.nearest_index = self.add_weight(name="nearest_index",
-                                             shape=(int(np.prod(self.output_hw)),), dtype="int32",
-                                             initializer="zeros", trainable=False)
+        self.perforation_mask = self.add_weight(
+            name="perforation_mask",
+            shape=self.output_hw,
+            dtype="int32",
+            initializer="zeros",
+            trainable=False,
+        )
+        self.nearest_index = self.add_weight(
+            name="nearest_index",
+            shape=(int(np.prod(self.output_hw)),),
+            dtype="int32",
+            initializer="zeros",
+            trainable=False,
+        )
         if self._explicit_mask is not None:
             mask = self._explicit_mask
         else:
-            mask = perforation_mask(self.mask_strategy, self.output_hw, self.perforation_rate,
-                                    seed=self.seed, pooling=self.pooling)
+            mask = perforation_mask(
+                self.mask_strategy,
+                self.output_hw,
+                self.perforation_rate,
+                seed=self.seed,
+                pooling=self.pooling,
+            )
         self.set_mask(mask)
 
     def set_mask(self, mask):
@@ -214,9 +252,11 @@ class PerforatedConv2D(keras.layers.Conv2D):
         """
         mask = np.asarray(mask)
         if mask.shape != self.output_hw or mask.dtype != bool or not mask.any():
-            raise ValueError(f"Layer {self.name!r}: mask: expected a boolean array of the output's "
-                             f"spatial shape {self.output_hw} with a True entry, got "
-                             f"{mask.dtype} array of shape {mask.shape}")
+            raise ValueError(
+                f"Layer {self.name!r}: mask: expected a boolean array of the output's "
+                f"spatial shape {self.output_hw} with a True entry, got "
+                f"{mask.dtype} array of shape {mask.shape}"
+            )
         self.perforation_mask.assign(mask.astype(np.int32))
         self.nearest_index.assign(nearest_kept(mask))
         self.num_kept = int(mask.sum())
@@ -233,17 +273,23 @@ class PerforatedConv2D(keras.layers.Conv2D):
         """
         rate = check_finite_real(perforation_rate, "perforation_rate")
         if not 0.0 < rate <= 1.0:
-            raise ValueError(f"perforation_rate: expected a number in (0, 1], got "
-                             f"{perforation_rate!r}")
+            raise ValueError(
+                f"perforation_rate: expected a number in (0, 1], got {perforation_rate!r}"
+            )
         if self._explicit_mask is not None:
-            raise ValueError(f"Layer {self.name!r}: mask: expected a strategy to change the rate "
-                             "of, got an explicit mask")
+            raise ValueError(
+                f"Layer {self.name!r}: mask: expected a strategy to change the rate "
+                "of, got an explicit mask"
+            )
         self.perforation_rate = rate
         if self.mask_strategy == "impact" and self._impact is not None:
             self.set_impact(self._impact)
         else:
-            self.set_mask(perforation_mask(self.mask_strategy, self.output_hw, rate,
-                                           seed=self.seed, pooling=self.pooling))
+            self.set_mask(
+                perforation_mask(
+                    self.mask_strategy, self.output_hw, rate, seed=self.seed, pooling=self.pooling
+                )
+            )
 
     def set_impact(self, impact):
         """Keeps the ``round(perforation_rate * H_out * W_out)`` positions of largest ``impact``.
@@ -254,11 +300,14 @@ class PerforatedConv2D(keras.layers.Conv2D):
         """
         impact = np.asarray(impact, np.float64)
         if impact.shape != self.output_hw or not np.all(np.isfinite(impact)):
-            raise ValueError(f"Layer {self.name!r}: impact: expected a finite array of shape "
-                             f"{self.output_hw}, got shape {impact.shape}")
+            raise ValueError(
+                f"Layer {self.name!r}: impact: expected a finite array of shape "
+                f"{self.output_hw}, got shape {impact.shape}"
+            )
         self._impact = impact
-        kept = np.argsort(-impact.ravel(), kind="stable")[:_num_kept(self.perforation_rate,
-                                                                     impact.size)]
+        kept = np.argsort(-impact.ravel(), kind="stable")[
+            : _num_kept(self.perforation_rate, impact.size)
+        ]
         mask = np.zeros(impact.size, bool)
         mask[kept] = True
         self.set_mask(mask.reshape(self.output_hw))
@@ -278,8 +327,9 @@ class PerforatedConv2D(keras.layers.Conv2D):
     def _padding(self):
         """``[(top, bottom), (left, right)]``: the zero padding ``Conv2D`` uses for 'same'."""
         pads = []
-        for size, out, k, s, d in zip(self._input_hw, self.output_hw, self.kernel_size,
-                                      self.strides, self.dilation_rate):
+        for size, out, k, s, d in zip(
+            self._input_hw, self.output_hw, self.kernel_size, self.strides, self.dilation_rate
+        ):
             total = max((out - 1) * s + (k - 1) * d + 1 - size, 0)
             pads.append((total // 2, total - total // 2))
         return pads
@@ -307,8 +357,9 @@ class PerforatedConv2D(keras.layers.Conv2D):
         index = ops.reshape(rows[:, :, None] * padded_width + cols[:, None, :], (-1,))
         channels = int(inputs.shape[-1])
         flat = ops.reshape(inputs, (-1, int(inputs.shape[1]) * padded_width, channels))
-        patches = ops.reshape(ops.take(flat, index, axis=1),
-                              (-1, self.num_kept, kh * kw * channels))
+        patches = ops.reshape(
+            ops.take(flat, index, axis=1), (-1, self.num_kept, kh * kw * channels)
+        )
         outputs = ops.matmul(patches, ops.reshape(self.kernel, (kh * kw * channels, self.filters)))
         if self.use_bias:
             outputs = outputs + self.bias
@@ -322,15 +373,21 @@ class PerforatedConv2D(keras.layers.Conv2D):
         positions = int(out[1]) * int(out[2])
         channels = int(input_shape[-1])
         kept = self.num_kept if self.built else _num_kept(self.perforation_rate, positions)
-        return (conv_flops(self.kernel_size, channels, self.filters, positions),
-                conv_flops(self.kernel_size, channels, self.filters, kept))
+        return (
+            conv_flops(self.kernel_size, channels, self.filters, positions),
+            conv_flops(self.kernel_size, channels, self.filters, kept),
+        )
 
     def get_config(self):
         config = super().get_config()
-        config.update(perforation_rate=self.perforation_rate,
-                      mask=(self.mask_strategy if self._explicit_mask is None
-                            else self._explicit_mask.tolist()),
-                      pooling=self.pooling, seed=self.seed)
+        config.update(
+            perforation_rate=self.perforation_rate,
+            mask=(
+                self.mask_strategy if self._explicit_mask is None else self._explicit_mask.tolist()
+            ),
+            pooling=self.pooling,
+            seed=self.seed,
+        )
         return config
 
     @classmethod
@@ -343,8 +400,11 @@ class PerforatedConv2D(keras.layers.Conv2D):
 
 def perforated_layers(model):
     """All :class:`PerforatedConv2D` layers of ``model`` (nested models included), in order."""
-    return [layer for layer in model._flatten_layers(include_self=False, recursive=True)
-            if isinstance(layer, PerforatedConv2D)]
+    return [
+        layer
+        for layer in model._flatten_layers(include_self=False, recursive=True)
+        if isinstance(layer, PerforatedConv2D)
+    ]
 
 
 def _loss_function(model, loss):
@@ -392,8 +452,9 @@ def estimate_impact(model, layer, x, y, loss=None):
         layer.set_mask(saved)
 
 
-def perforate(model, x, y, target_flops, loss=None, rates=(1.0, 0.8, 0.6, 0.5, 0.4, 0.3, 0.25,
-                                                             0.2, 0.15, 0.1)):
+def perforate(
+    model, x, y, target_flops, loss=None, rates=(1.0, 0.8, 0.6, 0.5, 0.4, 0.3, 0.25, 0.2, 0.15, 0.1)
+):
     """Greedy per-layer perforation rates until the model needs at most ``target_flops``.
 
     The paper's greedy scheme (Sec. 3.3): starting with every
@@ -425,12 +486,18 @@ def perforate(model, x, y, target_flops, loss=None, rates=(1.0, 0.8, 0.6, 0.5, 0
         raise ValueError(f"target_flops: expected a positive number, got {target_flops!r}")
     layers = perforated_layers(model)
     if not layers:
-        raise ValueError(f"model: expected a model with PerforatedConv2D layers, got "
-                         f"{model.name!r} without any")
+        raise ValueError(
+            f"model: expected a model with PerforatedConv2D layers, got {model.name!r} without any"
+        )
     loss_fn = _loss_function(model, loss)
-    if not len(rates) or any(not 0 < r <= 1 for r in rates) or any(
-            a <= b for a, b in zip(rates, rates[1:])):
-        raise ValueError(f"rates: expected a decreasing sequence of numbers in (0, 1], got {rates!r}")
+    if (
+        not len(rates)
+        or any(not 0 < r <= 1 for r in rates)
+        or any(a <= b for a, b in zip(rates, rates[1:]))
+    ):
+        raise ValueError(
+            f"rates: expected a decreasing sequence of numbers in (0, 1], got {rates!r}"
+        )
 
     def mean_loss():
         return float(ops.convert_to_numpy(ops.mean(loss_fn(y, model(x, training=False)))))
@@ -455,8 +522,10 @@ def perforate(model, x, y, target_flops, loss=None, rates=(1.0, 0.8, 0.6, 0.5, 0
                     break
             layer.set_perforation_rate(rates[step[layer.name]])
         if best is None:
-            raise ValueError(f"target_flops: expected a number of multiply-adds reachable with "
-                             f"rates down to {rates[-1]}, got {target_flops!r} (reached {flops:,.0f})")
+            raise ValueError(
+                f"target_flops: expected a number of multiply-adds reachable with "
+                f"rates down to {rates[-1]}, got {target_flops!r} (reached {flops:,.0f})"
+            )
         _, layer, index, saved, increase = best
         step[layer.name] = index
         layer.set_perforation_rate(rates[index])

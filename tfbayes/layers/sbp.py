@@ -27,6 +27,7 @@ All functions work in log space (``log Phi`` via ``logerfc``, and reflection
 ``(alpha, beta) -> (-beta, -alpha)`` when the interval lies in the upper tail),
 so they stay finite when ``[alpha, beta]`` is far in a tail.
 """
+
 import math
 
 import keras
@@ -53,8 +54,11 @@ def log_ndtr(x):
 
 def _log1mexp(d):
     """``log(1 - e^d)`` for ``d <= 0`` (Maechler's two-branch formula)."""
-    return tf.where(d > -math.log(2.0), tf.math.log(-tf.math.expm1(d)),
-                    tf.math.log1p(-tf.exp(tf.minimum(d, -math.log(2.0)))))
+    return tf.where(
+        d > -math.log(2.0),
+        tf.math.log(-tf.math.expm1(d)),
+        tf.math.log1p(-tf.exp(tf.minimum(d, -math.log(2.0)))),
+    )
 
 
 def _logaddexp(x, y):
@@ -93,15 +97,17 @@ def truncated_log_normal_kl(mu, log_sigma, a, b):
     log_z = log_diff_ndtr(alpha, beta)
     half_log_2pi = 0.5 * math.log(2.0 * math.pi)
     # (alpha pdf(alpha) - beta pdf(beta)) / Z, each pdf/Z ratio formed in log space.
-    ratio = (alpha * tf.exp(-0.5 * tf.square(alpha) - half_log_2pi - log_z)
-             - beta * tf.exp(-0.5 * tf.square(beta) - half_log_2pi - log_z))
-    return (math.log(b - a) - log_sigma - half_log_2pi - 0.5 - log_z - 0.5 * ratio)
+    ratio = alpha * tf.exp(-0.5 * tf.square(alpha) - half_log_2pi - log_z) - beta * tf.exp(
+        -0.5 * tf.square(beta) - half_log_2pi - log_z
+    )
+    return math.log(b - a) - log_sigma - half_log_2pi - 0.5 - log_z - 0.5 * ratio
 
 
 def _log_moment(k, mu, sigma, alpha, beta, log_z):
     """``log E[theta^k]`` of the truncated log-normal."""
-    return (k * mu + 0.5 * (k * sigma) ** 2
-            + log_diff_ndtr(alpha - k * sigma, beta - k * sigma) - log_z)
+    return (
+        k * mu + 0.5 * (k * sigma) ** 2 + log_diff_ndtr(alpha - k * sigma, beta - k * sigma) - log_z
+    )
 
 
 def truncated_log_normal_mean_snr(mu, log_sigma, a, b):
@@ -180,8 +186,11 @@ class ClipValue(keras.constraints.Constraint):
 
 def _normalize_axes(axis):
     axes = (axis,) if isinstance(axis, (int, np.integer)) and not isinstance(axis, bool) else axis
-    if not isinstance(axes, (tuple, list)) or not axes or not all(
-            isinstance(ax, (int, np.integer)) and not isinstance(ax, bool) for ax in axes):
+    if (
+        not isinstance(axes, (tuple, list))
+        or not axes
+        or not all(isinstance(ax, (int, np.integer)) and not isinstance(ax, bool) for ax in axes)
+    ):
         raise ValueError(f"axis: expected an int or a non-empty tuple of ints, got {axis!r}")
     return tuple(int(ax) for ax in axes)
 
@@ -221,22 +230,34 @@ class SBPDropout(BayesianLayer):
     and only the product ``x * theta`` runs in the compute dtype.
     """
 
-    def __init__(self, axis=-1, log_theta_min=-20.0, log_theta_max=0.0, snr_threshold=1.0,
-                 mu_initializer=0.0, log_sigma_initializer=-5.0, seed=None, num_examples=None,
-                 **kwargs):
+    def __init__(
+        self,
+        axis=-1,
+        log_theta_min=-20.0,
+        log_theta_max=0.0,
+        snr_threshold=1.0,
+        mu_initializer=0.0,
+        log_sigma_initializer=-5.0,
+        seed=None,
+        num_examples=None,
+        **kwargs,
+    ):
         super().__init__(num_examples=num_examples, **kwargs)
         self.axis = _normalize_axes(axis)
         self.log_theta_min = check_finite_real(log_theta_min, "log_theta_min")
         self.log_theta_max = check_finite_real(log_theta_max, "log_theta_max")
         if not self.log_theta_min < self.log_theta_max:
-            raise ValueError("log_theta_min, log_theta_max: expected log_theta_min < log_theta_max, "
-                             f"got {log_theta_min!r} and {log_theta_max!r}")
+            raise ValueError(
+                "log_theta_min, log_theta_max: expected log_theta_min < log_theta_max, "
+                f"got {log_theta_min!r} and {log_theta_max!r}"
+            )
         self.snr_threshold = check_finite_real(snr_threshold, "snr_threshold")
         if self.snr_threshold <= 0:
             raise ValueError(f"snr_threshold: expected a positive number, got {snr_threshold!r}")
         self.mu_initializer = check_finite_real(mu_initializer, "mu_initializer")
-        self.log_sigma_initializer = check_finite_real(log_sigma_initializer,
-                                                       "log_sigma_initializer")
+        self.log_sigma_initializer = check_finite_real(
+            log_sigma_initializer, "log_sigma_initializer"
+        )
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
         self.supports_masking = True
@@ -245,23 +266,34 @@ class SBPDropout(BayesianLayer):
         rank = len(input_shape)
         axes = tuple(ax % rank if -rank <= ax < rank else None for ax in self.axis)
         if None in axes or 0 in axes or len(set(axes)) != len(axes):
-            raise ValueError(f"Layer {self.name!r}: axis: expected distinct non-batch axes of a "
-                             f"rank-{rank} input, got {self.axis!r}")
+            raise ValueError(
+                f"Layer {self.name!r}: axis: expected distinct non-batch axes of a "
+                f"rank-{rank} input, got {self.axis!r}"
+            )
         if any(input_shape[ax] is None for ax in axes):
-            raise ValueError(f"Layer {self.name!r}: the input's axes {self.axis} must be known, got "
-                             f"input shape {tuple(input_shape)}")
+            raise ValueError(
+                f"Layer {self.name!r}: the input's axes {self.axis} must be known, got "
+                f"input shape {tuple(input_shape)}"
+            )
         self._axes = tuple(sorted(axes))
         shape = tuple(int(input_shape[ax]) for ax in self._axes)
-        self._broadcast_shape = tuple(int(input_shape[ax]) if ax in self._axes else 1
-                                      for ax in range(rank))
-        self.mu = self.add_weight(name="mu", shape=shape,
-                                  initializer=keras.initializers.Constant(self.mu_initializer),
-                                  constraint=ClipValue(self.log_theta_min, self.log_theta_max))
+        self._broadcast_shape = tuple(
+            int(input_shape[ax]) if ax in self._axes else 1 for ax in range(rank)
+        )
+        self.mu = self.add_weight(
+            name="mu",
+            shape=shape,
+            initializer=keras.initializers.Constant(self.mu_initializer),
+            constraint=ClipValue(self.log_theta_min, self.log_theta_max),
+        )
         self.log_sigma = self.add_weight(
-            name="log_sigma", shape=shape,
-            initializer=keras.initializers.Constant(self.log_sigma_initializer))
+            name="log_sigma",
+            shape=shape,
+            initializer=keras.initializers.Constant(self.log_sigma_initializer),
+        )
         self.input_spec = keras.layers.InputSpec(
-            ndim=rank, axes={ax: int(input_shape[ax]) for ax in self._axes})
+            ndim=rank, axes={ax: int(input_shape[ax]) for ax in self._axes}
+        )
 
     def _bounds(self):
         return self.log_theta_min, self.log_theta_max
@@ -272,8 +304,9 @@ class SBPDropout(BayesianLayer):
 
     def mean_and_snr(self):
         """``E[theta]`` and the SNR of every unit, each of the variables' shape."""
-        return truncated_log_normal_mean_snr(tf.convert_to_tensor(self.mu),
-                                             tf.convert_to_tensor(self.log_sigma), *self._bounds())
+        return truncated_log_normal_mean_snr(
+            tf.convert_to_tensor(self.mu), tf.convert_to_tensor(self.log_sigma), *self._bounds()
+        )
 
     def unit_scale(self):
         """The deterministic factor of every unit: ``E[theta] * [SNR > snr_threshold]``."""
@@ -287,13 +320,22 @@ class SBPDropout(BayesianLayer):
         with variable_dtype_scope(self):
             if training:
                 dtype = self.variable_dtype
-                noise_shape = tf.concat([tf.shape(inputs)[:1],
-                                         tf.constant(self._broadcast_shape[1:], tf.int32)], 0)
-                uniform = keras.random.uniform(noise_shape, minval=np.finfo(dtype).tiny,
-                                               maxval=1.0, dtype=dtype, seed=self.seed_generator)
+                noise_shape = tf.concat(
+                    [tf.shape(inputs)[:1], tf.constant(self._broadcast_shape[1:], tf.int32)], 0
+                )
+                uniform = keras.random.uniform(
+                    noise_shape,
+                    minval=np.finfo(dtype).tiny,
+                    maxval=1.0,
+                    dtype=dtype,
+                    seed=self.seed_generator,
+                )
                 theta = sample_truncated_log_normal(
                     tf.reshape(self.mu, self._broadcast_shape),
-                    tf.reshape(self.log_sigma, self._broadcast_shape), *self._bounds(), uniform)
+                    tf.reshape(self.log_sigma, self._broadcast_shape),
+                    *self._bounds(),
+                    uniform,
+                )
             else:
                 theta = tf.reshape(self.unit_scale(), self._broadcast_shape)
         return inputs * tf.cast(theta, inputs.dtype)
@@ -313,14 +355,21 @@ class SBPDropout(BayesianLayer):
           ValueError: if the layer's ``axis`` is not only the last axis.
         """
         if self._axes != (len(self._broadcast_shape) - 1,):
-            raise ValueError(f"Layer {self.name!r}: only SBPDropout(axis=-1) on channels_last "
-                             f"tensors can be compressed, this layer has axis={self.axis}")
+            raise ValueError(
+                f"Layer {self.name!r}: only SBPDropout(axis=-1) on channels_last "
+                f"tensors can be compressed, this layer has axis={self.axis}"
+            )
         return tf.convert_to_tensor(self.unit_scale()).numpy()
 
     def get_config(self):
         config = super().get_config()
-        config.update(axis=self.axis, log_theta_min=self.log_theta_min,
-                      log_theta_max=self.log_theta_max, snr_threshold=self.snr_threshold,
-                      mu_initializer=self.mu_initializer,
-                      log_sigma_initializer=self.log_sigma_initializer, seed=self.seed)
+        config.update(
+            axis=self.axis,
+            log_theta_min=self.log_theta_min,
+            log_theta_max=self.log_theta_max,
+            snr_threshold=self.snr_threshold,
+            mu_initializer=self.mu_initializer,
+            log_sigma_initializer=self.log_sigma_initializer,
+            seed=self.seed,
+        )
         return config

@@ -19,6 +19,7 @@ variables are read (as Keras casts them inside ``call``, or their own dtype unde
 Keras's ``DropoutRNNCell`` packages dropout masks: the noise is drawn once
 before the time loop and every step reads the same draw.
 """
+
 import keras
 from keras import ops
 from keras.src import backend
@@ -95,10 +96,14 @@ class SharedNoiseRNNCell:
             # The groups first, then the weights: the order SparseVDLSTM has always drawn
             # in, so that a seeded run repeats.
             for name in sorted(self._variational_names, key=lambda n: not _is_group(n)):
-                noise[name] = (per_sequence_group(self, name, batch_size, training)
-                               if _is_group(name) else shared_weight(self, name, training))
-        self._shared_noise = {name: ops.cast(value, self.compute_dtype)
-                              for name, value in noise.items()}
+                noise[name] = (
+                    per_sequence_group(self, name, batch_size, training)
+                    if _is_group(name)
+                    else shared_weight(self, name, training)
+                )
+        self._shared_noise = {
+            name: ops.cast(value, self.compute_dtype) for name, value in noise.items()
+        }
 
     def shared_noise(self, name):
         """The draw of the variational weight ``name`` made by :meth:`draw_shared_noise`."""
@@ -107,7 +112,8 @@ class SharedNoiseRNNCell:
             raise RuntimeError(
                 f"Layer {self.name!r}: the shared noise of this cell has not been drawn; run the "
                 "cell inside tfbayes.layers.SparseVDRNN (or call draw_shared_noise(batch_size, "
-                "training) before the time loop)")
+                "training) before the time loop)"
+            )
         return noise[name]
 
     def reset_shared_noise(self):

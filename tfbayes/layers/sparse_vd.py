@@ -25,6 +25,7 @@ Embedding/LSTM layers of :mod:`tfbayes.layers`, are thin wrappers that choose ``
 The sparsity protocol these layers implement for :mod:`tfbayes.sparsity`
 (``sparsity_groups`` and ``plain_equivalent``) is described there.
 """
+
 import keras
 import numpy as np
 from keras import ops
@@ -93,14 +94,22 @@ class SparseVDLayer(BayesianLayer):
       num_examples: the training-set size N (see :class:`BayesianLayer`).
     """
 
-    def __init__(self, threshold=3.0, prior="log_uniform", log_sigma2_initializer=-10.0,
-                 seed=None, num_examples=None, **kwargs):
+    def __init__(
+        self,
+        threshold=3.0,
+        prior="log_uniform",
+        log_sigma2_initializer=-10.0,
+        seed=None,
+        num_examples=None,
+        **kwargs,
+    ):
         super().__init__(num_examples=num_examples, **kwargs)
         self.threshold = check_finite_real(threshold, "threshold")
         self._prior_kl = kl.get_prior_kl(prior)
         self.prior = prior
-        self.log_sigma2_initializer = check_finite_real(log_sigma2_initializer,
-                                                        "log_sigma2_initializer")
+        self.log_sigma2_initializer = check_finite_real(
+            log_sigma2_initializer, "log_sigma2_initializer"
+        )
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
         self._variational_names = []
@@ -112,11 +121,18 @@ class SparseVDLayer(BayesianLayer):
         ``regularizer`` and ``constraint`` (as for ``add_weight``) act on ``theta``,
         as a Keras layer's ``kernel_regularizer`` acts on its kernel.
         """
-        theta = self.add_weight(name=name, shape=shape, initializer=initializer,
-                                regularizer=regularizer, constraint=constraint)
+        theta = self.add_weight(
+            name=name,
+            shape=shape,
+            initializer=initializer,
+            regularizer=regularizer,
+            constraint=constraint,
+        )
         log_sigma2 = self.add_weight(
-            name=f"{name}_log_sigma2", shape=shape,
-            initializer=keras.initializers.Constant(self.log_sigma2_initializer))
+            name=f"{name}_log_sigma2",
+            shape=shape,
+            initializer=keras.initializers.Constant(self.log_sigma2_initializer),
+        )
         setattr(self, name, theta)
         setattr(self, f"{name}_log_sigma2", log_sigma2)
         self._variational_names.append(name)
@@ -128,8 +144,10 @@ class SparseVDLayer(BayesianLayer):
         Computed in the variable dtype (float32 under a mixed policy), also inside ``call``.
         """
         with variable_dtype_scope(self):
-            return kl.log_alpha(ops.convert_to_tensor(getattr(self, name)),
-                                ops.convert_to_tensor(getattr(self, f"{name}_log_sigma2")))
+            return kl.log_alpha(
+                ops.convert_to_tensor(getattr(self, name)),
+                ops.convert_to_tensor(getattr(self, f"{name}_log_sigma2")),
+            )
 
     def weight_mask(self, name):
         """1 where the weight ``name`` is kept (``log alpha < threshold``), else 0 (variable
@@ -144,8 +162,9 @@ class SparseVDLayer(BayesianLayer):
 
     def kl_divergence(self):
         """``sum_w KL(q(w) || p(w))`` over every variational weight, a scalar (variable dtype)."""
-        return sum(ops.sum(self._prior_kl(self.log_alpha(name)))
-                   for name in self._variational_names)
+        return sum(
+            ops.sum(self._prior_kl(self.log_alpha(name))) for name in self._variational_names
+        )
 
     def apply_variational(self, op, inputs, name, training):
         """``op(inputs, W)`` for the variational weight ``name``, in the dtype of float ``inputs``.
@@ -157,9 +176,13 @@ class SparseVDLayer(BayesianLayer):
         (:func:`local_reparameterization`). Otherwise: ``op(inputs, pruned_weight(name))``.
         """
         if training:
-            return local_reparameterization(op, inputs, getattr(self, name),
-                                            getattr(self, f"{name}_log_sigma2"),
-                                            self.seed_generator)
+            return local_reparameterization(
+                op,
+                inputs,
+                getattr(self, name),
+                getattr(self, f"{name}_log_sigma2"),
+                self.seed_generator,
+            )
         dtype = inputs.dtype if keras.backend.is_float_dtype(inputs.dtype) else self.compute_dtype
         return op(inputs, ops.cast(self.pruned_weight(name), dtype))
 
@@ -170,16 +193,22 @@ class SparseVDLayer(BayesianLayer):
 
     def get_config(self):
         config = super().get_config()
-        config.update(threshold=self.threshold, prior=self.prior,
-                      log_sigma2_initializer=self.log_sigma2_initializer, seed=self.seed)
+        config.update(
+            threshold=self.threshold,
+            prior=self.prior,
+            log_sigma2_initializer=self.log_sigma2_initializer,
+            seed=self.seed,
+        )
         return config
 
 
 def _input_units(input_shape, layer, axis=-1):
     units = input_shape[axis]
     if units is None:
-        raise ValueError(f"Layer {layer.name!r}: the input's axis {axis} must be known to build "
-                         f"the layer, got input shape {tuple(input_shape)}")
+        raise ValueError(
+            f"Layer {layer.name!r}: the input's axis {axis} must be known to build "
+            f"the layer, got input shape {tuple(input_shape)}"
+        )
     return int(units)
 
 
@@ -198,8 +227,10 @@ def check_unsupported(**arguments):
     """
     for name, value in arguments.items():
         if value is not None:
-            raise ValueError(f"{name}: expected None (Sparse VD layers do not support LoRA or "
-                             f"quantization), got {value!r}")
+            raise ValueError(
+                f"{name}: expected None (Sparse VD layers do not support LoRA or "
+                f"quantization), got {value!r}"
+            )
 
 
 class SparseVDKernelLayer(SparseVDLayer):
@@ -211,10 +242,19 @@ class SparseVDKernelLayer(SparseVDLayer):
     ``theta``, the posterior mean); ``activity_regularizer`` acts on the output.
     """
 
-    def __init__(self, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
-                 bias_initializer="zeros", kernel_regularizer=None, bias_regularizer=None,
-                 activity_regularizer=None, kernel_constraint=None, bias_constraint=None,
-                 **kwargs):
+    def __init__(
+        self,
+        activation=None,
+        use_bias=True,
+        kernel_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        kernel_regularizer=None,
+        bias_regularizer=None,
+        activity_regularizer=None,
+        kernel_constraint=None,
+        bias_constraint=None,
+        **kwargs,
+    ):
         super().__init__(activity_regularizer=activity_regularizer, **kwargs)
         self.activation = keras.activations.get(activation)
         self.use_bias = bool(use_bias)
@@ -227,22 +267,37 @@ class SparseVDKernelLayer(SparseVDLayer):
 
     def build_kernel(self, kernel_shape):
         """Creates the variational ``kernel`` and, with ``use_bias``, the ``bias``."""
-        self.add_variational_weight("kernel", kernel_shape, self.kernel_initializer,
-                                    self.kernel_regularizer, self.kernel_constraint)
-        self.bias = (self.add_weight(name="bias", shape=(kernel_shape[-1],),
-                                     initializer=self.bias_initializer,
-                                     regularizer=self.bias_regularizer,
-                                     constraint=self.bias_constraint)
-                     if self.use_bias else None)
+        self.add_variational_weight(
+            "kernel",
+            kernel_shape,
+            self.kernel_initializer,
+            self.kernel_regularizer,
+            self.kernel_constraint,
+        )
+        self.bias = (
+            self.add_weight(
+                name="bias",
+                shape=(kernel_shape[-1],),
+                initializer=self.bias_initializer,
+                regularizer=self.bias_regularizer,
+                constraint=self.bias_constraint,
+            )
+            if self.use_bias
+            else None
+        )
 
     def plain_kwargs(self):
         """The arguments of the plain Keras layer this one replaces that both share."""
-        return dict(activation=self.activation, use_bias=self.use_bias,
-                    kernel_regularizer=self.kernel_regularizer,
-                    bias_regularizer=self.bias_regularizer,
-                    activity_regularizer=self.activity_regularizer,
-                    kernel_constraint=self.kernel_constraint,
-                    bias_constraint=self.bias_constraint, dtype=self.dtype_policy)
+        return dict(
+            activation=self.activation,
+            use_bias=self.use_bias,
+            kernel_regularizer=self.kernel_regularizer,
+            bias_regularizer=self.bias_regularizer,
+            activity_regularizer=self.activity_regularizer,
+            kernel_constraint=self.kernel_constraint,
+            bias_constraint=self.bias_constraint,
+            dtype=self.dtype_policy,
+        )
 
     def plain_equivalent(self):
         """The built plain Keras layer with kernel ``theta * mask``: the inference function."""
@@ -255,14 +310,16 @@ class SparseVDKernelLayer(SparseVDLayer):
 
     def get_config(self):
         config = super().get_config()
-        config.update(activation=keras.activations.serialize(self.activation),
-                      use_bias=self.use_bias,
-                      kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
-                      bias_initializer=keras.initializers.serialize(self.bias_initializer),
-                      kernel_regularizer=keras.regularizers.serialize(self.kernel_regularizer),
-                      bias_regularizer=keras.regularizers.serialize(self.bias_regularizer),
-                      kernel_constraint=keras.constraints.serialize(self.kernel_constraint),
-                      bias_constraint=keras.constraints.serialize(self.bias_constraint))
+        config.update(
+            activation=keras.activations.serialize(self.activation),
+            use_bias=self.use_bias,
+            kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
+            bias_initializer=keras.initializers.serialize(self.bias_initializer),
+            kernel_regularizer=keras.regularizers.serialize(self.kernel_regularizer),
+            bias_regularizer=keras.regularizers.serialize(self.bias_regularizer),
+            kernel_constraint=keras.constraints.serialize(self.kernel_constraint),
+            bias_constraint=keras.constraints.serialize(self.bias_constraint),
+        )
         return config
 
 
@@ -300,18 +357,38 @@ class SparseVDDense(SparseVDKernelLayer):
     (2, 4)
     """
 
-    def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
-                 bias_initializer="zeros", kernel_regularizer=None, bias_regularizer=None,
-                 activity_regularizer=None, kernel_constraint=None, bias_constraint=None,
-                 lora_rank=None, lora_alpha=None, quantization_config=None, **kwargs):
-        super().__init__(activation=activation, use_bias=use_bias,
-                         kernel_initializer=kernel_initializer, bias_initializer=bias_initializer,
-                         kernel_regularizer=kernel_regularizer, bias_regularizer=bias_regularizer,
-                         activity_regularizer=activity_regularizer,
-                         kernel_constraint=kernel_constraint, bias_constraint=bias_constraint,
-                         **kwargs)
-        check_unsupported(lora_rank=lora_rank, lora_alpha=lora_alpha,
-                          quantization_config=quantization_config)
+    def __init__(
+        self,
+        units,
+        activation=None,
+        use_bias=True,
+        kernel_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        kernel_regularizer=None,
+        bias_regularizer=None,
+        activity_regularizer=None,
+        kernel_constraint=None,
+        bias_constraint=None,
+        lora_rank=None,
+        lora_alpha=None,
+        quantization_config=None,
+        **kwargs,
+    ):
+        super().__init__(
+            activation=activation,
+            use_bias=use_bias,
+            kernel_initializer=kernel_initializer,
+            bias_initializer=bias_initializer,
+            kernel_regularizer=kernel_regularizer,
+            bias_regularizer=bias_regularizer,
+            activity_regularizer=activity_regularizer,
+            kernel_constraint=kernel_constraint,
+            bias_constraint=bias_constraint,
+            **kwargs,
+        )
+        check_unsupported(
+            lora_rank=lora_rank, lora_alpha=lora_alpha, quantization_config=quantization_config
+        )
         self.units = check_positive_int(units, "units")
 
     def build(self, input_shape):
@@ -345,10 +422,16 @@ class SparseVDDense(SparseVDKernelLayer):
 def _normalize_tuple(value, rank, name):
     """``value`` (an int or a tuple of ``rank`` ints, all positive) as a tuple of ``rank`` ints."""
     values = (value,) * rank if isinstance(value, (int, np.integer)) else value
-    if not isinstance(values, (tuple, list)) or len(values) != rank or not all(
-            isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v > 0 for v in values):
-        raise ValueError(f"{name}: expected a positive int or a tuple of {rank} positive ints, "
-                         f"got {value!r}")
+    if (
+        not isinstance(values, (tuple, list))
+        or len(values) != rank
+        or not all(
+            isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v > 0 for v in values
+        )
+    ):
+        raise ValueError(
+            f"{name}: expected a positive int or a tuple of {rank} positive ints, got {value!r}"
+        )
     return tuple(int(v) for v in values)
 
 
@@ -380,34 +463,59 @@ class SparseVDConv(SparseVDKernelLayer):
     twice in training.
     """
 
-    def __init__(self, rank, filters, kernel_size, strides=1, padding="valid",
-                 data_format="channels_last", dilation_rate=1, groups=1, activation=None,
-                 use_bias=True, kernel_initializer="glorot_uniform", bias_initializer="zeros",
-                 kernel_regularizer=None, bias_regularizer=None, activity_regularizer=None,
-                 kernel_constraint=None, bias_constraint=None, **kwargs):
-        super().__init__(activation=activation, use_bias=use_bias,
-                         kernel_initializer=kernel_initializer, bias_initializer=bias_initializer,
-                         kernel_regularizer=kernel_regularizer, bias_regularizer=bias_regularizer,
-                         activity_regularizer=activity_regularizer,
-                         kernel_constraint=kernel_constraint, bias_constraint=bias_constraint,
-                         **kwargs)
+    def __init__(
+        self,
+        rank,
+        filters,
+        kernel_size,
+        strides=1,
+        padding="valid",
+        data_format="channels_last",
+        dilation_rate=1,
+        groups=1,
+        activation=None,
+        use_bias=True,
+        kernel_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        kernel_regularizer=None,
+        bias_regularizer=None,
+        activity_regularizer=None,
+        kernel_constraint=None,
+        bias_constraint=None,
+        **kwargs,
+    ):
+        super().__init__(
+            activation=activation,
+            use_bias=use_bias,
+            kernel_initializer=kernel_initializer,
+            bias_initializer=bias_initializer,
+            kernel_regularizer=kernel_regularizer,
+            bias_regularizer=bias_regularizer,
+            activity_regularizer=activity_regularizer,
+            kernel_constraint=kernel_constraint,
+            bias_constraint=bias_constraint,
+            **kwargs,
+        )
         self.rank = rank
         self.filters = check_positive_int(filters, "filters")
         self.groups = check_positive_int(groups, "groups")
         if self.filters % self.groups:
-            raise ValueError(f"groups: expected a divisor of filters={self.filters}, "
-                             f"got {groups!r}")
+            raise ValueError(
+                f"groups: expected a divisor of filters={self.filters}, got {groups!r}"
+            )
         self.kernel_size = _normalize_tuple(kernel_size, rank, "kernel_size")
         self.strides = _normalize_tuple(strides, rank, "strides")
         self.dilation_rate = _normalize_tuple(dilation_rate, rank, "dilation_rate")
         paddings = ("valid", "same", "causal") if rank == 1 else ("valid", "same")
         if padding not in paddings:
-            raise ValueError(f"padding: expected {' or '.join(map(repr, paddings))}, "
-                             f"got {padding!r}")
+            raise ValueError(
+                f"padding: expected {' or '.join(map(repr, paddings))}, got {padding!r}"
+            )
         self.padding = padding
         if data_format not in ("channels_last", "channels_first"):
-            raise ValueError("data_format: expected 'channels_last' or 'channels_first', "
-                             f"got {data_format!r}")
+            raise ValueError(
+                f"data_format: expected 'channels_last' or 'channels_first', got {data_format!r}"
+            )
         self.data_format = data_format
 
     @property
@@ -416,34 +524,50 @@ class SparseVDConv(SparseVDKernelLayer):
 
     def build(self, input_shape):
         if len(input_shape) != self.rank + 2:
-            raise ValueError(f"Layer {self.name!r}: expected a {self.rank + 2}-D input "
-                             f"(batch, {self.rank} spatial dims, channels), got shape "
-                             f"{tuple(input_shape)}")
+            raise ValueError(
+                f"Layer {self.name!r}: expected a {self.rank + 2}-D input "
+                f"(batch, {self.rank} spatial dims, channels), got shape "
+                f"{tuple(input_shape)}"
+            )
         in_channels = _input_units(input_shape, self, self._channel_axis)
         if in_channels % self.groups:
-            raise ValueError(f"Layer {self.name!r}: groups={self.groups} must divide the input's "
-                             f"{in_channels} channels")
+            raise ValueError(
+                f"Layer {self.name!r}: groups={self.groups} must divide the input's "
+                f"{in_channels} channels"
+            )
         self.build_kernel(self.kernel_size + (in_channels // self.groups, self.filters))
-        self.input_spec = keras.layers.InputSpec(ndim=self.rank + 2,
-                                                 axes={self._channel_axis: in_channels})
+        self.input_spec = keras.layers.InputSpec(
+            ndim=self.rank + 2, axes={self._channel_axis: in_channels}
+        )
 
     def _convolve(self, inputs, kernel):
         padding = self.padding
         if padding == "causal":  # as keras.layers.Conv1D: pad the past, then a valid convolution
             left = self.dilation_rate[0] * (self.kernel_size[0] - 1)
-            pad = [[0, 0], [left, 0], [0, 0]] if self.data_format == "channels_last" \
+            pad = (
+                [[0, 0], [left, 0], [0, 0]]
+                if self.data_format == "channels_last"
                 else [[0, 0], [0, 0], [left, 0]]
+            )
             inputs, padding = ops.pad(inputs, pad), "valid"
-        return ops.conv(inputs, kernel, strides=self.strides, padding=padding,
-                        data_format=self.data_format, dilation_rate=self.dilation_rate)
+        return ops.conv(
+            inputs,
+            kernel,
+            strides=self.strides,
+            padding=padding,
+            data_format=self.data_format,
+            dilation_rate=self.dilation_rate,
+        )
 
     def call(self, inputs, training=False):
         self.add_kl_loss(training)
         outputs = self.apply_variational(self._convolve, inputs, "kernel", training)
         if self.use_bias:
-            bias_shape = ((1,) * (self.rank + 1) + (self.filters,)
-                          if self.data_format == "channels_last"
-                          else (1, self.filters) + (1,) * self.rank)
+            bias_shape = (
+                (1,) * (self.rank + 1) + (self.filters,)
+                if self.data_format == "channels_last"
+                else (1, self.filters) + (1,) * self.rank
+            )
             outputs = ops.add(outputs, ops.reshape(self.bias, bias_shape))
         return self.activation(outputs)
 
@@ -452,23 +576,40 @@ class SparseVDConv(SparseVDKernelLayer):
 
     def plain_layer(self, name=None):
         """An unbuilt ``keras.layers.Conv{rank}D`` with this layer's settings."""
-        plain_class = {1: keras.layers.Conv1D, 2: keras.layers.Conv2D,
-                       3: keras.layers.Conv3D}[self.rank]
-        return plain_class(self.filters, self.kernel_size, strides=self.strides,
-                           padding=self.padding, data_format=self.data_format,
-                           dilation_rate=self.dilation_rate, groups=self.groups, name=name,
-                           **self.plain_kwargs())
+        plain_class = {1: keras.layers.Conv1D, 2: keras.layers.Conv2D, 3: keras.layers.Conv3D}[
+            self.rank
+        ]
+        return plain_class(
+            self.filters,
+            self.kernel_size,
+            strides=self.strides,
+            padding=self.padding,
+            data_format=self.data_format,
+            dilation_rate=self.dilation_rate,
+            groups=self.groups,
+            name=name,
+            **self.plain_kwargs(),
+        )
 
     def plain_input_shape(self, kernel_shape):
         in_channels = kernel_shape[-2] * self.groups
-        return ((None,) * (self.rank + 1) + (in_channels,) if self.data_format == "channels_last"
-                else (None, in_channels) + (None,) * self.rank)
+        return (
+            (None,) * (self.rank + 1) + (in_channels,)
+            if self.data_format == "channels_last"
+            else (None, in_channels) + (None,) * self.rank
+        )
 
     def get_config(self):
         config = super().get_config()
-        config.update(filters=self.filters, kernel_size=self.kernel_size, strides=self.strides,
-                      padding=self.padding, data_format=self.data_format,
-                      dilation_rate=self.dilation_rate, groups=self.groups)
+        config.update(
+            filters=self.filters,
+            kernel_size=self.kernel_size,
+            strides=self.strides,
+            padding=self.padding,
+            data_format=self.data_format,
+            dilation_rate=self.dilation_rate,
+            groups=self.groups,
+        )
         return config
 
 

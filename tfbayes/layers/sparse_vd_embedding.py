@@ -15,6 +15,7 @@ noise is shared across timesteps: ``E`` is sampled once per mini-batch and
 position of a sequence. At inference the layer is deterministic,
 ``embedding(v) = [z_v kept] mu_v * (theta * [log alpha < threshold])[v, :]``.
 """
+
 import keras
 import numpy as np
 from keras import ops
@@ -61,13 +62,25 @@ class SparseVDEmbedding(SparseVDLayer):
     (1, 3, 16)
     """
 
-    def __init__(self, input_dim, output_dim, embeddings_initializer="uniform",
-                 embeddings_regularizer=None, embeddings_constraint=None, mask_zero=False,
-                 weights=None, lora_rank=None, lora_alpha=None, quantization_config=None,
-                 vocabulary_pruning=False, **kwargs):
+    def __init__(
+        self,
+        input_dim,
+        output_dim,
+        embeddings_initializer="uniform",
+        embeddings_regularizer=None,
+        embeddings_constraint=None,
+        mask_zero=False,
+        weights=None,
+        lora_rank=None,
+        lora_alpha=None,
+        quantization_config=None,
+        vocabulary_pruning=False,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
-        check_unsupported(lora_rank=lora_rank, lora_alpha=lora_alpha,
-                          quantization_config=quantization_config)
+        check_unsupported(
+            lora_rank=lora_rank, lora_alpha=lora_alpha, quantization_config=quantization_config
+        )
         self.input_dim = check_positive_int(input_dim, "input_dim")
         self.output_dim = check_positive_int(output_dim, "output_dim")
         self.embeddings_initializer = keras.initializers.get(embeddings_initializer)
@@ -79,15 +92,21 @@ class SparseVDEmbedding(SparseVDLayer):
         if weights is not None:
             table = np.asarray(weights[0] if isinstance(weights, (list, tuple)) else weights)
             if table.shape != (self.input_dim, self.output_dim):
-                raise ValueError(f"weights: expected [table] with table of shape "
-                                 f"{(self.input_dim, self.output_dim)}, got shape {table.shape}")
+                raise ValueError(
+                    f"weights: expected [table] with table of shape "
+                    f"{(self.input_dim, self.output_dim)}, got shape {table.shape}"
+                )
             self.build()
             self.embeddings.assign(table)
 
     def build(self, input_shape=None):
-        self.add_variational_weight("embeddings", (self.input_dim, self.output_dim),
-                                    self.embeddings_initializer, self.embeddings_regularizer,
-                                    self.embeddings_constraint)
+        self.add_variational_weight(
+            "embeddings",
+            (self.input_dim, self.output_dim),
+            self.embeddings_initializer,
+            self.embeddings_regularizer,
+            self.embeddings_constraint,
+        )
         if self.vocabulary_pruning:
             self.add_variational_weight("vocabulary_group", (self.input_dim,), "ones")
 
@@ -139,8 +158,10 @@ class SparseVDEmbedding(SparseVDLayer):
         """Kept/total ``weights`` (in kept words) and ``words`` (the sparsity protocol)."""
         words = self.word_mask()
         weights = (ops.convert_to_numpy(self.weight_mask("embeddings")) > 0) & words[:, None]
-        return {"weights": (int(weights.sum()), int(weights.size)),
-                "words": (int(words.sum()), int(words.size))}
+        return {
+            "weights": (int(weights.sum()), int(weights.size)),
+            "words": (int(words.sum()), int(words.size)),
+        }
 
     def plain_equivalent(self):
         """A built ``keras.layers.Embedding`` holding the inference table (the sparsity protocol).
@@ -149,8 +170,13 @@ class SparseVDEmbedding(SparseVDLayer):
         and the columns the next layer reads (the ``Embedding`` rule of
         :mod:`tfbayes.sparsity`).
         """
-        plain = keras.layers.Embedding(self.input_dim, self.output_dim, mask_zero=self.mask_zero,
-                                       dtype=self.dtype_policy, name=self.name)
+        plain = keras.layers.Embedding(
+            self.input_dim,
+            self.output_dim,
+            mask_zero=self.mask_zero,
+            dtype=self.dtype_policy,
+            name=self.name,
+        )
         plain.build()
         plain.set_weights([ops.convert_to_numpy(self._inference_table())])
         return plain
@@ -158,9 +184,12 @@ class SparseVDEmbedding(SparseVDLayer):
     def get_config(self):
         config = super().get_config()
         config.update(
-            input_dim=self.input_dim, output_dim=self.output_dim,
+            input_dim=self.input_dim,
+            output_dim=self.output_dim,
             embeddings_initializer=keras.initializers.serialize(self.embeddings_initializer),
             embeddings_regularizer=keras.regularizers.serialize(self.embeddings_regularizer),
             embeddings_constraint=keras.constraints.serialize(self.embeddings_constraint),
-            mask_zero=self.mask_zero, vocabulary_pruning=self.vocabulary_pruning)
+            mask_zero=self.mask_zero,
+            vocabulary_pruning=self.vocabulary_pruning,
+        )
         return config

@@ -13,6 +13,7 @@ state and ``h_{t-1} = z_h * s_{t-1}`` the hidden neurons:
 The state is ``s_t`` (the plain GRU's); the hidden group scales it wherever it
 is read, so a pruned ``z_h`` removes the neuron.
 """
+
 import keras
 from keras import ops
 
@@ -41,8 +42,10 @@ class SparseVDGRUCell(SparseVDRNNCell):
 
     def __init__(self, units, reset_after=True, **kwargs):
         if reset_after is not True:
-            raise ValueError(f"reset_after: expected True (the Keras default; the reset-before "
-                             f"GRU is not supported), got {reset_after!r}")
+            raise ValueError(
+                f"reset_after: expected True (the Keras default; the reset-before "
+                f"GRU is not supported), got {reset_after!r}"
+            )
         super().__init__(units, **kwargs)
         self.reset_after = True
         self.state_size = self.units
@@ -54,7 +57,8 @@ class SparseVDGRUCell(SparseVDRNNCell):
         s_prev = states[0] if isinstance(states, (list, tuple)) else states
         z_h = self.group_noise("hidden")
         x_part, h_part = self.gate_projections(
-            inputs, s_prev if z_h is None else s_prev * z_h, training)
+            inputs, s_prev if z_h is None else s_prev * z_h, training
+        )
         if self.use_bias:
             x_part, h_part = x_part + self.bias[0], h_part + self.bias[1]
         x_z, x_r, x_h = ops.split(x_part, 3, axis=-1)
@@ -92,13 +96,30 @@ class SparseVDGRU(SparseVDRNN):
     cell_class = SparseVDGRUCell
     plain_class = keras.layers.GRU
 
-    def __init__(self, units, activation="tanh", recurrent_activation="sigmoid", use_bias=True,
-                 kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal",
-                 bias_initializer="zeros", reset_after=True, groups=GROUPS, **kwargs):
-        super().__init__(units, activation=activation, recurrent_activation=recurrent_activation,
-                         use_bias=use_bias, kernel_initializer=kernel_initializer,
-                         recurrent_initializer=recurrent_initializer,
-                         bias_initializer=bias_initializer, reset_after=reset_after,
-                         groups=groups, **kwargs)
+    def __init__(
+        self,
+        units,
+        activation="tanh",
+        recurrent_activation="sigmoid",
+        use_bias=True,
+        kernel_initializer="glorot_uniform",
+        recurrent_initializer="orthogonal",
+        bias_initializer="zeros",
+        reset_after=True,
+        groups=GROUPS,
+        **kwargs,
+    ):
+        super().__init__(
+            units,
+            activation=activation,
+            recurrent_activation=recurrent_activation,
+            use_bias=use_bias,
+            kernel_initializer=kernel_initializer,
+            recurrent_initializer=recurrent_initializer,
+            bias_initializer=bias_initializer,
+            reset_after=reset_after,
+            groups=groups,
+            **kwargs,
+        )
 
     reset_after = property(lambda self: self.cell.reset_after, doc="The cell's ``reset_after``.")

@@ -14,6 +14,7 @@ A gate pre-activation whose ``z_gate`` is pruned makes that gate the constant
 pruned ``z_h`` removes the hidden neuron; a pruned ``z_x`` removes an input.
 The states are ``[h_t, c_t]``, with ``h_t`` carrying its ``z_h``.
 """
+
 import keras
 from keras import ops
 
@@ -51,9 +52,13 @@ class SparseVDLSTMCell(SparseVDRNNCell):
         if not self.unit_forget_bias:
             return self.bias_initializer(shape, dtype=dtype)
         units = self.units
-        return ops.concatenate([self.bias_initializer((units,), dtype=dtype),
-                                ops.ones((units,), dtype=dtype),
-                                self.bias_initializer((2 * units,), dtype=dtype)])
+        return ops.concatenate(
+            [
+                self.bias_initializer((units,), dtype=dtype),
+                ops.ones((units,), dtype=dtype),
+                self.bias_initializer((2 * units,), dtype=dtype),
+            ]
+        )
 
     def call(self, inputs, states, training=False):
         h_prev, c_prev = states
@@ -62,8 +67,9 @@ class SparseVDLSTMCell(SparseVDRNNCell):
         if self.use_bias:
             pre = pre + self.bias
         pre_i, pre_f, pre_c, pre_o = ops.split(pre, 4, axis=-1)
-        c = (self.recurrent_activation(pre_f) * c_prev
-             + self.recurrent_activation(pre_i) * self.activation(pre_c))
+        c = self.recurrent_activation(pre_f) * c_prev + self.recurrent_activation(
+            pre_i
+        ) * self.activation(pre_c)
         h = self.recurrent_activation(pre_o) * self.activation(c)
         z_h = self.group_noise("hidden")
         if z_h is not None:
@@ -132,14 +138,32 @@ class SparseVDLSTM(SparseVDRNN):
     cell_class = SparseVDLSTMCell
     plain_class = keras.layers.LSTM
 
-    def __init__(self, units, activation="tanh", recurrent_activation="sigmoid", use_bias=True,
-                 kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal",
-                 bias_initializer="zeros", unit_forget_bias=True, groups=GROUPS, **kwargs):
-        super().__init__(units, activation=activation, recurrent_activation=recurrent_activation,
-                         use_bias=use_bias, kernel_initializer=kernel_initializer,
-                         recurrent_initializer=recurrent_initializer,
-                         bias_initializer=bias_initializer, unit_forget_bias=unit_forget_bias,
-                         groups=groups, **kwargs)
+    def __init__(
+        self,
+        units,
+        activation="tanh",
+        recurrent_activation="sigmoid",
+        use_bias=True,
+        kernel_initializer="glorot_uniform",
+        recurrent_initializer="orthogonal",
+        bias_initializer="zeros",
+        unit_forget_bias=True,
+        groups=GROUPS,
+        **kwargs,
+    ):
+        super().__init__(
+            units,
+            activation=activation,
+            recurrent_activation=recurrent_activation,
+            use_bias=use_bias,
+            kernel_initializer=kernel_initializer,
+            recurrent_initializer=recurrent_initializer,
+            bias_initializer=bias_initializer,
+            unit_forget_bias=unit_forget_bias,
+            groups=groups,
+            **kwargs,
+        )
 
-    unit_forget_bias = property(lambda self: self.cell.unit_forget_bias,
-                                doc="The cell's ``unit_forget_bias``.")
+    unit_forget_bias = property(
+        lambda self: self.cell.unit_forget_bias, doc="The cell's ``unit_forget_bias``."
+    )

@@ -39,6 +39,7 @@ Mixed precision: the variational parameters, the KL and the pruning decisions
 are in the variable dtype (float32 under ``mixed_float16``); the recurrence
 runs in the compute dtype.
 """
+
 import keras
 import numpy as np
 from keras import ops
@@ -88,17 +89,35 @@ class SparseVDRNNCell(SparseVDLayer, SharedNoiseRNNCell, DropoutRNNCell):
 
     GATES = ()
 
-    def __init__(self, units, activation="tanh", recurrent_activation="sigmoid", use_bias=True,
-                 kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal",
-                 bias_initializer="zeros", kernel_regularizer=None, recurrent_regularizer=None,
-                 bias_regularizer=None, kernel_constraint=None, recurrent_constraint=None,
-                 bias_constraint=None, dropout=0.0, recurrent_dropout=0.0, groups=GROUPS,
-                 **kwargs):
+    def __init__(
+        self,
+        units,
+        activation="tanh",
+        recurrent_activation="sigmoid",
+        use_bias=True,
+        kernel_initializer="glorot_uniform",
+        recurrent_initializer="orthogonal",
+        bias_initializer="zeros",
+        kernel_regularizer=None,
+        recurrent_regularizer=None,
+        bias_regularizer=None,
+        kernel_constraint=None,
+        recurrent_constraint=None,
+        bias_constraint=None,
+        dropout=0.0,
+        recurrent_dropout=0.0,
+        groups=GROUPS,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         if isinstance(units, bool) or not isinstance(units, (int, np.integer)) or units <= 0:
             raise ValueError(f"units: expected a positive int, got {units!r}")
-        if isinstance(groups, str) or not all(isinstance(g, str) for g in groups) \
-                or not set(groups) <= set(GROUPS) or len(set(groups)) != len(groups):
+        if (
+            isinstance(groups, str)
+            or not all(isinstance(g, str) for g in groups)
+            or not set(groups) <= set(GROUPS)
+            or len(set(groups)) != len(groups)
+        ):
             raise ValueError(f"groups: expected distinct names among {GROUPS}, got {groups!r}")
         self.units = int(units)
         self.activation = keras.activations.get(activation)
@@ -134,20 +153,39 @@ class SparseVDRNNCell(SparseVDLayer, SharedNoiseRNNCell, DropoutRNNCell):
     def build(self, input_shape):
         input_dim = input_shape[-1]
         if input_dim is None:
-            raise ValueError(f"Layer {self.name!r}: the last axis of the input (input_dim) "
-                             f"must be known, got input shape {tuple(input_shape)}")
+            raise ValueError(
+                f"Layer {self.name!r}: the last axis of the input (input_dim) "
+                f"must be known, got input shape {tuple(input_shape)}"
+            )
         for name, shape, initializer, regularizer, constraint in (
-                ("kernel", (input_dim, self.gate_size), self.kernel_initializer,
-                 self.kernel_regularizer, self.kernel_constraint),
-                ("recurrent_kernel", (self.units, self.gate_size), self.recurrent_initializer,
-                 self.recurrent_regularizer, self.recurrent_constraint)):
+            (
+                "kernel",
+                (input_dim, self.gate_size),
+                self.kernel_initializer,
+                self.kernel_regularizer,
+                self.kernel_constraint,
+            ),
+            (
+                "recurrent_kernel",
+                (self.units, self.gate_size),
+                self.recurrent_initializer,
+                self.recurrent_regularizer,
+                self.recurrent_constraint,
+            ),
+        ):
             theta, _ = self.add_variational_weight(name, shape, initializer)
             theta.regularizer, theta.constraint = regularizer, constraint
-        self.bias = (self.add_weight(shape=self.bias_shape(), name="bias",
-                                     initializer=self.initial_bias,
-                                     regularizer=self.bias_regularizer,
-                                     constraint=self.bias_constraint)
-                     if self.use_bias else None)
+        self.bias = (
+            self.add_weight(
+                shape=self.bias_shape(),
+                name="bias",
+                initializer=self.initial_bias,
+                regularizer=self.bias_regularizer,
+                constraint=self.bias_constraint,
+            )
+            if self.use_bias
+            else None
+        )
         sizes = {"inputs": input_dim, "hidden": self.units, "gates": self.gate_size}
         for group in self.groups:
             self.add_variational_weight(f"{group}{GROUP_SUFFIX}", (sizes[group],), "ones")
@@ -215,12 +253,23 @@ class SparseVDRNNCell(SparseVDLayer, SharedNoiseRNNCell, DropoutRNNCell):
         input_dim, units, n_gates = self.kernel.shape[0], self.units, len(self.GATES)
         unit_kept = self._group_mask("hidden", units)
         gates = self._group_mask("gates", self.gate_size) & np.tile(unit_kept, n_gates)
-        kernel = ((ops.convert_to_numpy(self.weight_mask("kernel")) > 0)
-                  & self._group_mask("inputs", input_dim)[:, None] & gates[None, :])
-        recurrent = ((ops.convert_to_numpy(self.weight_mask("recurrent_kernel")) > 0)
-                     & unit_kept[:, None] & gates[None, :])
-        return {"kernel": kernel, "recurrent_kernel": recurrent, "inputs": kernel.any(axis=1),
-                "units": unit_kept, "gates": gates & (kernel.any(axis=0) | recurrent.any(axis=0))}
+        kernel = (
+            (ops.convert_to_numpy(self.weight_mask("kernel")) > 0)
+            & self._group_mask("inputs", input_dim)[:, None]
+            & gates[None, :]
+        )
+        recurrent = (
+            (ops.convert_to_numpy(self.weight_mask("recurrent_kernel")) > 0)
+            & unit_kept[:, None]
+            & gates[None, :]
+        )
+        return {
+            "kernel": kernel,
+            "recurrent_kernel": recurrent,
+            "inputs": kernel.any(axis=1),
+            "units": unit_kept,
+            "gates": gates & (kernel.any(axis=0) | recurrent.any(axis=0)),
+        }
 
     def sparsity_groups(self):
         """``{}``: the recurrent layer that runs the cell reports its sparsity, once."""
@@ -239,10 +288,16 @@ class SparseVDRNNCell(SparseVDLayer, SharedNoiseRNNCell, DropoutRNNCell):
         ``[kernel, recurrent_kernel]`` plus ``bias`` with ``use_bias``.
         """
         gates = self._inference_group("gates", self.gate_size)
-        kernel = (ops.convert_to_numpy(self.pruned_weight("kernel"))
-                  * self._inference_group("inputs", self.kernel.shape[0])[:, None] * gates)
-        recurrent = (ops.convert_to_numpy(self.pruned_weight("recurrent_kernel"))
-                     * self.hidden_scale()[:, None] * gates)
+        kernel = (
+            ops.convert_to_numpy(self.pruned_weight("kernel"))
+            * self._inference_group("inputs", self.kernel.shape[0])[:, None]
+            * gates
+        )
+        recurrent = (
+            ops.convert_to_numpy(self.pruned_weight("recurrent_kernel"))
+            * self.hidden_scale()[:, None]
+            * gates
+        )
         weights = [kernel, recurrent]
         if self.use_bias:
             weights.append(ops.convert_to_numpy(self.bias))
@@ -266,9 +321,9 @@ class SparseVDRNNCell(SparseVDLayer, SharedNoiseRNNCell, DropoutRNNCell):
             bias_constraint=keras.constraints.serialize(self.bias_constraint),
             dropout=self.dropout,
             recurrent_dropout=self.recurrent_dropout,
-            groups=list(self.groups))
+            groups=list(self.groups),
+        )
         return config
-
 
 
 _SPARSE_VD_ARGUMENTS = ("groups", "threshold", "prior", "log_sigma2_initializer", "num_examples")
@@ -276,8 +331,9 @@ _SPARSE_VD_ARGUMENTS = ("groups", "threshold", "prior", "log_sigma2_initializer"
 
 
 def _cell_property(name):
-    return property(lambda self: getattr(self.cell, name),
-                    doc=f"The cell's ``{name}`` (``self.cell.{name}``).")
+    return property(
+        lambda self: getattr(self.cell, name), doc=f"The cell's ``{name}`` (``self.cell.{name}``)."
+    )
 
 
 class SparseVDRNN(keras.layers.RNN):
@@ -309,21 +365,47 @@ class SparseVDRNN(keras.layers.RNN):
     cell_class = None
     plain_class = None
 
-    def __init__(self, units, return_sequences=False, return_state=False, go_backwards=False,
-                 stateful=False, unroll=False, zero_output_for_mask=False,
-                 activity_regularizer=None, use_cudnn="auto", name=None, dtype=None,
-                 trainable=True, **cell_kwargs):
+    def __init__(
+        self,
+        units,
+        return_sequences=False,
+        return_state=False,
+        go_backwards=False,
+        stateful=False,
+        unroll=False,
+        zero_output_for_mask=False,
+        activity_regularizer=None,
+        use_cudnn="auto",
+        name=None,
+        dtype=None,
+        trainable=True,
+        **cell_kwargs,
+    ):
         if use_cudnn not in ("auto", False):
-            raise ValueError(f"use_cudnn: expected 'auto' or False (a {type(self).__name__} has "
-                             f"no cuDNN kernel), got {use_cudnn!r}")
-        cell = self.cell_class(units, dtype=dtype, trainable=trainable,
-                               name=f"{name}_cell" if name else None, **cell_kwargs)
-        super().__init__(cell, return_sequences=bool(return_sequences),
-                         return_state=bool(return_state), go_backwards=bool(go_backwards),
-                         stateful=bool(stateful), unroll=bool(unroll),
-                         zero_output_for_mask=zero_output_for_mask,
-                         activity_regularizer=activity_regularizer, name=name, dtype=dtype,
-                         trainable=trainable)
+            raise ValueError(
+                f"use_cudnn: expected 'auto' or False (a {type(self).__name__} has "
+                f"no cuDNN kernel), got {use_cudnn!r}"
+            )
+        cell = self.cell_class(
+            units,
+            dtype=dtype,
+            trainable=trainable,
+            name=f"{name}_cell" if name else None,
+            **cell_kwargs,
+        )
+        super().__init__(
+            cell,
+            return_sequences=bool(return_sequences),
+            return_state=bool(return_state),
+            go_backwards=bool(go_backwards),
+            stateful=bool(stateful),
+            unroll=bool(unroll),
+            zero_output_for_mask=zero_output_for_mask,
+            activity_regularizer=activity_regularizer,
+            name=name,
+            dtype=dtype,
+            trainable=trainable,
+        )
         self.input_spec = keras.layers.InputSpec(ndim=3)
 
     def call(self, sequences, initial_state=None, mask=None, training=False):
@@ -333,8 +415,9 @@ class SparseVDRNN(keras.layers.RNN):
             self.cell.add_kl_loss(training)
         self.cell.draw_shared_noise(ops.shape(sequences)[0], training)
         try:
-            return super().call(sequences, initial_state=initial_state, mask=mask,
-                                training=training)
+            return super().call(
+                sequences, initial_state=initial_state, mask=mask, training=training
+            )
         finally:
             self.cell.reset_shared_noise()
 
@@ -361,10 +444,16 @@ class SparseVDRNN(keras.layers.RNN):
     def sparsity_groups(self):
         """Kept/total ``weights``, ``inputs``, ``units`` and ``gates`` (the sparsity protocol)."""
         kept = self.kept_structure()
-        return {"weights": (int(kept["kernel"].sum() + kept["recurrent_kernel"].sum()),
-                            int(kept["kernel"].size + kept["recurrent_kernel"].size)),
-                **{kind: (int(kept[kind].sum()), int(kept[kind].size))
-                   for kind in ("inputs", "units", "gates")}}
+        return {
+            "weights": (
+                int(kept["kernel"].sum() + kept["recurrent_kernel"].sum()),
+                int(kept["kernel"].size + kept["recurrent_kernel"].size),
+            ),
+            **{
+                kind: (int(kept[kind].sum()), int(kept[kind].size))
+                for kind in ("inputs", "units", "gates")
+            },
+        }
 
     def output_scale(self):
         """``z_h`` at inference, ``[units]``: the output is ``plain_equivalent()(x) * z_h``."""
@@ -381,8 +470,10 @@ class SparseVDRNN(keras.layers.RNN):
         """
         for flag in ("return_state", "stateful"):
             if getattr(self, flag):
-                raise ValueError(f"Layer {self.name!r}: compress() supports "
-                                 f"{type(self).__name__} with {flag}=False only")
+                raise ValueError(
+                    f"Layer {self.name!r}: compress() supports "
+                    f"{type(self).__name__} with {flag}=False only"
+                )
         weights = self.cell.plain_weights()
         config = {k: v for k, v in self.get_config().items() if k not in _SPARSE_VD_ARGUMENTS}
         config["dtype"] = self.dtype_policy

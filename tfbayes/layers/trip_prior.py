@@ -13,6 +13,7 @@ Calling the layer on latent codes ``z [..., m]`` returns ``log p(z)`` of shape
 sampling, moments, marginals and conditionals). Gradients reach all three
 weights through ``log_prob``.
 """
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -95,8 +96,15 @@ class TRIPPrior(keras.layers.Layer):
     TensorShape([16, 6])
     """
 
-    def __init__(self, num_components, rank, loc_initializer="random_normal",
-                 scale_initializer=None, core_initializer="random_normal", **kwargs):
+    def __init__(
+        self,
+        num_components,
+        rank,
+        loc_initializer="random_normal",
+        scale_initializer=None,
+        core_initializer="random_normal",
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         for name, value in (("num_components", num_components), ("rank", rank)):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
@@ -113,19 +121,24 @@ class TRIPPrior(keras.layers.Layer):
         if len(input_shape) == 0:
             raise ValueError(
                 "TRIPPrior: expected latent codes of shape [..., m] (at least one axis); got "
-                f"input shape {tuple(input_shape)}.")
+                f"input shape {tuple(input_shape)}."
+            )
         num_dims = input_shape[-1]
         if num_dims is None:
             raise ValueError(
                 f"TRIPPrior: the last input dimension (m) must be known; got input shape "
-                f"{input_shape}.")
+                f"{input_shape}."
+            )
         d, r = self.num_components, self.rank
         self.loc_params = self.add_weight(
-            shape=(num_dims, d), initializer=self.loc_initializer, name="loc_params")
+            shape=(num_dims, d), initializer=self.loc_initializer, name="loc_params"
+        )
         self.scale_params = self.add_weight(
-            shape=(num_dims, d), initializer=self.scale_initializer, name="scale_params")
+            shape=(num_dims, d), initializer=self.scale_initializer, name="scale_params"
+        )
         self.core_params = self.add_weight(
-            shape=(num_dims, d, r, r), initializer=self.core_initializer, name="core_params")
+            shape=(num_dims, d, r, r), initializer=self.core_initializer, name="core_params"
+        )
 
     @property
     def num_dims(self):
@@ -134,9 +147,11 @@ class TRIPPrior(keras.layers.Layer):
 
     def distribution(self):
         """The current :class:`TRIP` (differentiable in the layer's weights)."""
-        return TRIP(locs=tf.convert_to_tensor(self.loc_params),
-                    scales=tf.nn.softplus(self.scale_params),
-                    cores=tf.nn.softplus(self.core_params))
+        return TRIP(
+            locs=tf.convert_to_tensor(self.loc_params),
+            scales=tf.nn.softplus(self.scale_params),
+            cores=tf.nn.softplus(self.core_params),
+        )
 
     def call(self, z, training=None):
         return self.distribution().log_prob(tf.cast(z, self.compute_dtype))
@@ -164,14 +179,17 @@ class TRIPPrior(keras.layers.Layer):
         if codes.ndim != 2 or codes.shape[1] != self.num_dims or codes.shape[0] < 1:
             raise ValueError(
                 f"TRIPPrior.initialize_from_data: `codes` must have shape [n, {self.num_dims}] "
-                f"with n >= 1; got shape {list(codes.shape)}.")
+                f"with n >= 1; got shape {list(codes.shape)}."
+            )
         if not np.all(np.isfinite(codes)):
             raise ValueError(
                 "TRIPPrior.initialize_from_data: `codes` must be finite; got "
-                f"{int(np.sum(~np.isfinite(codes)))} NaN or inf entries.")
+                f"{int(np.sum(~np.isfinite(codes)))} NaN or inf entries."
+            )
         if core_noise < 0:
-            raise ValueError(f"TRIPPrior.initialize_from_data: `core_noise` must be >= 0; "
-                             f"got {core_noise!r}.")
+            raise ValueError(
+                f"TRIPPrior.initialize_from_data: `core_noise` must be >= 0; got {core_noise!r}."
+            )
         fits = [kmeans_1d(codes[:, k], self.num_components) for k in range(self.num_dims)]
         centers, stds, fractions = (np.stack(parts) for parts in zip(*fits))
         rng = np.random.default_rng(seed)
@@ -188,5 +206,6 @@ class TRIPPrior(keras.layers.Layer):
             rank=self.rank,
             loc_initializer=keras.initializers.serialize(self.loc_initializer),
             scale_initializer=keras.initializers.serialize(self.scale_initializer),
-            core_initializer=keras.initializers.serialize(self.core_initializer))
+            core_initializer=keras.initializers.serialize(self.core_initializer),
+        )
         return config

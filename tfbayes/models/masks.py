@@ -14,6 +14,7 @@ the generators compile under XLA.
 Image masks act on flattened images: ``num_features`` must equal ``height * width * channels``,
 in row-major (``channels_last``) order, and every channel of a pixel is hidden together.
 """
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -34,8 +35,12 @@ class MaskGenerator:
 
 
 def _check_rate(value, name):
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)) \
-            or not np.isfinite(value) or not 0 < value <= 1:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float, np.floating, np.integer))
+        or not np.isfinite(value)
+        or not 0 < value <= 1
+    ):
         raise ValueError(f"{name}: expected a number in (0, 1], got {value!r}")
     return float(value)
 
@@ -64,11 +69,18 @@ class _ImageMask(MaskGenerator):
 
     def __init__(self, image_shape):
         shape = tuple(image_shape) if isinstance(image_shape, (list, tuple)) else None
-        if shape is None or len(shape) not in (2, 3) or not all(
+        if (
+            shape is None
+            or len(shape) not in (2, 3)
+            or not all(
                 isinstance(s, (int, np.integer)) and not isinstance(s, bool) and s > 0
-                for s in shape):
-            raise ValueError("image_shape: expected (height, width) or (height, width, channels) "
-                             f"of positive ints, got {image_shape!r}")
+                for s in shape
+            )
+        ):
+            raise ValueError(
+                "image_shape: expected (height, width) or (height, width, channels) "
+                f"of positive ints, got {image_shape!r}"
+            )
         self.image_shape = tuple(int(s) for s in shape)
 
     def _pixel_mask(self, batch_size, seed):
@@ -78,8 +90,10 @@ class _ImageMask(MaskGenerator):
         height, width = self.image_shape[:2]
         channels = self.image_shape[2] if len(self.image_shape) == 3 else 1
         if num_features != height * width * channels:
-            raise ValueError(f"{type(self).__name__}: expected {height * width * channels} features "
-                             f"(image_shape {self.image_shape} flattened), got {num_features}")
+            raise ValueError(
+                f"{type(self).__name__}: expected {height * width * channels} features "
+                f"(image_shape {self.image_shape} flattened), got {num_features}"
+            )
         rows = tf.range(height)[None, :, None]
         cols = tf.range(width)[None, None, :]
         mask = self._pixel_mask(batch_size, seed, rows, cols)  # [batch, height, width] bool
@@ -109,8 +123,10 @@ class ImageRectangleMask(_ImageMask):
         self.min_fraction = _check_rate(min_fraction, "min_fraction")
         self.max_fraction = _check_rate(max_fraction, "max_fraction")
         if self.min_fraction > self.max_fraction:
-            raise ValueError("min_fraction, max_fraction: expected min_fraction <= max_fraction, "
-                             f"got {min_fraction!r} > {max_fraction!r}")
+            raise ValueError(
+                "min_fraction, max_fraction: expected min_fraction <= max_fraction, "
+                f"got {min_fraction!r} > {max_fraction!r}"
+            )
 
     def _pixel_mask(self, batch_size, seed, rows, cols):
         height, width = self.image_shape[:2]
@@ -123,8 +139,11 @@ class ImageRectangleMask(_ImageMask):
         return ((rows >= top) & (rows < top + size_h)) & ((cols >= left) & (cols < left + size_w))
 
     def get_config(self):
-        return {**super().get_config(), "min_fraction": self.min_fraction,
-                "max_fraction": self.max_fraction}
+        return {
+            **super().get_config(),
+            "min_fraction": self.min_fraction,
+            "max_fraction": self.max_fraction,
+        }
 
 
 @keras.saving.register_keras_serializable(package="tfbayes")
@@ -138,6 +157,12 @@ class ImageHalfMask(_ImageMask):
     def _pixel_mask(self, batch_size, seed, rows, cols):
         height, width = self.image_shape[:2]
         side = tf.random.stateless_uniform([batch_size, 1, 1], seed=seed, maxval=4, dtype=tf.int32)
-        return tf.where(side == 0, rows < height // 2,
-               tf.where(side == 1, rows >= height // 2,
-               tf.where(side == 2, cols < width // 2, cols >= width // 2)))
+        return tf.where(
+            side == 0,
+            rows < height // 2,
+            tf.where(
+                side == 1,
+                rows >= height // 2,
+                tf.where(side == 2, cols < width // 2, cols >= width // 2),
+            ),
+        )

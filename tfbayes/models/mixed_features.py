@@ -12,6 +12,7 @@ A row has ``D = len(one_hot_max_sizes)`` features. Feature ``j`` is real-valued 
   or Categorical(x_j; softmax(logits_j)); :meth:`MixedFeatures.sample` draws from it or takes the
   most probable value. Costs are O(B · param_width) per batch of B rows.
 """
+
 import numpy as np
 import tensorflow as tf
 
@@ -26,13 +27,19 @@ class MixedFeatures:
     """
 
     def __init__(self, one_hot_max_sizes, min_scale=1e-2):
-        sizes = list(one_hot_max_sizes) if isinstance(one_hot_max_sizes, (list, tuple,
-                                                                          np.ndarray)) else None
-        if not sizes or not all(isinstance(k, (int, np.integer)) and not isinstance(k, bool)
-                                and k >= 0 for k in sizes):
-            raise ValueError("one_hot_max_sizes: expected a non-empty list of non-negative ints "
-                             f"(0 or 1: real feature, k >= 2: k categories), got "
-                             f"{one_hot_max_sizes!r}")
+        sizes = (
+            list(one_hot_max_sizes)
+            if isinstance(one_hot_max_sizes, (list, tuple, np.ndarray))
+            else None
+        )
+        if not sizes or not all(
+            isinstance(k, (int, np.integer)) and not isinstance(k, bool) and k >= 0 for k in sizes
+        ):
+            raise ValueError(
+                "one_hot_max_sizes: expected a non-empty list of non-negative ints "
+                f"(0 or 1: real feature, k >= 2: k categories), got "
+                f"{one_hot_max_sizes!r}"
+            )
         self.sizes = [int(k) for k in sizes]
         self.min_scale = float(min_scale)
         self.real_columns = np.array([j for j, k in enumerate(self.sizes) if k <= 1], np.int32)
@@ -53,8 +60,10 @@ class MixedFeatures:
             present = column[~np.isnan(column)]
             bad = present[(present < 0) | (present >= k) | (present != np.round(present))]
             if bad.size:
-                raise ValueError(f"x: column {j} is categorical with {k} categories; expected "
-                                 f"NaN or an integer in [0, {k}), got {bad[0]!r}")
+                raise ValueError(
+                    f"x: column {j} is categorical with {k} categories; expected "
+                    f"NaN or an integer in [0, {k}), got {bad[0]!r}"
+                )
 
     def encode(self, x):
         """``[B, encoded_width]``: real values, then one-hot categories; NaN entries become 0."""
@@ -62,21 +71,26 @@ class MixedFeatures:
         x0 = tf.where(missing, tf.zeros_like(x), x)
         parts = [tf.gather(x0, self.real_columns, axis=1)] if self.num_real else []
         for j, k in self.categorical:
-            parts.append(tf.one_hot(tf.cast(x0[:, j], tf.int32), k, dtype=x.dtype)
-                         * tf.cast(~missing[:, j:j + 1], x.dtype))
+            parts.append(
+                tf.one_hot(tf.cast(x0[:, j], tf.int32), k, dtype=x.dtype)
+                * tf.cast(~missing[:, j : j + 1], x.dtype)
+            )
         return tf.concat(parts, axis=1)
 
     def _real_params(self, params):
-        mean = params[:, :self.num_real]
-        scale = tf.maximum(tf.math.softplus(params[:, self.num_real:2 * self.num_real]),
-                           tf.cast(self.min_scale, params.dtype))
+        mean = params[:, : self.num_real]
+        scale = tf.maximum(
+            tf.math.softplus(params[:, self.num_real : 2 * self.num_real]),
+            tf.cast(self.min_scale, params.dtype),
+        )
         return mean, scale
 
     def _scatter(self, columns, values, like):
         """Places ``values`` ``[B, len(columns)]`` at ``columns`` of a ``[B, D]`` tensor of zeros."""
         index = tf.constant(np.asarray(columns, np.int32)[:, None])
-        return tf.transpose(tf.scatter_nd(index, tf.transpose(values),
-                                          [self.num_features, tf.shape(like)[0]]))
+        return tf.transpose(
+            tf.scatter_nd(index, tf.transpose(values), [self.num_features, tf.shape(like)[0]])
+        )
 
     def log_prob(self, x, params, weight):
         """``[B]``: ``sum_j weight_j log p(x_j | params)``; NaN entries of ``x`` count 0.
@@ -96,7 +110,7 @@ class MixedFeatures:
             real = -0.5 * tf.square(z) - tf.math.log(scale) - 0.5 * np.log(2 * np.pi)
             per_feature.append(self._scatter(self.real_columns, real, x))
         for j, k, start in self._logit_slices:
-            log_p = tf.nn.log_softmax(params[:, start:start + k])
+            log_p = tf.nn.log_softmax(params[:, start : start + k])
             chosen = tf.gather(log_p, tf.cast(x0[:, j], tf.int32), axis=1, batch_dims=1)
             per_feature.append(self._scatter([j], chosen[:, None], x))
         return tf.reduce_sum(tf.add_n(per_feature) * weight, axis=1)
@@ -109,15 +123,17 @@ class MixedFeatures:
         if self.num_real:
             mean, scale = self._real_params(params)
             if not most_probable:
-                mean = mean + scale * tf.random.stateless_normal(tf.shape(mean), seeds[0],
-                                                                 dtype=mean.dtype)
+                mean = mean + scale * tf.random.stateless_normal(
+                    tf.shape(mean), seeds[0], dtype=mean.dtype
+                )
             parts.append(self._scatter(self.real_columns, mean, params))
         for i, (j, k, start) in enumerate(self._logit_slices):
-            logits = params[:, start:start + k]
+            logits = params[:, start : start + k]
             if most_probable:
                 value = tf.argmax(logits, axis=1)
             else:
                 value = tf.random.stateless_categorical(
-                    logits, 1, tf.random.experimental.stateless_fold_in(seeds[1], i))[:, 0]
+                    logits, 1, tf.random.experimental.stateless_fold_in(seeds[1], i)
+                )[:, 0]
             parts.append(self._scatter([j], tf.cast(value, params.dtype)[:, None], params))
         return tf.add_n(parts)

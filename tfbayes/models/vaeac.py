@@ -33,6 +33,7 @@ Cost per row: O(width · (width · depth + D_encoded + latent_dim)) multiply-add
 pass; :meth:`VAEAC.impute` with k imputations runs the prior network once and the generative
 network k times.
 """
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -160,8 +161,19 @@ class VAEAC(keras.Model):
     ```
     """
 
-    def __init__(self, one_hot_max_sizes, latent_dim=64, width=256, depth=10, mask_generator=None,
-                 min_scale=1e-2, sigma_mu=1e4, sigma_sigma=1e-4, seed=None, **kwargs):
+    def __init__(
+        self,
+        one_hot_max_sizes,
+        latent_dim=64,
+        width=256,
+        depth=10,
+        mask_generator=None,
+        min_scale=1e-2,
+        sigma_mu=1e4,
+        sigma_sigma=1e-4,
+        seed=None,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         if not (isinstance(min_scale, (int, float)) and np.isfinite(min_scale) and min_scale > 0):
             raise ValueError(f"min_scale: expected a positive number, got {min_scale!r}")
@@ -173,8 +185,10 @@ class VAEAC(keras.Model):
         if mask_generator is None:
             mask_generator = MCARMask(0.2)
         if not isinstance(mask_generator, MaskGenerator):
-            raise TypeError("mask_generator: expected a tfbayes.models.masks.MaskGenerator, got "
-                            f"{type(mask_generator).__name__}")
+            raise TypeError(
+                "mask_generator: expected a tfbayes.models.masks.MaskGenerator, got "
+                f"{type(mask_generator).__name__}"
+            )
         self.mask_generator = mask_generator
         self.min_scale = float(min_scale)
         self.sigma_mu = float(sigma_mu)
@@ -186,23 +200,29 @@ class VAEAC(keras.Model):
         self.proposal_head = _dense(2 * latent_dim, "proposal_head", policy)
         self.prior_network = _ResidualMLP(width, self.depth, name="prior", dtype=policy)
         self.prior_head = _dense(2 * latent_dim, "prior_head", policy)
-        self.generative_network = _Generator(width, self.depth, self.features.param_width,
-                                             name="generative", dtype=policy)
+        self.generative_network = _Generator(
+            width, self.depth, self.features.param_width, name="generative", dtype=policy
+        )
 
     def _check_width(self, shape):
         if shape[-1] != self.features.num_features:
-            raise ValueError(f"x: expected {self.features.num_features} features (the length of "
-                             f"one_hot_max_sizes), got input shape {tuple(shape)}")
+            raise ValueError(
+                f"x: expected {self.features.num_features} features (the length of "
+                f"one_hot_max_sizes), got input shape {tuple(shape)}"
+            )
 
     def build(self, input_shape):
         self._check_width(input_shape)
         d = self.features.num_features
-        self.feature_mean = self.add_weight(shape=(d,), initializer="zeros", trainable=False,
-                                            name="feature_mean")
-        self.feature_std = self.add_weight(shape=(d,), initializer="ones", trainable=False,
-                                           name="feature_std")
-        self.adapted = self.add_weight(shape=(), initializer="zeros", trainable=False,
-                                       name="adapted", dtype="float32")
+        self.feature_mean = self.add_weight(
+            shape=(d,), initializer="zeros", trainable=False, name="feature_mean"
+        )
+        self.feature_std = self.add_weight(
+            shape=(d,), initializer="ones", trainable=False, name="feature_std"
+        )
+        self.adapted = self.add_weight(
+            shape=(), initializer="zeros", trainable=False, name="adapted", dtype="float32"
+        )
         encoded = self.features.encoded_width
         self.proposal_network.build((None, encoded + 2 * d))
         self.proposal_head.build((None, self.width))
@@ -215,8 +235,10 @@ class VAEAC(keras.Model):
     def _as_rows(self, x, name="x"):
         x = np.asarray(x, dtype=np.float64)
         if x.ndim != 2 or x.shape[1] != self.features.num_features:
-            raise ValueError(f"{name}: expected an array of shape [n, "
-                             f"{self.features.num_features}], got shape {x.shape}")
+            raise ValueError(
+                f"{name}: expected an array of shape [n, "
+                f"{self.features.num_features}], got shape {x.shape}"
+            )
         self.features.check_values(x)
         return x
 
@@ -251,8 +273,10 @@ class VAEAC(keras.Model):
         With a ``tf.data.Dataset`` call :meth:`adapt` yourself beforehand."""
         if isinstance(x, tf.data.Dataset):
             if not self.built or not float(self.adapted.numpy()):
-                raise ValueError("x: a tf.data.Dataset gives no data to normalise with; call "
-                                 "model.adapt(rows) before fit")
+                raise ValueError(
+                    "x: a tf.data.Dataset gives no data to normalise with; call "
+                    "model.adapt(rows) before fit"
+                )
         elif x is not None and (not self.built or not float(self.adapted.numpy())):
             self.adapt(x)
         return super().fit(x, y, **kwargs)
@@ -279,14 +303,17 @@ class VAEAC(keras.Model):
         missing = tf.cast(tf.math.is_nan(x), x.dtype)
         observed_x = tf.where(unobserved > 0, tf.fill(tf.shape(x), tf.constant(np.nan, x.dtype)), x)
         compute = self.compute_dtype
-        prior_input = tf.cast(tf.concat([self.features.encode(observed_x), unobserved], axis=1),
-                              compute)
+        prior_input = tf.cast(
+            tf.concat([self.features.encode(observed_x), unobserved], axis=1), compute
+        )
         prior_states = self.prior_network(prior_input)
         prior = _gaussian(tf.cast(self.prior_head(prior_states[-1]), x.dtype))
-        proposal_input = tf.cast(tf.concat([self.features.encode(x), missing, unobserved], axis=1),
-                                 compute)
-        proposal = _gaussian(tf.cast(
-            self.proposal_head(self.proposal_network(proposal_input)[-1]), x.dtype))
+        proposal_input = tf.cast(
+            tf.concat([self.features.encode(x), missing, unobserved], axis=1), compute
+        )
+        proposal = _gaussian(
+            tf.cast(self.proposal_head(self.proposal_network(proposal_input)[-1]), x.dtype)
+        )
         return proposal, prior, prior_input, prior_states
 
     def _generate(self, z, prior_input, prior_states):
@@ -302,13 +329,15 @@ class VAEAC(keras.Model):
         context = tf.distribute.get_replica_context()
         if context is not None and context.num_replicas_in_sync > 1:
             seed = tf.random.experimental.stateless_fold_in(
-                seed, tf.cast(context.replica_id_in_sync_group, tf.int32))
+                seed, tf.cast(context.replica_id_in_sync_group, tf.int32)
+            )
         return seed
 
     def _prior_regularizer(self, prior):
         mean, scale = prior.distribution.loc, prior.distribution.scale
-        return (-tf.reduce_sum(tf.square(mean), -1) / (2 * self.sigma_mu ** 2)
-                + self.sigma_sigma * tf.reduce_sum(tf.math.log(scale) - scale, -1))
+        return -tf.reduce_sum(tf.square(mean), -1) / (
+            2 * self.sigma_mu**2
+        ) + self.sigma_sigma * tf.reduce_sum(tf.math.log(scale) - scale, -1)
 
     def call(self, x, training=False):
         """The per-row lower bound L(x, b) ``[B]`` under a fresh mask b from ``mask_generator``;
@@ -316,15 +345,15 @@ class VAEAC(keras.Model):
         self._check_width(x.shape)
         x = self._normalize(x)
         batch = tf.shape(x)[0]
-        generated = tf.cast(self.mask_generator(batch, self.features.num_features, self._seed()),
-                            x.dtype)
+        generated = tf.cast(
+            self.mask_generator(batch, self.features.num_features, self._seed()), x.dtype
+        )
         unobserved = tf.maximum(generated, tf.cast(tf.math.is_nan(x), x.dtype))
         proposal, prior, prior_input, prior_states = self._distributions(x, unobserved)
         z = proposal.sample(seed=self._seed())
         params = self._generate(z, prior_input, prior_states)
         reconstruction = self.features.log_prob(x, params, unobserved)
-        bound = (reconstruction - tfd.kl_divergence(proposal, prior)
-                 + self._prior_regularizer(prior))
+        bound = reconstruction - tfd.kl_divergence(proposal, prior) + self._prior_regularizer(prior)
         self.add_loss(-tf.reduce_mean(tf.cast(bound, "float32")) / self.features.num_features)
         return bound
 
@@ -357,8 +386,11 @@ class VAEAC(keras.Model):
         x = self._as_rows(x)
         mask = self._check_mask(mask, x)
         num_samples = _check_int(num_samples, "num_samples")
-        return self._iwae(tf.constant(x), tf.constant(mask), num_samples,
-                          _stateless_seed(seed)).numpy().astype(np.float64)
+        return (
+            self._iwae(tf.constant(x), tf.constant(mask), num_samples, _stateless_seed(seed))
+            .numpy()
+            .astype(np.float64)
+        )
 
     @tf.function
     def _iwae(self, x, mask, num_samples, seed):
@@ -369,8 +401,11 @@ class VAEAC(keras.Model):
 
         def log_weight(z_k):
             params = self._generate(z_k, prior_input, prior_states)
-            return (self.features.log_prob(x, params, unobserved) + prior.log_prob(z_k)
-                    - proposal.log_prob(z_k))
+            return (
+                self.features.log_prob(x, params, unobserved)
+                + prior.log_prob(z_k)
+                - proposal.log_prob(z_k)
+            )
 
         log_w = tf.map_fn(log_weight, z)
         return tf.reduce_logsumexp(log_w, axis=0) - tf.math.log(tf.cast(num_samples, x.dtype))
@@ -394,8 +429,13 @@ class VAEAC(keras.Model):
         """
         x = self._as_rows(x)
         num_imputations = _check_int(num_imputations, "num_imputations")
-        filled = self._impute(tf.constant(x), num_imputations, bool(most_probable),
-                              _stateless_seed(seed)).numpy().astype(np.float64)
+        filled = (
+            self._impute(
+                tf.constant(x), num_imputations, bool(most_probable), _stateless_seed(seed)
+            )
+            .numpy()
+            .astype(np.float64)
+        )
         return np.where(np.isnan(x)[:, None, :], filled, x[:, None, :])
 
     @tf.function
@@ -437,23 +477,28 @@ class VAEAC(keras.Model):
         """
         x = self._as_rows(x, "x")
         mask = np.isnan(x) if mask is None else self._check_mask(mask, x)
-        return VAEACConditional(self, np.where(mask, np.nan, x),
-                                _check_int(num_importance_samples, "num_importance_samples"),
-                                _stateless_seed(seed))
+        return VAEACConditional(
+            self,
+            np.where(mask, np.nan, x),
+            _check_int(num_importance_samples, "num_importance_samples"),
+            _stateless_seed(seed),
+        )
 
     def get_config(self):
         config = super().get_config()
-        config.update({
-            "one_hot_max_sizes": self.one_hot_max_sizes,
-            "latent_dim": self.latent_dim,
-            "width": self.width,
-            "depth": self.depth,
-            "mask_generator": keras.saving.serialize_keras_object(self.mask_generator),
-            "min_scale": self.min_scale,
-            "sigma_mu": self.sigma_mu,
-            "sigma_sigma": self.sigma_sigma,
-            "seed": self.seed,
-        })
+        config.update(
+            {
+                "one_hot_max_sizes": self.one_hot_max_sizes,
+                "latent_dim": self.latent_dim,
+                "width": self.width,
+                "depth": self.depth,
+                "mask_generator": keras.saving.serialize_keras_object(self.mask_generator),
+                "min_scale": self.min_scale,
+                "sigma_mu": self.sigma_mu,
+                "sigma_sigma": self.sigma_sigma,
+                "seed": self.seed,
+            }
+        )
         return config
 
     @classmethod
@@ -472,9 +517,14 @@ class VAEACConditional(tfd.Distribution):
         self._observed = observed  # [n, D] float64, NaN where unobserved
         self._num_importance_samples = num_importance_samples
         self._seed = seed
-        super().__init__(dtype=tf.float64, reparameterization_type=tfd.NOT_REPARAMETERIZED,
-                         validate_args=False, allow_nan_stats=True, parameters=parameters,
-                         name=name)
+        super().__init__(
+            dtype=tf.float64,
+            reparameterization_type=tfd.NOT_REPARAMETERIZED,
+            validate_args=False,
+            allow_nan_stats=True,
+            parameters=parameters,
+            name=name,
+        )
 
     def _batch_shape(self):
         return tf.TensorShape([self._observed.shape[0]])
@@ -493,6 +543,9 @@ class VAEACConditional(tfd.Distribution):
         rows = tf.reshape(value, [-1, self._observed.shape[0], self._observed.shape[1]])
         mask = tf.math.is_nan(tf.constant(self._observed))
         scores = tf.map_fn(
-            lambda r: tf.cast(self._model._iwae(r, mask, self._num_importance_samples,
-                                                self._seed), tf.float64), rows)
+            lambda r: tf.cast(
+                self._model._iwae(r, mask, self._num_importance_samples, self._seed), tf.float64
+            ),
+            rows,
+        )
         return tf.reshape(scores, tf.shape(value)[:-1])

@@ -1,5 +1,6 @@
 """Weight averaging and posteriors from SGD iterates: SWA, SWAG, FGE, mode-connecting curves,
 and ``update_bn`` for the BatchNormalization statistics of new weights."""
+
 from tfbayes.swag.bn import update_bn
 from tfbayes.swag.fge import FGE, fge_learning_rate
 from tfbayes.swag.curves import Curve, curve_coefficients, evaluate_curve, fit_curve

@@ -1,13 +1,15 @@
 """Averaging a model's predicted probabilities over several weight settings (Bayesian model
 averaging over posterior samples, or an ensemble of snapshots)."""
+
 import numpy as np
 import tensorflow as tf
 
 from tfbayes.swag.bn import batch_norm_layers, update_bn
 
 
-def average_predictions(model, weight_setters, x, bn_data=None, batch_size=None,
-                        from_logits=False, bn_batch_size=128):
+def average_predictions(
+    model, weight_setters, x, bn_data=None, batch_size=None, from_logits=False, bn_batch_size=128
+):
     """The mean predictive distribution ``(1/S) sum_s p(y | x, w_s)``.
 
     For every setter ``s`` in ``weight_setters``: ``s()`` loads the weights ``w_s`` into

@@ -6,6 +6,7 @@ variance a network accumulated during training belong to other weights. Used
 as they are, they can ruin the accuracy. :func:`update_bn` recomputes them for
 the current weights as exact averages over a data set.
 """
+
 import weakref
 
 import keras
@@ -19,8 +20,11 @@ def batch_norm_layers(model):
     inference mode in Keras and are left out."""
     layers = [model] if isinstance(model, keras.layers.Layer) else []
     layers += list(model._flatten_layers(include_self=False, recursive=True))
-    return [layer for layer in layers
-            if isinstance(layer, keras.layers.BatchNormalization) and layer.trainable]
+    return [
+        layer
+        for layer in layers
+        if isinstance(layer, keras.layers.BatchNormalization) and layer.trainable
+    ]
 
 
 def iterate_inputs(data, batch_size=128):
@@ -35,7 +39,7 @@ def iterate_inputs(data, batch_size=128):
         data = data[0]
     if _is_array(data):
         for start in range(0, int(data.shape[0]), batch_size):
-            yield data[start:start + batch_size]
+            yield data[start : start + batch_size]
         return
     for batch in data:
         yield batch[0] if isinstance(batch, (tuple, list)) else batch
@@ -65,8 +69,10 @@ def _forward_function(model, layers):
     @tf.function(reduce_retracing=True)
     def forward(x):
         model_ref()(x, training=True)
-        return ([layer.moving_mean.value for layer in layers],
-                [layer.moving_variance.value for layer in layers])
+        return (
+            [layer.moving_mean.value for layer in layers],
+            [layer.moving_variance.value for layer in layers],
+        )
 
     _FORWARDS[model] = (layers, forward)
     return forward
@@ -112,8 +118,10 @@ def update_bn(model, data, batch_size=128):
         return 0
     for layer in layers:
         if layer.renorm:
-            raise ValueError(f"model: BatchNormalization layer {layer.name!r} uses renorm=True, "
-                             "which update_bn does not support")
+            raise ValueError(
+                f"model: BatchNormalization layer {layer.name!r} uses renorm=True, "
+                "which update_bn does not support"
+            )
     momenta = [layer.momentum for layer in layers]
     saved = [(layer.moving_mean.numpy(), layer.moving_variance.numpy()) for layer in layers]
     total = 0
@@ -140,8 +148,10 @@ def update_bn(model, data, batch_size=128):
                 sums[i][1] += n * (v + m * m)
             total += n
         if total == 0:
-            raise ValueError("data: expected at least one example to compute BatchNormalization "
-                             "statistics from, got an empty data set")
+            raise ValueError(
+                "data: expected at least one example to compute BatchNormalization "
+                "statistics from, got an empty data set"
+            )
     except BaseException:
         for layer, (mean, variance) in zip(layers, saved):
             layer.moving_mean.assign(mean)

@@ -18,6 +18,7 @@ The middle bends are trained to minimize the loss averaged over the curve,
 trained curve the loss stays near the endpoints' while on the straight line it rises far
 above them (:func:`evaluate_curve`).
 """
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -53,8 +54,11 @@ def curve_coefficients(curve, num_bends, t, dtype=tf.float64):
 
 def check_t(t, name="t"):
     """Returns ``t`` as a float, or raises ``ValueError`` if it is not a number in [0, 1]."""
-    if isinstance(t, bool) or not isinstance(t, (int, float, np.floating, np.integer)) \
-            or not 0.0 <= t <= 1.0:
+    if (
+        isinstance(t, bool)
+        or not isinstance(t, (int, float, np.floating, np.integer))
+        or not 0.0 <= t <= 1.0
+    ):
         raise ValueError(f"{name}: expected a number in [0, 1], got {t!r}")
     return float(t)
 
@@ -124,12 +128,18 @@ class Curve(keras.Model):
             num_bends = 2 if curve == "line" else 3
         if curve == "line":
             if num_bends != 2:
-                raise ValueError(f"num_bends: the line has 2 bends (its endpoints), got "
-                                 f"{num_bends!r}")
-        elif isinstance(num_bends, bool) or not isinstance(num_bends, (int, np.integer)) \
-                or num_bends < 3:
-            raise ValueError(f"num_bends: expected an int >= 3 (both endpoints and at least one "
-                             f"trainable bend) for curve={curve!r}, got {num_bends!r}")
+                raise ValueError(
+                    f"num_bends: the line has 2 bends (its endpoints), got {num_bends!r}"
+                )
+        elif (
+            isinstance(num_bends, bool)
+            or not isinstance(num_bends, (int, np.integer))
+            or num_bends < 3
+        ):
+            raise ValueError(
+                f"num_bends: expected an int >= 3 (both endpoints and at least one "
+                f"trainable bend) for curve={curve!r}, got {num_bends!r}"
+            )
         self.curve = curve
         self.num_bends = int(num_bends)
         self.seed = seed
@@ -138,8 +148,13 @@ class Curve(keras.Model):
         # model_a's non-trainable weights, the starting point of model_at (saved with the curve).
         self.endpoint_state = []
         for i, v in enumerate(template.non_trainable_weights):
-            var = self.add_weight(shape=v.shape, dtype=v.dtype, name=f"endpoint_state{i}",
-                                  initializer="zeros", trainable=False)
+            var = self.add_weight(
+                shape=v.shape,
+                dtype=v.dtype,
+                name=f"endpoint_state{i}",
+                initializer="zeros",
+                trainable=False,
+            )
             var.assign(v)
             self.endpoint_state.append(var)
         self._seed_generator = keras.random.SeedGenerator(seed)
@@ -149,12 +164,17 @@ class Curve(keras.Model):
         for k in range(self.num_bends):
             frac = k / (self.num_bends - 1)
             bend = []
-            for j, (wa, wb, v) in enumerate(zip(weights_a, weights_b,
-                                                template.trainable_variables)):
+            for j, (wa, wb, v) in enumerate(
+                zip(weights_a, weights_b, template.trainable_variables)
+            ):
                 value = wa if k == 0 else wb if k == self.num_bends - 1 else wa + frac * (wb - wa)
                 var = self.add_weight(
-                    shape=v.shape, dtype=v.dtype, name=f"bend{k}_weight{j}",
-                    initializer="zeros", trainable=0 < k < self.num_bends - 1)
+                    shape=v.shape,
+                    dtype=v.dtype,
+                    name=f"bend{k}_weight{j}",
+                    initializer="zeros",
+                    trainable=0 < k < self.num_bends - 1,
+                )
                 var.assign(value)
                 bend.append(var)
             self.bends.append(bend)
@@ -212,9 +232,11 @@ class Curve(keras.Model):
         """Sets ``model`` (with the architecture) to the weights ``phi(t)`` and recomputes its
         BatchNormalization statistics over ``bn_data``."""
         if batch_norm_layers(model) and bn_data is None:
-            raise ValueError("bn_data: the model has BatchNormalization layers, whose statistics "
-                             "must be recomputed for the weights at t; expected data (e.g. the "
-                             "training inputs), got None")
+            raise ValueError(
+                "bn_data: the model has BatchNormalization layers, whose statistics "
+                "must be recomputed for the weights at t; expected data (e.g. the "
+                "training inputs), got None"
+            )
         for var, value in zip(model.trainable_variables, self._weights_tensors(t)):
             var.assign(value)
         for var, value in zip(model.non_trainable_weights, self.endpoint_state):
@@ -229,8 +251,12 @@ class Curve(keras.Model):
             t = check_t(t)
         model = self.architecture
         outputs, non_trainable, losses = model.stateless_call(
-            self._weights_tensors(t), [v.value for v in model.non_trainable_variables],
-            inputs, training=training, return_losses=True)
+            self._weights_tensors(t),
+            [v.value for v in model.non_trainable_variables],
+            inputs,
+            training=training,
+            return_losses=True,
+        )
         # Keep the architecture's state moving (dropout seeds, BatchNormalization statistics).
         for var, value in zip(model.non_trainable_variables, non_trainable):
             var.assign(value)
@@ -240,8 +266,12 @@ class Curve(keras.Model):
 
     def get_config(self):
         config = super().get_config()
-        config.update(architecture=keras.saving.serialize_keras_object(self.architecture),
-                      curve=self.curve, num_bends=self.num_bends, seed=self.seed)
+        config.update(
+            architecture=keras.saving.serialize_keras_object(self.architecture),
+            curve=self.curve,
+            num_bends=self.num_bends,
+            seed=self.seed,
+        )
         return config
 
     @classmethod
@@ -252,9 +282,21 @@ class Curve(keras.Model):
         return cls(architecture, architecture, **config)
 
 
-def fit_curve(model_a, model_b, data, curve="bezier", num_bends=None, epochs=10, batch_size=32,
-              optimizer="adam", loss=None, seed=None, jit_compile="auto", callbacks=None,
-              verbose=0):
+def fit_curve(
+    model_a,
+    model_b,
+    data,
+    curve="bezier",
+    num_bends=None,
+    epochs=10,
+    batch_size=32,
+    optimizer="adam",
+    loss=None,
+    seed=None,
+    jit_compile="auto",
+    callbacks=None,
+    verbose=0,
+):
     """Trains a curve between two trained models (arXiv 1802.10026).
 
     The middle bends minimize ``E_{t ~ U(0, 1)} L(phi(t))`` by stochastic gradients, with one
@@ -289,20 +331,29 @@ def fit_curve(model_a, model_b, data, curve="bezier", num_bends=None, epochs=10,
     ``O(num_bends * P)`` to form ``phi(t)``.
     """
     if curve == "line":
-        raise ValueError("curve: the line has no bends to train; use "
-                         "Curve(model_a, model_b, curve='line') directly")
+        raise ValueError(
+            "curve: the line has no bends to train; use "
+            "Curve(model_a, model_b, curve='line') directly"
+        )
     if loss is None:
         loss = getattr(model_a, "loss", None)
         if loss is None:
-            raise ValueError("loss: model_a was not compiled with a loss; expected loss=..., "
-                             "got None")
+            raise ValueError(
+                "loss: model_a was not compiled with a loss; expected loss=..., got None"
+            )
     result = Curve(model_a, model_b, curve=curve, num_bends=num_bends, seed=seed)
-    result.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"],
-                   jit_compile=jit_compile)
+    result.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"], jit_compile=jit_compile)
     if isinstance(data, tuple):
         x, y = data
-        result.fit(x, y, epochs=epochs, batch_size=batch_size, shuffle=True,
-                   callbacks=callbacks, verbose=verbose)
+        result.fit(
+            x,
+            y,
+            epochs=epochs,
+            batch_size=batch_size,
+            shuffle=True,
+            callbacks=callbacks,
+            verbose=verbose,
+        )
     else:
         result.fit(data, epochs=epochs, callbacks=callbacks, verbose=verbose)
     return result
@@ -339,8 +390,9 @@ def evaluate_curve(curve, data, ts, loss=None, bn_data=None, batch_size=128):
     if loss is None:
         loss = getattr(curve, "loss", None)
         if loss is None:
-            raise ValueError("loss: the curve was not compiled with a loss; expected loss=..., "
-                             "got None")
+            raise ValueError(
+                "loss: the curve was not compiled with a loss; expected loss=..., got None"
+            )
     model = curve.architecture
     with model.distribute_strategy.scope():  # the strategy the curve was built under
         model.compile(loss=loss, metrics=["accuracy"])
@@ -365,15 +417,18 @@ def _clone_built(model):
     if not clone.built or len(clone.weights) != len(model.weights):
         clone.build_from_config(model.get_build_config())
     if len(clone.weights) != len(model.weights):
-        raise ValueError(f"model: could not rebuild {model.name!r} with the same weights "
-                         f"({len(model.weights)} expected, {len(clone.weights)} built)")
+        raise ValueError(
+            f"model: could not rebuild {model.name!r} with the same weights "
+            f"({len(model.weights)} expected, {len(clone.weights)} built)"
+        )
     clone.set_weights(model.get_weights())
     return clone
 
 
 def _layer_types(model):
-    return [type(layer).__name__
-            for layer in model._flatten_layers(include_self=True, recursive=True)]
+    return [
+        type(layer).__name__ for layer in model._flatten_layers(include_self=True, recursive=True)
+    ]
 
 
 def _check_same_architecture(model_a, model_b):
@@ -381,21 +436,30 @@ def _check_same_architecture(model_a, model_b):
         if not isinstance(model, keras.Model):
             raise TypeError(f"{name}: expected a Keras model, got {type(model).__name__}")
         if not model.built:
-            raise ValueError(f"{name}: expected a built model (call it on data once), "
-                             f"got the unbuilt {model.name!r}")
+            raise ValueError(
+                f"{name}: expected a built model (call it on data once), "
+                f"got the unbuilt {model.name!r}"
+            )
         if not model.trainable_variables:
-            raise ValueError(f"{name}: expected a model with trainable weights, got "
-                             f"{model.name!r} with none")
+            raise ValueError(
+                f"{name}: expected a model with trainable weights, got {model.name!r} with none"
+            )
     if _layer_types(model_a) != _layer_types(model_b):
-        raise ValueError(f"model_b: expected the architecture of model_a (layers "
-                         f"{_layer_types(model_a)}), got layers {_layer_types(model_b)}")
+        raise ValueError(
+            f"model_b: expected the architecture of model_a (layers "
+            f"{_layer_types(model_a)}), got layers {_layer_types(model_b)}"
+        )
     specs_a = [(tuple(v.shape), v.dtype, v.trainable) for v in model_a.weights]
     specs_b = [(tuple(v.shape), v.dtype, v.trainable) for v in model_b.weights]
     if len(specs_a) != len(specs_b):
-        raise ValueError(f"model_b: expected the architecture of model_a ({len(specs_a)} "
-                         f"weights), got {len(specs_b)} weights")
+        raise ValueError(
+            f"model_b: expected the architecture of model_a ({len(specs_a)} "
+            f"weights), got {len(specs_b)} weights"
+        )
     for i, (spec_a, spec_b) in enumerate(zip(specs_a, specs_b)):
         if spec_a != spec_b:
-            raise ValueError(f"model_b: expected the architecture of model_a, got a different "
-                             f"weight {i} ({model_b.weights[i].path}): (shape, dtype, "
-                             f"trainable) = {spec_b} in model_b, {spec_a} in model_a")
+            raise ValueError(
+                f"model_b: expected the architecture of model_a, got a different "
+                f"weight {i} ({model_b.weights[i].path}): (shape, dtype, "
+                f"trainable) = {spec_b} in model_b, {spec_a} in model_a"
+            )

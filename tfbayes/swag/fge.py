@@ -7,6 +7,7 @@ back; at the middle of every cycle, where the learning rate is smallest, the wei
 close to a (new) optimum and are saved as one member of the ensemble. The ensemble predicts
 the mean of its members' class probabilities.
 """
+
 import functools
 
 import keras
@@ -96,37 +97,48 @@ class FGE(keras.callbacks.Callback):
         self.cycle_epochs = _check_int(cycle_epochs, "cycle_epochs", 1)
         self.lr_max = _check_positive(lr_max, "lr_max")
         if not 0 <= check_finite_real(lr_min, "lr_min") <= lr_max:
-            raise ValueError(f"lr_min: expected a number in [0, lr_max] = [0, {lr_max}], "
-                             f"got {lr_min!r}")
+            raise ValueError(
+                f"lr_min: expected a number in [0, lr_max] = [0, {lr_max}], got {lr_min!r}"
+            )
         self.lr_min = float(lr_min)
-        self.steps_per_epoch = (None if steps_per_epoch is None
-                                else _check_int(steps_per_epoch, "steps_per_epoch", 1))
+        self.steps_per_epoch = (
+            None if steps_per_epoch is None else _check_int(steps_per_epoch, "steps_per_epoch", 1)
+        )
         self.cycle_steps = None
         self.snapshots = []
         self._step = 0
 
     def on_train_begin(self, logs=None):
         if getattr(self.model, "steps_per_execution", 1) != 1:
-            raise ValueError(f"model: FGE sets the learning rate before every step and needs "
-                             f"steps_per_execution=1 in compile, got "
-                             f"{self.model.steps_per_execution}")
+            raise ValueError(
+                f"model: FGE sets the learning rate before every step and needs "
+                f"steps_per_execution=1 in compile, got "
+                f"{self.model.steps_per_execution}"
+            )
         steps = self.steps_per_epoch or self.params.get("steps")
         if not steps:
-            raise ValueError("steps_per_epoch: model.fit does not know the number of steps in "
-                             "an epoch; pass steps_per_epoch to FGE")
+            raise ValueError(
+                "steps_per_epoch: model.fit does not know the number of steps in "
+                "an epoch; pass steps_per_epoch to FGE"
+            )
         cycle_steps = self.cycle_epochs * int(steps)
         if cycle_steps < 2:
-            raise ValueError(f"cycle_epochs: expected a cycle of at least 2 steps, got "
-                             f"{self.cycle_epochs} epoch(s) of {steps} step(s)")
+            raise ValueError(
+                f"cycle_epochs: expected a cycle of at least 2 steps, got "
+                f"{self.cycle_epochs} epoch(s) of {steps} step(s)"
+            )
         rate = getattr(self.model.optimizer, "_learning_rate", None)
         if isinstance(rate, keras.optimizers.schedules.LearningRateSchedule) or callable(rate):
-            raise ValueError("model: the optimizer's learning rate is a schedule, which FGE "
-                             "cannot overwrite; give the optimizer a constant learning rate")
+            raise ValueError(
+                "model: the optimizer's learning rate is a schedule, which FGE "
+                "cannot overwrite; give the optimizer a constant learning rate"
+            )
         self.cycle_steps = cycle_steps
 
     def on_train_batch_begin(self, batch, logs=None):
         self.model.optimizer.learning_rate = fge_learning_rate(
-            self._step, self.cycle_steps, self.lr_max, self.lr_min)
+            self._step, self.cycle_steps, self.lr_max, self.lr_min
+        )
 
     def on_train_batch_end(self, batch, logs=None):
         if is_snapshot_step(self._step, self.cycle_steps):
@@ -162,9 +174,16 @@ class FGE(keras.callbacks.Callback):
         Cost: S forward passes over ``x`` (plus S over ``bn_data``).
         """
         if not self.snapshots:
-            raise ValueError("FGE has no snapshots yet: train with model.fit(..., "
-                             "callbacks=[fge]) for at least half a cycle first")
+            raise ValueError(
+                "FGE has no snapshots yet: train with model.fit(..., "
+                "callbacks=[fge]) for at least half a cycle first"
+            )
         model = self.model if model is None else model
         return average_predictions(
-            model, [functools.partial(model.set_weights, weights) for weights in self.snapshots],
-            x, bn_data=bn_data, batch_size=batch_size, from_logits=from_logits)
+            model,
+            [functools.partial(model.set_weights, weights) for weights in self.snapshots],
+            x,
+            bn_data=bn_data,
+            batch_size=batch_size,
+            from_logits=from_logits,
+        )

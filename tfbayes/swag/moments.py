@@ -1,4 +1,5 @@
 """Running moments of a sequence of weight vectors, shared by SWA and SWAG."""
+
 import numpy as np
 
 
@@ -68,8 +69,12 @@ class RunningMoments:
 
     def state(self):
         """The collected state as a dict of NumPy arrays (see :meth:`from_state`)."""
-        state = {"count": np.asarray(self.count), "mean": self.mean,
-                 "max_rank": np.asarray(self.max_rank), "deviations": self.deviations()}
+        state = {
+            "count": np.asarray(self.count),
+            "mean": self.mean,
+            "max_rank": np.asarray(self.max_rank),
+            "deviations": self.deviations(),
+        }
         if self.m2 is not None:
             state["m2"] = self.m2
         return state
@@ -86,6 +91,7 @@ class RunningMoments:
         deviations = np.asarray(state["deviations"])
         k = deviations.shape[0]
         if k:
-            moments._ring[(np.arange(moments.count - k, moments.count) % moments.max_rank)] = \
+            moments._ring[(np.arange(moments.count - k, moments.count) % moments.max_rank)] = (
                 deviations
+            )
         return moments

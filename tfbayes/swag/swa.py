@@ -1,4 +1,5 @@
 """Stochastic Weight Averaging (Izmailov et al. 2018, arXiv 1803.05407) as a Keras callback."""
+
 import json
 import os
 import warnings
@@ -92,20 +93,32 @@ class SWA(keras.callbacks.Callback):
 
     _track_variance = False
 
-    def __init__(self, start_epoch, swa_lr=None, lr_init=None, every_n_steps=None,
-                 bn_data=None, bn_batch_size=128, set_weights_at_end=True, ramp=(0.5, 0.9)):
+    def __init__(
+        self,
+        start_epoch,
+        swa_lr=None,
+        lr_init=None,
+        every_n_steps=None,
+        bn_data=None,
+        bn_batch_size=128,
+        set_weights_at_end=True,
+        ramp=(0.5, 0.9),
+    ):
         super().__init__()
         self.start_epoch = _check_int(start_epoch, "start_epoch", 0)
         self.swa_lr = None if swa_lr is None else _check_positive(swa_lr, "swa_lr")
         self.lr_init = None if lr_init is None else _check_positive(lr_init, "lr_init")
-        self.every_n_steps = (None if every_n_steps is None
-                              else _check_int(every_n_steps, "every_n_steps", 1))
+        self.every_n_steps = (
+            None if every_n_steps is None else _check_int(every_n_steps, "every_n_steps", 1)
+        )
         self.bn_batch_size = _check_int(bn_batch_size, "bn_batch_size", 1)
         self.bn_data = bn_data
         self.set_weights_at_end = bool(set_weights_at_end)
-        if (not isinstance(ramp, (tuple, list)) or len(ramp) != 2
-                or not 0 <= check_finite_real(ramp[0], "ramp") < check_finite_real(
-                    ramp[1], "ramp") <= 1):
+        if (
+            not isinstance(ramp, (tuple, list))
+            or len(ramp) != 2
+            or not 0 <= check_finite_real(ramp[0], "ramp") < check_finite_real(ramp[1], "ramp") <= 1
+        ):
             raise ValueError(f"ramp: expected two fractions 0 <= a < b <= 1, got {ramp!r}")
         self.ramp = (float(ramp[0]), float(ramp[1]))
         self.moments = None
@@ -119,17 +132,25 @@ class SWA(keras.callbacks.Callback):
 
     def get_config(self):
         """The constructor arguments (except ``bn_data``), as saved by :meth:`save`."""
-        return {"start_epoch": self.start_epoch, "swa_lr": self.swa_lr, "lr_init": self.lr_init,
-                "every_n_steps": self.every_n_steps, "bn_batch_size": self.bn_batch_size,
-                "set_weights_at_end": self.set_weights_at_end, "ramp": list(self.ramp)}
+        return {
+            "start_epoch": self.start_epoch,
+            "swa_lr": self.swa_lr,
+            "lr_init": self.lr_init,
+            "every_n_steps": self.every_n_steps,
+            "bn_batch_size": self.bn_batch_size,
+            "set_weights_at_end": self.set_weights_at_end,
+            "ramp": list(self.ramp),
+        }
 
     # Collection -------------------------------------------------------------------------
 
     def _flat(self, model=None):
         model = self.model if model is None else model
         if model is None:
-            raise ValueError("model: expected a Keras model, got None (pass model=, or use "
-                             "this callback in model.fit first)")
+            raise ValueError(
+                "model: expected a Keras model, got None (pass model=, or use "
+                "this callback in model.fit first)"
+            )
         flat = FlatWeights(model)
         if self._shapes is not None:
             flat.check_matches(self._shapes, f"the collected state of {type(self).__name__}")
@@ -140,29 +161,40 @@ class SWA(keras.callbacks.Callback):
         if epochs is not None:
             last = epochs - 1 if self.every_n_steps is None else epochs
             if self.start_epoch >= last:
-                per = ("the end of each epoch" if self.every_n_steps is None
-                       else f"every {self.every_n_steps} steps")
+                per = (
+                    "the end of each epoch"
+                    if self.every_n_steps is None
+                    else f"every {self.every_n_steps} steps"
+                )
                 raise ValueError(
                     f"start_epoch: expected an epoch before {last} so that averaging at {per} "
                     f"collects at least two weight vectors in fit(epochs={epochs}), got "
-                    f"{self.start_epoch}")
+                    f"{self.start_epoch}"
+                )
         self._flat_weights = self._flat()
-        if (self.set_weights_at_end and self.bn_data is None
-                and batch_norm_layers(self.model)):
-            raise ValueError("bn_data: the model has BatchNormalization layers, whose statistics "
-                             "must be recomputed for the averaged weights; pass the training "
-                             "inputs as bn_data (or set_weights_at_end=False), got None")
+        if self.set_weights_at_end and self.bn_data is None and batch_norm_layers(self.model):
+            raise ValueError(
+                "bn_data: the model has BatchNormalization layers, whose statistics "
+                "must be recomputed for the averaged weights; pass the training "
+                "inputs as bn_data (or set_weights_at_end=False), got None"
+            )
         if self.moments is None:
-            self.moments = RunningMoments(self._flat_weights.size, self._flat_weights.dtype,
-                                          self._track_variance, self._max_rank())
+            self.moments = RunningMoments(
+                self._flat_weights.size,
+                self._flat_weights.dtype,
+                self._track_variance,
+                self._max_rank(),
+            )
             self._shapes = self._flat_weights.shapes
         if self.swa_lr is not None:
             optimizer = self.model.optimizer
             rate = getattr(optimizer, "_learning_rate", None)
             if isinstance(rate, keras.optimizers.schedules.LearningRateSchedule) or callable(rate):
-                raise ValueError("swa_lr: the optimizer's learning rate is a schedule, which SWA "
-                                 "cannot overwrite; pass swa_lr=None to keep the schedule, or "
-                                 f"give the optimizer a constant rate (got swa_lr={self.swa_lr})")
+                raise ValueError(
+                    "swa_lr: the optimizer's learning rate is a schedule, which SWA "
+                    "cannot overwrite; pass swa_lr=None to keep the schedule, or "
+                    f"give the optimizer a constant rate (got swa_lr={self.swa_lr})"
+                )
             if self.lr_init is None:
                 self.lr_init = float(np.asarray(optimizer.learning_rate))
 
@@ -170,7 +202,8 @@ class SWA(keras.callbacks.Callback):
         self._epoch = epoch
         if self.swa_lr is not None:
             self.model.optimizer.learning_rate = swa_learning_rate(
-                epoch, self.start_epoch, self.lr_init, self.swa_lr, self.ramp)
+                epoch, self.start_epoch, self.lr_init, self.swa_lr, self.ramp
+            )
 
     def on_train_batch_end(self, batch, logs=None):
         if self.every_n_steps is not None and self._epoch >= self.start_epoch:
@@ -190,8 +223,10 @@ class SWA(keras.callbacks.Callback):
         if not self.set_weights_at_end:
             return
         if self.moments.count == 0:
-            warnings.warn(f"{type(self).__name__}: training ended before any weights were "
-                          "averaged; the model keeps its last weights")
+            warnings.warn(
+                f"{type(self).__name__}: training ended before any weights were "
+                "averaged; the model keeps its last weights"
+            )
             return
         self.set_average_weights(bn_data=self.bn_data)
 
@@ -200,8 +235,10 @@ class SWA(keras.callbacks.Callback):
     def _require(self, minimum):
         if self.moments is None or self.moments.count < minimum:
             count = 0 if self.moments is None else self.moments.count
-            raise ValueError(f"{type(self).__name__}: expected at least {minimum} collected weight "
-                             f"vector(s), got {count}; train with the callback first")
+            raise ValueError(
+                f"{type(self).__name__}: expected at least {minimum} collected weight "
+                f"vector(s), got {count}; train with the callback first"
+            )
 
     def set_average_weights(self, model=None, bn_data=None):
         """Sets ``model``'s (default: the trained model's) trainable weights to the average
@@ -223,8 +260,11 @@ class SWA(keras.callbacks.Callback):
         """
         self._require(1)
         arrays = {f"moments/{key}": value for key, value in self.moments.state().items()}
-        header = {"class": type(self).__name__, "config": self.get_config(),
-                  "shapes": [list(shape) for shape in self._shapes]}
+        header = {
+            "class": type(self).__name__,
+            "config": self.get_config(),
+            "shapes": [list(shape) for shape in self._shapes],
+        }
         np.savez(path, header=np.asarray(json.dumps(header)), **arrays)
 
     @classmethod
@@ -235,11 +275,15 @@ class SWA(keras.callbacks.Callback):
             path += ".npz"
         with np.load(path) as archive:
             header = json.loads(str(archive["header"]))
-            state = {key.split("/", 1)[1]: archive[key] for key in archive.files
-                     if key.startswith("moments/")}
+            state = {
+                key.split("/", 1)[1]: archive[key]
+                for key in archive.files
+                if key.startswith("moments/")
+            }
         if header["class"] != cls.__name__:
-            raise ValueError(f"path: expected a saved {cls.__name__}, got a saved "
-                             f"{header['class']} in {path!r}")
+            raise ValueError(
+                f"path: expected a saved {cls.__name__}, got a saved {header['class']} in {path!r}"
+            )
         callback = cls(bn_data=bn_data, **header["config"])
         callback.moments = RunningMoments.from_state(state)
         callback._shapes = [tuple(shape) for shape in header["shapes"]]

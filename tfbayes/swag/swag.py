@@ -16,6 +16,7 @@ one deviation is held (``K = 1``). SWAG-Diag drops the low-rank part:
 ``N(mean, scale * diag(sigma^2))``. Costs: memory ``(K + 2) P`` numbers, a sample
 O(P K), ``log_prob`` O(P K^2) by the Woodbury identity; no ``P x P`` matrix is formed.
 """
+
 import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
@@ -96,12 +97,14 @@ class SWAG(SWA):
         variance = self.moments.variance(self.var_floor)
         deviations = self.moments.deviations()
         if not self.max_rank:
-            return tfd.MultivariateNormalDiag(loc, tf.constant(np.sqrt(scale * variance)),
-                                              name="SWAGDiag")
+            return tfd.MultivariateNormalDiag(
+                loc, tf.constant(np.sqrt(scale * variance)), name="SWAGDiag"
+            )
         rank = deviations.shape[0]
         factor = deviations.T * np.sqrt(scale / max(rank - 1, 1)).astype(deviations.dtype)
         return tfd.MultivariateNormalDiagPlusLowRankCovariance(
-            loc, tf.constant(scale * variance), tf.constant(factor), name="SWAG")
+            loc, tf.constant(scale * variance), tf.constant(factor), name="SWAG"
+        )
 
     def sample_weights(self, model=None, scale=0.5, seed=None, bn_data=None):
         """Sets ``model``'s trainable weights to one posterior sample.
@@ -123,8 +126,17 @@ class SWAG(SWA):
             update_bn(self.model if model is None else model, bn_data, self.bn_batch_size)
         return sample
 
-    def predict_bma(self, x, num_samples=30, scale=0.5, bn_data=None, seed=None, model=None,
-                    batch_size=None, from_logits=False):
+    def predict_bma(
+        self,
+        x,
+        num_samples=30,
+        scale=0.5,
+        bn_data=None,
+        seed=None,
+        model=None,
+        batch_size=None,
+        from_logits=False,
+    ):
         """Bayesian model averaging: the mean predicted probabilities over posterior samples.
 
         For each of ``num_samples`` samples the model gets the sampled weights (and, when it
@@ -152,13 +164,16 @@ class SWAG(SWA):
         model = self.model if model is None else model
         self._flat(model)
         if bn_data is None and batch_norm_layers(model):
-            raise ValueError("bn_data: the model has BatchNormalization layers, whose statistics "
-                             "must be recomputed for every sampled weight vector; pass the "
-                             "training inputs as bn_data, got None")
+            raise ValueError(
+                "bn_data: the model has BatchNormalization layers, whose statistics "
+                "must be recomputed for every sampled weight vector; pass the "
+                "training inputs as bn_data, got None"
+            )
         seeds = tfp.random.split_seed(seed, n=num_samples)
         setters = (lambda s=s: self.sample_weights(model, scale, s) for s in seeds)
-        return average_predictions(model, setters, x, bn_data, batch_size, from_logits,
-                                   self.bn_batch_size)
+        return average_predictions(
+            model, setters, x, bn_data, batch_size, from_logits, self.bn_batch_size
+        )
 
 
 class SWAGDiag(SWAG):
