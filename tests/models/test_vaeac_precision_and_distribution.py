@@ -1,8 +1,5 @@
 """VAEAC under Keras's mixed-precision policies and under tf.distribute.MirroredStrategy."""
 
-import os
-import subprocess
-import sys
 import textwrap
 
 import keras
@@ -10,6 +7,7 @@ import numpy as np
 import pytest
 
 from tfbayes.models import VAEAC
+from fresh_process import run_script
 
 UNIT_ROUNDOFF = {"mixed_float16": 2.0**-11, "mixed_bfloat16": 2.0**-8}
 
@@ -122,18 +120,7 @@ def test_mirrored_strategy_averages_replica_gradients_and_trains(tmp_path):
     measured spread), while summing instead of averaging the replicas' gradients would double the
     step (a difference as large as the step itself, checked to be far above the bound)."""
     out = tmp_path / "out.npz"
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    result = subprocess.run(
-        [sys.executable, "-c", DISTRIBUTED, str(out)],
-        cwd=root,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    r = np.load(out)
+    r = run_script(DISTRIBUTED, out, timeout=600)
     noise = np.linalg.norm(r["one_a"] - r["one_b"])
     assert 3 * noise < np.linalg.norm(r["one_a"])  # the test can tell 1x from 2x steps
     assert np.linalg.norm(r["mirrored"] - r["one_a"]) <= 3 * noise

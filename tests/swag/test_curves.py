@@ -3,9 +3,6 @@ NumPy, the forward pass and evaluation against a NumPy network, training on real
 saving, and MirroredStrategy against one device."""
 
 import math
-import os
-import subprocess
-import sys
 import textwrap
 
 import keras
@@ -17,6 +14,7 @@ from sklearn.datasets import load_digits
 from numpy_mlp import mlp, mlp_logits, softmax
 from tf_modes import MODES, run_in_mode
 from tfbayes.swag import Curve, curve_coefficients, evaluate_curve, fit_curve
+from fresh_process import run_script
 
 TS = [0.0, 0.1, 1 / 3, 0.5, 0.6, 0.77, 0.999, 1.0]
 
@@ -328,18 +326,7 @@ def test_mirrored_strategy_equals_single_device(tmp_path):
     """fit_curve and evaluate_curve under two replicas: the same trained bend (the replicas
     share each batch's t) and losses as on one device."""
     out = tmp_path / "out.npz"
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    result = subprocess.run(
-        [sys.executable, "-c", DISTRIBUTED, str(out)],
-        cwd=root,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    r = np.load(out)
+    r = run_script(DISTRIBUTED, out, timeout=300)
     assert np.abs(r["bend_1"]).max() > 0
     np.testing.assert_allclose(r["bend_m"], r["bend_1"], rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(r["loss_m"], r["loss_1"], rtol=1e-5)

@@ -3,12 +3,10 @@
 Logical devices must be configured before TF initializes, so the runs happen in a fresh
 Python process that saves its arrays; the assertions are made here."""
 
-import os
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
+from fresh_process import run_script
 
 SCRIPT = textwrap.dedent("""
     import sys
@@ -68,18 +66,7 @@ SCRIPT = textwrap.dedent("""
 
 def test_mirrored_strategy_moments_equal_single_device(tmp_path):
     out = tmp_path / "out.npz"
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    result = subprocess.run(
-        [sys.executable, "-c", SCRIPT, str(out)],
-        cwd=root,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    r = np.load(out)
+    r = run_script(SCRIPT, out, timeout=300)
     w = r["weights_m"].astype(np.float64)
     assert w.shape[0] == 5
     running = np.cumsum(w, 0) / np.arange(1, 6)[:, None]

@@ -2,9 +2,6 @@
 snapshots against a NumPy simulation, the ensemble's prediction against NumPy, errors, and
 MirroredStrategy against one device."""
 
-import os
-import subprocess
-import sys
 import textwrap
 
 import keras
@@ -14,6 +11,7 @@ import tensorflow as tf
 
 from numpy_mlp import mlp, mlp_logits, softmax
 from tfbayes.swag import FGE, fge_learning_rate
+from fresh_process import run_script
 
 
 def _numpy_schedule(step, c, lr_max, lr_min):
@@ -232,18 +230,7 @@ def test_mirrored_strategy_equals_single_device(tmp_path):
     """Two replicas (batches of 16 split in two): the same snapshots and ensemble as one
     device, up to float32 summation order."""
     out = tmp_path / "out.npz"
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    result = subprocess.run(
-        [sys.executable, "-c", DISTRIBUTED, str(out)],
-        cwd=root,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    r = np.load(out)
+    r = run_script(DISTRIBUTED, out, timeout=300)
     assert r["snaps_m"].shape == r["snaps_1"].shape == (2, 3 * 4 + 4 + 4 * 2 + 2)
     np.testing.assert_allclose(r["snaps_m"], r["snaps_1"], rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(r["probs_m"], r["probs_1"], rtol=1e-5, atol=1e-6)
