@@ -31,6 +31,8 @@ few compilations.
 
 import tensorflow as tf
 
+from tfbayes.distributions.base import derive_seed
+
 __all__ = ["map_chunks", "call_in_blocks", "CHUNK_SIZE", "BLOCK_SIZE"]
 
 CHUNK_SIZE = 16384
@@ -128,9 +130,7 @@ _blocks_as_graph = tf.function(_call_blocks, autograph=False)
 
 
 def _block_seed(seed, index):
-    if seed is None:
-        return None
-    return tf.random.experimental.stateless_fold_in(seed, index, alg="philox")
+    return None if seed is None else derive_seed(seed, index)
 
 
 def _bucket(size):
