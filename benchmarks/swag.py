@@ -23,13 +23,19 @@ every method:
 
 Every run feeds a seeded ``tf.data`` pipeline that reshuffles each epoch. OOD inputs are
 the 10,000 MNIST digits of ``mnist_10k.npz``; the AUROC separates them from the
-Fashion-MNIST test set by predictive entropy. Timings (the time SWAG collection adds to an
-epoch, ``predict_bma``'s cost per sample against one prediction) are ratios measured in the
-same run; they are only meaningful on an idle machine.
+Fashion-MNIST test set by predictive entropy. The results file is rewritten after every
+method, so a stopped run keeps what it finished.
+
+``--timing-only`` measures the costs instead, on the full training set, and refuses to
+start on a loaded machine (``benchmarks/machine.py``): the epoch time with SWAG collection
+against a plain SGD epoch (``--timing-epochs`` each, the first dropped as warm-up), the
+share of the SWAG epoch spent collecting, and ``predict_bma``'s cost per sample (one BN
+update over the training set plus one prediction) against one plain prediction.
 
 Run: ``python benchmarks/swag.py [--quick] [--seed 0]``. ``--quick`` trains on 10,000
 images for 6 epochs (test on 2,000), a smoke run whose numbers are not the benchmark's.
-Writes ``benchmarks/results/swag.json`` (``swag_quick.json`` with ``--quick``).
+Writes ``benchmarks/results/swag.json`` (``swag_quick.json`` with ``--quick``,
+``swag_timing.json`` with ``--timing-only``).
 """
 
 import argparse
@@ -48,6 +54,7 @@ import tensorflow as tf  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from machine import LoadLog, add_load_arguments, machine_record, require_idle  # noqa: E402
 from tfbayes import metrics  # noqa: E402
 from tfbayes.datasets import load_fashion_mnist  # noqa: E402
 from tfbayes.swag import (  # noqa: E402
@@ -183,6 +190,66 @@ def fit_temperature(logits, labels):
     return float(np.exp(scipy.optimize.minimize_scalar(nll, bounds=(-3, 3), method="bounded").x))
 
 
+def measure_costs(args, x_train, y_train, x_eval):
+    """Epoch time with and without SWAG collection, and ``predict_bma`` against ``predict``."""
+    require_idle(args)
+    log, epochs = LoadLog(), args.timing_epochs
+    sgd_timer, swag_timer = EpochTimer(), EpochTimer()
+    model = make_cnn(args.seed)
+    with log.block(f"sgd, {epochs} epochs"):
+        model.fit(
+            pipeline(x_train, y_train, args.seed),
+            epochs=epochs,
+            verbose=0,
+            callbacks=[sgd_schedule(epochs), sgd_timer],
+        )
+    model.predict(x_eval, batch_size=512, verbose=0)  # warm-up
+    with log.block("predict"):
+        start = time.perf_counter()
+        model.predict(x_eval, batch_size=512, verbose=0)
+        predict_seconds = time.perf_counter() - start
+    swag = TimedSWAG(0, max_rank=20, swa_lr=args.swa_lr, lr_init=LR, set_weights_at_end=False)
+    model = make_cnn(args.seed)
+    with log.block(f"swag, {epochs} epochs"):
+        model.fit(
+            pipeline(x_train, y_train, args.seed),
+            epochs=epochs,
+            verbose=0,
+            callbacks=[swag, swag_timer],
+        )
+    num_samples = 5
+    with log.block(f"predict_bma, {num_samples} samples"):
+        start = time.perf_counter()
+        swag.predict_bma(
+            x_eval,
+            num_samples,
+            bn_data=x_train,
+            seed=tf.constant([args.seed, 1]),
+            batch_size=512,
+            from_logits=True,
+        )
+        bma_seconds = time.perf_counter() - start
+    costs = {
+        "swag_epoch_over_sgd_epoch": float(
+            np.median(swag_timer.times[1:]) / np.median(sgd_timer.times[1:])
+        ),
+        "swag_collect_fraction_of_epoch": swag.collect_seconds / sum(swag_timer.times),
+        "predict_bma_per_sample_over_predict": bma_seconds / num_samples / predict_seconds,
+        "sgd_epoch_seconds": sgd_timer.times,
+        "swag_epoch_seconds": swag_timer.times,
+        "predict_seconds": predict_seconds,
+        "predict_bma_seconds_per_sample": bma_seconds / num_samples,
+        "train_size": len(x_train),
+        "eval_size": len(x_eval),
+    }
+    print(json.dumps(costs, indent=1))
+    out = ROOT / "benchmarks" / "results" / "swag_timing.json"
+    out.write_text(
+        json.dumps({"costs": costs, "machine": machine_record(args, log)}, indent=1) + "\n"
+    )
+    print(f"wrote {out}")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="a smoke run on a data subset")
@@ -193,6 +260,9 @@ def main():
     parser.add_argument("--collect-per-epoch", type=int, default=None, help="default 1; quick 4")
     parser.add_argument("--curve-epochs", type=int, default=None, help="default 20; quick 2")
     parser.add_argument("--mnist", default=None, help="path of mnist_10k.npz")
+    parser.add_argument("--timing-only", action="store_true", help="measure the costs only")
+    parser.add_argument("--timing-epochs", type=int, default=4, help="epochs per timed run")
+    add_load_arguments(parser)
     args = parser.parse_args()
     epochs = args.epochs or (6 if args.quick else 40)
     num_samples = args.num_samples or (10 if args.quick else 30)
@@ -202,10 +272,37 @@ def main():
         args.quick, mnist_path(args.mnist)
     )
     x_eval = np.concatenate([x_test, x_ood])  # one prediction pass for test + OOD
+    if args.timing_only:
+        return measure_costs(args, x_train, y_train, x_eval)
     n_test = len(x_test)
     bn_data = x_train if not args.quick else x_train[:5000]
     steps = int(np.ceil(len(x_train) / BATCH))
-    results, timings = {}, {}
+    start_epoch = epochs // 2
+    every = None if per_epoch == 1 else steps // per_epoch
+    config = {
+        "quick": args.quick,
+        "seed": args.seed,
+        "epochs": epochs,
+        "lr": LR,
+        "weight_decay": WEIGHT_DECAY,
+        "swa_lr": args.swa_lr,
+        "start_epoch": start_epoch,
+        "collect_every_n_steps": every,
+        "num_samples": num_samples,
+        "batch_size": BATCH,
+        "train_size": len(x_train),
+        "test_size": n_test,
+        "ood_size": len(x_ood),
+        "bn_data_size": len(bn_data),
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+    }
+    out = ROOT / "benchmarks" / "results" / ("swag_quick.json" if args.quick else "swag.json")
+    out.parent.mkdir(exist_ok=True)
+    results = {}
+
+    def save():
+        out.write_text(json.dumps({"config": config, "results": results}, indent=1) + "\n")
 
     def record(name, probs, extra=None):
         results[name] = dict(evaluate(probs[:n_test], y_test, probs[n_test:]), **(extra or {}))
@@ -213,33 +310,30 @@ def main():
             f"{name:>16}: " + ", ".join(f"{k} {v:.4f}" for k, v in results[name].items()),
             flush=True,
         )
+        save()
 
     # SGD and the ensemble members.
-    members, endpoints, sgd_timer = [], [], EpochTimer()
+    members, endpoints = [], []
     for member in range(5):
         model = make_cnn(args.seed + member)
         model.fit(
             pipeline(x_train, y_train, args.seed + member),
             epochs=epochs,
             verbose=0,
-            callbacks=[sgd_schedule(epochs)] + ([sgd_timer] if member == 0 else []),
+            callbacks=[sgd_schedule(epochs)],
         )
         members.append(softmax(model.predict(x_eval, batch_size=512, verbose=0)))
         if member < 2:
             endpoints.append(model)
         if member == 0:
-            start = time.perf_counter()
             logits = model.predict(x_eval, batch_size=512, verbose=0)
-            predict_seconds = time.perf_counter() - start
             record("sgd", softmax(logits))
             temperature = fit_temperature(model.predict(x_val, batch_size=512, verbose=0), y_val)
             record("sgd_temperature", softmax(logits / temperature), {"temperature": temperature})
     record("deep_ensemble_5", np.mean(members, 0), {"budgets": 5})
 
     # SWA, SWAG and SWAG-Diag from one run.
-    start_epoch = epochs // 2
-    every = None if per_epoch == 1 else steps // per_epoch
-    swag = TimedSWAG(
+    swag = SWAG(
         start_epoch,
         max_rank=20,
         swa_lr=args.swa_lr,
@@ -249,13 +343,9 @@ def main():
         set_weights_at_end=False,
     )
     diag = SWAGDiag(start_epoch, every_n_steps=every, set_weights_at_end=False)
-    swag_timer = EpochTimer()
     model = make_cnn(args.seed)
     model.fit(
-        pipeline(x_train, y_train, args.seed),
-        epochs=epochs,
-        verbose=0,
-        callbacks=[swag, diag, swag_timer],
+        pipeline(x_train, y_train, args.seed), epochs=epochs, verbose=0, callbacks=[swag, diag]
     )
     swag.set_average_weights(bn_data=bn_data)
     record(
@@ -263,7 +353,6 @@ def main():
         softmax(model.predict(x_eval, batch_size=512, verbose=0)),
         {"collected": swag.moments.count},
     )
-    start = time.perf_counter()
     probs = swag.predict_bma(
         x_eval,
         num_samples,
@@ -273,7 +362,6 @@ def main():
         batch_size=512,
         from_logits=True,
     )
-    bma_seconds = time.perf_counter() - start
     record("swag", probs, {"num_samples": num_samples, "scale": 0.5, "rank": 20})
     record(
         "swag_diag",
@@ -334,6 +422,7 @@ def main():
             flush=True,
         )
     results["curves"] = curves
+    save()
 
     # MC dropout.
     model = make_cnn(args.seed, dropout=0.25)
@@ -352,39 +441,6 @@ def main():
         {"num_samples": num_samples},
     )
 
-    collecting = swag_timer.times[start_epoch:]
-    timings = {
-        "valid": "ratios measured in one run; meaningful only on an idle machine",
-        "swag_collect_fraction_of_epoch": swag.collect_seconds / max(sum(collecting), 1e-9),
-        "swag_epoch_over_sgd_epoch": float(
-            np.median(collecting) / np.median(sgd_timer.times[start_epoch:])
-        ),
-        "predict_bma_per_sample_over_predict": bma_seconds / num_samples / predict_seconds,
-    }
-    print(json.dumps(timings, indent=1))
-    out = ROOT / "benchmarks" / "results" / ("swag_quick.json" if args.quick else "swag.json")
-    out.parent.mkdir(exist_ok=True)
-    config = {
-        "quick": args.quick,
-        "seed": args.seed,
-        "epochs": epochs,
-        "lr": LR,
-        "weight_decay": WEIGHT_DECAY,
-        "swa_lr": args.swa_lr,
-        "start_epoch": start_epoch,
-        "collect_every_n_steps": every,
-        "num_samples": num_samples,
-        "batch_size": BATCH,
-        "train_size": len(x_train),
-        "test_size": n_test,
-        "ood_size": len(x_ood),
-        "bn_data_size": len(bn_data),
-        "tensorflow": tf.__version__,
-        "keras": keras.__version__,
-    }
-    out.write_text(
-        json.dumps({"config": config, "results": results, "timings": timings}, indent=1) + "\n"
-    )
     print(f"wrote {out}")
 
 
