@@ -83,27 +83,22 @@ class ResidualUnit(keras.layers.Layer):
                 f"got shape {tuple(input_shape)}"
             )
         channels = int(input_shape[-1])
-        policy = self.dtype_policy
-        self.norm1 = keras.layers.BatchNormalization(dtype=policy, name="bn1")
-        self.conv1 = keras.layers.Conv2D(
-            channels,
-            self.kernel_size,
-            padding="same",
-            use_bias=False,
-            dtype=policy,
-            name="conv1",
-            kernel_initializer=self.kernel_initializer,
-        )
-        self.norm2 = keras.layers.BatchNormalization(dtype=policy, name="bn2")
-        self.conv2 = keras.layers.Conv2D(
-            channels,
-            self.kernel_size,
-            padding="same",
-            use_bias=False,
-            dtype=policy,
-            name="conv2",
-            kernel_initializer=self.kernel_initializer,
-        )
+
+        def conv(name):
+            return keras.layers.Conv2D(
+                channels,
+                self.kernel_size,
+                padding="same",
+                use_bias=False,
+                dtype=self.dtype_policy,
+                name=name,
+                kernel_initializer=self.kernel_initializer,
+            )
+
+        self.norm1 = keras.layers.BatchNormalization(dtype=self.dtype_policy, name="bn1")
+        self.conv1 = conv("conv1")
+        self.norm2 = keras.layers.BatchNormalization(dtype=self.dtype_policy, name="bn2")
+        self.conv2 = conv("conv2")
         for layer in (self.norm1, self.conv1, self.norm2, self.conv2):
             layer.build(input_shape)
 
