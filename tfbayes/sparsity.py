@@ -815,7 +815,7 @@ def _weight_counts(layer):
     total = sum(
         int(np.prod(w.shape))
         for w in layer.trainable_weights
-        if not w.path.endswith("bias") and id(w) not in inner
+        if len(w.shape) >= 2 and id(w) not in inner
     )
     return {"weights": (total, total)} if total else {}
 
@@ -907,8 +907,10 @@ def _flops_by_name(model):
 def sparsity_report(model):
     """Counts what ``model`` keeps, per layer and in total; returns a :class:`SparsityReport`.
 
-    Weights are the entries of the weight matrices/kernels (biases excluded);
-    a plain Keras layer counts all its weights as kept. FLOPs (multiply-adds
+    Weights are the entries of the weight matrices and kernels (arrays of rank
+    2 or more): biases and per-channel vectors such as BatchNormalization's
+    gamma and beta are not counted, and a layer with none of them gets no row.
+    A plain Keras layer counts all its weights as kept. FLOPs (multiply-adds
     per example of the weight layers) are "before" = the dense model and
     "after" = nonzero weights of :func:`compress`'s model. They need the
     model's graph and its compressed model, so they are None for a subclassed
