@@ -4,6 +4,7 @@ saving, and MirroredStrategy against one device."""
 
 import math
 import textwrap
+import warnings
 
 import keras
 import numpy as np
@@ -206,6 +207,24 @@ def test_fit_curve_beats_the_line_on_digits():
     assert on_curve["loss"][1] < on_line["loss"][1] / 2
     assert on_curve["loss"][1] < 2 * on_curve["loss"][[0, 2]].max()
     assert on_curve["accuracy"][1] > on_line["accuracy"][1] + 0.05
+    for bend, model in ((curve.bends[0], model_a), (curve.bends[-1], model_b)):
+        for var, want in zip(bend, model.trainable_variables):
+            np.testing.assert_array_equal(var.numpy(), want.numpy())
+
+
+def test_fit_curve_trains_the_middle_bend_from_a_dataset_without_warnings():
+    """A batched tf.data pipeline is used as it is: the middle bend moves, the endpoints stay,
+    and Keras does not warn that a dataset ignores shuffle=True."""
+    model_a, model_b = _endpoints("float32")
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(64, 5)).astype("float32"), rng.integers(0, 3, 64)
+    data = tf.data.Dataset.from_tensor_slices((x, y)).batch(16)
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    before = [v.numpy() for v in Curve(model_a, model_b, seed=0).bends[1]]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        curve = fit_curve(model_a, model_b, data, epochs=1, loss=loss, seed=0)
+    assert any(not np.allclose(v.numpy(), b) for v, b in zip(curve.bends[1], before))
     for bend, model in ((curve.bends[0], model_a), (curve.bends[-1], model_b)):
         for var, want in zip(bend, model.trainable_variables):
             np.testing.assert_array_equal(var.numpy(), want.numpy())

@@ -355,7 +355,8 @@ def fit_curve(
             verbose=verbose,
         )
     else:
-        result.fit(data, epochs=epochs, callbacks=callbacks, verbose=verbose)
+        # A dataset batches and shuffles itself; shuffle=False keeps Keras from warning.
+        result.fit(data, epochs=epochs, shuffle=False, callbacks=callbacks, verbose=verbose)
     return result
 
 
