@@ -590,6 +590,11 @@ def compress(model):
     return functional
 
 
+def _is_ours(registered_name):
+    """Whether a Keras registered name is one of tfbayes's serializable classes."""
+    return isinstance(registered_name, str) and registered_name.startswith("tfbayes>")
+
+
 def with_thresholds(model, threshold=None, snr_threshold=None):
     """A copy of ``model`` with the same weights whose layers prune at other thresholds.
 
@@ -597,7 +602,9 @@ def with_thresholds(model, threshold=None, snr_threshold=None):
     group is removed when ``log alpha >= threshold``; lower prunes more) gets
     ``threshold``, and every layer with an ``snr_threshold`` (``SBPDropout``: a
     unit is kept when its SNR exceeds it; higher prunes more) gets
-    ``snr_threshold``; None leaves that setting as it is. The copy is rebuilt
+    ``snr_threshold``; None leaves that setting as it is. Layers inside
+    wrappers (``Bidirectional``, ``TimeDistributed``) and nested models get
+    them too. The copy is rebuilt
     from the layers' configs (``keras.models.clone_model``), so traced
     functions of ``model`` never see the change and ``model`` is untouched.
     The copy is for inference (``predict``, :func:`compress`,
@@ -621,9 +628,26 @@ def with_thresholds(model, threshold=None, snr_threshold=None):
         if v is not None
     }
 
+    def override(config, ours=False):
+        """Sets the thresholds in a config of one of our layers (``ours``) and in every
+        serialized layer of ours nested in it (a wrapper's ``layer``, an RNN's ``cell``, a
+        nested model's layers). Other layers keep theirs (``ReLU`` has a ``threshold`` too)."""
+        if isinstance(config, list):
+            for value in config:
+                override(value)
+        elif isinstance(config, dict):
+            if "class_name" in config and isinstance(config.get("config"), dict):
+                override(config["config"], _is_ours(config.get("registered_name")))
+                return config
+            if ours:
+                config.update({k: v for k, v in overrides.items() if k in config})
+            for value in config.values():
+                override(value)
+        return config
+
     def clone_layer(layer):
-        config = layer.get_config()
-        config.update({k: v for k, v in overrides.items() if k in config})
+        name = keras.saving.get_registered_name(type(layer))
+        config = override(layer.get_config(), _is_ours(name))
         try:
             return type(layer).from_config(config)
         except TypeError as error:  # Keras wraps the layer's own ValueError; raise that one

@@ -13,6 +13,7 @@ from tfbayes.layers import (
     SparseVDConv3D,
     SparseVDDense,
     SparseVDLayer,
+    SparseVDLSTM,
 )
 
 
@@ -265,6 +266,30 @@ def test_with_thresholds_copies_the_model_with_the_pruning_moved(tmp_path):
         sparsity.with_thresholds(model, snr_threshold=-1.0)
     with pytest.raises(TypeError, match="model: expected a keras.Model, got str"):
         sparsity.with_thresholds("model")
+
+
+def test_with_thresholds_reaches_wrapped_and_nested_layers_and_leaves_relu_alone():
+    """Bidirectional's two LSTMs and a nested model's layer get the new threshold; a ReLU's own
+    ``threshold`` argument (an activation cut-off) is not a pruning threshold and stays."""
+    inner = keras.Sequential([keras.Input((6,)), SparseVDDense(4)], name="inner")
+    inputs = keras.Input((5, 2))
+    h = keras.layers.Bidirectional(SparseVDLSTM(3))(inputs)
+    h = keras.layers.ReLU(threshold=0.25)(inner(h))
+    model = keras.Model(inputs, keras.layers.Dense(1)(h))
+    copy = sparsity.with_thresholds(model, threshold=-1.0)
+    bidirectional = next(l for l in copy.layers if isinstance(l, keras.layers.Bidirectional))
+    assert bidirectional.forward_layer.threshold == bidirectional.backward_layer.threshold == -1.0
+    nested = next(l for l in copy.layers if l.name == "inner")
+    assert nested.layers[-1].threshold == -1.0
+    relu = next(l for l in copy.layers if isinstance(l, keras.layers.ReLU))
+    assert relu.threshold == 0.25
+    assert all(
+        l.threshold == 3.0
+        for l in (model.get_layer("inner").layers[-1], model.layers[1].forward_layer)
+    )
+    x = np.random.default_rng(0).normal(size=(3, 5, 2)).astype("float32")
+    same = sparsity.with_thresholds(model)
+    np.testing.assert_allclose(same(x).numpy(), model(x).numpy(), rtol=1e-6)
 
 
 def test_with_thresholds_accepts_a_model_compiled_with_unregistered_custom_objects():
