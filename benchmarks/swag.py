@@ -111,6 +111,11 @@ def pipeline(x, y, seed):
     )
 
 
+def train(model, x, y, seed, epochs, callbacks):
+    """``epochs`` epochs of ``model``'s optimizer over :func:`pipeline` (seeded, reshuffled)."""
+    model.fit(pipeline(x, y, seed), epochs=epochs, verbose=0, shuffle=False, callbacks=callbacks)
+
+
 class MCDropout(keras.layers.Dropout):
     """Dropout that stays on at prediction time (MC dropout)."""
 
@@ -197,12 +202,7 @@ def measure_costs(args, x_train, y_train, x_eval):
     sgd_timer, swag_timer = EpochTimer(), EpochTimer()
     model = make_cnn(args.seed)
     with log.block(f"sgd, {epochs} epochs"):
-        model.fit(
-            pipeline(x_train, y_train, args.seed),
-            epochs=epochs,
-            verbose=0,
-            callbacks=[sgd_schedule(epochs), sgd_timer],
-        )
+        train(model, x_train, y_train, args.seed, epochs, [sgd_schedule(epochs), sgd_timer])
     model.predict(x_eval, batch_size=512, verbose=0)  # warm-up
     with log.block("predict"):
         start = time.perf_counter()
@@ -211,12 +211,7 @@ def measure_costs(args, x_train, y_train, x_eval):
     swag = TimedSWAG(0, max_rank=20, swa_lr=args.swa_lr, lr_init=LR, set_weights_at_end=False)
     model = make_cnn(args.seed)
     with log.block(f"swag, {epochs} epochs"):
-        model.fit(
-            pipeline(x_train, y_train, args.seed),
-            epochs=epochs,
-            verbose=0,
-            callbacks=[swag, swag_timer],
-        )
+        train(model, x_train, y_train, args.seed, epochs, [swag, swag_timer])
     num_samples = 5
     with log.block(f"predict_bma, {num_samples} samples"):
         start = time.perf_counter()
@@ -316,12 +311,7 @@ def main():
     members, endpoints = [], []
     for member in range(5):
         model = make_cnn(args.seed + member)
-        model.fit(
-            pipeline(x_train, y_train, args.seed + member),
-            epochs=epochs,
-            verbose=0,
-            callbacks=[sgd_schedule(epochs)],
-        )
+        train(model, x_train, y_train, args.seed + member, epochs, [sgd_schedule(epochs)])
         members.append(softmax(model.predict(x_eval, batch_size=512, verbose=0)))
         if member < 2:
             endpoints.append(model)
@@ -344,9 +334,7 @@ def main():
     )
     diag = SWAGDiag(start_epoch, every_n_steps=every, set_weights_at_end=False)
     model = make_cnn(args.seed)
-    model.fit(
-        pipeline(x_train, y_train, args.seed), epochs=epochs, verbose=0, callbacks=[swag, diag]
-    )
+    train(model, x_train, y_train, args.seed, epochs, [swag, diag])
     swag.set_average_weights(bn_data=bn_data)
     record(
         "swa",
@@ -380,16 +368,11 @@ def main():
     # FGE: the same budget, half SGD, half cycles.
     fge_epochs = epochs // 2
     model = make_cnn(args.seed)
-    model.fit(
-        pipeline(x_train, y_train, args.seed),
-        epochs=epochs - fge_epochs,
-        verbose=0,
-        callbacks=[sgd_schedule(epochs - fge_epochs)],
+    train(
+        model, x_train, y_train, args.seed, epochs - fge_epochs, [sgd_schedule(epochs - fge_epochs)]
     )
     fge = FGE(cycle_epochs=1 if args.quick else 2, lr_max=0.01, lr_min=0.0005)
-    model.fit(
-        pipeline(x_train, y_train, args.seed + 100), epochs=fge_epochs, verbose=0, callbacks=[fge]
-    )
+    train(model, x_train, y_train, args.seed + 100, fge_epochs, [fge])
     record(
         "fge",
         fge.predict(x_eval, bn_data=bn_data, batch_size=512, from_logits=True),
@@ -426,12 +409,7 @@ def main():
 
     # MC dropout.
     model = make_cnn(args.seed, dropout=0.25)
-    model.fit(
-        pipeline(x_train, y_train, args.seed),
-        epochs=epochs,
-        verbose=0,
-        callbacks=[sgd_schedule(epochs)],
-    )
+    train(model, x_train, y_train, args.seed, epochs, [sgd_schedule(epochs)])
     record(
         "mc_dropout",
         np.mean(
