@@ -124,9 +124,10 @@ GRID_CASES = [
     (dict(padding="valid", kernel_size=(3, 2), strides=(2, 1)), (1, 1, 0, 3), True),
     # dilation 2 divides the grid's step 2: every other input row, then a stride-1 convolution
     (dict(padding="valid", dilation_rate=2), (0, 2, 1, 2), True),
-    (dict(padding="same", dilation_rate=2), (2, 1, 0, 1), True),  # stride 1, dilation 2
-    # step 3 with dilation 2 needs a stride and a dilation together: the patch gather instead
+    (dict(padding="same", dilation_rate=2), (0, 2, 1, 2), True),  # the first tap in the padding
+    # a dilation 2 that does not divide the step 3 or 1: the patch gather instead
     (dict(padding="same", dilation_rate=2), (1, 3, 0, 2), False),
+    (dict(padding="same", dilation_rate=2), (2, 1, 0, 1), False),
 ]
 
 

@@ -167,8 +167,8 @@ class PerforatedConv2D(keras.layers.Conv2D):
 
     * a regular grid of kept positions (:func:`regular_grid`, as the ``'grid'``
       strategy gives): one native convolution of the input with strides
-      ``(t_h * s_h, t_w * s_w)``, starting at the grid's first row and column;
-      ``uses_strided_conv`` is then True;
+      ``(t_h * s_h, t_w * s_w)``, starting at the grid's first row and column,
+      which reads the input in place; ``uses_strided_conv`` is then True;
     * any other mask (and a grid whose steps a dilation does not divide): the
       ``K`` input patches are gathered and multiplied by the kernel in one
       matrix product.
@@ -407,53 +407,60 @@ class PerforatedConv2D(keras.layers.Conv2D):
     def _grid_plan(self, grid):
         """How :meth:`_grid_conv` computes the regular ``grid``, or None if it cannot.
 
-        Output row ``r0 + t * k`` (``k < n``) reads the padded input rows
-        ``r0 * s + k * T + a * d`` with ``T = t * s``: the slice of the rows from
-        ``r0 * s``, convolved with stride ``T`` and dilation ``d``. When ``d > 1``
-        divides ``T``, the slice takes every ``d``-th row and the convolution has
-        stride ``T / d`` and no dilation. A native convolution takes no stride
-        and dilation above 1 together; such grids return None.
+        Along an axis, output ``r0 + t * k`` (``k < n``) reads the zero-padded input
+        at ``r0 * s + k * T + a * d`` (``T = t * s``, ``a < size``). When the dilation
+        ``d`` divides ``T``, these are every ``d``-th position from ``r0 * s``,
+        ``(n - 1) * T / d + size`` of them, convolved with stride ``T / d`` and no
+        dilation: a strided slice of the input (none when it is the whole axis) and
+        the zeros of the padding that it overlaps, as explicit padding, so the
+        convolution reads the input in place. A dilation that does not divide the
+        step (or a window entirely in the padding) gives None: the patch gather.
 
         Returns:
-          ``(slices, strides, dilations)``: a ``slice`` of the padded rows and one of
-          the columns, and the convolution's strides and dilations.
+          per axis, ``(region, (zeros_before, zeros_after), stride)``; ``region`` is a
+          ``slice`` of the input, or None for all of it.
         """
-        slices, strides, dilations = [], [], []
-        axes = zip((grid[:3], grid[3:]), self.kernel_size, self.strides, self.dilation_rate)
-        for (first, step, count), size, stride, dilation in axes:
-            jump = step * stride
-            start, stop = (
-                first * stride,
-                first * stride + (count - 1) * jump + (size - 1) * dilation + 1,
-            )
-            if jump == 1 or dilation == 1:
-                slices.append(slice(start, stop))
-                strides.append(jump)
-                dilations.append(dilation)
-            elif jump % dilation == 0:
-                slices.append(slice(start, stop, dilation))
-                strides.append(jump // dilation)
-                dilations.append(1)
-            else:
+        pads = self._padding() if self.padding == "same" else [(0, 0), (0, 0)]
+        plan = []
+        axes = zip(
+            (grid[:3], grid[3:]),
+            self.kernel_size,
+            self.strides,
+            self.dilation_rate,
+            self._input_hw,
+            pads,
+        )
+        for (first, step, count), size, stride, dilation, length, (before, _) in axes:
+            jump = step * stride if count > 1 else dilation  # one output: any stride
+            taps = (count - 1) * jump // dilation + size
+            positions = first * stride - before + dilation * np.arange(taps)  # in the input
+            inside = np.flatnonzero((positions >= 0) & (positions < length))
+            if jump % dilation or not len(inside):
                 return None
-        if max(strides) > 1 and max(dilations) > 1:
-            return None
-        return tuple(slices), tuple(strides), tuple(dilations)
+            low, high = int(positions[inside[0]]), int(positions[inside[-1]])
+            whole = dilation == 1 and low == 0 and length - 1 - high < jump
+            region = None if whole else slice(low, high + 1, dilation)
+            plan.append((region, (int(inside[0]), taps - 1 - int(inside[-1])), jump // dilation))
+        return plan
 
     def _grid_conv(self, inputs):
-        """The convolution on the regular grid of the padded ``inputs`` (see :meth:`_grid_plan`), [B, K, F]."""
-        (rows, cols), strides, dilations = self._plan
-        outputs = ops.conv(
-            inputs[:, rows, cols],
+        """The convolution on the regular grid of the unpadded ``inputs`` (see :meth:`_grid_plan`), [B, K, F]."""
+        (rows, row_pads, row_stride), (cols, col_pads, col_stride) = self._plan
+        if rows is not None or cols is not None:
+            inputs = inputs[:, rows or slice(None), cols or slice(None)]
+        outputs = tf.nn.conv2d(
+            inputs,
             ops.cast(self.kernel, self.compute_dtype),
-            strides=strides,
-            padding="valid",
-            dilation_rate=dilations,
+            strides=(1, row_stride, col_stride, 1),
+            padding=[[0, 0], list(row_pads), list(col_pads), [0, 0]],
         )
         return ops.reshape(outputs, (-1, self.num_kept, self.filters))
 
     def _patch_conv(self, inputs):
-        """The convolution at the kept positions of the padded ``inputs``, by gathered patches, [B, K, F]."""
+        """The convolution at the kept positions of ``inputs``, by gathered patches, [B, K, F]."""
+        if self.padding == "same":
+            (top, bottom), (left, right) = self._padding()
+            inputs = ops.pad(inputs, [(0, 0), (top, bottom), (left, right), (0, 0)])
         padded_width = int(inputs.shape[2])
         kept = self._kept_positions()
         out_rows, out_cols = kept // self.output_hw[1], kept % self.output_hw[1]
@@ -472,9 +479,6 @@ class PerforatedConv2D(keras.layers.Conv2D):
         if self.num_kept == int(np.prod(self.output_hw)):
             return super().call(inputs)
         inputs = ops.cast(inputs, self.compute_dtype)
-        if self.padding == "same":
-            (top, bottom), (left, right) = self._padding()
-            inputs = ops.pad(inputs, [(0, 0), (top, bottom), (left, right), (0, 0)])
         outputs = self._grid_conv(inputs) if self._plan is not None else self._patch_conv(inputs)
         if self.use_bias:
             outputs = outputs + ops.cast(self.bias, self.compute_dtype)
