@@ -9,8 +9,8 @@ the value of the nearest computed one (paper Sec. 3). With ``K`` kept out of
 When the kept positions form a regular grid (rows ``r0 + t_h * k``, columns
 ``c0 + t_w * l``), the convolution at them is one native strided convolution
 of the input (strides multiplied by ``(t_h, t_w)``), which reads the input in
-place. Any other mask gathers the ``K`` input patches and multiplies them by
-the kernel, which moves ``prod(kernel_size)`` times the input's data.
+place. Any other mask gathers the ``K`` input patches (``prod(kernel_size) *
+channels`` copied values per kept position) and multiplies them by the kernel.
 
 Mask strategies (paper Sec. 3.1), for a fraction ``perforation_rate`` of kept
 positions:
@@ -303,7 +303,8 @@ class PerforatedConv2D(keras.layers.Conv2D):
         """Sets the perforation mask, a boolean array of the output's spatial shape.
 
         The number of kept positions is static in traced code: call this before
-        the layer's model is traced or compiled (or ``compile`` again after).
+        the layer's model is traced or compiled (or ``compile`` again after). The
+        mask also decides how the kept positions are computed (``uses_strided_conv``).
 
         Raises:
           ValueError: if ``mask`` does not have the output's spatial shape or keeps nothing.
