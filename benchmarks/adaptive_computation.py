@@ -46,6 +46,7 @@ absolute accuracies with the papers'.
 Run::
 
     python benchmarks/adaptive_computation.py                   # accuracy part, 20-40 min
+    python benchmarks/adaptive_computation.py --perforation-only  # the CNN rows only, ~5 min
     python benchmarks/adaptive_computation.py --timing-only     # on an idle machine
     python benchmarks/adaptive_computation.py --quick --output /tmp/ac.json \\
         --model-dir /tmp/ac_models                              # smoke run, ~2 min
@@ -93,6 +94,12 @@ def parse_args(argv=None):
         "--timing-only",
         action="store_true",
         help="time the saved models instead of training (idle machine only)",
+    )
+    parser.add_argument(
+        "--perforation-only",
+        action="store_true",
+        help="redo only the perforation rows of the accuracy part (the plain CNN, "
+        "perforated and fine-tuned), keeping the adaptive rows of --output",
     )
     parser.add_argument("--quick", action="store_true", help="a tiny smoke run (~2 min)")
     parser.add_argument("--train-size", type=int, default=12000)
@@ -426,6 +433,13 @@ def timing_part(args, data):
                     "ms": round(times[name], 2),
                     "speedup": times["cnn"] / times[name],
                     "flops_speedup": plain_flops / flops,
+                    # the perforated layers (rate < 1) computed by one strided convolution;
+                    # the others gather patches
+                    "strided_conv_layers": [
+                        layer.name
+                        for layer in perforated_layers(model)
+                        if layer.uses_strided_conv and layer.num_kept < np.prod(layer.output_hw)
+                    ],
                 }
             )
             print(result["perforation"][-1], flush=True)
@@ -440,6 +454,18 @@ def main(argv=None):
     results = json.loads(output.read_text()) if output.exists() else {}
     if args.timing_only:
         results["timing"] = timing_part(args, data)
+    elif args.perforation_only:
+        if "accuracy" not in results:
+            sys.exit(f"--output {output}: no accuracy part to update; run it in full first")
+        pathlib.Path(args.model_dir).mkdir(parents=True, exist_ok=True)
+        start = time.perf_counter()
+        results["accuracy"]["perforation"] = perforation_part(args, data)
+        results["accuracy"]["perforation_command"] = (
+            "python benchmarks/adaptive_computation.py " + " ".join(sys.argv[1:])
+        )
+        results["accuracy"]["perforation_wall_minutes"] = round(
+            (time.perf_counter() - start) / 60, 1
+        )
     else:
         start = time.perf_counter()
         adaptive = accuracy_part(args, data)

@@ -8,6 +8,7 @@ import tensorflow as tf
 from tests.tf_modes import MODES, run_in_mode
 from tfbayes.flops import count_flops
 from tfbayes.layers import PerforatedConv2D, estimate_impact, perforate, perforation_mask
+from tfbayes.layers.perforated_conv import regular_grid
 
 
 def _np_conv2d(x, kernel, bias, strides, padding, dilation):
@@ -115,6 +116,110 @@ def test_equals_the_conv_at_kept_positions_and_their_nearest_neighbours_elsewher
         np.testing.assert_allclose(ours, expected, rtol=tol, atol=tol, err_msg=mode)
 
 
+# A convolution, its output on a 9x7 input, and a regular grid (r0, t_h, c0, t_w) on that output:
+# rows r0, r0 + t_h, ... and columns c0, c0 + t_w, ...; whether one strided convolution computes it.
+GRID_CASES = [
+    (dict(padding="same"), (1, 2, 0, 3), True),
+    (dict(padding="same", strides=2), (0, 2, 1, 2), True),
+    (dict(padding="valid", kernel_size=(3, 2), strides=(2, 1)), (1, 1, 0, 3), True),
+    # dilation 2 divides the grid's step 2: every other input row, then a stride-1 convolution
+    (dict(padding="valid", dilation_rate=2), (0, 2, 1, 2), True),
+    (dict(padding="same", dilation_rate=2), (0, 2, 1, 2), True),  # the first tap in the padding
+    # a dilation 2 that does not divide the step 3 or 1: the patch gather instead
+    (dict(padding="same", dilation_rate=2), (1, 3, 0, 2), False),
+    (dict(padding="same", dilation_rate=2), (2, 1, 0, 1), False),
+]
+
+
+def _grid_layer(dtype, x_shape, grid, config):
+    output_hw = PerforatedConv2D(4, **{"kernel_size": 3, **config}).compute_output_shape(x_shape)[
+        1:3
+    ]
+    mask = np.zeros(output_hw, bool)
+    mask[grid[0] :: grid[1], grid[2] :: grid[3]] = True
+    return _layer(dtype, x_shape, mask=mask, activation="tanh", **config), mask
+
+
+@pytest.mark.parametrize("config, grid, strided", GRID_CASES)
+def test_a_regular_grid_equals_the_conv_at_kept_positions_and_the_patch_gather(
+    dtype, config, grid, strided
+):
+    x = np.random.default_rng(4).normal(size=(2, 9, 7, 3)).astype(dtype)
+    layer, mask = _grid_layer(dtype, x.shape, grid, config)
+    assert layer.uses_strided_conv is strided and 0 < mask.sum() < mask.size
+    full = _np_conv2d(
+        x.astype(np.float64),
+        layer.kernel.numpy().astype(np.float64),
+        layer.bias.numpy(),
+        layer.strides,
+        layer.padding,
+        layer.dilation_rate,
+    )
+    expected = _nearest_fill(np.tanh(full), mask)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    for mode in MODES:
+        ours = run_in_mode(layer, mode, tf.constant(x)).numpy()
+        assert ours.dtype == dtype
+        np.testing.assert_allclose(ours, expected, rtol=tol, atol=tol, err_msg=mode)
+    patches = _grid_layer(dtype, x.shape, grid, config)[0]
+    patches._plan = None  # the same mask computed by the patch gather
+    np.testing.assert_allclose(patches(x).numpy(), ours, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("case", [1, 3])
+def test_the_strided_conv_has_the_gradients_of_the_patch_gather(case):
+    config, grid, _ = GRID_CASES[case]
+    x = tf.constant(np.random.default_rng(5).normal(size=(2, 9, 7, 3)))
+    gradients = []
+    for strided in (True, False):
+        layer = _grid_layer(np.float64, x.shape, grid, config)[0]
+        if not strided:
+            layer._plan = None
+
+        def loss_gradients(x, layer=layer):
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                loss = tf.reduce_sum(layer(x) ** 2)
+            return tape.gradient(loss, [x, layer.kernel, layer.bias])
+
+        gradients.append(run_in_mode(loss_gradients, "function", x))
+    for ours, reference in zip(*gradients):
+        np.testing.assert_allclose(ours.numpy(), reference.numpy(), rtol=1e-12, atol=1e-12)
+
+
+def test_regular_grid_recognises_exactly_the_products_of_constant_step_rows_and_columns():
+    mask = np.zeros((7, 9), bool)
+    mask[1::3, 2::2] = True
+    assert regular_grid(mask) == (1, 3, 2, 2, 2, 4)
+    mask = np.zeros((7, 9), bool)
+    mask[4, 3] = True  # one row and one column: step 1
+    assert regular_grid(mask) == (4, 1, 1, 3, 1, 1)
+    mask[np.ix_([0, 1, 3], [3, 5])] = True  # a product of rows 0, 1, 3: steps 1 and 2
+    assert regular_grid(mask) is None
+    mask = np.zeros((7, 9), bool)
+    mask[::2, ::2] = True
+    mask[0, 0] = False  # not a product
+    assert regular_grid(mask) is None
+
+
+def test_the_grid_strategy_keeps_the_closest_regular_grid():
+    # On 28 positions, steps 1, 2, 3, 4 keep 28, 14, 10, 7 rows (every t-th, centred). The
+    # fractions of the near-square grids: 1, 1/2 (1x2), 1/4, 140/784 = 0.179 (2x3),
+    # 100/784 = 0.128, 70/784 = 0.089 (3x4), 49/784 = 0.0625.
+    kept = {1.0: 784, 0.8: 784, 0.6: 392, 0.5: 392, 0.4: 392, 0.3: 196, 0.25: 196, 0.2: 140}
+    kept.update({0.15: 100, 0.1: 70, 0.07: 49})
+    for rate, count in kept.items():
+        mask = perforation_mask("grid", (28, 28), rate)
+        assert mask.sum() == count, rate
+        assert regular_grid(mask) is not None
+    mask = perforation_mask("grid", (28, 28), 0.2)
+    np.testing.assert_array_equal(np.flatnonzero(mask.any(1)), np.arange(1, 28, 2))
+    np.testing.assert_array_equal(np.flatnonzero(mask.any(0)), np.arange(0, 28, 3))
+    layer = PerforatedConv2D(2, 3, padding="same", perforation_rate=0.2)
+    layer.build((None, 28, 28, 1))
+    assert layer.uses_strided_conv and layer.num_kept == 140
+
+
 def test_mask_strategies_keep_the_stated_positions():
     grid = perforation_mask("grid", (8, 6), 0.25)
     rows, cols = np.flatnonzero(grid.any(1)), np.flatnonzero(grid.any(0))
@@ -190,6 +295,14 @@ def test_fit_with_jit_trains_and_the_model_round_trips_with_its_mask(tmp_path):
     )
     np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
     assert loaded.layers[0].get_config() == layer.get_config()
+    assert not loaded.layers[0].uses_strided_conv
+    grid = np.zeros((6, 6), bool)
+    grid[1::2, ::3] = True
+    layer.set_mask(grid)
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    assert layer.uses_strided_conv and loaded.layers[0].uses_strided_conv
+    np.testing.assert_array_equal(loaded(x).numpy(), model(x).numpy())
 
 
 def test_mixed_precision_computes_in_float16_with_float32_weights():
@@ -248,14 +361,15 @@ def test_perforate_greedily_takes_the_free_savings_first_and_reaches_the_target(
     y = model.predict(x, verbose=0)  # the loss is 0 unperforated; perforating can only raise it
     dense = count_flops(model).total["dense"]
     # Per position: 3*3*2*3 = 54 (first layer), 3*3*3*3 = 81 (second); 36 positions.
-    # The grid mask keeps 2x2 = 4 positions from rate 0.15 on (round(sqrt(0.15) * 6) = 2),
+    # The regular grids of a 6x6 output keep 36, 18, 9, 6 or 4 positions (steps 1, 1x2, 2, 2x3,
+    # 3); rate 0.1 is the first of the ladder whose closest grid keeps 2x2 = 4 positions,
     # saving 32 * 54 = 1728; the greedy stops at the first rate that reaches the target.
     rates = perforate(model, x, y, dense - 32 * 54, loss="mse")
-    assert rates == {"constant": 0.15, "informative": 1.0} and model.layers[0].num_kept == 4
+    assert rates == {"constant": 0.1, "informative": 1.0} and model.layers[0].num_kept == 4
     assert count_flops(model, x).total["actual"] == dense - 32 * 54
     # Further savings must come from the second layer.
     rates = perforate(model, x, y, dense - 32 * 54 - 10 * 81, loss="mse")
-    assert rates["constant"] == 0.15 and rates["informative"] < 1.0
+    assert rates["constant"] == 0.1 and rates["informative"] < 1.0
     assert count_flops(model, x).total["actual"] <= dense - 32 * 54 - 10 * 81
 
 

@@ -6,11 +6,19 @@ the value of the nearest computed one (paper Sec. 3). With ``K`` kept out of
 ``H_out * W_out`` positions the multiply-adds drop by the factor
 ``H_out * W_out / K``; the interpolation is a gather.
 
+When the kept positions form a regular grid (rows ``r0 + t_h * k``, columns
+``c0 + t_w * l``), the convolution at them is one native strided convolution
+of the input (strides multiplied by ``(t_h, t_w)``), which reads the input in
+place. Any other mask gathers the ``K`` input patches (``prod(kernel_size) *
+channels`` copied values per kept position) and multiplies them by the kernel.
+
 Mask strategies (paper Sec. 3.1), for a fraction ``perforation_rate`` of kept
 positions:
 
-* ``'grid'``: the Cartesian product of ``a`` evenly spaced rows and ``b``
-  evenly spaced columns, ``a = round(sqrt(rate) * H_out)`` (likewise ``b``);
+* ``'grid'``: a regular grid, every ``t_h``-th row times every ``t_w``-th
+  column (centred), with steps ``|t_h - t_w| <= 1`` chosen so that the kept
+  fraction is the closest to the rate (ties to the larger fraction); on a
+  28 x 28 output the fractions are 1, 1/2, 1/4, 0.18, 0.13, ...;
 * ``'uniform'``: ``K = round(rate * H_out * W_out)`` positions drawn uniformly
   without replacement (seeded NumPy);
 * ``'pooling'``: the ``K`` positions covered by the most windows of the
@@ -56,9 +64,7 @@ def perforation_mask(strategy, output_shape, rate, seed=None, pooling=(3, 2)):
     """
     height, width = output_shape
     if strategy in ("grid", "impact"):
-        scale = np.sqrt(rate)
-        rows = _evenly_spaced(height, max(1, int(round(scale * height))))
-        cols = _evenly_spaced(width, max(1, int(round(scale * width))))
+        rows, cols = _closest_regular_grid(height, width, rate)
         mask = np.zeros(output_shape, bool)
         mask[np.ix_(rows, cols)] = True
         return mask
@@ -76,8 +82,48 @@ def perforation_mask(strategy, output_shape, rate, seed=None, pooling=(3, 2)):
     return mask.reshape(output_shape)
 
 
-def _evenly_spaced(length, count):
-    return np.floor((np.arange(count) + 0.5) * length / count).astype(int)
+def _regular_positions(length, step):
+    """Every ``step``-th of ``length`` positions, ``ceil(length / step)`` of them, centred."""
+    count = -(-length // step)
+    offset = (length - (count - 1) * step) // 2
+    return offset + step * np.arange(count)
+
+
+def _closest_regular_grid(height, width, rate):
+    """``(rows, cols)`` of the regular grid whose kept fraction is the closest to ``rate``.
+
+    The steps ``(t_h, t_w)`` range over ``|t_h - t_w| <= 1`` (near-square cells);
+    ties go to the larger kept fraction, then to the smaller row step.
+    """
+    best = None
+    for step_h in range(1, max(height, width) + 1):
+        for step_w in (step_h - 1, step_h, step_h + 1):
+            if step_w < 1:
+                continue
+            rows, cols = _regular_positions(height, step_h), _regular_positions(width, step_w)
+            fraction = len(rows) * len(cols) / (height * width)
+            key = (abs(fraction - rate), -fraction)
+            if best is None or key < best[0]:
+                best = (key, rows, cols)
+    return best[1], best[2]
+
+
+def regular_grid(mask):
+    """``(r0, t_h, rows, c0, t_w, cols)`` if ``mask`` keeps exactly a regular grid, else None.
+
+    A regular grid is the product of the rows ``r0 + t_h * k`` (``k < rows``) and
+    the columns ``c0 + t_w * l`` (``l < cols``); one row (column) has step 1.
+    """
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if not np.array_equal(mask, np.outer(mask.any(axis=1), mask.any(axis=0))):
+        return None
+    steps = []
+    for kept in (rows, cols):
+        gaps = np.unique(np.diff(kept))
+        if len(gaps) > 1:
+            return None
+        steps.append(int(gaps[0]) if len(gaps) else 1)
+    return int(rows[0]), steps[0], len(rows), int(cols[0]), steps[1], len(cols)
 
 
 def _window_coverage(length, size, stride):
@@ -114,10 +160,20 @@ class PerforatedConv2D(keras.layers.Conv2D):
     """A drop-in for ``keras.layers.Conv2D`` computed only at a mask of output positions.
 
     The output at a kept position ``(i, j)`` is the convolution there,
-    ``activation(sum_{a,b,c} x[i*s + a*d - pad, j*s + b*d - pad, c] W[a, b, c, :] + bias)``,
-    computed by gathering the ``K`` input patches and one matrix product; every
-    other position takes the value of its nearest kept position
-    (:func:`nearest_kept`). The weights are those of ``Conv2D`` (same names and
+    ``activation(sum_{a,b,c} x[i*s + a*d - pad, j*s + b*d - pad, c] W[a, b, c, :] + bias)``;
+    every other position takes the value of its nearest kept position
+    (:func:`nearest_kept`, one gather). The kept values come from one of two
+    computations, chosen when the mask is set:
+
+    * a regular grid of kept positions (:func:`regular_grid`, as the ``'grid'``
+      strategy gives): one native convolution of the input with strides
+      ``(t_h * s_h, t_w * s_w)``, starting at the grid's first row and column,
+      which reads the input in place; ``uses_strided_conv`` is then True;
+    * any other mask (and a grid whose steps a dilation does not divide): the
+      ``K`` input patches are gathered and multiplied by the kernel in one
+      matrix product.
+
+    The weights are those of ``Conv2D`` (same names and
     shapes), so ``set_weights`` from a trained ``Conv2D`` perforates it.
 
     The input's spatial size must be known when the layer is built, since the
@@ -142,7 +198,8 @@ class PerforatedConv2D(keras.layers.Conv2D):
 
     Returns:
       ``[batch, H_out, W_out, filters]``, as ``Conv2D``. Cost: ``K * prod(kernel_size) *
-      channels * filters`` multiply-adds per example, plus two gathers.
+      channels * filters`` multiply-adds per example, plus the gather of the
+      filling (and, off a regular grid, the gather of the patches).
 
     Example:
 
@@ -197,6 +254,7 @@ class PerforatedConv2D(keras.layers.Conv2D):
         self.pooling = tuple(int(p) for p in pooling)
         self.seed = seed
         self._impact = None
+        self._plan = None
         if self.groups != 1:
             raise ValueError(
                 f"groups: expected 1 (grouped perforated convolution is not "
@@ -245,7 +303,8 @@ class PerforatedConv2D(keras.layers.Conv2D):
         """Sets the perforation mask, a boolean array of the output's spatial shape.
 
         The number of kept positions is static in traced code: call this before
-        the layer's model is traced or compiled (or ``compile`` again after).
+        the layer's model is traced or compiled (or ``compile`` again after). The
+        mask also decides how the kept positions are computed (``uses_strided_conv``).
 
         Raises:
           ValueError: if ``mask`` does not have the output's spatial shape or keeps nothing.
@@ -260,6 +319,13 @@ class PerforatedConv2D(keras.layers.Conv2D):
         self.perforation_mask.assign(mask.astype(np.int32))
         self.nearest_index.assign(nearest_kept(mask))
         self.num_kept = int(mask.sum())
+        grid = regular_grid(mask)
+        self._plan = self._grid_plan(grid) if grid is not None else None
+
+    @property
+    def uses_strided_conv(self):
+        """Whether the kept positions are computed by one strided convolution (see the class)."""
+        return self._plan is not None
 
     def set_perforation_rate(self, perforation_rate):
         """Changes the fraction of computed positions and rebuilds the mask by its strategy.
@@ -320,9 +386,7 @@ class PerforatedConv2D(keras.layers.Conv2D):
 
     def load_own_variables(self, store):
         super().load_own_variables(store)
-        self.perforation_mask.assign(store["perforation_mask"])
-        self.nearest_index.assign(store["nearest_index"])
-        self.num_kept = int(np.sum(ops.convert_to_numpy(self.perforation_mask)))
+        self.set_mask(np.asarray(store["perforation_mask"]).astype(bool))
 
     def _padding(self):
         """``[(top, bottom), (left, right)]``: the zero padding ``Conv2D`` uses for 'same'."""
@@ -341,10 +405,60 @@ class PerforatedConv2D(keras.layers.Conv2D):
         score = flat * (size - ops.arange(size, dtype="int32"))
         return ops.top_k(score, self.num_kept, sorted=True)[1]
 
-    def call(self, inputs):
-        if self.num_kept == int(np.prod(self.output_hw)):
-            return super().call(inputs)
-        inputs = ops.cast(inputs, self.compute_dtype)
+    def _grid_plan(self, grid):
+        """How :meth:`_grid_conv` computes the regular ``grid``, or None if it cannot.
+
+        Along an axis, output ``r0 + t * k`` (``k < n``) reads the zero-padded input
+        at ``r0 * s + k * T + a * d`` (``T = t * s``, ``a < size``). When the dilation
+        ``d`` divides ``T``, these are every ``d``-th position from ``r0 * s``,
+        ``(n - 1) * T / d + size`` of them, convolved with stride ``T / d`` and no
+        dilation: a strided slice of the input (none when it is the whole axis) and
+        the zeros of the padding that it overlaps, as explicit padding, so the
+        convolution reads the input in place. A dilation that does not divide the
+        step (or a window entirely in the padding) gives None: the patch gather.
+
+        Returns:
+          per axis, ``(region, (zeros_before, zeros_after), stride)``; ``region`` is a
+          ``slice`` of the input, or None for all of it.
+        """
+        pads = self._padding() if self.padding == "same" else [(0, 0), (0, 0)]
+        plan = []
+        axes = zip(
+            (grid[:3], grid[3:]),
+            self.kernel_size,
+            self.strides,
+            self.dilation_rate,
+            self._input_hw,
+            pads,
+        )
+        for (first, step, count), size, stride, dilation, length, (before, _) in axes:
+            jump = step * stride if count > 1 else dilation  # one output: any stride
+            taps = (count - 1) * jump // dilation + size
+            positions = first * stride - before + dilation * np.arange(taps)  # in the input
+            inside = np.flatnonzero((positions >= 0) & (positions < length))
+            if jump % dilation or not len(inside):
+                return None
+            low, high = int(positions[inside[0]]), int(positions[inside[-1]])
+            whole = dilation == 1 and low == 0 and length - 1 - high < jump
+            region = None if whole else slice(low, high + 1, dilation)
+            plan.append((region, (int(inside[0]), taps - 1 - int(inside[-1])), jump // dilation))
+        return plan
+
+    def _grid_conv(self, inputs):
+        """The convolution on the regular grid of the unpadded ``inputs`` (see :meth:`_grid_plan`), [B, K, F]."""
+        (rows, row_pads, row_stride), (cols, col_pads, col_stride) = self._plan
+        if rows is not None or cols is not None:
+            inputs = inputs[:, rows or slice(None), cols or slice(None)]
+        outputs = tf.nn.conv2d(
+            inputs,
+            ops.cast(self.kernel, self.compute_dtype),
+            strides=(1, row_stride, col_stride, 1),
+            padding=[[0, 0], list(row_pads), list(col_pads), [0, 0]],
+        )
+        return ops.reshape(outputs, (-1, self.num_kept, self.filters))
+
+    def _patch_conv(self, inputs):
+        """The convolution at the kept positions of ``inputs``, by gathered patches, [B, K, F]."""
         if self.padding == "same":
             (top, bottom), (left, right) = self._padding()
             inputs = ops.pad(inputs, [(0, 0), (top, bottom), (left, right), (0, 0)])
@@ -360,12 +474,19 @@ class PerforatedConv2D(keras.layers.Conv2D):
         patches = ops.reshape(
             ops.take(flat, index, axis=1), (-1, self.num_kept, kh * kw * channels)
         )
-        outputs = ops.matmul(patches, ops.reshape(self.kernel, (kh * kw * channels, self.filters)))
+        return ops.matmul(patches, ops.reshape(self.kernel, (kh * kw * channels, self.filters)))
+
+    def call(self, inputs):
+        if self.num_kept == int(np.prod(self.output_hw)):
+            return super().call(inputs)
+        inputs = ops.cast(inputs, self.compute_dtype)
+        outputs = self._grid_conv(inputs) if self._plan is not None else self._patch_conv(inputs)
         if self.use_bias:
-            outputs = outputs + self.bias
+            outputs = outputs + ops.cast(self.bias, self.compute_dtype)
+        if self.activation is not None:  # elementwise: applied before the filling copies
+            outputs = self.activation(outputs)
         outputs = ops.take(outputs, self.nearest_index, axis=1)
-        outputs = ops.reshape(outputs, (-1,) + self.output_hw + (self.filters,))
-        return self.activation(outputs) if self.activation is not None else outputs
+        return ops.reshape(outputs, (-1,) + self.output_hw + (self.filters,))
 
     def flops(self, input_shape):
         """``(dense, actual)`` multiply-adds per example (the tfbayes.flops protocol)."""
