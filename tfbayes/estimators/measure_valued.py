@@ -24,7 +24,7 @@ import tensorflow as tf
 
 from tfbayes.distributions.base import derive_seed, sanitize_seed
 from tfbayes.estimators.control_variates import surrogate
-from tfbayes.estimators.validation import check_distribution, check_num_samples, evaluate
+from tfbayes.estimators.validation import check_distribution, check_num_samples, draw, evaluate
 from tfbayes.estimators.weak_derivatives import weak_derivatives
 
 __all__ = ["measure_valued"]
@@ -98,7 +98,7 @@ def _measure_valued_core(fn, dist, n, seed, coupled):
     """``(values, terms)`` of ``control_variates.surrogate`` for the measure-valued estimator."""
     batch_shape = dist.batch_shape.as_list()
     size = dist.batch_shape.num_elements()
-    x = tf.stop_gradient(dist.sample(n, seed=derive_seed(seed, 0)))
+    x = tf.stop_gradient(draw(dist, n, derive_seed(seed, 0)))
     flat_x = tf.reshape(x, [1, 1, n, size])
     parts = weak_derivatives(_NAME, dist, n, derive_seed(seed, 1), coupled)
     # For each parameter element (i, k): the joint draws with member i replaced,

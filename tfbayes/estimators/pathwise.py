@@ -17,7 +17,7 @@ import tensorflow_probability as tfp
 
 from tfbayes.distributions.base import sanitize_seed
 from tfbayes.estimators.control_variates import surrogate
-from tfbayes.estimators.validation import check_distribution, check_num_samples, evaluate
+from tfbayes.estimators.validation import check_distribution, check_num_samples, draw, evaluate
 
 __all__ = ["pathwise"]
 
@@ -74,7 +74,7 @@ def pathwise(
         seed = sanitize_seed(seed, salt="pathwise")
 
         def core(fn, n, core_seed):
-            values = evaluate(_NAME, fn, dist.sample(n, seed=core_seed), n)
+            values = evaluate(_NAME, fn, draw(dist, n, core_seed), n)
             return values, tf.zeros_like(values)
 
         return surrogate(

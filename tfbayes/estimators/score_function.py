@@ -17,6 +17,7 @@ from tfbayes.estimators.control_variates import surrogate
 from tfbayes.estimators.validation import (
     check_distribution,
     check_num_samples,
+    draw,
     evaluate,
     joint_log_prob,
 )
@@ -90,7 +91,7 @@ def score_function(
         seed = sanitize_seed(seed, salt="score_function")
 
         def core(fn, n, core_seed):
-            x = tf.stop_gradient(dist.sample(n, seed=core_seed))
+            x = tf.stop_gradient(draw(dist, n, core_seed))
             values = evaluate(_NAME, fn, x, n)
             log_prob = tf.cast(joint_log_prob(dist, x), values.dtype)
             weights = values

