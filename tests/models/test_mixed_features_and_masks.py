@@ -8,6 +8,7 @@ import tensorflow as tf
 
 from tf_modes import MODES, run_in_mode
 from tfbayes.models import ImageHalfMask, ImageRectangleMask, MCARMask, MixedFeatures
+from tfbayes.models.masks import MaskMixture
 
 SIZES = [0, 3, 1, 2]  # real, 3 categories, real, 2 categories
 
@@ -125,3 +126,37 @@ def test_mask_arguments_are_checked():
         ImageRectangleMask((4, 4), min_fraction=0.8, max_fraction=0.5)
     with pytest.raises(ValueError, match="expected 16 features"):
         ImageHalfMask((4, 4))(2, 15, tf.constant([0, 0]))
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_mixture_draws_each_row_from_one_generator_with_its_weight(mode):
+    # Two generators whose masks cannot be confused: every feature hidden, or a half image.
+    mixture = MaskMixture([MCARMask(1.0), ImageHalfMask((6, 8))], weights=[1, 3])
+    draw = lambda s: mixture(1000, 48, s)  # noqa: E731
+    masks = run_in_mode(draw, mode, tf.constant([7, 8])).numpy()
+    full = masks.all(axis=1)
+    assert np.all(masks[~full].sum(axis=1) == 24)  # the other rows are half images
+    # P(all hidden) = 1/4: 4 binomial standard errors.
+    assert abs(full.mean() - 0.25) < 4 * np.sqrt(0.25 * 0.75 / 1000)
+    np.testing.assert_array_equal(masks, run_in_mode(draw, mode, tf.constant([7, 8])).numpy())
+    assert not np.array_equal(masks, run_in_mode(draw, mode, tf.constant([7, 9])).numpy())
+
+
+def test_mixture_round_trips_and_checks_its_arguments():
+    import keras
+
+    mixture = MaskMixture([ImageRectangleMask((4, 4), 0.5, 0.5), MCARMask(0.3)], [2.0, 1.0])
+    restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(mixture))
+    assert restored.weights == [2.0, 1.0]
+    assert [type(g) for g in restored.generators] == [ImageRectangleMask, MCARMask]
+    assert restored.generators[0].min_fraction == 0.5 and restored.generators[1].rate == 0.3
+    seed = tf.constant([1, 2])
+    np.testing.assert_array_equal(mixture(50, 16, seed).numpy(), restored(50, 16, seed).numpy())
+    with pytest.raises(TypeError, match="generators: expected a non-empty list"):
+        MaskMixture([])
+    with pytest.raises(TypeError, match="generators"):
+        MaskMixture([MCARMask(0.2), "half"])
+    with pytest.raises(ValueError, match="weights: expected 2 positive numbers"):
+        MaskMixture([MCARMask(0.2), MCARMask(0.5)], [1.0])
+    with pytest.raises(ValueError, match="weights"):
+        MaskMixture([MCARMask(0.2)], [0.0])

@@ -10,6 +10,8 @@ the generators compile under XLA.
   at random), the reference's choice for tables (``rate=0.2``).
 * :class:`ImageRectangleMask` hides one axis-aligned rectangle per image.
 * :class:`ImageHalfMask` hides the top, bottom, left or right half of each image.
+* :class:`MaskMixture` draws each row's mask from one of several generators, chosen at random per
+  row, as the paper trains its inpainting models on a mix of mask kinds.
 
 Image masks act on flattened images: ``num_features`` must equal ``height * width * channels``,
 in row-major (``channels_last``) order, and every channel of a pixel is hidden together.
@@ -166,3 +168,73 @@ class ImageHalfMask(_ImageMask):
                 tf.where(side == 2, cols < width // 2, cols >= width // 2),
             ),
         )
+
+
+@keras.saving.register_keras_serializable(package="tfbayes")
+class MaskMixture(MaskGenerator):
+    """Each row's mask comes from one of ``generators``, the i-th chosen with probability
+    ``weights[i] / sum(weights)``, independently per row.
+
+    Every generator draws a full batch from its own seed (split from ``seed``) and a categorical
+    draw picks one of them per row, so the cost is that of all the generators together.
+
+    Args:
+      generators: a non-empty list of :class:`MaskGenerator`.
+      weights: one positive number per generator (default: equal weights).
+
+    Example:
+
+    ```python
+    mixture = MaskMixture([ImageRectangleMask((28, 28)), ImageHalfMask((28, 28))], [0.5, 0.5])
+    masks = mixture(64, 784, tf.constant([0, 1]))   # [64, 784], 1 = hidden
+    ```
+    """
+
+    def __init__(self, generators, weights=None):
+        generators = list(generators) if isinstance(generators, (list, tuple)) else None
+        if not generators or not all(isinstance(g, MaskGenerator) for g in generators):
+            raise TypeError(
+                f"generators: expected a non-empty list of MaskGenerator, got {generators!r}"
+            )
+        if weights is None:
+            weights = [1.0] * len(generators)
+        weights = list(weights) if isinstance(weights, (list, tuple, np.ndarray)) else None
+        if (
+            weights is None
+            or len(weights) != len(generators)
+            or not all(
+                isinstance(w, (int, float, np.integer, np.floating))
+                and not isinstance(w, bool)
+                and np.isfinite(w)
+                and w > 0
+                for w in weights
+            )
+        ):
+            raise ValueError(
+                f"weights: expected {len(generators)} positive numbers (one per generator), "
+                f"got {weights!r}"
+            )
+        self.generators = generators
+        self.weights = [float(w) for w in weights]
+
+    def __call__(self, batch_size, num_features, seed):
+        seeds = tf.random.experimental.stateless_split(seed, len(self.generators) + 1)
+        masks = tf.stack(
+            [g(batch_size, num_features, seeds[i]) for i, g in enumerate(self.generators)]
+        )  # [components, batch, features]
+        logits = tf.math.log(tf.constant([self.weights], tf.float32))
+        choice = tf.random.stateless_categorical(
+            logits, batch_size, seed=seeds[-1], dtype=tf.int32
+        )[0]
+        return tf.gather(tf.transpose(masks, [1, 0, 2]), choice, axis=1, batch_dims=1)
+
+    def get_config(self):
+        return {
+            "generators": [keras.saving.serialize_keras_object(g) for g in self.generators],
+            "weights": self.weights,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        generators = [keras.saving.deserialize_keras_object(g) for g in config["generators"]]
+        return cls(generators, config["weights"])
