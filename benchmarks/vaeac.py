@@ -68,8 +68,13 @@ from sklearn.experimental import enable_iterative_imputer  # noqa: E402, F401
 from sklearn.impute import IterativeImputer, KNNImputer  # noqa: E402
 
 from tfbayes.datasets import load_fashion_mnist  # noqa: E402
-from tfbayes.models import VAEAC, ImageHalfMask, ImageRectangleMask, MCARMask  # noqa: E402
-from tfbayes.models.masks import MaskMixture  # noqa: E402
+from tfbayes.models import (  # noqa: E402
+    VAEAC,
+    ImageHalfMask,
+    ImageRectangleMask,
+    MaskMixture,
+    MCARMask,
+)
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "results" / "vaeac.json"
 

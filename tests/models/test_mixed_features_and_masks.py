@@ -7,8 +7,13 @@ import scipy.stats
 import tensorflow as tf
 
 from tf_modes import MODES, run_in_mode
-from tfbayes.models import ImageHalfMask, ImageRectangleMask, MCARMask, MixedFeatures
-from tfbayes.models.masks import MaskMixture
+from tfbayes.models import (
+    ImageHalfMask,
+    ImageRectangleMask,
+    MaskMixture,
+    MCARMask,
+    MixedFeatures,
+)
 
 SIZES = [0, 3, 1, 2]  # real, 3 categories, real, 2 categories
 
