@@ -14,12 +14,3 @@ import pytest  # noqa: E402
 def dtype(request):
     """Runs a test once in float32 and once in float64."""
     return request.param
-
-
-def pytest_collection_modifyitems(config, items):
-    """Runs the tutorial notebooks (the longest tests, 30-150 s each) first.
-
-    With ``pytest -n 2`` the workers then share the long tests at the start and fill in with the
-    short ones, instead of one worker ending on a queue of notebooks while the other idles.
-    """
-    items.sort(key=lambda item: item.nodeid.split("::")[0] != "tests/test_tutorials.py")
