@@ -47,8 +47,8 @@ def draw(dist, num_samples, seed):
     ``seed`` itself. Under XLA on CPU, a sampler whose seed is an input of the compiled
     function or a cheap function of one (a salt, a fold-in) has the derivation of its Philox
     key and counter from that seed fused into the loop that generates the random bits, which
-    recomputes it for every block of four 32-bit numbers: about 2.4 times the cost of the
-    same draws from a split's output, which XLA computes once. The split costs one small
+    recomputes it for every block of four 32-bit numbers; from a split's output, which XLA
+    computes once, the loop runs Philox on the counter alone. The split costs one small
     random-number op; the draws are as random as before.
     """
     return dist.sample(num_samples, seed=tf.random.experimental.stateless_split(seed, 1)[0])

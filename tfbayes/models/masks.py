@@ -36,13 +36,17 @@ class MaskGenerator:
         return cls(**config)
 
 
+def _is_real(value):
+    """Whether ``value`` is a finite Python or NumPy number (not a bool)."""
+    return (
+        not isinstance(value, bool)
+        and isinstance(value, (int, float, np.floating, np.integer))
+        and bool(np.isfinite(value))
+    )
+
+
 def _check_rate(value, name):
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float, np.floating, np.integer))
-        or not np.isfinite(value)
-        or not 0 < value <= 1
-    ):
+    if not _is_real(value) or not 0 < value <= 1:
         raise ValueError(f"{name}: expected a number in (0, 1], got {value!r}")
     return float(value)
 
@@ -202,13 +206,7 @@ class MaskMixture(MaskGenerator):
         if (
             weights is None
             or len(weights) != len(generators)
-            or not all(
-                isinstance(w, (int, float, np.integer, np.floating))
-                and not isinstance(w, bool)
-                and np.isfinite(w)
-                and w > 0
-                for w in weights
-            )
+            or not all(_is_real(w) and w > 0 for w in weights)
         ):
             raise ValueError(
                 f"weights: expected {len(generators)} positive numbers (one per generator), "
