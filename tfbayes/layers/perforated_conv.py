@@ -114,9 +114,10 @@ def regular_grid(mask):
     A regular grid is the product of the rows ``r0 + t_h * k`` (``k < rows``) and
     the columns ``c0 + t_w * l`` (``l < cols``); one row (column) has step 1.
     """
-    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
-    if not np.array_equal(mask, np.outer(mask.any(axis=1), mask.any(axis=0))):
+    any_row, any_col = mask.any(axis=1), mask.any(axis=0)
+    if not np.array_equal(mask, np.outer(any_row, any_col)):
         return None
+    rows, cols = np.flatnonzero(any_row), np.flatnonzero(any_col)
     steps = []
     for kept in (rows, cols):
         gaps = np.unique(np.diff(kept))
