@@ -33,6 +33,10 @@ share of the SWAG epoch spent collecting, and ``predict_bma``'s cost per sample 
 update over the training set plus one prediction) against one plain prediction
 (the median of 5).
 
+``--width W`` gives the convolutions ``W`` and ``2 W`` filters (default 16, 20,538 weights),
+and ``--methods`` runs a subset of the methods (e.g. ``sgd,swa,fge``: three budgets instead of
+eight); a width other than 16 writes ``swag_width{W}.json``.
+
 Run: ``python benchmarks/swag.py [--quick] [--seed 0]``. ``--quick`` trains on 10,000
 images for 6 epochs (test on 2,000), a smoke run whose numbers are not the benchmark's.
 Writes ``benchmarks/results/swag.json`` (``swag_quick.json`` with ``--quick``,
@@ -72,6 +76,7 @@ BATCH = 128
 LR = 0.05
 WEIGHT_DECAY = 5e-4
 VALIDATION = 5000
+METHODS = ("sgd", "deep_ensemble", "swa", "fge", "curves", "mc_dropout")
 
 
 def mnist_path(path):
@@ -124,11 +129,12 @@ class MCDropout(keras.layers.Dropout):
         return super().call(inputs, training=True)
 
 
-def make_cnn(seed, dropout=0.0):
+def make_cnn(seed, width=16, dropout=0.0):
+    """The benchmark's CNN: convolutions of ``width`` and ``2 * width`` filters."""
     keras.utils.set_random_seed(seed)
     inputs = keras.Input((28, 28, 1))
     h = inputs
-    for filters in (16, 32):
+    for filters in (width, 2 * width):
         h = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False)(h)
         h = keras.layers.BatchNormalization()(h)
         h = keras.layers.ReLU()(h)
@@ -259,10 +265,23 @@ def main():
     parser.add_argument("--collect-per-epoch", type=int, default=None, help="default 1; quick 4")
     parser.add_argument("--curve-epochs", type=int, default=None, help="default 20; quick 2")
     parser.add_argument("--mnist", default=None, help="path of mnist_10k.npz")
+    parser.add_argument(
+        "--width", type=int, default=16, help="filters of the first convolution (the second: 2x)"
+    )
+    parser.add_argument(
+        "--methods",
+        default=",".join(METHODS),
+        help=f"comma-separated subset of {','.join(METHODS)} (swa also gives swag and swag_diag)",
+    )
     parser.add_argument("--timing-only", action="store_true", help="measure the costs only")
     parser.add_argument("--timing-epochs", type=int, default=4, help="epochs per timed run")
     add_load_arguments(parser)
     args = parser.parse_args()
+    methods = set(args.methods.split(","))
+    if not methods <= set(METHODS):
+        parser.error(f"--methods: expected a subset of {METHODS}, got {args.methods!r}")
+    if args.width < 1:
+        parser.error(f"--width: expected a positive int, got {args.width}")
     epochs = args.epochs or (6 if args.quick else 40)
     num_samples = args.num_samples or (10 if args.quick else 30)
     per_epoch = args.collect_per_epoch or (4 if args.quick else 1)
@@ -281,6 +300,9 @@ def main():
     config = {
         "quick": args.quick,
         "seed": args.seed,
+        "width": args.width,
+        "parameters": make_cnn(args.seed, args.width).count_params(),
+        "methods": sorted(methods),
         "epochs": epochs,
         "lr": LR,
         "weight_decay": WEIGHT_DECAY,
@@ -296,7 +318,12 @@ def main():
         "tensorflow": tf.__version__,
         "keras": keras.__version__,
     }
-    out = ROOT / "benchmarks" / "results" / ("swag_quick.json" if args.quick else "swag.json")
+    name = (
+        "swag"
+        + ("" if args.width == 16 else f"_width{args.width}")
+        + ("_quick" if args.quick else "")
+    )
+    out = ROOT / "benchmarks" / "results" / f"{name}.json"
     out.parent.mkdir(exist_ok=True)
     results = {}
 
@@ -311,22 +338,54 @@ def main():
         )
         save()
 
-    # SGD and the ensemble members.
+    # SGD and the ensemble members (two of them are the curves' endpoints).
     members, endpoints = [], []
-    for member in range(5):
-        model = make_cnn(args.seed + member)
+    count = 5 if "deep_ensemble" in methods else 2 if "curves" in methods else 1
+    for member in range(count if methods & {"sgd", "deep_ensemble", "curves"} else 0):
+        model = make_cnn(args.seed + member, args.width)
         train(model, x_train, y_train, args.seed + member, epochs, [sgd_schedule(epochs)])
         members.append(softmax(model.predict(x_eval, batch_size=512, verbose=0)))
         if member < 2:
             endpoints.append(model)
-        if member == 0:
+        if member == 0 and "sgd" in methods:
             logits = model.predict(x_eval, batch_size=512, verbose=0)
             record("sgd", softmax(logits))
             temperature = fit_temperature(model.predict(x_val, batch_size=512, verbose=0), y_val)
             record("sgd_temperature", softmax(logits / temperature), {"temperature": temperature})
-    record("deep_ensemble_5", np.mean(members, 0), {"budgets": 5})
+    if "deep_ensemble" in methods:
+        record("deep_ensemble_5", np.mean(members, 0), {"budgets": 5})
+    if "swa" in methods:
+        swa_swag_and_diag(
+            args, start_epoch, every, bn_data, x_train, y_train, x_eval, epochs, num_samples, record
+        )
+    if "fge" in methods:
+        fge_ensemble(args, bn_data, x_train, y_train, x_eval, epochs, record)
+    if "curves" in methods:
+        results["curves"] = curves(
+            args, endpoints, bn_data, x_train, y_train, x_test, y_test, curve_epochs
+        )
+        save()
+    if "mc_dropout" in methods:
+        model = make_cnn(args.seed, args.width, dropout=0.25)
+        train(model, x_train, y_train, args.seed, epochs, [sgd_schedule(epochs)])
+        record(
+            "mc_dropout",
+            np.mean(
+                [
+                    softmax(model.predict(x_eval, batch_size=512, verbose=0))
+                    for _ in range(num_samples)
+                ],
+                0,
+            ),
+            {"num_samples": num_samples},
+        )
+    print(f"wrote {out}")
 
-    # SWA, SWAG and SWAG-Diag from one run.
+
+def swa_swag_and_diag(
+    args, start_epoch, every, bn_data, x_train, y_train, x_eval, epochs, num_samples, record
+):
+    """SWA, SWAG and SWAG-Diag from one run of the SWA schedule."""
     swag = SWAG(
         start_epoch,
         max_rank=20,
@@ -337,7 +396,7 @@ def main():
         set_weights_at_end=False,
     )
     diag = SWAGDiag(start_epoch, every_n_steps=every, set_weights_at_end=False)
-    model = make_cnn(args.seed)
+    model = make_cnn(args.seed, args.width)
     train(model, x_train, y_train, args.seed, epochs, [swag, diag])
     swag.set_average_weights(bn_data=bn_data)
     record(
@@ -369,9 +428,11 @@ def main():
         {"num_samples": num_samples},
     )
 
-    # FGE: the same budget, half SGD, half cycles.
+
+def fge_ensemble(args, bn_data, x_train, y_train, x_eval, epochs, record):
+    """FGE at the same budget: the SGD recipe for half of it, then cycles."""
     fge_epochs = epochs // 2
-    model = make_cnn(args.seed)
+    model = make_cnn(args.seed, args.width)
     train(
         model, x_train, y_train, args.seed, epochs - fge_epochs, [sgd_schedule(epochs - fge_epochs)]
     )
@@ -383,7 +444,9 @@ def main():
         {"snapshots": len(fge.snapshots)},
     )
 
-    # Mode connectivity between two SGD models: a Bezier curve and the straight line.
+
+def curves(args, endpoints, bn_data, x_train, y_train, x_test, y_test, curve_epochs):
+    """A Bezier curve fitted between two SGD models, and the straight line, along ``t``."""
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     bezier = fit_curve(
         endpoints[0],
@@ -397,33 +460,18 @@ def main():
         seed=args.seed,
     )
     ts = np.linspace(0.0, 1.0, 5 if args.quick else 11)
-    curves = {"t": ts.tolist(), "curve_epochs": curve_epochs}
+    result = {"t": ts.tolist(), "curve_epochs": curve_epochs}
     for name, curve in (("bezier", bezier), ("line", Curve(endpoints[0], endpoints[1], "line"))):
         along = evaluate_curve(
             curve, (x_test, y_test), ts, loss=loss, bn_data=bn_data, batch_size=512
         )
-        curves[f"{name}_test_error"] = (1.0 - along["accuracy"]).tolist()
+        result[f"{name}_test_error"] = (1.0 - along["accuracy"]).tolist()
         print(
             f"{name:>16}: test error along t "
-            + " ".join(f"{e:.4f}" for e in curves[f"{name}_test_error"]),
+            + " ".join(f"{e:.4f}" for e in result[f"{name}_test_error"]),
             flush=True,
         )
-    results["curves"] = curves
-    save()
-
-    # MC dropout.
-    model = make_cnn(args.seed, dropout=0.25)
-    train(model, x_train, y_train, args.seed, epochs, [sgd_schedule(epochs)])
-    record(
-        "mc_dropout",
-        np.mean(
-            [softmax(model.predict(x_eval, batch_size=512, verbose=0)) for _ in range(num_samples)],
-            0,
-        ),
-        {"num_samples": num_samples},
-    )
-
-    print(f"wrote {out}")
+    return result
 
 
 if __name__ == "__main__":
