@@ -55,13 +55,12 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
-import scipy.integrate  # noqa: E402
-import scipy.stats as st  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tensorflow_probability as tfp  # noqa: E402
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 import tfbayes.estimators as est  # noqa: E402
+from tfbayes.estimators.quadrature import gaussian_estimator_variances  # noqa: E402
 from machine import LoadLog, add_load_arguments, machine_record, require_idle  # noqa: E402
 
 tfd = tfp.distributions
@@ -83,57 +82,10 @@ FUNCTIONS = {
 # ---------------------------------------------------------------- Section 3 quadrature
 
 
-def _gauss(fn):
-    return scipy.integrate.quad(lambda e: fn(e) * st.norm.pdf(e), -12, 12, epsabs=1e-12, limit=200)[
-        0
-    ]
-
-
-def _var(fn):
-    return _gauss(lambda e: fn(e) ** 2) - _gauss(fn) ** 2
-
-
 def quadrature_variances(name, mu, sigma):
     """Per-sample gradient variances ``{estimator: (d mu, d sigma)}`` by numerical integration."""
     _, h, dh, d2h = FUNCTIONS[name]
-    x = lambda e: mu + sigma * e  # noqa: E731
-    scores = (lambda e: e / sigma, lambda e: (e * e - 1) / sigma)
-    out = {
-        "score_function": tuple(_var(lambda e, s=s: h(x(e)) * s(e)) for s in scores),
-        "pathwise": (_var(lambda e: dh(x(e))), _var(lambda e: dh(x(e)) * e)),
-    }
-    # Delta method: h_cv(x) = f(mu) + f'(mu)(x - mu) + f''(mu)(x - mu)^2 / 2; with the
-    # oracle coefficient the variance is Var(g_f) - Cov(g_f, g_h)^2 / Var(g_h).
-    taylor = lambda e: h(mu) + dh(mu) * sigma * e + 0.5 * d2h(mu) * (sigma * e) ** 2  # noqa
-    controlled = []
-    for s in scores:
-        gf = lambda e, s=s: h(x(e)) * s(e)  # noqa: E731
-        gh = lambda e, s=s: taylor(e) * s(e)  # noqa: E731
-        cov = _gauss(lambda e: gf(e) * gh(e)) - _gauss(gf) * _gauss(gh)
-        var_h = _var(gh)
-        controlled.append(_var(gf) - (cov * cov / var_h if var_h > 1e-300 else 0.0))
-    out["score_function+delta"] = tuple(controlled)
-    c = 1 / (sigma * np.sqrt(2 * np.pi))
-
-    def rayleigh(fn):
-        return scipy.integrate.quad(
-            lambda r: fn(r) * r * np.exp(-r * r / 2), 0, 12, epsabs=1e-12, limit=200
-        )[0]
-
-    term = lambda r: c * (h(mu + sigma * r) - h(mu - sigma * r))  # noqa: E731
-    mean_var = rayleigh(lambda r: term(r) ** 2) - rayleigh(term) ** 2
-
-    def maxwell(fn):
-        return scipy.integrate.dblquad(
-            lambda u, m: fn(m, u) * m * m * st.norm.pdf(m), -12, 12, 0, 1, epsabs=1e-10
-        )[0]
-
-    scale_term = lambda m, u: (h(mu + sigma * m) - h(mu + sigma * m * u)) / sigma  # noqa: E731
-    out["measure_valued"] = (
-        mean_var,
-        maxwell(lambda m, u: scale_term(m, u) ** 2) - maxwell(scale_term) ** 2,
-    )
-    return out
+    return gaussian_estimator_variances(h, dh, mu, sigma, d2h=d2h)
 
 
 def section3(quick):

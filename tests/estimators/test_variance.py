@@ -16,6 +16,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 import tfbayes.estimators as est
+from tfbayes.estimators.quadrature import gaussian_estimator_variances
 from estimator_references import GAMMA, NORMAL, exact_gradient, sum_of_functions
 
 tfd = tfp.distributions
@@ -37,66 +38,42 @@ def f(x):
     return tf.add_n([h(x[:, j]) for j, h in enumerate(TF_H)])
 
 
-def _normal_expect(fn, m, s):
-    """``E fn(eps)`` over a standard normal (``fn`` sees ``eps``)."""
-    return scipy.integrate.quad(lambda e: fn(e) * st.norm.pdf(e), -12, 12, epsabs=1e-13, limit=200)[
-        0
-    ]
-
-
-def _variance(fn, m, s):
-    mean = _normal_expect(fn, m, s)
-    return _normal_expect(lambda e: fn(e) ** 2, m, s) - mean**2
-
-
 def per_sample_variances():
-    """``{estimator: [variance wrt loc_j, variance wrt scale_j]}`` by quadrature."""
-    out = {"score_function": [], "pathwise": [], "measure_valued": []}
+    """``{estimator: [variance wrt loc_j, variance wrt scale_j]}`` by quadrature; each member's
+    score-function noise includes the other members' terms."""
+
+    def expect(fn, m, s):
+        return scipy.integrate.quad(
+            lambda x: fn(x) * st.norm.pdf(x, m, s), m - 12 * s, m + 12 * s, epsabs=1e-13, limit=200
+        )[0]
+
     moments = [
-        (
-            _normal_expect(lambda e: h(m + s * e), m, s),
-            _normal_expect(lambda e: h(m + s * e) ** 2, m, s),
-        )
-        for h, m, s in zip(H, LOC, SCALE)
+        (expect(h, m, s), expect(lambda x: h(x) ** 2, m, s)) for h, m, s in zip(H, LOC, SCALE)
     ]
+    out = {"score_function": [], "pathwise": [], "measure_valued": []}
     for j, (h, dh, m, s) in enumerate(zip(H, DH, LOC, SCALE)):
-        rest_mean = sum(m1 for i, (m1, _) in enumerate(moments) if i != j)
-        rest_var = sum(m2 - m1**2 for i, (m1, m2) in enumerate(moments) if i != j)
-        rest_second = rest_var + rest_mean**2
-        sf = []
-        for score in (lambda e: e / s, lambda e: (e * e - 1) / s):
-            # E[(h + R)^2 s^2] - (E h s)^2 with R = the other members' terms.
-            second = (
-                _normal_expect(lambda e: (h(m + s * e) * score(e)) ** 2, m, s)
-                + 2 * rest_mean * _normal_expect(lambda e: h(m + s * e) * score(e) ** 2, m, s)
-                + rest_second * _normal_expect(lambda e: score(e) ** 2, m, s)
-            )
-            sf.append(second - _normal_expect(lambda e: h(m + s * e) * score(e), m, s) ** 2)
-        out["score_function"].append(sf)
-        out["pathwise"].append(
-            [_variance(lambda e: dh(m + s * e), m, s), _variance(lambda e: dh(m + s * e) * e, m, s)]
+        other_mean = sum(m1 for i, (m1, _) in enumerate(moments) if i != j)
+        other_var = sum(m2 - m1**2 for i, (m1, m2) in enumerate(moments) if i != j)
+        variances = gaussian_estimator_variances(
+            h, dh, m, s, other_mean=other_mean, other_second_moment=other_var + other_mean**2
         )
-        # Coupled measure-valued: mean with a shared Rayleigh R; scale with a
-        # double-sided Maxwell M and the normal M U.
-        c = 1 / (s * np.sqrt(2 * np.pi))
-
-        def rayleigh(fn):
-            return scipy.integrate.quad(
-                lambda r: fn(r) * r * np.exp(-r * r / 2), 0, 12, epsabs=1e-13, limit=200
-            )[0]
-
-        mean_term = lambda r: c * (h(m + s * r) - h(m - s * r))  # noqa: E731
-        mean_var = rayleigh(lambda r: mean_term(r) ** 2) - rayleigh(mean_term) ** 2
-
-        def maxwell(fn):
-            return scipy.integrate.dblquad(
-                lambda u, x: fn(x, u) * x * x * st.norm.pdf(x), -12, 12, 0, 1, epsabs=1e-11
-            )[0]
-
-        scale_term = lambda x, u: (h(m + s * x) - h(m + s * x * u)) / s  # noqa: E731
-        scale_var = maxwell(lambda x, u: scale_term(x, u) ** 2) - maxwell(scale_term) ** 2
-        out["measure_valued"].append([mean_var, scale_var])
+        for name in out:
+            out[name].append(variances[name])
     return {k: np.array(v).T for k, v in out.items()}  # [2 (loc, scale), 4]
+
+
+def test_quadrature_variances_of_a_linear_function_have_closed_forms():
+    # h(x) = x, x = mu + sigma eps: score function (mu + sigma eps) eps / sigma has variance
+    # mu^2 / sigma^2 + 2; pathwise 1 and eps: 0 and 1; measure-valued 2 r / sqrt(2 pi) with a
+    # Rayleigh r: 4 / pi - 1, and m (1 - u) with a double-sided Maxwell m: E m^2 E (1 - u)^2 = 1.
+    mu, sigma = 0.7, 1.3
+    variances = gaussian_estimator_variances(lambda x: x, lambda x: 1.0, mu, sigma)
+    np.testing.assert_allclose(variances["score_function"][0], mu**2 / sigma**2 + 2, rtol=1e-10)
+    np.testing.assert_allclose(variances["pathwise"], (0.0, 1.0), atol=1e-10)
+    np.testing.assert_allclose(variances["measure_valued"], (4 / np.pi - 1, 1.0), rtol=1e-8)
+    assert "score_function+delta" not in variances
+    with pytest.raises(ValueError, match="scale: expected a positive float, got 0.0"):
+        gaussian_estimator_variances(lambda x: x, lambda x: 1.0, mu, 0.0)
 
 
 @pytest.fixture(scope="module")

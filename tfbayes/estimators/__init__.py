@@ -15,6 +15,8 @@ variables ``f`` uses.
   Poisson, Bernoulli, Categorical.
 * ``delta_method`` and the ``"optimal"`` coefficient: control variates.
 * ``gradient_variance``: mean, variance and cost of an estimator's gradient.
+* ``gaussian_estimator_variances``: the exact per-sample variances of the score-function,
+  pathwise and measure-valued estimators for a Gaussian, by quadrature (needs SciPy).
 """
 
 from tfbayes.estimators.baselines import MovingAverageBaseline
@@ -23,6 +25,7 @@ from tfbayes.estimators.diagnostics import GradientStatistics, gradient_variance
 from tfbayes.estimators.measure_valued import measure_valued
 from tfbayes.estimators.parameters import distribution_parameters
 from tfbayes.estimators.pathwise import pathwise
+from tfbayes.estimators.quadrature import gaussian_estimator_variances
 from tfbayes.estimators.score_function import score_function
 
 __all__ = [
@@ -34,5 +37,6 @@ __all__ = [
     "ControlVariate",
     "gradient_variance",
     "GradientStatistics",
+    "gaussian_estimator_variances",
     "distribution_parameters",
 ]
