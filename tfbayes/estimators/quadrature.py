@@ -34,8 +34,13 @@ def _normal_expectation(fn):
     return scipy.integrate.quad(integrand, -_LIMIT, _LIMIT, epsabs=1e-13, limit=200)[0]
 
 
+def _variance(second_moment, mean):
+    """``E X^2 - (E X)^2``, never below 0 (the difference of two rounded integrals can be)."""
+    return max(second_moment - mean**2, 0.0)
+
+
 def _normal_variance(fn):
-    return _normal_expectation(lambda e: fn(e) ** 2) - _normal_expectation(fn) ** 2
+    return _variance(_normal_expectation(lambda e: fn(e) ** 2), _normal_expectation(fn))
 
 
 def _rayleigh_variance(fn):
@@ -47,7 +52,7 @@ def _rayleigh_variance(fn):
             lambda r: g(r) * r * math.exp(-0.5 * r * r), 0, _LIMIT, epsabs=1e-13, limit=200
         )[0]
 
-    return expect(lambda r: fn(r) ** 2) - expect(fn) ** 2
+    return _variance(expect(lambda r: fn(r) ** 2), expect(fn))
 
 
 def _maxwell_uniform_variance(fn):
@@ -65,7 +70,7 @@ def _maxwell_uniform_variance(fn):
             epsabs=1e-11,
         )[0]
 
-    return expect(lambda m, u: fn(m, u) ** 2) - expect(fn) ** 2
+    return _variance(expect(lambda m, u: fn(m, u) ** 2), expect(fn))
 
 
 def gaussian_estimator_variances(
@@ -111,7 +116,7 @@ def gaussian_estimator_variances(
             + 2 * other_mean * _normal_expectation(lambda e, s=s: h(x(e)) * s(e) ** 2)
             + other_second_moment * _normal_expectation(lambda e, s=s: s(e) ** 2)
         )
-        score_function.append(second - _normal_expectation(lambda e, s=s: h(x(e)) * s(e)) ** 2)
+        score_function.append(_variance(second, _normal_expectation(lambda e, s=s: h(x(e)) * s(e))))
     out = {
         "score_function": tuple(score_function),
         "pathwise": (
@@ -148,6 +153,6 @@ def gaussian_estimator_variances(
             ) * _normal_expectation(g_h)
             variance_h = _normal_variance(g_h)
             explained = covariance**2 / variance_h if variance_h > 1e-300 else 0.0
-            controlled.append(_normal_variance(g_f) - explained)
+            controlled.append(max(_normal_variance(g_f) - explained, 0.0))
         out["score_function+delta"] = tuple(controlled)
     return out
