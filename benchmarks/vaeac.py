@@ -299,12 +299,10 @@ def train_inpainter(x_train, steps, seed, network=INPAINTING):
         depth=network["depth"],
         min_scale=network["min_scale"],
         mask_generator=MaskMixture(list(INPAINTING_MASKS.values())),
+        normalization="none",
         seed=seed,
     )
     model.compile(keras.optimizers.Adam(network["lr"]), jit_compile=True)
-    model.adapt(np.zeros((1, 784), np.float32))  # builds the model; the scale is set just below
-    model.feature_mean.assign(np.zeros(784, np.float32))
-    model.feature_std.assign(np.ones(784, np.float32))
     images = tf.data.Dataset.from_tensor_slices(x_train.reshape(len(x_train), 784))
     data = (
         images.shuffle(len(x_train), seed=seed, reshuffle_each_iteration=True)

@@ -137,6 +137,32 @@ def test_adapt_matches_numpy_on_observed_values(dtype):
     assert model.feature_mean.numpy()[1] == 0 and model.feature_std.numpy()[1] == 1
 
 
+def test_shared_and_no_normalization(tmp_path):
+    rng = np.random.default_rng(1)
+    x = np.c_[rng.normal(3, 2, 300), rng.integers(0, 4, 300), rng.normal(-1, 0.5, 300)]
+    x[rng.random(x.shape) < 0.2] = np.nan
+    shared = _small([0, 4, 0], normalization="shared")
+    shared.adapt(x)
+    real = x[:, [0, 2]]
+    np.testing.assert_allclose(shared.feature_mean.numpy()[[0, 2]], np.nanmean(real), rtol=1e-6)
+    np.testing.assert_allclose(shared.feature_std.numpy()[[0, 2]], np.nanstd(real), rtol=1e-6)
+    assert shared.feature_mean.numpy()[1] == 0 and shared.feature_std.numpy()[1] == 1
+    # "none" keeps the values: no adapt is needed, also before a tf.data fit.
+    plain = _small([0, 4, 0], normalization="none")
+    data = tf.data.Dataset.from_tensor_slices(x[:256].astype("float32")).batch(64)
+    plain.compile(keras.optimizers.Adam(1e-3))
+    plain.fit(data, epochs=1, verbose=0)
+    plain.adapt(x)
+    np.testing.assert_array_equal(plain.feature_mean.numpy(), 0)
+    np.testing.assert_array_equal(plain.feature_std.numpy(), 1)
+    plain.save(tmp_path / "plain.keras")
+    assert keras.models.load_model(tmp_path / "plain.keras").normalization == "none"
+    with pytest.raises(ValueError, match="normalization: expected one of"):
+        _small([0], normalization="global")
+    with pytest.raises(ValueError, match="the real columns have no observed value"):
+        _small([0, 0], normalization="shared").adapt(np.full((2, 2), np.nan))
+
+
 def test_impute_keeps_observed_entries_and_fills_valid_values(dtype):
     model, x = _z_blind_model("float64" if dtype == np.float64 else "float32")
     rows = np.array([[0.3, np.nan, np.nan], [np.nan, np.nan, np.nan], [1.0, 2.0, 1.0]])

@@ -20,7 +20,9 @@ The model (arXiv 1806.02382, Section 4):
 Training masks are b = max(b_generated, b_missing): features missing in the data (NaN) are always
 unobserved and never scored. Real features are standardised with the mean and standard deviation
 of their observed values (:meth:`VAEAC.adapt`, stored in the model, so a saved model imputes on the
-original scale).
+original scale): each feature with its own by default, all of them with one shared pair for
+features on one scale (``normalization="shared"``, e.g. pixels), or not at all
+(``normalization="none"``).
 
 Mixed precision and distribution: under a ``keras.mixed_precision`` policy ("mixed_float16",
 "mixed_bfloat16") the networks run in the 16-bit compute dtype while the variables, the
@@ -43,6 +45,8 @@ from tfbayes.models.masks import MCARMask, MaskGenerator
 from tfbayes.models.mixed_features import MixedFeatures
 
 tfd = tfp.distributions
+
+NORMALIZATIONS = ("per_feature", "shared", "none")
 
 
 def _check_int(value, name, minimum=1):
@@ -147,6 +151,10 @@ class VAEAC(keras.Model):
       min_scale: the smallest standard deviation of a real feature's Gaussian, in standardised
         units.
       sigma_mu, sigma_sigma: the strengths σ_μ, σ_σ of the prior network's regularizer.
+      normalization: how :meth:`adapt` standardises the real features: ``"per_feature"`` (each
+        with the mean and standard deviation of its observed values), ``"shared"`` (all with those
+        of every observed real value: one scale, as pixels have) or ``"none"`` (kept as they are;
+        no :meth:`adapt` is needed).
       seed: an int for reproducible training masks and latent samples, or None.
 
     Example:
@@ -171,10 +179,16 @@ class VAEAC(keras.Model):
         min_scale=1e-2,
         sigma_mu=1e4,
         sigma_sigma=1e-4,
+        normalization="per_feature",
         seed=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        if normalization not in NORMALIZATIONS:
+            raise ValueError(
+                f"normalization: expected one of {NORMALIZATIONS}, got {normalization!r}"
+            )
+        self.normalization = normalization
         if not (isinstance(min_scale, (int, float)) and np.isfinite(min_scale) and min_scale > 0):
             raise ValueError(f"min_scale: expected a positive number, got {min_scale!r}")
         self.features = MixedFeatures(one_hot_max_sizes, min_scale)
@@ -221,7 +235,11 @@ class VAEAC(keras.Model):
             shape=(d,), initializer="ones", trainable=False, name="feature_std"
         )
         self.adapted = self.add_weight(
-            shape=(), initializer="zeros", trainable=False, name="adapted", dtype="float32"
+            shape=(),
+            initializer="ones" if self.normalization == "none" else "zeros",
+            trainable=False,
+            name="adapted",
+            dtype="float32",
         )
         encoded = self.features.encoded_width
         self.proposal_network.build((None, encoded + 2 * d))
@@ -243,7 +261,11 @@ class VAEAC(keras.Model):
         return x
 
     def adapt(self, x):
-        """Stores the mean and standard deviation of each real feature's observed values.
+        """Stores the mean and standard deviation of the real features' observed values.
+
+        Each real feature gets those of its own values (``normalization="per_feature"``), or
+        all get those of every observed real value (``"shared"``); with ``"none"`` they stay
+        0 and 1. Categorical features are never normalised.
 
         Args:
           x: ``[n, D]`` array, NaN where missing.
@@ -258,12 +280,17 @@ class VAEAC(keras.Model):
                 self.build((None, x.shape[1]))
         mean = np.zeros(x.shape[1])
         std = np.ones(x.shape[1])
-        for j in self.features.real_columns:
-            observed = x[~np.isnan(x[:, j]), j]
+        real = list(self.features.real_columns)
+        if self.normalization == "per_feature":
+            groups = [([j], f"real column {j} has") for j in real]
+        else:
+            groups = [(real, "the real columns have")] if self.normalization == "shared" else []
+        for columns, what in groups:
+            observed = x[:, columns][~np.isnan(x[:, columns])]
             if observed.size == 0:
-                raise ValueError(f"x: real column {j} has no observed value to normalise with")
-            mean[j] = observed.mean()
-            std[j] = observed.std() if observed.std() > 0 else 1.0
+                raise ValueError(f"x: {what} no observed value to normalise with")
+            mean[columns] = observed.mean()
+            std[columns] = observed.std() if observed.std() > 0 else 1.0
         self.feature_mean.assign(mean.astype(self.feature_mean.dtype))
         self.feature_std.assign(std.astype(self.feature_std.dtype))
         self.adapted.assign(1.0)
@@ -272,7 +299,7 @@ class VAEAC(keras.Model):
         """``keras.Model.fit``; on the first call with an array, :meth:`adapt` runs on it first.
         With a ``tf.data.Dataset`` call :meth:`adapt` yourself beforehand."""
         if isinstance(x, tf.data.Dataset):
-            if not self.built or not float(self.adapted.numpy()):
+            if self.normalization != "none" and (not self.built or not float(self.adapted.numpy())):
                 raise ValueError(
                     "x: a tf.data.Dataset gives no data to normalise with; call "
                     "model.adapt(rows) before fit"
@@ -496,6 +523,7 @@ class VAEAC(keras.Model):
                 "min_scale": self.min_scale,
                 "sigma_mu": self.sigma_mu,
                 "sigma_sigma": self.sigma_sigma,
+                "normalization": self.normalization,
                 "seed": self.seed,
             }
         )
