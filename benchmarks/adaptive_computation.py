@@ -73,7 +73,7 @@ import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from tfbayes.datasets import load_fashion_mnist  # noqa: E402
-from tfbayes.flops import count_flops  # noqa: E402
+from tfbayes.flops import count_flops, model_input  # noqa: E402
 from tfbayes.layers import (  # noqa: E402
     AdaptiveComputationBlock,
     PerforatedConv2D,
@@ -461,7 +461,7 @@ def layer_times(cnns, x, repeats, log):
         for layer in perforated_layers(model):
             if layer.num_kept == int(np.prod(layer.output_hw)):
                 continue
-            inputs = keras.Model(model.inputs, layer.input)(x, training=False)
+            inputs = keras.Model(model_input(model), layer.input)(x, training=False)
             plain = PerforatedConv2D.from_config({**layer.get_config(), "perforation_rate": 1.0})
             plain.build(inputs.shape)
             plain.set_weights(layer.get_weights()[:2] + plain.get_weights()[2:])
@@ -472,7 +472,7 @@ def layer_times(cnns, x, repeats, log):
                     "perforated": tf.function(layer, jit_compile=jit),
                     "plain": tf.function(plain, jit_compile=jit),
                     "filling": tf.function(
-                        lambda _, kept=kept, index=index: tf.gather(kept, index, axis=1),
+                        lambda inputs, kept=kept, index=index: tf.gather(kept, index, axis=1),
                         jit_compile=jit,
                     ),
                 }
