@@ -98,8 +98,8 @@ def gaussian_estimator_variances(
     Example (``h(x) = x``: the pathwise estimates are 1 and ``eps``):
 
     >>> variances = gaussian_estimator_variances(lambda x: x, lambda x: 1.0, loc=0.0, scale=1.0)
-    >>> [round(v, 6) for v in variances["pathwise"]]
-    [0.0, 1.0]
+    >>> tuple(round(v, 6) for v in variances["pathwise"])
+    (0.0, 1.0)
     """
     if not scale > 0:
         raise ValueError(f"scale: expected a positive float, got {scale!r}")
