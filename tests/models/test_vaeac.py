@@ -159,6 +159,9 @@ def test_shared_and_no_normalization(tmp_path):
     assert keras.models.load_model(tmp_path / "plain.keras").normalization == "none"
     with pytest.raises(ValueError, match="normalization: expected one of"):
         _small([0], normalization="global")
+    categorical = _small([3, 2], normalization="shared")  # no real column: nothing to normalise
+    categorical.adapt(np.array([[0.0, 1.0], [2.0, 0.0]]))
+    np.testing.assert_array_equal(categorical.feature_std.numpy(), 1)
     with pytest.raises(ValueError, match="the real columns have no observed value"):
         _small([0, 0], normalization="shared").adapt(np.full((2, 2), np.nan))
 

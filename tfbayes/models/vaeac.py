@@ -284,7 +284,8 @@ class VAEAC(keras.Model):
         if self.normalization == "per_feature":
             groups = [([j], f"real column {j} has") for j in real]
         else:
-            groups = [(real, "the real columns have")] if self.normalization == "shared" else []
+            shared = self.normalization == "shared" and real  # nothing to do without real columns
+            groups = [(real, "the real columns have")] if shared else []
         for columns, what in groups:
             observed = x[:, columns][~np.isnan(x[:, columns])]
             if observed.size == 0:
