@@ -122,14 +122,19 @@ def _check_num_examples(num_examples, allow_none=False):
     return num_examples
 
 
+def is_finite_real(value):
+    """Whether ``value`` is a finite real number (Python or NumPy int or float; not a bool)."""
+    return (
+        not isinstance(value, bool)
+        and isinstance(value, (int, float, np.floating, np.integer))
+        and bool(np.isfinite(value))
+    )
+
+
 def check_finite_real(value, name):
     """Returns ``value`` as a float, or raises ``ValueError`` naming ``name`` if it is not a
-    finite real number (Python or NumPy int or float; not a bool)."""
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float, np.floating, np.integer))
-        or not np.isfinite(value)
-    ):
+    finite real number (:func:`is_finite_real`)."""
+    if not is_finite_real(value):
         raise ValueError(f"{name}: expected a finite real number, got {value!r}")
     return float(value)
 

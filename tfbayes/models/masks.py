@@ -21,6 +21,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfbayes.layers.base import is_finite_real
+
 
 class MaskGenerator:
     """Base class: subclasses implement ``__call__`` and ``get_config``."""
@@ -36,17 +38,8 @@ class MaskGenerator:
         return cls(**config)
 
 
-def _is_real(value):
-    """Whether ``value`` is a finite Python or NumPy number (not a bool)."""
-    return (
-        not isinstance(value, bool)
-        and isinstance(value, (int, float, np.floating, np.integer))
-        and bool(np.isfinite(value))
-    )
-
-
 def _check_rate(value, name):
-    if not _is_real(value) or not 0 < value <= 1:
+    if not is_finite_real(value) or not 0 < value <= 1:
         raise ValueError(f"{name}: expected a number in (0, 1], got {value!r}")
     return float(value)
 
@@ -206,7 +199,7 @@ class MaskMixture(MaskGenerator):
         if (
             weights is None
             or len(weights) != len(generators)
-            or not all(_is_real(w) and w > 0 for w in weights)
+            or not all(is_finite_real(w) and w > 0 for w in weights)
         ):
             raise ValueError(
                 f"weights: expected {len(generators)} positive numbers (one per generator), "
