@@ -235,11 +235,7 @@ class VAEAC(keras.Model):
             shape=(d,), initializer="ones", trainable=False, name="feature_std"
         )
         self.adapted = self.add_weight(
-            shape=(),
-            initializer="ones" if self.normalization == "none" else "zeros",
-            trainable=False,
-            name="adapted",
-            dtype="float32",
+            shape=(), initializer="zeros", trainable=False, name="adapted", dtype="float32"
         )
         encoded = self.features.encoded_width
         self.proposal_network.build((None, encoded + 2 * d))
@@ -299,13 +295,16 @@ class VAEAC(keras.Model):
     def fit(self, x=None, y=None, **kwargs):
         """``keras.Model.fit``; on the first call with an array, :meth:`adapt` runs on it first.
         With a ``tf.data.Dataset`` call :meth:`adapt` yourself beforehand."""
+        needs_adapt = self.normalization != "none" and (
+            not self.built or not float(self.adapted.numpy())
+        )
         if isinstance(x, tf.data.Dataset):
-            if self.normalization != "none" and (not self.built or not float(self.adapted.numpy())):
+            if needs_adapt:
                 raise ValueError(
                     "x: a tf.data.Dataset gives no data to normalise with; call "
                     "model.adapt(rows) before fit"
                 )
-        elif x is not None and (not self.built or not float(self.adapted.numpy())):
+        elif x is not None and needs_adapt:
             self.adapt(x)
         return super().fit(x, y, **kwargs)
 
