@@ -344,11 +344,11 @@ def main():
     for member in range(count if methods & {"sgd", "deep_ensemble", "curves"} else 0):
         model = make_cnn(args.seed + member, args.width)
         train(model, x_train, y_train, args.seed + member, epochs, [sgd_schedule(epochs)])
-        members.append(softmax(model.predict(x_eval, batch_size=512, verbose=0)))
+        logits = model.predict(x_eval, batch_size=512, verbose=0)
+        members.append(softmax(logits))
         if member < 2:
             endpoints.append(model)
         if member == 0 and "sgd" in methods:
-            logits = model.predict(x_eval, batch_size=512, verbose=0)
             record("sgd", softmax(logits))
             temperature = fit_temperature(model.predict(x_val, batch_size=512, verbose=0), y_val)
             record("sgd_temperature", softmax(logits / temperature), {"temperature": temperature})
