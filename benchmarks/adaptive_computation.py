@@ -464,7 +464,9 @@ def layer_times(cnns, x, repeats, log):
             inputs = keras.Model(model_input(model), layer.input)(x, training=False)
             plain = PerforatedConv2D.from_config({**layer.get_config(), "perforation_rate": 1.0})
             plain.build(inputs.shape)
-            plain.set_weights(layer.get_weights()[:2] + plain.get_weights()[2:])
+            plain.kernel.assign(layer.kernel)
+            if layer.use_bias:
+                plain.bias.assign(layer.bias)
             kept = tf.zeros((x.shape[0], layer.num_kept, layer.filters))
             index = tf.constant(layer.nearest_index.numpy())
             for jit in (False, True):
