@@ -54,6 +54,35 @@ def test_log_prob_equals_scipy(dtype, mode):
     np.testing.assert_allclose(got, expected, rtol=1e-5 if dtype == np.float32 else 1e-12)
 
 
+@pytest.mark.parametrize("mode", MODES)
+def test_beta_nll_weights_real_terms_and_their_mean_gradients(dtype, mode):
+    """β-NLL: value sum_j w_j σ_j^{2β} log N(x_j; μ_j, σ_j) (categorical terms unweighted), and
+    the gradient in μ_j is w_j (x_j − μ_j) / σ_j^{2 − 2β}, with no gradient through the weight."""
+    features = MixedFeatures(SIZES, min_scale=0.05)
+    x = np.nan_to_num(_rows(dtype))
+    params = np.random.default_rng(1).normal(size=(3, features.param_width)).astype(dtype)
+    weight = np.array([[1, 1, 1, 1], [1, 1, 0, 1], [0, 1, 1, 1]], dtype)
+    beta = 0.5
+
+    def value_and_mean_grad(params):
+        with tf.GradientTape() as tape:
+            tape.watch(params)
+            value = features.log_prob(tf.constant(x), params, tf.constant(weight), beta)
+        return value, tape.gradient(value, params)
+
+    value, grad = run_in_mode(value_and_mean_grad, mode, tf.constant(params))
+    mean, scale = params[:, 0:2], np.maximum(np.log1p(np.exp(params[:, 2:4])), 0.05)
+    real_x, real_w = x[:, [0, 2]], weight[:, [0, 2]]
+    plain = features.log_prob(tf.constant(x), tf.constant(params), tf.constant(weight)).numpy()
+    real_terms = real_w * scipy.stats.norm.logpdf(real_x, mean, scale)
+    expected = plain - real_terms.sum(1) + (real_terms * scale ** (2 * beta)).sum(1)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(value.numpy(), expected, rtol=tol)
+    np.testing.assert_allclose(
+        grad.numpy()[:, 0:2], real_w * (real_x - mean) / scale ** (2 - 2 * beta), rtol=tol, atol=tol
+    )
+
+
 def test_sample_moments_and_most_probable():
     features = MixedFeatures([0, 3])
     params = np.array([[1.5, np.log(np.expm1(0.5)), 0.0, 1.0, -1.0]], np.float64)

@@ -208,6 +208,28 @@ def test_fit_from_tf_data_under_jit_and_save_load_round_trip(tmp_path):
     assert loaded.get_config()["one_hot_max_sizes"] == [0, 0, 3]
 
 
+def test_nll_beta_changes_the_training_loss_not_the_bound(tmp_path):
+    """With the same weights and seed, calling the model returns the same lower bound for every
+    nll_beta; only the loss differs (β-NLL weights σ^{2β} < 1 here shrink the real terms)."""
+    x = np.random.default_rng(0).normal(size=(64, 3)).astype("float32")
+    plain, weighted = (
+        _small([0, 0, 0], normalization="none"),
+        _small([0, 0, 0], normalization="none", nll_beta=0.5),
+    )
+    plain(x[:1]), weighted(x[:1])
+    weighted.set_weights(plain.get_weights())
+    bounds, losses = [], []
+    for model in (plain, weighted):  # both seed=0, called once: the same masks and z
+        bounds.append(model(x).numpy())
+        losses.append(float(sum(model.losses)))
+    np.testing.assert_allclose(bounds[0], bounds[1], rtol=1e-6)
+    assert losses[0] == pytest.approx(-bounds[0].mean() / 3, rel=1e-5)
+    assert losses[1] != pytest.approx(losses[0], rel=1e-3)
+    path = tmp_path / "beta.keras"
+    weighted.save(path)
+    assert keras.models.load_model(path).nll_beta == 0.5
+
+
 def test_image_masks_train_a_model_on_flat_images():
     images = np.random.default_rng(0).random((64, 16)).astype("float32")
     model = _small([0] * 16, mask_generator=ImageHalfMask((4, 4)))
@@ -222,6 +244,8 @@ def test_bad_input_is_named():
         VAEAC([0], latent_dim=0)
     with pytest.raises(ValueError, match="min_scale"):
         VAEAC([0], min_scale=-1.0)
+    with pytest.raises(ValueError, match=r"nll_beta: expected a number in \[0, 1\], got 2"):
+        VAEAC([0], nll_beta=2)
     with pytest.raises(TypeError, match="mask_generator"):
         VAEAC([0], mask_generator=0.2)
     model, x = _z_blind_model()

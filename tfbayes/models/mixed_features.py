@@ -9,7 +9,7 @@ A row has ``D = len(one_hot_max_sizes)`` features. Feature ``j`` is real-valued 
 * A generative network outputs ``param_width`` numbers per row: a mean and a raw scale for each
   real feature, then ``k`` logits for each categorical one. :meth:`MixedFeatures.log_prob` gives
   ``sum_j w_j log p(x_j)`` with p(x_j) = N(x_j; μ_j, σ_j²), σ_j = max(softplus(raw_j), min_scale),
-  or Categorical(x_j; softmax(logits_j)); :meth:`MixedFeatures.sample` draws from it or takes the
+  or Categorical(x_j; softmax(logits_j)), optionally with the β-NLL weights of real features; :meth:`MixedFeatures.sample` draws from it or takes the
   most probable value. Costs are O(B · param_width) per batch of B rows.
 """
 
@@ -92,13 +92,18 @@ class MixedFeatures:
             tf.scatter_nd(index, tf.transpose(values), [self.num_features, tf.shape(like)[0]])
         )
 
-    def log_prob(self, x, params, weight):
+    def log_prob(self, x, params, weight, beta=0.0):
         """``[B]``: ``sum_j weight_j log p(x_j | params)``; NaN entries of ``x`` count 0.
 
         Args:
           x: ``[B, D]`` rows (normalized real features, categorical indices), NaN where missing.
           params: ``[B, param_width]`` generative network outputs.
           weight: ``[B, D]`` 0/1 weights (the features to score).
+          beta: β of the β-NLL (Seitzer et al. 2022, eq. 5), in [0, 1]: each real feature's term
+            is multiplied by stop_gradient(σ_j^{2β}). β = 0 is the log-likelihood; for β > 0
+            the sum is a training objective, not a log-likelihood: its gradient in μ_j is
+            (x_j − μ_j) / σ_j^{2 − 2β}, so features the network finds hard (large σ_j) still
+            pull their means towards the data (β = 1: as the squared error does).
         """
         present = ~tf.math.is_nan(x)
         x0 = tf.where(present, x, tf.zeros_like(x))
@@ -108,6 +113,8 @@ class MixedFeatures:
             mean, scale = self._real_params(params)
             z = (tf.gather(x0, self.real_columns, axis=1) - mean) / scale
             real = -0.5 * tf.square(z) - tf.math.log(scale) - 0.5 * np.log(2 * np.pi)
+            if beta:
+                real = real * tf.stop_gradient(scale ** (2.0 * beta))
             per_feature.append(self._scatter(self.real_columns, real, x))
         for j, k, start in self._logit_slices:
             log_p = tf.nn.log_softmax(params[:, start : start + k])

@@ -15,7 +15,11 @@ The model (arXiv 1806.02382, Section 4):
       L(x, b) = E_q[log p_θ(x_b | z, x_{1-b}, b)] − KL(q_φ(z | x, b) ‖ p_ψ(z | x_{1-b}, b)) + R,
       R = −‖μ_ψ‖² / (2 σ_μ²) + σ_σ Σ (log σ_ψ − σ_ψ),
 
-  with the reference's nearly vanishing σ_μ = 1e4, σ_σ = 1e-4. Training minimises −L / D per row.
+  with the reference's nearly vanishing σ_μ = 1e4, σ_σ = 1e-4. Training minimises −L / D per row,
+  or with ``nll_beta = β > 0`` the same with each real feature's log-likelihood term weighted by
+  stop_gradient(σ^{2β}) (β-NLL, Seitzer et al. 2022): a learned-variance Gaussian otherwise lowers
+  its loss by widening σ on the features it finds hard instead of fitting their means, whose
+  gradient (x − μ) / σ² then vanishes.
 
 Training masks are b = max(b_generated, b_missing): features missing in the data (NaN) are always
 unobserved and never scored. Real features are standardised with the mean and standard deviation
@@ -151,6 +155,9 @@ class VAEAC(keras.Model):
       min_scale: the smallest standard deviation of a real feature's Gaussian, in standardised
         units.
       sigma_mu, sigma_sigma: the strengths σ_μ, σ_σ of the prior network's regularizer.
+      nll_beta: β in [0, 1] of the β-NLL training loss for real features (0: the lower bound
+        itself; 0.5 is the paper's recommendation). It changes the gradients only: the model,
+        :meth:`iwae` and the bound that calling the model returns are unchanged.
       normalization: how :meth:`adapt` standardises the real features: ``"per_feature"`` (each
         with the mean and standard deviation of its observed values), ``"shared"`` (all with those
         of every observed real value: one scale, as pixels have) or ``"none"`` (kept as they are;
@@ -179,6 +186,7 @@ class VAEAC(keras.Model):
         min_scale=1e-2,
         sigma_mu=1e4,
         sigma_sigma=1e-4,
+        nll_beta=0.0,
         normalization="per_feature",
         seed=None,
         **kwargs,
@@ -191,6 +199,11 @@ class VAEAC(keras.Model):
         self.normalization = normalization
         if not (isinstance(min_scale, (int, float)) and np.isfinite(min_scale) and min_scale > 0):
             raise ValueError(f"min_scale: expected a positive number, got {min_scale!r}")
+        if isinstance(nll_beta, bool) or not (
+            isinstance(nll_beta, (int, float)) and 0 <= nll_beta <= 1
+        ):
+            raise ValueError(f"nll_beta: expected a number in [0, 1], got {nll_beta!r}")
+        self.nll_beta = float(nll_beta)
         self.features = MixedFeatures(one_hot_max_sizes, min_scale)
         self.one_hot_max_sizes = self.features.sizes
         self.latent_dim = _check_int(latent_dim, "latent_dim")
@@ -368,7 +381,7 @@ class VAEAC(keras.Model):
 
     def call(self, x, training=False):
         """The per-row lower bound L(x, b) ``[B]`` under a fresh mask b from ``mask_generator``;
-        adds −mean(L) / D to the model's losses."""
+        adds −mean(L) / D to the model's losses (with the β-NLL weights when ``nll_beta > 0``)."""
         self._check_width(x.shape)
         x = self._normalize(x)
         batch = tf.shape(x)[0]
@@ -379,9 +392,14 @@ class VAEAC(keras.Model):
         proposal, prior, prior_input, prior_states = self._distributions(x, unobserved)
         z = proposal.sample(seed=self._seed())
         params = self._generate(z, prior_input, prior_states)
-        reconstruction = self.features.log_prob(x, params, unobserved)
-        bound = reconstruction - tfd.kl_divergence(proposal, prior) + self._prior_regularizer(prior)
-        self.add_loss(-tf.reduce_mean(tf.cast(bound, "float32")) / self.features.num_features)
+        regularized_kl = tfd.kl_divergence(proposal, prior) - self._prior_regularizer(prior)
+        bound = self.features.log_prob(x, params, unobserved) - regularized_kl
+        objective = (
+            self.features.log_prob(x, params, unobserved, self.nll_beta) - regularized_kl
+            if self.nll_beta
+            else bound
+        )
+        self.add_loss(-tf.reduce_mean(tf.cast(objective, "float32")) / self.features.num_features)
         return bound
 
     # ---------------------------------------------------------------------------- using a model
@@ -523,6 +541,7 @@ class VAEAC(keras.Model):
                 "min_scale": self.min_scale,
                 "sigma_mu": self.sigma_mu,
                 "sigma_sigma": self.sigma_sigma,
+                "nll_beta": self.nll_beta,
                 "normalization": self.normalization,
                 "seed": self.seed,
             }
