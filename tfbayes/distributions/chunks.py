@@ -23,11 +23,19 @@ into one XLA computation and run one after the other. The cut depends only on
 the array's size, never on the machine, so a seed gives the same draws
 everywhere.
 
+Compilation. ``call_in_blocks`` runs a kernel, a plain Python function, as one
+``tf.function(jit_compile=True)`` per kernel, input dtypes and further
+arguments, traced once, with the size left unknown (a shape-relaxing
+``tf.function`` traced twice: once at the first size, again relaxed; the
+von Mises kernel takes about 3 s per trace).
+
 Buckets. XLA compiles a kernel once per input size. The last (or only) block
 is padded to a bucket: a power of two ``>= 16`` up to ``CHUNK_SIZE``, then a
 multiple of ``CHUNK_SIZE``, so that calls with many different sizes share a
 few compilations.
 """
+
+import functools
 
 import tensorflow as tf
 
@@ -78,14 +86,16 @@ def call_in_blocks(kernel, tensors, fill_values, *args, seed=None):
     """``kernel(*block, *args)`` on consecutive blocks of 1-D ``tensors``, concatenated.
 
     Args:
-      kernel: function of ``len(tensors)`` 1-D tensors of one size (and
+      kernel: Python function of ``len(tensors)`` 1-D tensors of one size (and
         ``args``, and ``seed=`` if given), elementwise in them, returning a
-        tensor or a tuple of tensors of that size; typically a
-        ``tf.function(jit_compile=True)``.
+        tensor or a tuple of tensors of that size. It runs compiled by XLA
+        (see the module docstring), also for eager and ``tf.function``
+        callers.
       tensors: tuple of 1-D tensors of one size ``n``.
       fill_values: one Python scalar per tensor, for the padding (choose values
         for which ``kernel`` is cheap and finite).
-      *args: further arguments passed as they are to every call.
+      *args: further hashable Python arguments passed as they are to every
+        call (one compilation per distinct value).
       seed: optional ``[2]`` int32 stateless seed, passed to ``kernel`` as the
         keyword argument ``seed``: as it is to a single block, and as
         ``stateless_fold_in(seed, i)`` to block ``i`` of several.
@@ -99,16 +109,35 @@ def call_in_blocks(kernel, tensors, fill_values, *args, seed=None):
     Cost: that of ``kernel`` on ``n`` elements plus the padding, spread over
     the inter-op threads; one padded copy and one concatenation of each array.
     """
+    seed = None if seed is None else tf.convert_to_tensor(seed)
+    kernel = _compiled(
+        kernel, tuple(t.dtype for t in tensors), args, None if seed is None else seed.dtype
+    )
     static_size = tf.compat.dimension_value(tensors[0].shape[0])
     if static_size is None or static_size <= BLOCK_SIZE:
-        return _call_bucketed(kernel, tensors, fill_values, args, seed)
+        return _call_bucketed(kernel, tensors, fill_values, seed)
     if tf.executing_eagerly():
         # One graph, so that the blocks run in parallel for an eager caller too.
-        return _blocks_as_graph(kernel, tuple(tensors), tuple(fill_values), args, seed)
-    return _call_blocks(kernel, tensors, fill_values, args, seed)
+        return _blocks_as_graph(kernel, tuple(tensors), tuple(fill_values), seed)
+    return _call_blocks(kernel, tensors, fill_values, seed)
 
 
-def _call_blocks(kernel, tensors, fill_values, args, seed):
+@functools.cache
+def _compiled(kernel, dtypes, args, seed_dtype):
+    """``kernel(*tensors, *args[, seed=seed])`` as an XLA ``tf.function`` of the 1-D tensors (of
+    ``dtypes``, any size) and the ``[2]`` seed (if ``seed_dtype``), traced once."""
+    signature = [tf.TensorSpec([None], dtype) for dtype in dtypes]
+    if seed_dtype is not None:
+        signature.append(tf.TensorSpec([2], seed_dtype))
+
+    def call(*inputs):
+        seed = {} if seed_dtype is None else {"seed": inputs[-1]}
+        return kernel(*inputs[: len(dtypes)], *args, **seed)
+
+    return tf.function(call, input_signature=signature, jit_compile=True, autograph=False)
+
+
+def _call_blocks(kernel, tensors, fill_values, seed):
     size = tensors[0].shape[0]
     num_blocks = -(-size // BLOCK_SIZE)
     block = _bucket(-(-size // num_blocks))  # equal blocks, so that the cores finish together
@@ -117,7 +146,6 @@ def _call_blocks(kernel, tensors, fill_values, args, seed):
             kernel,
             tuple(t[start : start + block] for t in tensors),
             fill_values,
-            args,
             _block_seed(seed, i),
         )
         for i, start in enumerate(range(0, size, block))
@@ -140,9 +168,8 @@ def _bucket(size):
     return max(_MIN_BUCKET, 1 << (size - 1).bit_length())
 
 
-def _call_bucketed(kernel, tensors, fill_values, args, seed):
-    """``kernel`` on ``tensors`` padded to their bucket, results sliced back."""
-    kwargs = {} if seed is None else {"seed": seed}
+def _call_bucketed(kernel, tensors, fill_values, seed):
+    """The compiled ``kernel`` on ``tensors`` padded to their bucket, results sliced back."""
     static_size = tf.compat.dimension_value(tensors[0].shape[0])
     if static_size is not None:
         size, bucket = static_size, _bucket(static_size)
@@ -158,5 +185,5 @@ def _call_bucketed(kernel, tensors, fill_values, args, seed):
         tf.pad(t, [[0, bucket - size]], constant_values=value)
         for t, value in zip(tensors, fill_values)
     )
-    results = kernel(*padded, *args, **kwargs)
+    results = kernel(*padded, *([] if seed is None else [seed]))
     return tf.nest.map_structure(lambda t: t[:size], results)

@@ -83,7 +83,6 @@ def _attach_log_gamma_gradient(concentration, log_x):
     return tf.identity(log_x), grad
 
 
-@tf.function(jit_compile=True, reduce_retracing=True, autograph=False)
 def _marsaglia_tsang_log_sample(concentration, seed):
     """Marsaglia-Tsang rejection sampler of 1-D ``concentration``: ``log x``, no gradients.
 

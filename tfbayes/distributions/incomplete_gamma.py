@@ -168,7 +168,6 @@ def gamma_log_sample_grad(concentration, log_x):
         return tf.reshape(grad, tf.shape(a))
 
 
-@tf.function(jit_compile=True, reduce_retracing=True, autograph=False)
 def _gamma_log_sample_grad_kernel(a, log_x):
     """``gamma_log_sample_grad`` of 1-D ``a`` and ``log_x``, compiled by XLA."""
     # The Temme regime is computed only if some element has a large enough ``a``.

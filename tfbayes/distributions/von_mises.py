@@ -96,7 +96,6 @@ def _best_fisher(kappa, seed):
     )
 
 
-@tf.function(jit_compile=True, reduce_retracing=True, autograph=False)
 def _best_fisher_kernel(kappa, seed):
     """``_best_fisher`` of 1-D ``kappa``, compiled by XLA also for eager and
     ``tf.function`` callers (1e6 draws at ``kappa = 5``: 50 ms against 110 ms as

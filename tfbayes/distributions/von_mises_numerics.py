@@ -274,7 +274,6 @@ def _branches(x, kappa, result_dtype):
     return tf.switch_case(index, branches)
 
 
-@tf.function(jit_compile=True, reduce_retracing=True, autograph=False)
 def _kernel(x, concentration, implicit_gradient):
     """``(F, dF/dkappa)``, or ``dz/dkappa = -(dF/dkappa) / p``, of 1-D ``x`` and ``kappa``.
 
