@@ -14,3 +14,10 @@ import pytest  # noqa: E402
 def dtype(request):
     """Runs a test once in float32 and once in float64."""
     return request.param
+
+
+def pytest_collection_modifyitems(items):
+    """Runs the tutorials (12-60 s each, the longest tests) first: under `pytest -n 2` the
+    workers then end on short tests and finish together, instead of one idling while the
+    other runs the last notebook."""
+    items.sort(key=lambda item: item.path.name != "test_tutorials.py")
