@@ -240,9 +240,27 @@ def summarize(per_seed):
     return summary
 
 
-def run_tables(quick, network, steps, protocol, stored, save, names=None, seeds=range(5)):
+def stored_baselines(results):
+    """``{(table, seed): {method: record}}``: the baselines' records of every stored table run.
+
+    The masks depend only on the table and the seed, and the baselines are seeded by it too, so a
+    run with other VAEAC settings (``--nll-beta``, ``--protocol``) reuses them instead of refitting.
+    """
+    found = {}
+    for key, run in results.items():
+        if key.startswith("tables") and not key.endswith("_quick"):
+            for name, table in run.get("tables", {}).items():
+                for seed, record in table.get("seeds", {}).items():
+                    found[(name, int(seed))] = {m: r for m, r in record.items() if m != "vaeac"}
+    return found
+
+
+def run_tables(
+    quick, network, steps, protocol, stored, save, names=None, seeds=range(5), baselines=None
+):
     """Runs every method on each table and mask seed; adds per-seed records to ``stored`` (the
-    results of earlier runs with the same protocol, so that seeds can be run in parts)."""
+    results of earlier runs with the same protocol, so that seeds can be run in parts). The
+    baselines' records are taken from ``baselines`` (see ``stored_baselines``) where present."""
     seeds = [0, 1] if quick else list(seeds)
     steps = 600 if quick else steps
     results = {
@@ -263,8 +281,10 @@ def run_tables(quick, network, steps, protocol, stored, save, names=None, seeds=
             rng = np.random.default_rng(seed)
             hidden = rng.random(truth.shape) < 0.2
             corrupted = np.where(hidden, np.nan, truth)
-            record = {}
+            record = dict((baselines or {}).get((name, seed), {}))
             for method, imputer in baseline_imputers(seed).items():
+                if method in record:
+                    continue
                 start = time.time()
                 imputed = impute_baseline(method, imputer, corrupted, sizes)
                 nrmse, pfc = nrmse_pfc(truth, imputed, hidden, sizes)
@@ -556,6 +576,7 @@ def main():
                 save,
                 names,
                 seeds,
+                None if args.quick else stored_baselines(stored),
             )
             if part == "tables"
             else run_inpainting(args.quick, args.nll_beta)
