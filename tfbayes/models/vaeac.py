@@ -35,10 +35,15 @@ normalisation, the Gaussian and categorical distributions, the bound and the los
 ``tf.distribute`` strategy scope, ``fit`` averages the replicas' gradients as Keras does, and each
 replica draws its own training masks and latent samples.
 
-Cost per row: O(width · (width · depth + D_encoded + latent_dim)) multiply-adds for each network
-pass; :meth:`VAEAC.impute` with k imputations runs the prior network once and the generative
-network k times.
+The networks are fully connected by default, or convolutional for images (``image_shape``, a
+U-Net; see :mod:`tfbayes.models.vaeac_networks`).
+
+Cost per row: O(width · (width · depth + D_encoded + latent_dim)) multiply-adds for each fully
+connected network pass (convolutional: O(9 · H · W · width² · depth)); :meth:`VAEAC.impute` with
+k imputations runs the prior network once and the generative network k times.
 """
+
+import functools
 
 import keras
 import numpy as np
@@ -47,6 +52,13 @@ import tensorflow_probability as tfp
 
 from tfbayes.models.masks import MCARMask, MaskGenerator
 from tfbayes.models.mixed_features import MixedFeatures
+from tfbayes.models.vaeac_networks import (
+    ConvGenerator,
+    MLPGenerator,
+    ResidualConvEncoder,
+    ResidualMLP,
+    dense,
+)
 
 tfd = tfp.distributions
 
@@ -70,61 +82,6 @@ def _stateless_seed(seed):
     if seed.shape != (2,) or not seed.dtype.is_integer:
         raise ValueError(f"seed: expected None, an int or a pair of ints, got {seed!r}")
     return seed
-
-
-def _dense(units, name, dtype):
-    """A Dense layer with PyTorch's default initialisation, as in the reference code: uniform with
-    variance 1 / (3 fan_in). Keras's Glorot default makes the residual stacks' activations grow
-    about 1.5× in variance per block, which slows the start of training of the deep networks."""
-    init = keras.initializers.VarianceScaling(1 / 3, mode="fan_in", distribution="uniform")
-    return keras.layers.Dense(units, name=name, dtype=dtype, kernel_initializer=init)
-
-
-class _ResidualMLP(keras.layers.Layer):
-    """Dense(width) then ``depth`` residual blocks h + LeakyReLU(Dense(h)); returns every state."""
-
-    def __init__(self, width, depth, **kwargs):
-        super().__init__(**kwargs)
-        self.stem = _dense(width, "stem", self.dtype_policy)
-        self.blocks = [_dense(width, f"block_{i}", self.dtype_policy) for i in range(depth)]
-
-    def build(self, input_shape):
-        self.stem.build(input_shape)
-        for block in self.blocks:
-            block.build((None, self.stem.units))
-
-    def call(self, inputs):
-        h = keras.activations.leaky_relu(self.stem(inputs))
-        states = [h]
-        for block in self.blocks:
-            h = h + keras.activations.leaky_relu(block(h))
-            states.append(h)
-        return states
-
-
-class _Generator(keras.layers.Layer):
-    """z → width, then ``depth + 1`` residual blocks that each read one prior-network state (the
-    deepest first), then a Dense over the last state and the prior network's input."""
-
-    def __init__(self, width, depth, param_width, **kwargs):
-        super().__init__(**kwargs)
-        self.stem = _dense(width, "stem", self.dtype_policy)
-        self.blocks = [_dense(width, f"block_{i}", self.dtype_policy) for i in range(depth + 1)]
-        self.head = _dense(param_width, "head", self.dtype_policy)
-
-    def build(self, latent_dim, prior_input_width):
-        width = self.stem.units
-        self.stem.build((None, latent_dim))
-        for block in self.blocks:
-            block.build((None, 2 * width))
-        self.head.build((None, width + prior_input_width))
-        self.built = True
-
-    def call(self, z, prior_input, prior_states):
-        h = keras.activations.leaky_relu(self.stem(z))
-        for block, skip in zip(self.blocks, reversed(prior_states)):
-            h = h + keras.activations.leaky_relu(block(tf.concat([h, skip], axis=-1)))
-        return self.head(tf.concat([h, prior_input], axis=-1))
 
 
 def _gaussian(params, min_scale=1e-3):
@@ -158,6 +115,10 @@ class VAEAC(keras.Model):
       nll_beta: β in [0, 1] of the β-NLL training loss for real features (0: the lower bound
         itself; 0.5 is the paper's recommendation). It changes the gradients only: the model,
         :meth:`iwae` and the bound that calling the model returns are unchanged.
+      image_shape: None for fully connected networks, or ``(height, width)`` or
+        ``(height, width, channels)`` of images given as rows of ``height · width · channels``
+        real features (row-major, as ``images.reshape(n, -1)``): the networks are then
+        convolutional, with ``width`` channels and ``depth`` residual blocks per resolution.
       normalization: how :meth:`adapt` standardises the real features: ``"per_feature"`` (each
         with the mean and standard deviation of its observed values), ``"shared"`` (all with those
         of every observed real value: one scale, as pixels have) or ``"none"`` (kept as they are;
@@ -187,6 +148,7 @@ class VAEAC(keras.Model):
         sigma_mu=1e4,
         sigma_sigma=1e-4,
         nll_beta=0.0,
+        image_shape=None,
         normalization="per_feature",
         seed=None,
         **kwargs,
@@ -222,14 +184,51 @@ class VAEAC(keras.Model):
         self.sigma_sigma = float(sigma_sigma)
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
+        self.image_shape = self._check_image_shape(image_shape)
         policy = self.dtype_policy
-        self.proposal_network = _ResidualMLP(width, self.depth, name="proposal", dtype=policy)
-        self.proposal_head = _dense(2 * latent_dim, "proposal_head", policy)
-        self.prior_network = _ResidualMLP(width, self.depth, name="prior", dtype=policy)
-        self.prior_head = _dense(2 * latent_dim, "prior_head", policy)
-        self.generative_network = _Generator(
-            width, self.depth, self.features.param_width, name="generative", dtype=policy
-        )
+        if self.image_shape is None:
+            encoder = functools.partial(ResidualMLP, self.width, self.depth, dtype=policy)
+            generator = MLPGenerator(
+                self.width, self.depth, self.features.param_width, name="generative", dtype=policy
+            )
+        else:
+            encoder = functools.partial(
+                ResidualConvEncoder, self.image_shape, self.width, self.depth, dtype=policy
+            )
+            generator = ConvGenerator(
+                self.image_shape, self.width, self.depth, name="generative", dtype=policy
+            )
+        self.proposal_network = encoder(name="proposal")
+        self.proposal_head = dense(2 * latent_dim, "proposal_head", policy)
+        self.prior_network = encoder(name="prior")
+        self.prior_head = dense(2 * latent_dim, "prior_head", policy)
+        self.generative_network = generator
+
+    def _check_image_shape(self, image_shape):
+        if image_shape is None:
+            return None
+        shape = tuple(image_shape) if isinstance(image_shape, (list, tuple)) else ()
+        if len(shape) == 2:
+            shape = shape + (1,)
+        if len(shape) != 3 or not all(
+            isinstance(n, (int, np.integer)) and not isinstance(n, bool) and n > 0 for n in shape
+        ):
+            raise ValueError(
+                "image_shape: expected None, (height, width) or (height, width, channels) of "
+                f"positive ints, got {image_shape!r}"
+            )
+        shape = tuple(int(n) for n in shape)
+        if int(np.prod(shape)) != self.features.num_features:
+            raise ValueError(
+                f"image_shape: {shape} holds {int(np.prod(shape))} pixels, but "
+                f"one_hot_max_sizes has {self.features.num_features} features"
+            )
+        if self.features.categorical:
+            raise ValueError(
+                "image_shape: convolutional networks need real features only, but "
+                f"one_hot_max_sizes has categorical ones at {[j for j, _ in self.features.categorical]}"
+            )
+        return shape
 
     def _check_width(self, shape):
         if shape[-1] != self.features.num_features:
@@ -542,6 +541,7 @@ class VAEAC(keras.Model):
                 "sigma_mu": self.sigma_mu,
                 "sigma_sigma": self.sigma_sigma,
                 "nll_beta": self.nll_beta,
+                "image_shape": None if self.image_shape is None else list(self.image_shape),
                 "normalization": self.normalization,
                 "seed": self.seed,
             }
