@@ -39,7 +39,6 @@ import numpy as np
 from keras.src.models.functional import Functional
 
 from tfbayes.flops import layer_flops
-from tfbayes.layers.base import is_finite_real
 
 
 class SparsifiableLayer(typing.Protocol):
@@ -745,7 +744,11 @@ def select_threshold(
             f"objective: expected 'compression' or 'flops_reduction', got {objective!r}"
         )
     for name, value in (("reference_accuracy", reference_accuracy), ("max_loss_pt", max_loss_pt)):
-        if not (is_finite_real(value) and value >= 0):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float, np.number))
+            or not (np.isfinite(value) and value >= 0)
+        ):
             raise ValueError(f"{name}: expected a non-negative finite number, got {value!r}")
     if not reference_accuracy <= 1:
         raise ValueError(
