@@ -18,7 +18,6 @@ masks, and so on (:func:`rows_to_images`).
 import math
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 
@@ -107,16 +106,53 @@ def resolutions(image_shape):
     return sizes
 
 
+def _images_per_row(row_width, image_shape):
+    """``g``: how many flat images of ``image_shape`` a row of ``row_width`` numbers stacks."""
+    return row_width // math.prod(image_shape)
+
+
 def rows_to_images(rows, image_shape):
     """``[B, g · H · W · C]`` rows of ``g`` stacked flat images → ``[B, H, W, g · C]``."""
     height, width, channels = image_shape
-    groups = rows.shape[-1] // (height * width * channels)
+    groups = _images_per_row(rows.shape[-1], image_shape)
     images = tf.reshape(rows, [-1, groups, height, width, channels])
     images = tf.transpose(images, [0, 2, 3, 1, 4])
     return tf.reshape(images, [-1, height, width, groups * channels])
 
 
-class ResidualConvEncoder(keras.layers.Layer):
+class _ConvNetwork(keras.layers.Layer):
+    """What the convolutional encoder and generator share: the image shape, the levels of
+    :func:`resolutions`, and at each level ``depth`` residual blocks h + LeakyReLU(Conv3×3(h))
+    of ``width`` channels. Subclasses create their blocks with :meth:`_level_blocks` in their own
+    ``__init__``, between their other layers (the order of creation fixes the initial weights
+    drawn under ``keras.utils.set_random_seed``)."""
+
+    def __init__(self, image_shape, width, **kwargs):
+        super().__init__(**kwargs)
+        self.image_shape = tuple(image_shape)
+        self.width = width
+        self.levels = resolutions(self.image_shape)
+
+    def _level_blocks(self, depth):
+        return [
+            [
+                _conv(self.width, 3, f"level_{level}_block_{i}", self.dtype_policy)
+                for i in range(depth)
+            ]
+            for level in range(len(self.levels))
+        ]
+
+    def _build_level(self, level):
+        for block in self.blocks[level]:
+            block.build((None, *self.levels[level], self.width))
+
+    def _residual(self, level, h):
+        for block in self.blocks[level]:
+            h = h + _leaky_relu(block(h))
+        return h
+
+
+class ResidualConvEncoder(_ConvNetwork):
     """A convolutional encoder of images given as flat rows (:func:`rows_to_images`).
 
     A 1 × 1 convolution to ``width`` channels, then at each level of :func:`resolutions` (after a
@@ -129,43 +165,34 @@ class ResidualConvEncoder(keras.layers.Layer):
     """
 
     def __init__(self, image_shape, width, depth, **kwargs):
-        super().__init__(**kwargs)
-        self.image_shape = tuple(image_shape)
-        self.width = width
-        self.levels = resolutions(self.image_shape)
-        policy = self.dtype_policy
-        self.stem = _conv(width, 1, "stem", policy)
-        self.blocks = [
-            [_conv(width, 3, f"level_{level}_block_{i}", policy) for i in range(depth)]
-            for level in range(len(self.levels))
-        ]
-        self.flat = dense(width, "flat", policy)
+        super().__init__(image_shape, width, **kwargs)
+        self.stem = _conv(width, 1, "stem", self.dtype_policy)
+        self.blocks = self._level_blocks(depth)
+        self.flat = dense(width, "flat", self.dtype_policy)
 
     def build(self, input_shape):
         height, width, channels = self.image_shape
-        groups = input_shape[-1] // (height * width * channels)
+        groups = _images_per_row(input_shape[-1], self.image_shape)
         self.stem.build((None, height, width, groups * channels))
-        for size, blocks in zip(self.levels, self.blocks):
-            for block in blocks:
-                block.build((None, *size, self.width))
+        for level in range(len(self.levels)):
+            self._build_level(level)
         self.flat.build((None, math.prod(self.levels[-1]) * self.width))
         self.built = True
 
     def call(self, inputs):
         h = _leaky_relu(self.stem(rows_to_images(inputs, self.image_shape)))
         states = []
-        for level, blocks in enumerate(self.blocks):
+        for level in range(len(self.levels)):
             if level:
                 h = tf.nn.avg_pool2d(h, 2, 2, "VALID")
-            for block in blocks:
-                h = h + _leaky_relu(block(h))
+            h = self._residual(level, h)
             states.append(h)
         coarsest = math.prod(self.levels[-1]) * self.width
         states.append(_leaky_relu(self.flat(tf.reshape(h, [-1, coarsest]))))
         return states
 
 
-class ConvGenerator(keras.layers.Layer):
+class ConvGenerator(_ConvNetwork):
     """The convolutional generator: a U-Net decoder over the prior network's states.
 
     z → Dense to the coarsest level's map (``width`` channels). Then, from the coarsest level to
@@ -179,29 +206,22 @@ class ConvGenerator(keras.layers.Layer):
     """
 
     def __init__(self, image_shape, width, depth, **kwargs):
-        super().__init__(**kwargs)
-        self.image_shape = tuple(image_shape)
-        self.width = width
-        self.levels = resolutions(self.image_shape)
+        super().__init__(image_shape, width, **kwargs)
         policy = self.dtype_policy
         self.stem = dense(math.prod(self.levels[-1]) * width, "stem", policy)
         self.merges = [
             _conv(width, 1, f"level_{level}_merge", policy) for level in range(len(self.levels))
         ]
-        self.blocks = [
-            [_conv(width, 3, f"level_{level}_block_{i}", policy) for i in range(depth)]
-            for level in range(len(self.levels))
-        ]
+        self.blocks = self._level_blocks(depth)
         self.head = _conv(2 * self.image_shape[2], 1, "head", policy)
 
     def build(self, latent_dim, prior_input_width):
         height, width, channels = self.image_shape
-        groups = prior_input_width // (height * width * channels)
+        groups = _images_per_row(prior_input_width, self.image_shape)
         self.stem.build((None, latent_dim))
-        for size, merge, blocks in zip(self.levels, self.merges, self.blocks):
-            merge.build((None, *size, 2 * self.width))
-            for block in blocks:
-                block.build((None, *size, self.width))
+        for level, merge in enumerate(self.merges):
+            merge.build((None, *self.levels[level], 2 * self.width))
+            self._build_level(level)
         self.head.build((None, height, width, self.width + groups * channels))
         self.built = True
 
@@ -209,11 +229,10 @@ class ConvGenerator(keras.layers.Layer):
         h = tf.reshape(_leaky_relu(self.stem(z)), [-1, *self.levels[-1], self.width])
         for level in reversed(range(len(self.levels))):
             h = _leaky_relu(self.merges[level](tf.concat([h, prior_states[level]], axis=-1)))
-            for block in self.blocks[level]:
-                h = h + _leaky_relu(block(h))
+            h = self._residual(level, h)
             if level:
                 h = tf.repeat(tf.repeat(h, 2, axis=1), 2, axis=2)
         params = self.head(tf.concat([h, rows_to_images(prior_input, self.image_shape)], axis=-1))
         mean, raw = tf.split(params, 2, axis=-1)
-        pixels = int(np.prod(self.image_shape))
+        pixels = math.prod(self.image_shape)
         return tf.concat([tf.reshape(mean, [-1, pixels]), tf.reshape(raw, [-1, pixels])], axis=-1)
