@@ -32,10 +32,10 @@ Two parts, each writing its own key of ``benchmarks/results/vaeac.json``:
   of the best of the 10. Baselines on the same masks: a Gaussian per pixel fitted on the training
   images (ignores the visible pixels), a full-covariance Gaussian conditioned on the visible
   pixels (exact NLL, completions are its samples) and k-NN (the 10 training images nearest on the
-  visible pixels; no density). A picture of completions goes to
-  ``benchmarks/results/vaeac_inpainting.png`` (``vaeac_inpainting_conv.png`` with ``--conv``:
-  the same model with convolutional networks, a U-Net of 32 channels and one residual block per
-  resolution).
+  visible pixels; no density). ``--conv`` gives the same model convolutional networks (a U-Net
+  of 32 channels and one residual block per resolution). A picture of completions goes to
+  ``benchmarks/results/vaeac_<key>.png``, named after the run's key in ``vaeac.json`` (e.g.
+  ``vaeac_inpainting_nll_beta0.5_conv.png``).
 
 The model follows the reference's imputation networks by default (width 256, 10 residual blocks,
 latent 64, Adam 3e-4, batch 64, MCAR(0.2) training masks), trained for at most ``--steps``
@@ -438,7 +438,7 @@ def inpainting_scores(x_test, masks, log_lik, point, draws):
     return scores
 
 
-def run_inpainting(quick, nll_beta, conv):
+def run_inpainting(quick, nll_beta, conv, picture):
     import tensorflow as tf
 
     network = dict(INPAINTING_CONV if conv else INPAINTING, nll_beta=nll_beta)
@@ -497,8 +497,7 @@ def run_inpainting(quick, nll_beta, conv):
         print(name, json.dumps(results[name]), flush=True)
         shown[name] = (masks[:3], methods)
     if not quick:
-        # One picture per configuration: vaeac_inpainting.png, vaeac_inpainting_conv.png, ...
-        draw_completions(x_test[:3], shown, "vaeac_inpainting" + ("_conv" if conv else "") + ".png")
+        draw_completions(x_test[:3], shown, picture)
     return results
 
 
@@ -597,7 +596,7 @@ def main():
                 None if args.quick else stored_baselines(stored),
             )
             if part == "tables"
-            else run_inpainting(args.quick, args.nll_beta, args.conv)
+            else run_inpainting(args.quick, args.nll_beta, args.conv, f"vaeac_{key}.png")
         )
         print(json.dumps(results[key].get("tables", results[key]), indent=1)[:4000])
 
