@@ -6,8 +6,8 @@ Two parts, each writing its own key of ``benchmarks/results/vaeac.json``:
   (iris, wine and breast cancer with their class as a categorical column; diabetes with its sex
   column, which takes two values, as a categorical one) and the Palmer penguins that ship with the
   ``palmerpenguins`` package (four measurements, and species, island and sex as categorical
-  columns, as the paper's mushroom data has categorical features). For each of 5 mask seeds, 20 % of the
-  entries are hidden completely at random; VAEAC and scikit-learn's imputers fill them in, side by
+  columns, as the paper's mushroom data has categorical features). For each of 5 mask seeds,
+  20 % of the entries are hidden completely at random; VAEAC and scikit-learn's imputers fill them in, side by
   side on the same masks: mean/mode, k-NN (``KNNImputer``), MICE (``IterativeImputer``) and a
   MissForest-style ``IterativeImputer`` with random forests. Metrics as the VAEAC reference's
   evaluator defines them: NRMSE per real column (RMSE over the hidden entries / the column's

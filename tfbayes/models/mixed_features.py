@@ -9,8 +9,8 @@ A row has ``D = len(one_hot_max_sizes)`` features. Feature ``j`` is real-valued 
 * A generative network outputs ``param_width`` numbers per row: a mean and a raw scale for each
   real feature, then ``k`` logits for each categorical one. :meth:`MixedFeatures.log_prob` gives
   ``sum_j w_j log p(x_j)`` with p(x_j) = N(x_j; μ_j, σ_j²), σ_j = max(softplus(raw_j), min_scale),
-  or Categorical(x_j; softmax(logits_j)), optionally with the β-NLL weights of real features; :meth:`MixedFeatures.sample` draws from it or takes the
-  most probable value. Costs are O(B · param_width) per batch of B rows.
+  or Categorical(x_j; softmax(logits_j)), optionally with the β-NLL weights of real features;
+  :meth:`MixedFeatures.sample` draws from it or takes the most probable value. Costs are O(B · param_width) per batch of B rows.
 """
 
 import numpy as np

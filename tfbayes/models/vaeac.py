@@ -224,9 +224,10 @@ class VAEAC(keras.Model):
                 f"one_hot_max_sizes has {self.features.num_features} features"
             )
         if self.features.categorical:
+            columns = [j for j, _ in self.features.categorical]
             raise ValueError(
                 "image_shape: convolutional networks need real features only, but "
-                f"one_hot_max_sizes has categorical ones at {[j for j, _ in self.features.categorical]}"
+                f"one_hot_max_sizes has categorical ones at {columns}"
             )
         return shape
 
